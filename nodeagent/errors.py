@@ -1,0 +1,40 @@
+"""One exception tree for nodeagent; callers catch these, never a transport library's own errors.
+
+NodeAgentError
+├── ConfigError            the agent's own config file is missing, unparsable or invalid (exit 2)
+├── ManifestError          a manifest could not be loaded at all (the Problems carry the details)
+├── SourceError            a source could not be read this time (its last good snapshot stays)
+└── RuntimeError_          the container runtime refused or failed an operation
+    ├── RuntimeUnavailable the engine does not answer
+    └── ImagePullError     an image could not be pulled (ErrImagePull / ImagePullBackOff)
+"""
+
+from __future__ import annotations
+
+
+class NodeAgentError(Exception):
+    """Base of every error nodeagent raises on purpose."""
+
+
+class ConfigError(NodeAgentError):
+    """The agent config is invalid; the message names the key."""
+
+
+class ManifestError(NodeAgentError):
+    """A manifest file could not be read or parsed."""
+
+
+class SourceError(NodeAgentError):
+    """A source failed this time; its last good snapshot stays in force."""
+
+
+class RuntimeError_(NodeAgentError):  # noqa: N801 - avoid shadowing the builtin RuntimeError
+    """The container runtime failed an operation."""
+
+
+class RuntimeUnavailable(RuntimeError_):
+    """The container runtime does not answer."""
+
+
+class ImagePullError(RuntimeError_):
+    """An image could not be pulled."""

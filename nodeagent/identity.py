@@ -1,0 +1,138 @@
+"""Names, labels and the versioned spec hash: everything that lets Docker itself be the database.
+
+A container's name and labels say which pod, container, revision and restart attempt it is, so the
+agent can rebuild its whole view from one `docker ps` and never needs local state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from fractions import Fraction
+from typing import Any
+
+from nodeagent import model, quantity
+
+HASH_SCHEME = "v1"
+
+LABEL_MANAGED = "io.nodeagent.managed"
+LABEL_OWNER = "io.nodeagent.owner"
+LABEL_SPEC_HASH = "io.nodeagent.spec-hash"
+LABEL_ATTEMPT = "io.nodeagent.attempt"  # restart attempt, 0 for the first container
+LABEL_ROLE = "io.nodeagent.role"  # app, init or sandbox
+LABEL_INIT_INDEX = "io.nodeagent.init-index"
+LABEL_POD_UID = "io.kubernetes.pod.uid"
+LABEL_POD_NAME = "io.kubernetes.pod.name"
+LABEL_POD_NAMESPACE = "io.kubernetes.pod.namespace"
+LABEL_CONTAINER_NAME = "io.kubernetes.container.name"
+
+ROLE_APP = "app"
+ROLE_INIT = "init"
+ROLE_SANDBOX = "sandbox"
+
+
+def _canonical(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, quantity.Quantity):
+        return str(value.value)
+    if isinstance(value, Fraction):
+        return str(value)
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def spec_hash(template: model.PodTemplateSpec) -> str:
+    """`v1-<hex>`: changes exactly when the pod template (after defaulting) changes.
+
+    The scheme prefix lets a later nodeagent change what goes into the hash without every running pod
+    looking outdated: pods whose scheme differs are compared by the scheme they were made with.
+    """
+    blob = json.dumps(_canonical(template), sort_keys=True, separators=(",", ":"))
+    return f"{HASH_SCHEME}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def hash_digest(spec_hash_value: str) -> str:
+    """The hex part of a spec hash."""
+    return spec_hash_value.split("-", 1)[-1]
+
+
+def owner_daemonset(namespace: str, name: str) -> str:
+    return f"DaemonSet/{namespace}/{name}"
+
+
+def owner_pod(namespace: str, name: str) -> str:
+    return f"Pod/{namespace}/{name}"
+
+
+def parse_owner(owner: str) -> tuple[str, str, str] | None:
+    """`DaemonSet/ns/name` -> ("DaemonSet", "ns", "name"); None when malformed."""
+    parts = owner.split("/")
+    if len(parts) != 3 or parts[0] not in ("DaemonSet", "Pod"):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def daemon_pod_name(daemonset_name: str, spec_hash_value: str) -> str:
+    """`<daemonset>-<first 5 characters of the spec hash>`, so two revisions can run side by side."""
+    return f"{daemonset_name}-{hash_digest(spec_hash_value)[:5]}"
+
+
+def static_pod_name(pod_name: str, node_name: str) -> str:
+    """`<pod>-<node>`, as the kubelet names static (mirror) pods."""
+    return f"{pod_name}-{node_name}"
+
+
+_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+def container_name(namespace: str, pod: str, container: str, attempt: int) -> str:
+    """Docker container name, deterministic per (pod, container, attempt), as dockershim's `k8s_...`.
+
+    A create that half-finished before a crash is found by this name and finished, never duplicated.
+    """
+    raw = f"k8s_{container}_{pod}_{namespace}_{attempt}"
+    return _UNSAFE.sub("-", raw)
+
+
+def sandbox_name(namespace: str, pod: str) -> str:
+    return _UNSAFE.sub("-", f"k8s_POD_{pod}_{namespace}")
+
+
+def pod_uid(owner: str, pod: str) -> str:
+    """A stable uid for a pod, derived from its owner and name (no API server hands one out)."""
+    return hashlib.sha256(f"{owner}|{pod}".encode()).hexdigest()[:32]
+
+
+def container_labels(
+    *,
+    owner: str,
+    namespace: str,
+    pod: str,
+    container: str,
+    spec_hash_value: str,
+    attempt: int,
+    role: str,
+    init_index: int | None = None,
+) -> dict[str, str]:
+    labels = {
+        LABEL_MANAGED: "true",
+        LABEL_OWNER: owner,
+        LABEL_SPEC_HASH: spec_hash_value,
+        LABEL_ATTEMPT: str(attempt),
+        LABEL_ROLE: role,
+        LABEL_POD_NAME: pod,
+        LABEL_POD_NAMESPACE: namespace,
+        LABEL_POD_UID: pod_uid(owner, pod),
+        LABEL_CONTAINER_NAME: container,
+    }
+    if init_index is not None:
+        labels[LABEL_INIT_INDEX] = str(init_index)
+    return labels
