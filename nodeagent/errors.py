@@ -4,7 +4,7 @@ NodeAgentError
 ├── ConfigError            the agent's own config file is missing, unparsable or invalid (exit 2)
 ├── ManifestError          a manifest could not be loaded at all (the Problems carry the details)
 ├── SourceError            a source could not be read this time (its last good snapshot stays)
-└── RuntimeError_          the container runtime refused or failed an operation
+└── ContainerRuntimeError          the container runtime refused or failed an operation
     ├── RuntimeUnavailable the engine does not answer
     └── ImagePullError     an image could not be pulled (ErrImagePull / ImagePullBackOff)
 """
@@ -28,13 +28,13 @@ class SourceError(NodeAgentError):
     """A source failed this time; its last good snapshot stays in force."""
 
 
-class RuntimeError_(NodeAgentError):  # noqa: N801 - avoid shadowing the builtin RuntimeError
+class ContainerRuntimeError(NodeAgentError):
     """The container runtime failed an operation."""
 
 
-class RuntimeUnavailable(RuntimeError_):
+class RuntimeUnavailable(ContainerRuntimeError):
     """The container runtime does not answer."""
 
 
-class ImagePullError(RuntimeError_):
+class ImagePullError(ContainerRuntimeError):
     """An image could not be pulled."""
