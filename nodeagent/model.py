@@ -246,6 +246,7 @@ class SecurityContext:
     allow_privilege_escalation: bool | None = None
     seccomp_profile: str | None = None  # RuntimeDefault, Unconfined, Localhost
     proc_mount: str | None = None
+    seccomp_localhost_profile: str | None = None  # the profile file when seccomp_profile is Localhost
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,7 @@ class PodSecurityContext:
     supplemental_groups: tuple[int, ...] = ()
     sysctls: tuple[Sysctl, ...] = ()
     seccomp_profile: str | None = None
+    seccomp_localhost_profile: str | None = None  # the profile file when seccomp_profile is Localhost
 
 
 @dataclass(frozen=True)
