@@ -1,0 +1,197 @@
+"""The node this agent runs on: its name, labels and taints, as the DaemonSet controller sees a v1.Node.
+
+The agent has no API server to read a Node object from, so it builds one from its config and the host,
+the way the kubelet registers itself: the name defaults to the lowercased host name, the well-known
+`kubernetes.io/{hostname,os,arch}` labels are filled in, and a cordoned (unschedulable) node carries the
+`node.kubernetes.io/unschedulable:NoSchedule` taint that Kubernetes' node lifecycle controller adds.
+Label-syntax checks live here too, because node labels and taint keys must obey them.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodeagent import model
+
+# Well-known labels the kubelet sets on its Node (k8s.io/api/core/v1 well_known_labels.go).
+LABEL_HOSTNAME = "kubernetes.io/hostname"
+LABEL_OS = "kubernetes.io/os"
+LABEL_ARCH = "kubernetes.io/arch"
+
+# Well-known taint keys (k8s.io/api/core/v1 well_known_taints.go).
+TAINT_NOT_READY = "node.kubernetes.io/not-ready"
+TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
+TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+TAINT_MEMORY_PRESSURE = "node.kubernetes.io/memory-pressure"
+TAINT_DISK_PRESSURE = "node.kubernetes.io/disk-pressure"
+TAINT_PID_PRESSURE = "node.kubernetes.io/pid-pressure"
+TAINT_NETWORK_UNAVAILABLE = "node.kubernetes.io/network-unavailable"
+
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+# platform.machine() spellings -> Go's GOARCH, which is what kubernetes.io/arch carries.
+_GO_ARCH = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "x64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "aarch64_be": "arm64be",
+    "ppc64le": "ppc64le",
+    "ppc64": "ppc64",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "mips64": "mips64",
+    "mips64el": "mips64le",
+    "loongarch64": "loong64",
+    "i386": "386",
+    "i486": "386",
+    "i586": "386",
+    "i686": "386",
+    "x86": "386",
+}
+
+# sys.platform prefixes -> Go's GOOS (kubernetes.io/os).
+_GO_OS = (("linux", "linux"), ("win32", "windows"), ("cygwin", "windows"), ("darwin", "darwin"))
+
+
+@dataclass(frozen=True)
+class Node:
+    """What scheduling decisions are made against: the v1.Node fields the DaemonSet controller reads."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[model.Taint, ...] = ()
+    unschedulable: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The `node` object of `plan -o json` (DESIGN.md §4)."""
+        return {
+            "name": self.name,
+            "labels": dict(sorted(self.labels.items())),
+            "taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in self.taints],
+        }
+
+
+def go_arch(machine: str) -> str:
+    """platform.machine() as Go's GOARCH name (`x86_64` -> `amd64`), the value of kubernetes.io/arch."""
+    m = machine.strip().lower()
+    if m in _GO_ARCH:
+        return _GO_ARCH[m]
+    if m.startswith("arm"):  # armv6l, armv7l, armv8l (32-bit userland)
+        return "arm"
+    return m
+
+
+def go_os(sys_platform: str) -> str:
+    """sys.platform as Go's GOOS name, the value of kubernetes.io/os."""
+    for prefix, goos in _GO_OS:
+        if sys_platform.startswith(prefix):
+            return goos
+    return sys_platform
+
+
+def host_name() -> str:
+    """The kernel host name, trimmed and lowercased as the kubelet's GetHostname does."""
+    return socket.gethostname().strip().lower()
+
+
+def normalize_name(name: str) -> str:
+    """A configured node name as the kubelet treats --hostname-override: trimmed and lowercased."""
+    return name.strip().lower()
+
+
+def unschedulable_taint() -> model.Taint:
+    """The taint the node lifecycle controller puts on a cordoned node (doNoScheduleTaintingPass)."""
+    return model.Taint(key=TAINT_UNSCHEDULABLE, effect="NoSchedule")
+
+
+def build(
+    name: str | None,
+    labels: Mapping[str, str],
+    taints: tuple[model.Taint, ...] | list[model.Taint],
+    unschedulable: bool,
+) -> Node:
+    """The Node for this host: config values plus what the kubelet and node controller would add.
+
+    Labels set in the config win over the well-known defaults. A cordoned node gets the unschedulable
+    taint unless the config already lists one with that key and effect (taints are unique by key:effect).
+    """
+    node_name = normalize_name(name) if name else host_name()
+    full_labels = {
+        LABEL_HOSTNAME: node_name,
+        LABEL_OS: go_os(sys.platform),
+        LABEL_ARCH: go_arch(platform.machine()),
+    }
+    full_labels.update(labels)
+    all_taints = tuple(taints)
+    if unschedulable:
+        cordon = unschedulable_taint()
+        if not any(t.key == cordon.key and t.effect == cordon.effect for t in all_taints):
+            all_taints += (cordon,)
+    return Node(name=node_name, labels=full_labels, taints=all_taints, unschedulable=unschedulable)
+
+
+# --- label syntax (k8s.io/apimachinery/pkg/util/validation) ----------------------------------------
+
+_QNAME_CHAR = "[A-Za-z0-9]"
+_QNAME_EXT = "[-A-Za-z0-9_.]"
+_QUALIFIED_NAME_RE = re.compile(f"(?:{_QNAME_CHAR}{_QNAME_EXT}*)?{_QNAME_CHAR}")
+_LABEL_VALUE_RE = re.compile(f"(?:(?:{_QNAME_CHAR}{_QNAME_EXT}*)?{_QNAME_CHAR})?")
+_DNS1123_LABEL = "[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN_RE = re.compile(f"{_DNS1123_LABEL}(?:\\.{_DNS1123_LABEL})*")
+
+_QNAME_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character"
+)
+
+
+def dns1123_subdomain_error(value: str) -> str | None:
+    """Why `value` is not a lowercase RFC 1123 subdomain (the syntax of node names), or None."""
+    if len(value) > 253:
+        return "must be no more than 253 characters"
+    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+        return (
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+            "'.', and must start and end with an alphanumeric character"
+        )
+    return None
+
+
+def label_key_error(key: str) -> str | None:
+    """Why `key` is not a valid label key / taint key (a qualified name: `[prefix/]name`), or None."""
+    parts = key.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            return "prefix part must be non-empty"
+        err = dns1123_subdomain_error(prefix)
+        if err:
+            return f"prefix part {err}"
+    else:
+        return f"a qualified name {_QNAME_MSG} with an optional DNS subdomain prefix and '/'"
+    if not name:
+        return "name part must be non-empty"
+    if len(name) > 63:
+        return "name part must be no more than 63 characters"
+    if not _QUALIFIED_NAME_RE.fullmatch(name):
+        return f"name part {_QNAME_MSG}"
+    return None
+
+
+def label_value_error(value: str) -> str | None:
+    """Why `value` is not a valid label value (or taint value), or None; the empty string is valid."""
+    if len(value) > 63:
+        return "must be no more than 63 characters"
+    if not _LABEL_VALUE_RE.fullmatch(value):
+        return f"a valid label must be an empty string or {_QNAME_MSG.removeprefix('must ')}"
+    return None
