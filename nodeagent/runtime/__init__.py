@@ -11,6 +11,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from nodeagent import errors
+
+
+class ExecTimeout(errors.ContainerRuntimeError):
+    """An exec did not finish within its timeout (an exec probe counts it as a failure)."""
+
 
 @dataclass(frozen=True)
 class Mount:
