@@ -236,15 +236,11 @@ class DockerRuntime:
                     raise errors.ImagePullError(f"pull {image}: {line['error']}")
         except errors.NodeAgentError:
             raise
-        except docker.errors.APIError as exc:
+        except docker.errors.DockerException as exc:  # the engine refused: no such image, bad reference, auth
             raise errors.ImagePullError(f"pull {image}: {_explain(exc)}") from exc
-        except (docker.errors.DockerException, OSError) as exc:
-            # a pull that cannot reach the engine is an unavailable runtime, not a bad image
-            if isinstance(exc, docker.errors.DockerException) and not _is_transport(exc):
-                raise errors.ImagePullError(f"pull {image}: {_explain(exc)}") from exc
-            raise errors.RuntimeUnavailable(
-                f"pull {image}: docker engine unavailable: {_explain(exc)}"
-            ) from exc
+        except OSError as exc:  # requests' connection errors: the engine, not the image, is the problem
+            msg = f"pull {image}: docker engine unavailable: {_explain(exc)}"
+            raise errors.RuntimeUnavailable(msg) from exc
 
     def load_images(self, path: str) -> list[str]:
         """`docker load` of an image tarball; returns the loaded image names (or ids)."""
@@ -291,7 +287,8 @@ class DockerRuntime:
 
     def create(self, spec: runtime.ContainerCreate) -> str:
         api = self._api()
-        host_config = api.create_host_config(**_host_config_kwargs(spec))
+        with _translate(f"create {spec.name}"):
+            host_config = api.create_host_config(**_host_config_kwargs(spec))
         if SYSTEMPATHS_UNCONFINED in spec.security_opt:
             # a docker CLI option, not an engine one: the CLI sends empty masked/read-only path lists
             host_config["MaskedPaths"] = []
@@ -407,11 +404,6 @@ class DockerRuntime:
             except (errors.NodeAgentError, docker.errors.DockerException, OSError):
                 return
             since = until
-
-
-def _is_transport(exc: BaseException) -> bool:
-    text = _explain(exc).lower()
-    return "connection" in text or "socket" in text
 
 
 def _event(raw: Any) -> runtime.RuntimeEvent | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import random
@@ -9,13 +10,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.utils
 import pytest
 
-from nodeagent import errors, identity, runtime
+from nodeagent import errors, identity, model, podconfig, quantity, runtime, volumes
 from nodeagent.runtime import docker as dockerrt
 
 Runtime = dockerrt.DockerRuntime
@@ -486,3 +488,83 @@ def test_load_images(docker_runtime: Runtime, test_image: str, saved_image: str)
     assert test_image in docker_runtime.load_images(saved_image)
     with pytest.raises(errors.ContainerRuntimeError, match="no such file"):
         docker_runtime.load_images(saved_image + ".missing")
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("docker_cleanup")
+def test_pod_built_by_podconfig_runs(
+    docker_runtime: Runtime, test_image: str, test_labels: dict[str, str], name_prefix: str, tmp_path: Path
+) -> None:
+    """volumes.prepare → podconfig.build → create/start: the process sees what Kubernetes would give it."""
+    rt = docker_runtime
+    script = (
+        'test "$NODE" = node-a && test "$POD" = "$1" && test "$GREETING" = "hi-node-a" '
+        '&& test -d /host && test -w /scratch && test -w /mem && test "$(hostname)" = "$1" '
+        '&& test "$MEM_MI" = 32 && grep -q 10.1.2.3 /etc/hosts'
+    )
+    app = model.Container(
+        name="app",
+        image=test_image,
+        command=("sh", "-c", script, "sh"),
+        args=("$(POD)",),
+        env=(
+            model.EnvVar(
+                "NODE", value_from=model.EnvVarSource(field_ref=model.ObjectFieldSelector("spec.nodeName"))
+            ),
+            model.EnvVar(
+                "POD", value_from=model.EnvVarSource(field_ref=model.ObjectFieldSelector("metadata.name"))
+            ),
+            model.EnvVar("GREETING", "hi-$(NODE)"),
+            model.EnvVar(
+                "MEM_MI",
+                value_from=model.EnvVarSource(
+                    resource_field_ref=model.ResourceFieldSelector(
+                        "limits.memory", divisor=quantity.parse("1Mi")
+                    )
+                ),
+            ),
+        ),
+        resources=model.ResourceRequirements(limits={"memory": quantity.parse("32Mi")}),
+        volume_mounts=(
+            model.VolumeMount("host", "/host", read_only=True),
+            model.VolumeMount("scratch", "/scratch"),
+            model.VolumeMount("mem", "/mem"),
+        ),
+    )
+    pod_spec = model.PodSpec(
+        containers=(app,),
+        volumes=(
+            model.Volume("host", model.HostPathVolumeSource(str(tmp_path / "host"), "DirectoryOrCreate")),
+            model.Volume("scratch", model.EmptyDirVolumeSource()),
+            model.Volume(
+                "mem", model.EmptyDirVolumeSource(medium="Memory", size_limit=quantity.parse("8Mi"))
+            ),
+        ),
+        host_aliases=(("10.1.2.3", ("registry.local",)),),
+        termination_grace_period_seconds=2,
+    )
+    pod_name = f"{name_prefix}-pod"
+    owner = identity.owner_pod("default", pod_name)
+    uid = identity.pod_uid(owner, pod_name)
+    state_dir = str(tmp_path / "state")
+    ctx = podconfig.PodContext(
+        owner=owner,
+        namespace="default",
+        pod_name=pod_name,
+        metadata=model.ObjectMeta(name=pod_name),
+        spec=pod_spec,
+        spec_hash="v1-0123456789abcdef",
+        node_name="node-a",
+        host_ip="10.0.0.5",
+        volume_paths=volumes.prepare(state_dir, uid, pod_spec),
+    )
+    created = podconfig.build(ctx, app, role=identity.ROLE_APP, attempt=0)
+    created = dataclasses.replace(created, labels={**created.labels, **test_labels})
+    cid = rt.create(created)
+    rt.start(cid)
+    wait_for(lambda: state_of(rt, cid) == "exited")
+    found = observed(rt, cid)
+    assert found is not None and found.exit_code == 0
+    assert found.labels[identity.LABEL_OWNER] == owner
+    rt.remove(cid)
+    volumes.remove_pod_dirs(state_dir, uid)
