@@ -770,7 +770,8 @@ def _int_or_percent_value(value: int | str) -> int:
     if isinstance(value, int):
         return value
     digits = value[:-1] if value.endswith("%") else value
-    return int(digits) if digits.isdigit() else 0
+    number = v.small_int(digits)
+    return 0 if number is None or digits.startswith(("-", "+")) else number
 
 
 def _update_strategy(w: Walker, spec: Raw) -> model.DaemonSetUpdateStrategy:
@@ -796,7 +797,7 @@ def _update_strategy(w: Walker, spec: Raw) -> model.DaemonSetUpdateStrategy:
         if isinstance(val, str):
             for msg in v.percent(val):
                 w.error(p, v.invalid(val, msg))
-            if not v.percent(val) and int(val[:-1]) > 100:
+            if not v.percent(val) and _int_or_percent_value(val) > 100:
                 w.error(p, v.invalid(val, "must not be greater than 100%"))
         elif val < 0:
             w.error(p, v.invalid(val, _NONNEGATIVE))
@@ -1125,10 +1126,10 @@ def _pod_security_context(w: Walker, s: Raw, spath: str) -> model.PodSecurityCon
         value = w.str_(raw, "value", p)
         if not name:
             w.error(child(p, "name"), v.required())
-        elif not _SYSCTL.match(name) or len(name) > 253:
+        elif not _SYSCTL.fullmatch(name) or len(name) > 253:
             w.error(
                 child(p, "name"),
-                v.invalid(name, f"must have at most 253 characters and match regex {_SYSCTL.pattern}"),
+                v.invalid(name, _SYSCTL_ERROR),
             )
         elif name in seen:
             w.error(child(p, "name"), v.duplicate(name))
@@ -1150,7 +1151,8 @@ def _pod_security_context(w: Walker, s: Raw, spath: str) -> model.PodSecurityCon
     )
 
 
-_SYSCTL = re.compile(r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$")
+_SYSCTL = re.compile(r"([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?")
+_SYSCTL_ERROR = f"must have at most 253 characters and match regex ^{_SYSCTL.pattern}$"
 
 
 # --- scheduling: affinity and tolerations ------------------------------------------------------
@@ -1175,9 +1177,7 @@ def _node_selector_term(w: Walker, raw: Raw, path: str) -> model.NodeSelectorTer
             if len(values) != 1:
                 w.error(vpath, v.required("must be specified single value when `operator` is 'Lt' or 'Gt'"))
             else:
-                try:
-                    int(values[0], 10)
-                except ValueError:
+                if v.small_int(values[0]) is None:
                     w.error(v.index(vpath, 0), v.invalid(values[0], "must be an integer"))
         else:
             w.error(child(p, "operator"), v.invalid(op, "not a valid selector operator"))
@@ -1632,15 +1632,7 @@ def _quantity(w: Walker, d: Raw, name: str, path: str) -> quantity.Quantity | No
     raw = d.get(name)
     if raw is None:
         return None
-    p = child(path, name)
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        w.error(p, v.invalid(raw if isinstance(raw, bool) else str(type(raw).__name__), "must be a quantity"))
-        return None
-    try:
-        return quantity.parse(raw)
-    except (quantity.QuantityError, ValueError, OverflowError) as exc:
-        w.error(p, v.invalid(raw, str(exc)))
-        return None
+    return _quantity_at(w, raw, child(path, name))
 
 
 # --- containers --------------------------------------------------------------------------------
@@ -1808,7 +1800,7 @@ def _check_names_and_host_ports(
         used: set[str] = set()
         for ci, ctr in group:
             for pi, port in enumerate(ctr.ports):
-                if port.host_port == 0:
+                if not 1 <= port.host_port <= 65535:  # 0 is no host port; others are already errors
                     continue
                 ident = f"{port.protocol}/{port.host_ip}/{port.host_port}"
                 ppath = v.index(child(v.index(child(spath, field_name), ci), "ports"), pi)
@@ -2024,11 +2016,18 @@ def _quantity_at(w: Walker, raw: object, path: str) -> quantity.Quantity | None:
             path, v.invalid(raw if raw is None or isinstance(raw, bool) else "<object>", "must be a quantity")
         )
         return None
+    exponent = _EXPONENT.search(raw) if isinstance(raw, str) else None
+    if (isinstance(raw, str) and len(raw) > 100) or (exponent and abs(int(exponent.group(1))) > 100):
+        w.error(path, v.invalid(raw, "quantity is out of range"))
+        return None
     try:
         return quantity.parse(raw)
     except (quantity.QuantityError, ValueError, OverflowError) as exc:
         w.error(path, v.invalid(raw, str(exc)))
         return None
+
+
+_EXPONENT = re.compile(r"[eE]([+-]?[0-9]{1,90})\s*$")
 
 
 # --- probes and lifecycle hooks ----------------------------------------------------------------
@@ -2069,7 +2068,7 @@ def _handler(
         headers = []
         for hp, h in w.objects(d2, "httpHeaders", p, fields("name", "value")):
             name = w.str_(h, "name", hp)
-            if not _HTTP_HEADER.match(name):
+            if not _HTTP_HEADER.fullmatch(name):
                 w.error(
                     child(p, "httpHeaders"),
                     v.invalid(
@@ -2107,13 +2106,14 @@ def _handler(
         w.error(
             p,
             v.invalid(
-                seconds, f"must be greater than 0 and less than terminationGracePeriodSeconds ({grace})"
+                seconds,
+                f"must be greater than 0 and less than terminationGracePeriodSeconds ({v.fmt(grace)})",
             ),
         )
     return model.ExecAction(()), seconds
 
 
-_HTTP_HEADER = re.compile(r"^[-A-Za-z0-9]+$")
+_HTTP_HEADER = re.compile(r"[-A-Za-z0-9]+")
 
 
 def _probe(w: Walker, c: Raw, name: str, cpath: str, grace: int) -> model.Probe | None:

@@ -29,7 +29,10 @@ def fmt(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # an int too long to print (Python's int max-str-digits guard)
+            return "<number too large>"
     try:
         return json.dumps(value, sort_keys=True, default=str)
     except (ValueError, TypeError, RecursionError):
@@ -69,20 +72,20 @@ def too_long(limit: int) -> str:
 
 _DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + r"(\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_LABEL = re.compile(f"^{_DNS1123_LABEL_FMT}$")
-_DNS1123_SUBDOMAIN = re.compile(f"^{_DNS1123_SUBDOMAIN_FMT}$")
+_DNS1123_LABEL = re.compile(_DNS1123_LABEL_FMT)
+_DNS1123_SUBDOMAIN = re.compile(_DNS1123_SUBDOMAIN_FMT)
 _QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_QUALIFIED_NAME = re.compile(f"^{_QUALIFIED_NAME_FMT}$")
+_QUALIFIED_NAME = re.compile(_QUALIFIED_NAME_FMT)
 _LABEL_VALUE_FMT = f"({_QUALIFIED_NAME_FMT})?"
-_LABEL_VALUE = re.compile(f"^{_LABEL_VALUE_FMT}$")
+_LABEL_VALUE = re.compile(_LABEL_VALUE_FMT)
 _ENV_VAR_NAME_FMT = "[-._a-zA-Z][-._a-zA-Z0-9]*"
-_ENV_VAR_NAME = re.compile(f"^{_ENV_VAR_NAME_FMT}$")
+_ENV_VAR_NAME = re.compile(_ENV_VAR_NAME_FMT)
 _CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
-_CONFIG_KEY = re.compile(f"^{_CONFIG_KEY_FMT}$")
-_PORT_NAME_CHARS = re.compile("^[-a-z0-9]+$")
+_CONFIG_KEY = re.compile(_CONFIG_KEY_FMT)
+_PORT_NAME_CHARS = re.compile("[-a-z0-9]+")
 _PORT_NAME_LETTER = re.compile("[a-z]")
 _PERCENT_FMT = "[0-9]+%"
-_PERCENT = re.compile(f"^{_PERCENT_FMT}$")
+_PERCENT = re.compile(_PERCENT_FMT)
 
 
 def _regex_error(msg: str, fmt_: str, examples: Iterable[str]) -> str:
@@ -98,7 +101,7 @@ def dns1123_label(value: str) -> list[str]:
     errs = []
     if len(value) > 63:
         errs.append(_max_len(63))
-    if not _DNS1123_LABEL.match(value):
+    if not _DNS1123_LABEL.fullmatch(value):
         errs.append(
             _regex_error(
                 "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
@@ -114,7 +117,7 @@ def dns1123_subdomain(value: str) -> list[str]:
     errs = []
     if len(value) > 253:
         errs.append(_max_len(253))
-    if not _DNS1123_SUBDOMAIN.match(value):
+    if not _DNS1123_SUBDOMAIN.fullmatch(value):
         errs.append(
             _regex_error(
                 "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
@@ -152,7 +155,7 @@ def qualified_name(value: str) -> list[str]:
         errs.append("name part must be non-empty")
     elif len(name) > 63:
         errs.append("name part " + _max_len(63))
-    if name and not _QUALIFIED_NAME.match(name):
+    if name and not _QUALIFIED_NAME.fullmatch(name):
         errs.append(
             _regex_error(
                 "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
@@ -168,7 +171,7 @@ def label_value(value: str) -> list[str]:
     errs = []
     if len(value) > 63:
         errs.append(_max_len(63))
-    if not _LABEL_VALUE.match(value):
+    if not _LABEL_VALUE.fullmatch(value):
         errs.append(
             _regex_error(
                 "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
@@ -192,7 +195,7 @@ def _dots(value: str) -> list[str]:
 
 def env_var_name(value: str) -> list[str]:
     errs = []
-    if not _ENV_VAR_NAME.match(value):
+    if not _ENV_VAR_NAME.fullmatch(value):
         errs.append(
             _regex_error(
                 "a valid environment variable name must consist of alphabetic characters, digits, '_', "
@@ -208,7 +211,7 @@ def config_map_key(value: str) -> list[str]:
     errs = []
     if len(value) > 253:
         errs.append(_max_len(253))
-    if not _CONFIG_KEY.match(value):
+    if not _CONFIG_KEY.fullmatch(value):
         errs.append(
             _regex_error(
                 "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
@@ -224,7 +227,7 @@ def port_name(value: str) -> list[str]:
     errs = []
     if len(value) > 15:
         errs.append(_max_len(15))
-    if not _PORT_NAME_CHARS.match(value):
+    if not _PORT_NAME_CHARS.fullmatch(value):
         errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
     if "--" in value:
         errs.append("must not contain consecutive hyphens")
@@ -235,12 +238,19 @@ def port_name(value: str) -> list[str]:
     return errs
 
 
+def small_int(text: str, limit: int = 18) -> int | None:
+    """A plain decimal integer (optional sign, ASCII digits only) of at most `limit` digits, else None."""
+    if re.fullmatch(f"[-+]?[0-9]{{1,{limit}}}", text) is None:
+        return None
+    return int(text)
+
+
 def port_number(value: int) -> list[str]:
     return [] if 1 <= value <= 65535 else ["must be between 1 and 65535, inclusive"]
 
 
 def percent(value: str) -> list[str]:
-    if _PERCENT.match(value):
+    if _PERCENT.fullmatch(value):
         return []
     return [
         _regex_error(
