@@ -1,0 +1,442 @@
+"""A directory of manifest files as a source: watchdog for speed, a periodic relist for certainty.
+
+Used twice: for the DaemonSet directories of `sources:` (DaemonSets plus the ConfigMaps and Secrets they
+use) and for `staticPodPath` (Pods only, as the kubelet's staticPodPath accepts only Pods). A kind that
+does not belong in a source is an error at `kind` for that document, like any validation error.
+
+Safety (DESIGN.md §2), all decided here so the merger only ever sees full, good snapshots:
+- an unreadable or missing directory produces no new snapshot: before the first good listing
+  `snapshot()` is None, afterwards it is the last good one marked `ok=False`;
+- a file that fails as a whole (unreadable, not YAML, truncated) keeps its previous good documents;
+- a document that fails keeps its previous good version while the file's other documents update;
+- only deleting (or renaming away) a file withdraws its objects.
+
+Matching a failed document to its previous version: by identity first, by position second. The errors
+of a failed document still carry the kind and name when those could be read, so the previous document
+with that (kind, name) is kept even if documents above it were added or removed in the same edit
+(matching by index alone would then keep the wrong object and withdraw the right one). Only when the
+identity is unknown (kind or name is what is broken) does the document previously at the same index
+stay. A previous document whose identity is now defined by a valid document of the file is never kept.
+
+The directory is read non-recursively (subdirectories are skipped, as the kubelet does); dot-files and
+editor backups are skipped via `manifests.is_manifest_filename`. Symlinks are followed, so a Kubernetes
+ConfigMap-style `..data` swap is seen too.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, replace
+
+import structlog
+from watchdog import events as wd_events
+from watchdog import observers as wd_observers
+from watchdog.observers import api as wd_api
+
+from nodeagent import manifests, model
+from nodeagent.sources import snapshot as snap
+
+log = structlog.get_logger(__name__)
+
+DAEMONSET_SOURCE_KINDS: frozenset[str] = frozenset({"DaemonSet", "ConfigMap", "Secret"})
+STATIC_POD_SOURCE_KINDS: frozenset[str] = frozenset({"Pod"})
+
+
+# Events that mean content may have changed; opened/closed-without-write are our own reads.
+_CONTENT_EVENTS = frozenset(
+    {
+        wd_events.EVENT_TYPE_CREATED,
+        wd_events.EVENT_TYPE_MODIFIED,
+        wd_events.EVENT_TYPE_DELETED,
+        wd_events.EVENT_TYPE_MOVED,
+        wd_events.EVENT_TYPE_CLOSED,
+    }
+)
+
+_Signature = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class FileContent:
+    """What one file contributes: the documents in force and the problems found on the last read."""
+
+    documents: tuple[model.Document, ...] = ()
+    errors: tuple[model.Problem, ...] = ()
+    warnings: tuple[model.Problem, ...] = ()
+    kept: tuple[int | None, ...] = ()  # failed document indexes (None: whole file) whose old version stays
+
+
+def merge_file(
+    previous: FileContent | None, result: model.LoadResult, file: str, allowed_kinds: Collection[str]
+) -> FileContent:
+    """Combine a fresh load of `file` with its previous content, keeping good versions of what failed."""
+    old_docs = previous.documents if previous is not None else ()
+    errors = list(result.errors)
+    failed: set[int] = set()
+    whole_file_failed = False
+    for _, index in result.failed:
+        if index is None:
+            whole_file_failed = True
+        else:
+            failed.add(index)
+
+    fresh: list[model.Document] = []
+    for doc in result.documents:
+        if doc.obj.kind not in allowed_kinds:
+            errors.append(
+                model.Problem(
+                    file=doc.file,
+                    document=doc.index,
+                    kind=doc.obj.kind,
+                    name=doc.obj.metadata.name,
+                    path="kind",
+                    message=f"kind {doc.obj.kind} is not allowed in this source "
+                    f"(allowed: {', '.join(sorted(allowed_kinds))})",
+                )
+            )
+            failed.add(doc.index)
+        elif doc.index not in failed:
+            fresh.append(doc)
+
+    if whole_file_failed:
+        return FileContent(old_docs, tuple(errors), result.warnings, (None,) if old_docs else ())
+
+    taken = {model.object_key(d.obj) for d in fresh}
+    kept_docs: list[model.Document] = []
+    kept: set[int] = set()
+
+    def keep(doc: model.Document, index: int) -> None:
+        # A `kind: List` document held several objects at one index: it is kept (or not) as a whole.
+        for d in old_docs:
+            if d.index == doc.index and model.object_key(d.obj) not in taken:
+                taken.add(model.object_key(d.obj))
+                kept_docs.append(replace(d, file=file, index=index))
+                kept.add(index)
+
+    # By identity first, for every failed document, before any positional guess can claim an object.
+    unmatched: list[int] = []
+    for index in sorted(failed):
+        hints = _identity_hints(errors, index)
+        matches = [d for d in old_docs if _name(d) in hints and model.object_key(d.obj) not in taken]
+        for d in matches:
+            keep(d, index)
+        if not matches:
+            unmatched.append(index)
+    # Then by position, for failed documents whose identity could not be read.
+    for index in unmatched:
+        for d in old_docs:
+            if d.index == index and model.object_key(d.obj) not in taken:
+                keep(d, index)
+    documents = tuple(sorted(fresh + kept_docs, key=lambda d: d.index))
+    return FileContent(documents, tuple(errors), result.warnings, tuple(sorted(kept)))
+
+
+def _name(doc: model.Document) -> tuple[str, str]:
+    return (doc.obj.kind, doc.obj.metadata.name)
+
+
+def _identity_hints(errors: Iterable[model.Problem], index: int) -> set[tuple[str, str]]:
+    """(kind, name) of the objects of a failed document, as far as its errors could still tell."""
+    return {(p.kind, p.name) for p in errors if p.document == index and p.kind and p.name}
+
+
+class DirectorySource:
+    """One watched directory of manifests; `snapshot()` is its current full snapshot.
+
+    Thread-safe: events and the relist timer are handled on one worker thread, `relist()` may be called
+    from any thread, and scans are serialised. `on_change` runs on whichever thread made the snapshot
+    change (normally the worker) and should only wake the reconciler.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: str,
+        on_change: Callable[[], None],
+        relist_interval: float = 30.0,
+        debounce: float = 0.05,
+        *,
+        allowed_kinds: Collection[str] = DAEMONSET_SOURCE_KINDS,
+        watch: bool = True,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.path = os.path.abspath(path)
+        self._on_change = on_change
+        self._relist_interval = relist_interval
+        self._debounce = debounce
+        self._allowed_kinds = frozenset(allowed_kinds)
+        self._watch_enabled = watch
+        self._retry_interval = retry_interval  # while missing or unwatched, look again this often
+        self._log = log.bind(source=name, directory=self.path)
+
+        self._scan_lock = threading.Lock()  # one scan at a time; guards _files and _available
+        self._files: dict[str, tuple[_Signature | None, FileContent]] = {}
+        self._available: bool | None = None  # None: never tried
+        self._failure: model.Problem | None = None
+
+        self._state_lock = threading.Lock()  # guards _snapshot
+        self._snapshot: snap.Snapshot | None = None
+        self._last_good: snap.Snapshot | None = None
+
+        self._cond = threading.Condition()  # guards the pending-event fields below and _stopping
+        self._pending_names: set[str] = set()
+        self._pending = False
+        self._first_event = 0.0
+        self._last_event = 0.0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+        self._observer: wd_api.BaseObserver | None = None  # owned by the worker thread
+        self._watched_inode: tuple[int, int] | None = None
+
+    # --- public -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Do a first listing, then watch and relist in the background until `stop()`."""
+        if self._thread is not None:
+            return
+        self.relist()
+        with self._cond:
+            self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching; the last snapshot stays readable."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def snapshot(self) -> snap.Snapshot | None:
+        """The current full snapshot; None until the directory was listed successfully once."""
+        with self._state_lock:
+            return self._snapshot
+
+    @property
+    def failure(self) -> model.Problem | None:
+        """Why the directory cannot be read right now (also before the first good listing), or None."""
+        return self._failure
+
+    def relist(self) -> None:
+        """Rescan synchronously, re-reading every file (the safety net, and `nodeagent sync`'s one pass)."""
+        self._scan(None)
+
+    # --- scanning ---------------------------------------------------------------------------------
+
+    def _scan(self, force: Collection[str] | None) -> None:
+        """List the directory and re-read files that changed, or all of them when `force` is None."""
+        with self._scan_lock:
+            try:
+                names = sorted(os.listdir(self.path))
+            except OSError as exc:
+                self._unavailable(exc)
+                return
+            if self._available is False:
+                self._log.info("source_recovered")
+            self._available = True
+            self._failure = None
+
+            files: dict[str, tuple[_Signature | None, FileContent]] = {}
+            for name in names:
+                if not manifests.is_manifest_filename(name):
+                    continue
+                full = os.path.join(self.path, name)
+                if os.path.isdir(full):
+                    continue  # not recursive, as the kubelet
+                signature = _signature(full)
+                old = self._files.get(name)
+                if (
+                    old is not None
+                    and force is not None
+                    and name not in force
+                    and signature is not None
+                    and old[0] == signature
+                ):
+                    files[name] = old
+                    continue
+                previous = old[1] if old is not None else None
+                content = merge_file(previous, manifests.load_file(full), full, self._allowed_kinds)
+                self._report(full, previous, content)
+                files[name] = (signature, content)
+            for name in self._files.keys() - files.keys():
+                self._log.info("manifest_withdrawn", file=os.path.join(self.path, name))
+            self._files = files
+            new = snap.Snapshot(
+                source=self.name,
+                documents=tuple(d for _, c in files.values() for d in c.documents),
+                errors=tuple(p for _, c in files.values() for p in c.errors),
+                warnings=tuple(p for _, c in files.values() for p in c.warnings),
+                ok=True,
+            )
+            self._publish(new, good=True)
+
+    def _unavailable(self, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        if self._available is not False:
+            self._log.warning("source_unavailable", error=reason)
+        self._available = False
+        self._failure = model.Problem(
+            file=self.path,
+            document=None,
+            kind="",
+            name="",
+            path="",
+            message=f"source {self.name}: cannot read directory: {reason}; last good content stays in force",
+        )
+        with self._state_lock:
+            last_good = self._last_good
+        if last_good is not None:
+            failed = replace(last_good, ok=False, errors=(self._failure, *last_good.errors))
+            self._publish(failed, good=False)
+
+    def _publish(self, new: snap.Snapshot, *, good: bool) -> None:
+        with self._state_lock:
+            changed = new != self._snapshot
+            self._snapshot = new
+            if good:
+                self._last_good = new
+        if changed:
+            try:
+                self._on_change()
+            except Exception:
+                self._log.exception("on_change_failed")
+
+    def _report(self, file: str, previous: FileContent | None, content: FileContent) -> None:
+        """Log a file's problems when they change, so a broken file is reported once, not every relist."""
+        old_errors = previous.errors if previous is not None else ()
+        if content.errors == old_errors:
+            return
+        for p in content.errors:
+            self._log.warning(
+                "manifest_invalid",
+                file=file,
+                document=p.document,
+                kind=p.kind,
+                name=p.name,
+                path=p.path,
+                message=p.message,
+                kept_previous=None in content.kept or p.document in content.kept,
+            )
+        if not content.errors:
+            self._log.info("manifest_valid", file=file)
+
+    # --- background -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        """Worker: debounced event scans, periodic relists, and keeping the watch alive."""
+        next_relist = time.monotonic() + self._relist_interval
+        try:
+            while True:
+                self._ensure_watch()
+                interval = self._relist_interval
+                if self._watch_enabled and self._observer is None:
+                    interval = min(interval, self._retry_interval)
+                with self._cond:
+                    if self._stopping:
+                        return
+                    now = time.monotonic()
+                    next_relist = min(next_relist, now + interval)
+                    deadline = next_relist
+                    if self._pending:
+                        flush_at = min(
+                            self._last_event + self._debounce, self._first_event + 10 * self._debounce
+                        )
+                        deadline = min(deadline, flush_at)
+                    if now < deadline:
+                        self._cond.wait(deadline - now)
+                        continue
+                    force: set[str] | None = None
+                    if self._pending and now < next_relist:
+                        force = self._pending_names
+                    self._pending_names = set()
+                    self._pending = False
+                if force is None:
+                    next_relist = time.monotonic() + self._relist_interval
+                try:
+                    self._scan(force)
+                except Exception:  # a bug must not end the watching for good
+                    self._log.exception("source_scan_failed")
+        finally:
+            self._stop_watch()
+
+    def _on_event(self, event: wd_events.FileSystemEvent) -> None:
+        """Called on the watchdog thread: note what changed and let the worker debounce it."""
+        if event.event_type not in _CONTENT_EVENTS:
+            return
+        names: set[str] = set()
+        for raw in (event.src_path, event.dest_path):
+            path = os.fsdecode(raw) if raw else ""
+            if path and os.path.dirname(path) == self.path:
+                names.add(os.path.basename(path))
+        with self._cond:
+            now = time.monotonic()
+            if not self._pending:
+                self._first_event = now
+            self._pending = True
+            self._last_event = now
+            self._pending_names |= names
+            self._cond.notify_all()
+
+    def _ensure_watch(self) -> None:
+        """(Re)start watching when the directory exists and is not watched, or was replaced."""
+        if not self._watch_enabled:
+            return
+        try:
+            st = os.stat(self.path)
+            inode: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            inode = None
+        if self._observer is not None and inode == self._watched_inode:
+            return
+        self._stop_watch()
+        if inode is None:
+            return
+        handler = _Handler(self._on_event)
+        observer = wd_observers.Observer()
+        try:
+            observer.schedule(handler, self.path, recursive=False)
+            observer.start()
+        except OSError as exc:
+            self._log.warning("source_watch_failed", error=exc.strerror or str(exc))
+            return
+        self._observer = observer
+        self._watched_inode = inode
+        # Anything written between the last scan and the watch starting would be missed: look once more.
+        with self._cond:
+            if not self._pending:
+                self._first_event = time.monotonic()
+            self._pending = True
+            self._last_event = time.monotonic()
+
+    def _stop_watch(self) -> None:
+        observer, self._observer, self._watched_inode = self._observer, None, None
+        if observer is not None:
+            observer.stop()
+            observer.join()
+
+
+def _signature(path: str) -> _Signature | None:
+    """What tells a changed file from an unchanged one without reading it (follows symlinks)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+
+
+class _Handler(wd_events.FileSystemEventHandler):
+    """Forwards every watchdog event to one callback."""
+
+    def __init__(self, callback: Callable[[wd_events.FileSystemEvent], None]) -> None:
+        super().__init__()
+        self._callback = callback
+
+    def on_any_event(self, event: wd_events.FileSystemEvent) -> None:
+        self._callback(event)
