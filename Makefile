@@ -1,11 +1,13 @@
-# Every target sets up its own virtual environment, so a fresh clone needs only Python 3.11+, make and Docker.
+# Every target sets up what it needs by itself (a local .venv, a static busybox for offline images),
+# so a fresh clone needs only Python 3.11+, make and Docker.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/example.yaml
+EXAMPLE_IMAGE ?= busybox:stable
 
-.PHONY: run test unit lint check clean
+.PHONY: run test unit lint check busybox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +15,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+# Offline images are built FROM scratch with the host's static busybox; install it when missing.
+busybox:
+	@if ! [ -x /bin/busybox ] && ! [ -x /usr/bin/busybox ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's busybox-static (offline images are built from it)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; \
+	  else echo "warning: no static busybox; offline images need: apt-get install busybox-static" >&2; fi; \
+	fi
 
-run: $(STAMP)
+# The agent in the foreground on the examples in config/ (Ctrl-C stops the agent, not the pods).
+run: $(STAMP) busybox
+	$(BIN)/python -m nodeagent.localimage $(EXAMPLE_IMAGE)
 	$(BIN)/nodeagent --config $(CONFIG) plan
+	$(BIN)/nodeagent --config $(CONFIG) --log-format console run
 
-test: $(STAMP)
+test: $(STAMP) busybox
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -32,4 +44,4 @@ lint: $(STAMP)
 check: lint test
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .state

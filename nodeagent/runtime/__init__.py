@@ -114,8 +114,8 @@ class ContainerRuntime(Protocol):
         """Every container labelled io.nodeagent.managed=true, running or not, in one list call."""
         ...
 
-    def finished_at(self, container_id: str) -> float | None:
-        """When an exited container stopped (needs an inspect; only called for exited containers)."""
+    def timestamps(self, container_id: str) -> tuple[float | None, float | None]:
+        """(started, finished) of a container: one inspect, only done for exited containers."""
         ...
 
     def image_present(self, image: str) -> bool: ...

@@ -193,6 +193,12 @@ class DockerRuntime:
         state = info.get("State") or {}
         return state if isinstance(state, dict) else {}
 
+    def timestamps(self, container_id: str) -> tuple[float | None, float | None]:
+        state = self._inspect_state(container_id)
+        if not state:
+            return (None, None)
+        return (parse_time(state.get("StartedAt")), parse_time(state.get("FinishedAt")))
+
     def finished_at(self, container_id: str) -> float | None:
         state = self._inspect_state(container_id)
         return parse_time(state.get("FinishedAt")) if state else None

@@ -1,0 +1,240 @@
+"""Wiring: settings -> sources -> desired state; runtime -> observed state; plan; execute.
+
+`Agent` is what `plan`, `sync` and `run` share. It holds no workload state of its own: the desired
+state is re-read from the sources, the observed state from Docker labels, on every pass. What it keeps
+in memory (failure backoff, the time a tolerated NoExecute taint appeared, inspect results of exited
+containers) only shapes timing, and is rebuilt harmlessly after a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from nodeagent import desired, errors, execute, node, plan, settings
+from nodeagent import runtime as rt
+from nodeagent.sources import files
+
+log = structlog.get_logger(__name__)
+
+STATIC_SOURCE = "staticPodPath"
+
+
+@dataclass(frozen=True)
+class PassResult:
+    plan: plan.Plan
+    outcomes: tuple[execute.Outcome, ...]
+    desired: desired.DesiredState
+
+    @property
+    def failed(self) -> tuple[execute.Outcome, ...]:
+        return tuple(o for o in self.outcomes if not o.ok)
+
+
+def host_ip() -> str:
+    """This host's primary address as the kubelet reports `status.hostIP` (no packets are sent)."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        infos = []
+    for info in infos:
+        addr = str(info[4][0])
+        if not addr.startswith("127."):
+            return addr
+    return "127.0.0.1"
+
+
+def build_sources(
+    cfg: settings.Settings, on_change: Callable[[], None], *, watch: bool
+) -> list[files.DirectorySource]:
+    """One source per configured directory, plus the static pod path; HTTP sources come later."""
+    out: list[files.DirectorySource] = []
+    for i, src in enumerate(cfg.sources):
+        if isinstance(src, settings.DirectorySource):
+            out.append(
+                files.DirectorySource(
+                    f"sources[{i}]:{src.directory}",
+                    src.directory,
+                    on_change,
+                    relist_interval=cfg.resync_interval,
+                    watch=watch,
+                )
+            )
+        else:
+            raise errors.ConfigError(f"sources[{i}]: HTTP sources are not supported yet ({src.url})")
+    if cfg.static_pod_path:
+        out.append(
+            files.DirectorySource(
+                STATIC_SOURCE,
+                cfg.static_pod_path,
+                on_change,
+                relist_interval=cfg.resync_interval,
+                allowed_kinds=files.STATIC_POD_SOURCE_KINDS,
+                watch=watch,
+            )
+        )
+    return out
+
+
+class Agent:
+    """One node's agent: knows its settings, sources and runtime; computes and applies plans."""
+
+    def __init__(
+        self,
+        cfg: settings.Settings,
+        runtime: rt.ContainerRuntime | None,
+        *,
+        watch: bool = False,
+        on_change: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = cfg
+        self.runtime = runtime
+        self.clock = clock
+        self.node = node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable)
+        self._on_change = on_change
+        self._watch = watch
+        self.sources = build_sources(cfg, on_change, watch=watch)
+        self.merger = desired.Merger([s.name for s in self.sources])
+        self.backoff = plan.Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.reset_after)
+        self.failures: dict[tuple[str, str], plan.Failure] = {}
+        self.noexecute_since: dict[tuple[str, str], float] = {}
+        self._times: dict[str, tuple[float | None, float | None]] = {}
+        self._lock = threading.Lock()
+        self.host = execute.HostInfo(
+            node_name=self.node.name,
+            host_ip=host_ip(),
+            state_dir=cfg.state_dir,
+            allocatable_cpu_milli=(os.cpu_count() or 1) * 1000,
+            allocatable_memory=_memory_bytes(),
+        )
+
+    # --- sources ------------------------------------------------------------------------------
+
+    def start_sources(self) -> None:
+        for s in self.sources:
+            s.start()
+
+    def stop_sources(self) -> None:
+        for s in self.sources:
+            s.stop()
+
+    def relist(self) -> None:
+        for s in self.sources:
+            s.relist()
+
+    def desired_state(self) -> desired.DesiredState:
+        for s in self.sources:
+            shot = s.snapshot()
+            if shot is not None:
+                self.merger.update(shot)
+            failure = s.failure
+            if failure is not None and shot is None:
+                self.merger.update_failure(s.name, failure)
+        return self.merger.state()
+
+    # --- observed -----------------------------------------------------------------------------
+
+    def observe(self) -> tuple[rt.ObservedContainer, ...]:
+        """Managed containers from one list call; exited ones get their start/finish times (cached)."""
+        if self.runtime is None:
+            return ()
+        listed = self.runtime.list_managed()
+        out: list[rt.ObservedContainer] = []
+        alive: set[str] = set()
+        for c in listed:
+            alive.add(c.id)
+            if c.state in ("exited", "dead") and c.finished_at is None:
+                times = self._times.get(c.id)
+                if times is None:
+                    times = self.runtime.timestamps(c.id)
+                    self._times[c.id] = times
+                c = dataclasses.replace(c, started_at=times[0], finished_at=times[1])
+            out.append(c)
+        for cid in list(self._times):
+            if cid not in alive:
+                del self._times[cid]
+        return tuple(out)
+
+    # --- plan and execute ---------------------------------------------------------------------
+
+    def compute(self, state: desired.DesiredState, observed: tuple[rt.ObservedContainer, ...]) -> plan.Plan:
+        now = self.clock()
+        daemonsets = tuple(plan.DaemonSetInput(e.obj, e.source) for _, e in sorted(state.daemonsets.items()))
+        statics = tuple(plan.StaticPodInput(e.obj, e.source) for _, e in sorted(state.static_pods.items()))
+        self._track_noexecute(daemonsets, now)
+        inputs = plan.Inputs(
+            node=self.node,
+            daemonsets=daemonsets,
+            static_pods=statics,
+            observed=observed,
+            now=now,
+            all_sources_seen=state.all_sources_seen,
+            backoff=self.backoff,
+            noexecute_since=dict(self.noexecute_since),
+            failures=dict(self.failures),
+            protected_owners=frozenset(state.protected_owners),
+            protected_names=frozenset((e.kind, e.name) for e in state.errors if e.kind and e.name),
+            hold_removals=any(not (e.kind and e.name) for e in state.errors),
+        )
+        return plan.plan(inputs)
+
+    def _track_noexecute(self, daemonsets: tuple[plan.DaemonSetInput, ...], now: float) -> None:
+        from nodeagent import scheduling
+
+        seen: set[tuple[str, str]] = set()
+        for d in daemonsets:
+            decision = scheduling.decide(self.node, d.obj.spec.template.spec)
+            if decision.evict_after_seconds is not None:
+                key = (d.obj.metadata.namespace, d.obj.metadata.name)
+                seen.add(key)
+                self.noexecute_since.setdefault(key, now)
+        for key in list(self.noexecute_since):
+            if key not in seen:
+                del self.noexecute_since[key]
+
+    def reconcile(self, *, dry_run: bool = False) -> PassResult:
+        """One level-triggered pass: desired, observed, plan, execute."""
+        with self._lock:
+            state = self.desired_state()
+            observed = self.observe()
+            p = self.compute(state, observed)
+            if dry_run or self.runtime is None:
+                return PassResult(p, (), state)
+            executor = execute.Executor(self.runtime, self.host, lookup=state.lookup)
+            outcomes = executor.apply(p.actions)
+            self.failures = execute.record_failures(self.failures, outcomes, self.clock())
+            return PassResult(p, tuple(outcomes), state)
+
+    def reload(self, cfg: settings.Settings) -> None:
+        """Apply a new config: node labels and taints at once; sources rebuilt only if they changed."""
+        with self._lock:
+            old = self.settings
+            self.settings = cfg
+            self.node = node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable)
+            self.backoff = plan.Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.reset_after)
+            self.host = dataclasses.replace(self.host, node_name=self.node.name, state_dir=cfg.state_dir)
+            if (old.sources, old.static_pod_path, old.resync_interval) != (
+                cfg.sources,
+                cfg.static_pod_path,
+                cfg.resync_interval,
+            ):
+                self.stop_sources()
+                self.sources = build_sources(cfg, self._on_change, watch=self._watch)
+                self.merger = desired.Merger([s.name for s in self.sources])
+                if self._watch:
+                    self.start_sources()
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0

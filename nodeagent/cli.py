@@ -1,0 +1,523 @@
+"""The `nodeagent` command: argument parsing, exit codes and output formatting only.
+
+Exit codes: 0 ok, 1 a check or an action failed, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any, TextIO
+
+import structlog
+
+import nodeagent
+from nodeagent import agent as agent_mod
+from nodeagent import errors, logs, manifests, model, plan, reconciler, settings, status
+from nodeagent import runtime as rt
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+log = structlog.get_logger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nodeagent",
+        description="Run Kubernetes DaemonSets and static pods on this Docker host.",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="agent config file (default: $NODEAGENT_CONFIG or /etc/nodeagent/config.yaml)",
+    )
+    p.add_argument(
+        "--log-level", default=None, choices=logs.LEVELS, help="default: info for run, warning otherwise"
+    )
+    p.add_argument("--log-format", default="auto", choices=("auto", "json", "console"))
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="lint manifests (files or directories)")
+    v.add_argument("paths", nargs="+", metavar="PATH")
+    v.add_argument("-o", "--output", default="text", choices=("text", "json"))
+
+    pl = sub.add_parser(
+        "plan", help="what this node should run, what it runs, and the actions a sync would take"
+    )
+    pl.add_argument("-o", "--output", default="table", choices=("table", "json"))
+
+    sy = sub.add_parser("sync", help="one reconcile pass, then exit")
+    sy.add_argument("--dry-run", action="store_true", help="print the actions without applying them")
+    sy.add_argument("-o", "--output", default="table", choices=("table", "json"))
+
+    sub.add_parser("run", help="the long-running agent (SIGHUP reloads the config, SIGTERM exits)")
+
+    st = sub.add_parser("status", help="this node's DaemonSets and pods, kubectl-style")
+    st.add_argument("-o", "--output", default="table", choices=("table", "json"))
+
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = args.log_level or ("info" if args.command == "run" else "warning")
+    logs.configure(level, args.log_format)
+    if args.command is None:
+        _parser().print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "validate":
+            return cmd_validate(args.paths, args.output, sys.stdout)
+        if args.command == "version":
+            print(f"nodeagent {nodeagent.__version__}")
+            return EXIT_OK
+        cfg = settings.load(args.config or settings.default_config_path())
+        if args.command == "plan":
+            return cmd_plan(cfg, args.output, sys.stdout)
+        if args.command == "sync":
+            return cmd_sync(cfg, args.dry_run, args.output, sys.stdout)
+        if args.command == "status":
+            return cmd_status(cfg, args.output, sys.stdout)
+        if args.command == "run":
+            return cmd_run(cfg, args.config or settings.default_config_path())
+    except errors.ConfigError as exc:
+        print(f"nodeagent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+    return EXIT_USAGE
+
+
+# --- validate ---------------------------------------------------------------------------------
+
+
+def _problem_json(p: model.Problem) -> dict[str, object]:
+    return {
+        "file": p.file,
+        "document": p.document,
+        "kind": p.kind,
+        "name": p.name,
+        "path": p.path,
+        "message": p.message,
+    }
+
+
+def cmd_validate(paths: Sequence[str], output: str, out: TextIO) -> int:
+    result = manifests.load_paths(paths)
+    if output == "json":
+        doc = {
+            "valid": not result.errors,
+            "errors": [_problem_json(p) for p in result.errors],
+            "warnings": [_problem_json(p) for p in result.warnings],
+        }
+        out.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        for p in result.errors:
+            out.write(p.render() + "\n")
+        for p in result.warnings:
+            out.write("warning: " + p.render() + "\n")
+        files = len({d.file for d in result.documents} | {p.file for p in result.errors})
+        print(
+            f"{len(result.documents)} valid object(s) in {files} file(s); "
+            f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if result.errors else EXIT_OK
+
+
+# --- agent wiring for one-shot commands --------------------------------------------------------
+
+
+def _runtime(cfg: settings.Settings) -> rt.ContainerRuntime | None:
+    """The Docker runtime, or None (with a log line) when no engine answers."""
+    from nodeagent.runtime import docker as docker_rt
+
+    runtime = docker_rt.DockerRuntime(cfg.docker_host)
+    try:
+        if runtime.ping():
+            return runtime
+    except errors.NodeAgentError:
+        pass
+    log.warning("docker_unavailable", host=cfg.docker_host or os.environ.get("DOCKER_HOST", "default socket"))
+    return None
+
+
+def _one_shot_agent(cfg: settings.Settings) -> agent_mod.Agent:
+    a = agent_mod.Agent(cfg, _runtime(cfg), watch=False)
+    a.relist()
+    return a
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+def plan_json(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, Any]:
+    p = result.plan
+    daemonsets = []
+    for d in p.daemonsets:
+        daemonsets.append(
+            {
+                "namespace": d.namespace,
+                "name": d.name,
+                "source": d.source,
+                "revision": d.desired.spec_hash,
+                "shouldRun": d.decision.should_run,
+                "shouldContinueRunning": d.decision.should_continue_running,
+                "reasons": list(d.decision.reasons),
+                "running": d.running,
+                "pods": [
+                    {
+                        "name": pod.name,
+                        "revision": pod.spec_hash,
+                        "upToDate": pod.spec_hash == d.desired.spec_hash,
+                    }
+                    for pod in d.pods
+                ],
+                "actions": [x.to_json() for x in d.actions],
+            }
+        )
+    statics = [
+        {
+            "namespace": s.namespace,
+            "name": s.name,
+            "source": s.source,
+            "revision": s.desired.spec_hash,
+            "running": s.running,
+            "actions": [x.to_json() for x in s.actions],
+        }
+        for s in p.static_pods
+    ]
+    errs = [
+        {
+            "source": e.file,
+            "document": e.document,
+            "kind": e.kind,
+            "name": e.name,
+            "path": e.path,
+            "message": e.message,
+        }
+        for e in result.desired.errors
+    ]
+    warns = [
+        {
+            "source": w.file,
+            "document": w.document,
+            "kind": w.kind,
+            "name": w.name,
+            "path": w.path,
+            "message": w.message,
+        }
+        for w in result.desired.warnings
+    ]
+    return {
+        "node": a.node.to_json(),
+        "runtime": {"available": a.runtime is not None},
+        "daemonSets": daemonsets,
+        "staticPods": statics,
+        "otherActions": [x.to_json() for x in p.other_actions],
+        "waiting": [
+            {
+                "namespace": w.namespace,
+                "pod": w.pod,
+                "container": w.container,
+                "reason": w.reason,
+                "until": w.until,
+            }
+            for w in p.waiting
+        ],
+        "errors": errs,
+        "warnings": warns,
+    }
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    if not rows:
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+
+
+def _waiting(w: plan.Waiting, now: float) -> str:
+    target = f"{w.namespace}/{w.pod}" + (f" container {w.container}" if w.container else "")
+    return f"{target}: {w.reason}, next try in {max(0.0, w.until - now):.0f}s"
+
+
+def _yes(b: bool) -> str:
+    return "yes" if b else "no"
+
+
+def print_plan(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) -> None:
+    p = result.plan
+    taints = ",".join(
+        f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}" for t in a.node.taints
+    )
+    out.write(f"NODE {a.node.name}  taints: {taints or '<none>'}")
+    out.write("" if a.runtime is not None else "  (docker: not reachable, observed state unknown)")
+    out.write("\n\n")
+    rows = [["NAMESPACE", "DAEMONSET", "SHOULD-RUN", "RUNNING", "REVISION", "ACTIONS", "WHY"]]
+    for d in p.daemonsets:
+        why = "; ".join(d.decision.reasons)
+        acts = ", ".join(f"{x.verb} {x.container or x.pod}" for x in d.actions) or "-"
+        rows.append(
+            [
+                d.namespace,
+                d.name,
+                _yes(d.decision.should_run),
+                _yes(d.running),
+                d.desired.spec_hash,
+                acts,
+                why or "-",
+            ]
+        )
+    if len(rows) > 1:
+        _table(rows, out)
+    else:
+        out.write("No DaemonSets.\n")
+    if p.static_pods:
+        out.write("\n")
+        rows = [["NAMESPACE", "STATIC POD", "RUNNING", "ACTIONS"]]
+        for s in p.static_pods:
+            acts = ", ".join(f"{x.verb} {x.container or x.pod}" for x in s.actions) or "-"
+            rows.append([s.namespace, s.name, _yes(s.running), acts])
+        _table(rows, out)
+    all_actions = p.actions
+    if all_actions:
+        out.write("\nActions:\n")
+        for x in all_actions:
+            target = f"{x.namespace}/{x.pod}" + (f" container {x.container}" if x.container else "")
+            out.write(f"  {x.verb:8} {target}: {x.reason}\n")
+    for w in p.waiting:
+        out.write(f"  waiting  {_waiting(w, a.clock())}\n")
+    if result.desired.errors:
+        out.write("\nErrors (the last good version stays in force):\n")
+        for e in result.desired.errors:
+            out.write(f"  {e.render()}\n")
+    if result.desired.warnings:
+        out.write(f"\n{len(result.desired.warnings)} warning(s); `nodeagent validate` lists them.\n")
+
+
+def cmd_plan(cfg: settings.Settings, output: str, out: TextIO) -> int:
+    a = _one_shot_agent(cfg)
+    result = a.reconcile(dry_run=True)
+    if output == "json":
+        out.write(json.dumps(plan_json(a, result), indent=2) + "\n")
+    else:
+        print_plan(a, result, out)
+    return EXIT_OK
+
+
+# --- sync -------------------------------------------------------------------------------------
+
+
+def cmd_sync(cfg: settings.Settings, dry_run: bool, output: str, out: TextIO) -> int:
+    a = _one_shot_agent(cfg)
+    if a.runtime is None and not dry_run:
+        print("nodeagent: the Docker engine does not answer; nothing was done", file=sys.stderr)
+        return EXIT_FAILED
+    result = a.reconcile(dry_run=dry_run)
+    if output == "json":
+        doc = plan_json(a, result)
+        doc["dryRun"] = dry_run
+        doc["results"] = [
+            {**o.action.to_json(), "ok": o.ok, "error": o.message, "errorReason": o.reason}
+            for o in result.outcomes
+        ]
+        out.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        actions = result.plan.actions
+        if not actions:
+            out.write("Nothing to do: this node runs what its sources say.\n")
+        for o in result.outcomes:
+            x = o.action
+            target = f"{x.namespace}/{x.pod}" + (f" container {x.container}" if x.container else "")
+            mark = "ok" if o.ok else f"FAILED ({o.reason}: {o.message})"
+            out.write(f"{x.verb:8} {target}: {x.reason} ... {mark}\n")
+        if dry_run:
+            for x in actions:
+                target = f"{x.namespace}/{x.pod}" + (f" container {x.container}" if x.container else "")
+                out.write(f"would {x.verb:8} {target}: {x.reason}\n")
+        for w in result.plan.waiting:
+            out.write(f"waiting  {_waiting(w, a.clock())}\n")
+        for e in result.desired.errors:
+            out.write(f"error: {e.render()}\n")
+    return EXIT_FAILED if result.failed else EXIT_OK
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+def status_json(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, Any]:
+    now = a.clock()
+    p = result.plan
+    return {
+        "node": a.node.name,
+        "daemonSets": [status.daemonset_status(d, p.waiting, now).to_json() for d in p.daemonsets],
+        "staticPods": [ps.to_json() for s in p.static_pods for ps in status.static_pod_status(s, p.waiting)],
+    }
+
+
+def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) -> None:
+    now = a.clock()
+    p = result.plan
+    rows = [
+        [
+            "NAMESPACE",
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "NODE SELECTOR",
+            "AGE",
+        ]
+    ]
+    pods: list[status.PodStatus] = []
+    for d in p.daemonsets:
+        s = status.daemonset_status(d, p.waiting, now)
+        pods += s.pods
+        started = [x.started_at for x in s.pods if x.started_at is not None]
+        rows.append(
+            [
+                s.namespace,
+                s.name,
+                str(s.desired_number_scheduled),
+                str(s.current_number_scheduled),
+                str(s.number_ready),
+                str(s.updated_number_scheduled),
+                str(s.number_available),
+                s.node_selector,
+                status.age(now - min(started)) if started else "<none>",
+            ]
+        )
+    for sp in p.static_pods:
+        pods += status.static_pod_status(sp, p.waiting)
+    if len(rows) > 1:
+        _table(rows, out)
+    else:
+        out.write("No DaemonSets on this node's sources.\n")
+    out.write("\n")
+    prow = [["NAMESPACE", "POD", "READY", "STATUS", "RESTARTS", "AGE", "REVISION"]]
+    for ps in pods:
+        ready = f"{sum(c.ready for c in ps.containers)}/{len(ps.containers) or 1}"
+        age = status.age(now - ps.started_at) if ps.started_at is not None else "<none>"
+        rev = ps.revision + ("" if ps.up_to_date else " (outdated)")
+        prow.append([ps.namespace, ps.name, ready, ps.status, str(ps.restart_count), age, rev])
+    if len(prow) > 1:
+        _table(prow, out)
+    else:
+        out.write("No pods.\n")
+
+
+def cmd_status(cfg: settings.Settings, output: str, out: TextIO) -> int:
+    a = _one_shot_agent(cfg)
+    if a.runtime is None:
+        print("nodeagent: the Docker engine does not answer", file=sys.stderr)
+        return EXIT_FAILED
+    result = a.reconcile(dry_run=True)
+    if output == "json":
+        out.write(json.dumps(status_json(a, result), indent=2) + "\n")
+    else:
+        print_status(a, result, out)
+    return EXIT_OK
+
+
+# --- run --------------------------------------------------------------------------------------
+
+
+def cmd_run(cfg: settings.Settings, config_path: str) -> int:
+    """The long-running agent. Stopping it never stops workloads."""
+    runtime = _runtime(cfg)
+    if runtime is None:
+        # keep trying: the engine may start after us (systemd ordering is not a guarantee)
+        from nodeagent.runtime import docker as docker_rt
+
+        runtime = docker_rt.DockerRuntime(cfg.docker_host)
+    loop: reconciler.Reconciler | None = None
+
+    def wake() -> None:
+        if loop is not None:
+            loop.wake()
+
+    a = agent_mod.Agent(cfg, runtime, watch=True, on_change=wake)
+    loop = reconciler.Reconciler(a, resync_interval=cfg.resync_interval)
+    reload_requested = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        log.info("agent_stopping", signal=signal.Signals(signum).name, workloads="left running")
+        assert loop is not None
+        loop.stop()
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        reload_requested.set()
+        wake()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+
+    watcher = threading.Thread(
+        target=_watch_config, args=(config_path, reload_requested, loop), name="config-watch", daemon=True
+    )
+    a.start_sources()
+    log.info(
+        "agent_started", node=a.node.name, sources=[s.name for s in a.sources], version=nodeagent.__version__
+    )
+    watcher.start()
+
+    def on_pass(result: agent_mod.PassResult) -> None:
+        if reload_requested.is_set():
+            reload_requested.clear()
+            _reload(a, config_path)
+            wake()
+
+    loop.on_pass = on_pass
+    try:
+        loop.run()
+    finally:
+        a.stop_sources()
+    log.info("agent_stopped")
+    return EXIT_OK
+
+
+def _watch_config(path: str, reload_requested: threading.Event, loop: reconciler.Reconciler) -> None:
+    """A changed config file counts as a reload request, like SIGHUP."""
+
+    def stamp() -> tuple[float, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    last = stamp()
+    while not loop.stopping:
+        time.sleep(1.0)
+        now = stamp()
+        if now != last:
+            last = now
+            reload_requested.set()
+            loop.wake()
+
+
+def _reload(a: agent_mod.Agent, path: str) -> None:
+    try:
+        cfg = settings.load(path)
+    except errors.ConfigError as exc:
+        log.error("config_reload_failed", error=str(exc), keeping="previous config")
+        return
+    a.reload(cfg)
+    log.info("config_reloaded", node=a.node.name, labels=dict(a.node.labels), taints=len(a.node.taints))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

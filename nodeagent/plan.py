@@ -1,0 +1,579 @@
+"""The planner: desired state + observed containers + the node + a clock -> actions, each with a reason.
+
+Pure (no I/O) and level-triggered: it looks at everything each time, so a lost or doubled event costs
+latency, never correctness. Modelled on the kubelet's `computePodActions`: the plan is a plain value,
+printed by `nodeagent plan` and applied by `execute`.
+
+Containers are grouped into pods by their labels (namespace, pod name); each container name keeps only
+its newest attempt in view, older attempts are garbage. Restart backoff needs no memory either: the
+attempt and backoff step are labels on the container, its start and finish times come from Docker.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from nodeagent import identity, model, node, scheduling
+from nodeagent import runtime as rt
+
+LABEL_BACKOFF_STEP = "io.nodeagent.backoff-step"
+
+# verbs, in the order `execute` applies them
+DELETE = "delete"  # stop and remove every container of a pod, then its directories
+REMOVE = "remove"  # remove one dead container (an old attempt) that no pod needs
+START = "start"  # start a container that was created but never started (a create cut short)
+CREATE = "create"  # create and start one container (first attempt, or recreate after `docker rm`)
+RESTART = "restart"  # create and start the next attempt of a container that exited
+VERB_ORDER = {DELETE: 0, REMOVE: 1, START: 2, CREATE: 3, RESTART: 4}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The kubelet's crash-loop backoff: 10 s doubling to 5 min, reset after 10 min of running."""
+
+    initial: float = 10.0
+    maximum: float = 300.0
+    reset_after: float = 600.0
+
+    def delay(self, step: int) -> float:
+        return float(min(self.initial * (2 ** max(step, 0)), self.maximum))
+
+
+@dataclass(frozen=True)
+class DesiredPod:
+    """A pod that should exist on this node, fully named and hashed."""
+
+    owner: str  # DaemonSet/ns/name or Pod/ns/name
+    namespace: str
+    name: str
+    template: model.PodTemplateSpec
+    spec_hash: str
+    source: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class ObservedPod:
+    """The containers Docker has for one pod (newest attempt of each container name)."""
+
+    namespace: str
+    name: str
+    owner: str
+    spec_hash: str
+    containers: tuple[rt.ObservedContainer, ...]
+    stale: tuple[rt.ObservedContainer, ...] = ()  # older attempts still lying around
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    def container(self, name: str) -> rt.ObservedContainer | None:
+        for c in self.containers:
+            if c.labels.get(identity.LABEL_CONTAINER_NAME) == name:
+                return c
+        return None
+
+    @property
+    def restart_count(self) -> int:
+        return sum(attempt_of(c) for c in self.containers)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.containers) and all(c.running for c in self.containers)
+
+    @property
+    def started_at(self) -> float | None:
+        times = [c.started_at or c.created_at for c in self.containers]
+        return min(times) if times else None
+
+
+@dataclass(frozen=True)
+class Action:
+    verb: str
+    namespace: str
+    pod: str
+    reason: str
+    owner: str = ""
+    container: str = ""  # empty for pod-level actions
+    attempt: int = 0
+    backoff_step: int = 0
+    desired: DesiredPod | None = None  # what to create (create, start, restart)
+    container_ids: tuple[str, ...] = ()  # what to stop/remove/start
+    grace_seconds: int = 30
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"action": self.verb, "pod": self.pod, "reason": self.reason}
+        if self.container:
+            out["container"] = self.container
+        return out
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Something the plan deliberately does not do yet (backoff, tolerationSeconds), and until when."""
+
+    namespace: str
+    pod: str
+    container: str
+    reason: str  # CrashLoopBackOff, ImagePullBackOff, ...
+    until: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A pod that could not be created recently (image pull, hostPath check, ...), kept in memory."""
+
+    count: int
+    last: float
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class DaemonSetInput:
+    obj: model.DaemonSet
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class StaticPodInput:
+    obj: model.Pod
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    node: node.Node
+    daemonsets: tuple[DaemonSetInput, ...]
+    static_pods: tuple[StaticPodInput | model.Pod, ...]
+    observed: tuple[rt.ObservedContainer, ...]
+    now: float
+    all_sources_seen: bool = True
+    backoff: Backoff = field(default_factory=Backoff)
+    # when this node first showed a NoExecute taint that a DaemonSet tolerates only for a while
+    noexecute_since: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    failures: Mapping[tuple[str, str], Failure] = field(default_factory=dict)
+    # DaemonSets whose newest version was refused (for example a changed selector): keep their pods
+    protected_owners: frozenset[str] = frozenset()
+    # (kind, name) of objects whose manifest currently fails to load: their pods are never removed
+    protected_names: frozenset[tuple[str, str]] = frozenset()
+    # a manifest failed so badly that we cannot tell what it defines: hold every removal
+    hold_removals: bool = False
+
+
+@dataclass(frozen=True)
+class DaemonSetPlan:
+    namespace: str
+    name: str
+    source: str
+    decision: scheduling.Decision
+    desired: DesiredPod
+    pods: tuple[ObservedPod, ...]
+    actions: tuple[Action, ...]
+    min_ready_seconds: int = 0
+
+    @property
+    def running(self) -> bool:
+        return any(p.running for p in self.pods)
+
+
+@dataclass(frozen=True)
+class StaticPodPlan:
+    namespace: str
+    name: str
+    source: str
+    desired: DesiredPod
+    pods: tuple[ObservedPod, ...]
+    actions: tuple[Action, ...]
+
+    @property
+    def running(self) -> bool:
+        return any(p.running for p in self.pods)
+
+
+@dataclass(frozen=True)
+class Plan:
+    daemonsets: tuple[DaemonSetPlan, ...]
+    static_pods: tuple[StaticPodPlan, ...]
+    other_actions: tuple[Action, ...]  # pods nothing desires any more, stale attempts
+    waiting: tuple[Waiting, ...]
+    wake_at: float | None  # the earliest time a waiting item becomes due
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        """Every action, in the order `execute` applies them."""
+        acts = [a for d in self.daemonsets for a in d.actions]
+        acts += [a for s in self.static_pods for a in s.actions]
+        acts += self.other_actions
+        return tuple(sorted(acts, key=lambda a: VERB_ORDER[a.verb]))
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def attempt_of(c: rt.ObservedContainer) -> int:
+    try:
+        return int(c.labels.get(identity.LABEL_ATTEMPT, "0"))
+    except ValueError:
+        return 0
+
+
+def _backoff_step(c: rt.ObservedContainer) -> int:
+    try:
+        return int(c.labels.get(LABEL_BACKOFF_STEP, "0"))
+    except ValueError:
+        return 0
+
+
+def group_pods(observed: Iterable[rt.ObservedContainer]) -> dict[tuple[str, str], ObservedPod]:
+    """Group managed containers into pods; keep the newest attempt of each container name."""
+    by_pod: dict[tuple[str, str], list[rt.ObservedContainer]] = defaultdict(list)
+    for c in observed:
+        ns = c.labels.get(identity.LABEL_POD_NAMESPACE, "")
+        name = c.labels.get(identity.LABEL_POD_NAME, "")
+        if ns and name:
+            by_pod[(ns, name)].append(c)
+    pods: dict[tuple[str, str], ObservedPod] = {}
+    for (ns, name), cs in by_pod.items():
+        newest: dict[str, rt.ObservedContainer] = {}
+        stale: list[rt.ObservedContainer] = []
+        for c in sorted(cs, key=attempt_of):
+            cname = c.labels.get(identity.LABEL_CONTAINER_NAME, "")
+            if cname in newest:
+                stale.append(newest[cname])
+            newest[cname] = c
+        first = cs[0]
+        pods[(ns, name)] = ObservedPod(
+            namespace=ns,
+            name=name,
+            owner=first.labels.get(identity.LABEL_OWNER, ""),
+            spec_hash=first.labels.get(identity.LABEL_SPEC_HASH, ""),
+            containers=tuple(sorted(newest.values(), key=lambda c: c.name)),
+            stale=tuple(stale),
+        )
+    return pods
+
+
+def desired_daemon_pod(ds: model.DaemonSet, source: str = "") -> DesiredPod:
+    h = identity.spec_hash(ds.spec.template)
+    return DesiredPod(
+        owner=identity.owner_daemonset(ds.metadata.namespace, ds.metadata.name),
+        namespace=ds.metadata.namespace,
+        name=identity.daemon_pod_name(ds.metadata.name, h),
+        template=ds.spec.template,
+        spec_hash=h,
+        source=source,
+    )
+
+
+def desired_static_pod(pod: model.Pod, node_name: str, source: str = "") -> DesiredPod:
+    template = model.PodTemplateSpec(metadata=pod.metadata, spec=pod.spec)
+    return DesiredPod(
+        owner=identity.owner_pod(pod.metadata.namespace, pod.metadata.name),
+        namespace=pod.metadata.namespace,
+        name=identity.static_pod_name(pod.metadata.name, node_name),
+        template=template,
+        spec_hash=identity.spec_hash(template),
+        source=source,
+    )
+
+
+def _surge(ds: model.DaemonSet) -> bool:
+    """True when a RollingUpdate may start the new pod before the old one stops (maxSurge > 0).
+
+    On one node `desiredNumberScheduled` is 1, and Kubernetes rounds percentages up, so any non-zero
+    maxSurge means one surge pod.
+    """
+    strategy = ds.spec.update_strategy
+    if strategy.type != "RollingUpdate" or strategy.rolling_update is None:
+        return False
+    surge = strategy.rolling_update.max_surge
+    if isinstance(surge, str):
+        return surge.rstrip("%").strip() not in ("", "0")
+    return surge > 0
+
+
+def _delete(pod: ObservedPod, reason: str, grace: int = 30) -> Action:
+    ids = tuple(c.id for c in pod.containers + pod.stale)
+    return Action(
+        verb=DELETE,
+        namespace=pod.namespace,
+        pod=pod.name,
+        owner=pod.owner,
+        reason=reason,
+        container_ids=ids,
+        grace_seconds=grace,
+    )
+
+
+def _should_restart(policy: str, exit_code: int | None) -> bool:
+    if policy == "Always":
+        return True
+    if policy == "OnFailure":
+        return exit_code != 0
+    return False
+
+
+def _container_actions(
+    desired: DesiredPod,
+    pod: ObservedPod | None,
+    inputs: Inputs,
+    waiting: list[Waiting],
+) -> list[Action]:
+    """Bring the containers of one pod (of the right revision) to what the spec says."""
+    spec = desired.template.spec
+    actions: list[Action] = []
+    failure = inputs.failures.get(desired.key)
+    if failure is not None:
+        until = failure.last + inputs.backoff.delay(failure.count - 1)
+        if inputs.now < until:
+            waiting.append(Waiting(desired.namespace, desired.name, "", failure.reason, until))
+            return actions
+    for c in spec.containers:
+        seen = pod.container(c.name) if pod is not None else None
+        base = {
+            "namespace": desired.namespace,
+            "pod": desired.name,
+            "owner": desired.owner,
+            "container": c.name,
+            "desired": desired,
+            "grace_seconds": spec.termination_grace_period_seconds,
+        }
+        if seen is None:
+            why = "pod has no container " + repr(c.name) if pod is not None else _create_reason(desired)
+            actions.append(Action(verb=CREATE, reason=why, **base))  # type: ignore[arg-type]
+            continue
+        if seen.state == "created":
+            actions.append(
+                Action(
+                    verb=START,
+                    reason="container was created but never started",
+                    attempt=attempt_of(seen),
+                    backoff_step=_backoff_step(seen),
+                    container_ids=(seen.id,),
+                    **base,  # type: ignore[arg-type]
+                )
+            )
+            continue
+        if seen.running:
+            continue
+        # exited or dead
+        if not _should_restart(spec.restart_policy, seen.exit_code):
+            continue
+        ran = 0.0
+        if seen.started_at is not None and seen.finished_at is not None:
+            ran = seen.finished_at - seen.started_at
+        step = 0 if ran >= inputs.backoff.reset_after else _backoff_step(seen)
+        finished = seen.finished_at if seen.finished_at is not None else seen.created_at
+        until = finished + (inputs.backoff.delay(step - 1) if step > 0 else 0.0)
+        if inputs.now < until:
+            waiting.append(Waiting(desired.namespace, desired.name, c.name, "CrashLoopBackOff", until))
+            continue
+        actions.append(
+            Action(
+                verb=RESTART,
+                reason=f"container {c.name!r} exited with code {seen.exit_code}; restartPolicy "
+                f"{spec.restart_policy}",
+                attempt=attempt_of(seen) + 1,
+                backoff_step=0 if ran >= inputs.backoff.reset_after else step + 1,
+                container_ids=(seen.id,),
+                **base,  # type: ignore[arg-type]
+            )
+        )
+    return actions
+
+
+def _create_reason(desired: DesiredPod) -> str:
+    kind = desired.owner.split("/", 1)[0]
+    if kind == "Pod":
+        return "static pod is not running on this node"
+    return "DaemonSet should run on this node and has no pod here"
+
+
+# --- the planner ------------------------------------------------------------------------------
+
+
+def plan(inputs: Inputs) -> Plan:
+    """Compute every action that brings observed containers to the desired state, with reasons."""
+    pods = group_pods(inputs.observed)
+    claimed: set[tuple[str, str]] = set()
+    waiting: list[Waiting] = []
+    ds_plans: list[DaemonSetPlan] = []
+
+    for entry in inputs.daemonsets:
+        ds = entry.obj
+        desired = desired_daemon_pod(ds, entry.source)
+        owned = [p for p in pods.values() if p.owner == desired.owner]
+        claimed.update(p.key for p in owned)
+        decision = scheduling.decide(inputs.node, ds.spec.template.spec)
+        actions = _plan_daemonset(ds, desired, decision, owned, inputs, waiting)
+        ds_plans.append(
+            DaemonSetPlan(
+                namespace=ds.metadata.namespace,
+                name=ds.metadata.name,
+                source=entry.source,
+                decision=decision,
+                desired=desired,
+                pods=tuple(owned),
+                actions=tuple(actions),
+                min_ready_seconds=ds.spec.min_ready_seconds,
+            )
+        )
+
+    sp_plans: list[StaticPodPlan] = []
+    for item in inputs.static_pods:
+        pod_obj, source = (item.obj, item.source) if isinstance(item, StaticPodInput) else (item, "")
+        desired = desired_static_pod(pod_obj, inputs.node.name, source)
+        owned = [p for p in pods.values() if p.owner == desired.owner]
+        claimed.update(p.key for p in owned)
+        actions = []
+        current = [p for p in owned if p.spec_hash == desired.spec_hash and p.name == desired.name]
+        for p in owned:
+            if p not in current:
+                actions.append(_delete(p, "static pod manifest changed", _grace(p, desired)))
+        actions += _container_actions(desired, current[0] if current else None, inputs, waiting)
+        sp_plans.append(
+            StaticPodPlan(
+                namespace=pod_obj.metadata.namespace,
+                name=desired.name,
+                source=source,
+                desired=desired,
+                pods=tuple(owned),
+                actions=tuple(actions),
+            )
+        )
+
+    other: list[Action] = []
+    for key, p in sorted(pods.items()):
+        if key in claimed:
+            continue
+        if not inputs.all_sources_seen:
+            continue  # never remove before every source has spoken once since start
+        if p.owner in inputs.protected_owners or inputs.hold_removals:
+            continue
+        parsed = identity.parse_owner(p.owner)
+        if parsed is not None and (parsed[0], parsed[2]) in inputs.protected_names:
+            continue
+        kind = p.owner.split("/", 1)[0]
+        what = "static pod manifest" if kind == "Pod" else "DaemonSet"
+        other.append(_delete(p, f"{what} {p.owner.split('/', 1)[-1]} is no longer in any source"))
+    # old attempts of containers that live on in a newer attempt
+    for p in pods.values():
+        for c in p.stale:
+            other.append(
+                Action(
+                    verb=REMOVE,
+                    namespace=p.namespace,
+                    pod=p.name,
+                    owner=p.owner,
+                    container=c.labels.get(identity.LABEL_CONTAINER_NAME, ""),
+                    reason="superseded by a newer attempt",
+                    container_ids=(c.id,),
+                )
+            )
+
+    wake = min((w.until for w in waiting), default=None)
+    return Plan(
+        daemonsets=tuple(ds_plans),
+        static_pods=tuple(sp_plans),
+        other_actions=tuple(other),
+        waiting=tuple(waiting),
+        wake_at=wake,
+    )
+
+
+def _grace(p: ObservedPod, desired: DesiredPod) -> int:
+    return desired.template.spec.termination_grace_period_seconds
+
+
+def _plan_daemonset(
+    ds: model.DaemonSet,
+    desired: DesiredPod,
+    decision: scheduling.Decision,
+    owned: list[ObservedPod],
+    inputs: Inputs,
+    waiting: list[Waiting],
+) -> list[Action]:
+    grace = ds.spec.template.spec.termination_grace_period_seconds
+    current = next((p for p in owned if p.spec_hash == desired.spec_hash), None)
+    outdated = [p for p in owned if p is not current]
+    actions: list[Action] = []
+
+    if not decision.should_continue_running:
+        why = "; ".join(decision.reasons) or "DaemonSet should not run on this node"
+        return [_delete(p, why, grace) for p in owned]
+
+    if decision.evict_after_seconds is not None and owned:
+        since = inputs.noexecute_since.get((ds.metadata.namespace, ds.metadata.name), inputs.now)
+        deadline = since + decision.evict_after_seconds
+        if inputs.now >= deadline:
+            why = "tolerationSeconds elapsed for a NoExecute taint: " + "; ".join(decision.reasons)
+            return [_delete(p, why, grace) for p in owned]
+        waiting.append(Waiting(desired.namespace, desired.name, "", "TolerationSeconds", deadline))
+
+    if not decision.should_run and current is None and not outdated:
+        return actions  # NoSchedule: do not start new pods, keep running ones
+
+    strategy = ds.spec.update_strategy.type
+    if outdated and strategy == "OnDelete":
+        # OnDelete: an outdated pod is replaced only once it is deleted; keep it running meanwhile
+        for p in outdated:
+            actions += _keep_outdated(p, inputs, waiting)
+        return actions
+
+    if outdated and not decision.should_run:
+        # untolerated NoSchedule: running pods stay, but no new revision can start here
+        for p in outdated:
+            actions += _keep_outdated(p, inputs, waiting)
+        return actions
+
+    if outdated and _surge(ds):
+        # maxSurge > 0: start the new pod first; stop the old one once the new one runs
+        new_ready = current is not None and current.running
+        if new_ready:
+            for p in outdated:
+                actions.append(_delete(p, f"replaced by revision {desired.spec_hash} (maxSurge)", grace))
+        actions += _container_actions(desired, current, inputs, waiting)
+        return actions
+
+    for p in outdated:
+        actions.append(
+            _delete(p, f"pod template changed: revision {p.spec_hash} -> {desired.spec_hash}", grace)
+        )
+    actions += _container_actions(desired, current, inputs, waiting)
+    return actions
+
+
+def _keep_outdated(p: ObservedPod, inputs: Inputs, waiting: list[Waiting]) -> list[Action]:
+    """An outdated pod that must keep running (OnDelete, or NoSchedule blocking its successor).
+
+    Its old template is gone, so an exited container is restarted in place (`docker start`) with the
+    configuration it was created with; the restart count does not grow for such restarts.
+    """
+    actions: list[Action] = []
+    for c in p.containers:
+        if c.running:
+            continue
+        cname = c.labels.get(identity.LABEL_CONTAINER_NAME, "")
+        until = (c.finished_at or c.created_at) + inputs.backoff.delay(_backoff_step(c))
+        if c.state != "created" and inputs.now < until:
+            waiting.append(Waiting(p.namespace, p.name, cname, "CrashLoopBackOff", until))
+            continue
+        actions.append(
+            Action(
+                verb=START,
+                namespace=p.namespace,
+                pod=p.name,
+                owner=p.owner,
+                container=cname,
+                reason="outdated pod kept (OnDelete or NoSchedule): restarted in place",
+                attempt=attempt_of(c),
+                container_ids=(c.id,),
+            )
+        )
+    return actions

@@ -1,0 +1,123 @@
+"""The long-running loop: coalescing wake-ups, a resync timer, and observe -> plan -> execute.
+
+Source changes, Docker events, config reloads and timers only *wake* the loop; every pass recomputes
+from everything, so a lost or doubled event costs latency, never correctness.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from nodeagent import agent as agent_mod
+from nodeagent import errors
+
+log = structlog.get_logger(__name__)
+
+# Docker events that mean "something may need doing": a container went away or stopped.
+WAKE_EVENTS = frozenset({"die", "destroy", "oom", "kill", "stop"})
+
+
+class Reconciler:
+    def __init__(
+        self,
+        agent: agent_mod.Agent,
+        *,
+        resync_interval: float,
+        on_pass: Callable[[agent_mod.PassResult], None] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.resync_interval = resync_interval
+        self.on_pass = on_pass
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._events_thread: threading.Thread | None = None
+        self.passes = 0
+        self.last_pass_ok = False
+        self.last_pass_at = 0.0
+
+    def wake(self) -> None:
+        """Ask for a pass soon; many calls before the pass starts coalesce into one."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Reconcile until stop(); never raises for a failing pass (it logs and retries)."""
+        self._start_events()
+        next_due = 0.0
+        while not self._stop.is_set():
+            timeout = max(0.0, next_due - time.time())
+            self._wake.wait(timeout)
+            if self._stop.is_set():
+                break
+            self._wake.clear()
+            wake_at = self.run_once()
+            next_due = time.time() + self.resync_interval
+            if wake_at is not None:
+                next_due = min(next_due, wake_at)
+
+    def run_once(self) -> float | None:
+        """One pass; returns when the plan wants to be looked at again (backoff deadlines)."""
+        started = time.monotonic()
+        try:
+            result = self.agent.reconcile()
+        except errors.NodeAgentError as exc:
+            self.last_pass_ok = False
+            log.warning("reconcile_failed", error=str(exc))
+            return time.time() + min(5.0, self.resync_interval)
+        except Exception:  # a bug in one pass must not kill the agent; the next pass retries
+            self.last_pass_ok = False
+            log.exception("reconcile_crashed")
+            return time.time() + min(5.0, self.resync_interval)
+        self.passes += 1
+        self.last_pass_ok = not result.failed
+        self.last_pass_at = time.time()
+        if result.outcomes:
+            log.info(
+                "reconcile_pass",
+                actions=len(result.outcomes),
+                failed=len(result.failed),
+                seconds=round(time.monotonic() - started, 3),
+            )
+        if self.on_pass is not None:
+            self.on_pass(result)
+        wake_at = result.plan.wake_at
+        if result.failed:
+            retry = time.time() + 1.0
+            wake_at = retry if wake_at is None else min(wake_at, retry)
+        return wake_at
+
+    # --- docker events ------------------------------------------------------------------------
+
+    def _start_events(self) -> None:
+        if self.agent.runtime is None or self._events_thread is not None:
+            return
+        self._events_thread = threading.Thread(target=self._watch_events, name="docker-events", daemon=True)
+        self._events_thread.start()
+
+    def _watch_events(self) -> None:
+        runtime = self.agent.runtime
+        assert runtime is not None
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                for event in runtime.events(self._stop):
+                    delay = 1.0
+                    if event.action.split(":", 1)[0] in WAKE_EVENTS:
+                        self.wake()
+            except errors.NodeAgentError as exc:
+                log.info("docker_events_lost", error=str(exc), retry_in=delay)
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, 30.0)
+            self.wake()  # reconnected (or trying): look at everything again

@@ -1,0 +1,230 @@
+"""Pod and DaemonSet status derived from a plan, in Kubernetes' words (pure).
+
+Phases and the kubectl STATUS column come from the containers Docker shows plus what the plan is
+waiting for (a crash-loop backoff, an image that cannot be pulled); the DaemonSet counters are the
+fields of Kubernetes' DaemonSetStatus for one node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nodeagent import identity, plan
+from nodeagent import runtime as rt
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    name: str
+    state: str  # running, waiting, terminated
+    reason: str
+    ready: bool
+    restart_count: int
+    exit_code: int | None
+    image: str
+    container_id: str
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    namespace: str
+    name: str
+    owner: str
+    revision: str
+    up_to_date: bool
+    phase: str  # Pending, Running, Succeeded, Failed
+    status: str  # kubectl's STATUS column: Running, CrashLoopBackOff, ErrImagePull, ...
+    ready: bool
+    restart_count: int
+    started_at: float | None
+    containers: tuple[ContainerStatus, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "revision": self.revision,
+            "upToDate": self.up_to_date,
+            "phase": self.phase,
+            "status": self.status,
+            "ready": self.ready,
+            "restartCount": self.restart_count,
+            "startTime": self.started_at,
+            "containers": [
+                {
+                    "name": c.name,
+                    "state": c.state,
+                    "reason": c.reason,
+                    "ready": c.ready,
+                    "restartCount": c.restart_count,
+                    "exitCode": c.exit_code,
+                    "image": c.image,
+                    "containerID": c.container_id,
+                }
+                for c in self.containers
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class DaemonSetStatus:
+    namespace: str
+    name: str
+    node_selector: str
+    desired_number_scheduled: int
+    current_number_scheduled: int
+    number_ready: int
+    updated_number_scheduled: int
+    number_available: int
+    number_misscheduled: int
+    pods: tuple[PodStatus, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "desiredNumberScheduled": self.desired_number_scheduled,
+            "currentNumberScheduled": self.current_number_scheduled,
+            "numberReady": self.number_ready,
+            "updatedNumberScheduled": self.updated_number_scheduled,
+            "numberAvailable": self.number_available,
+            "numberMisscheduled": self.number_misscheduled,
+            "pods": [p.to_json() for p in self.pods],
+        }
+
+
+def _container_status(c: rt.ObservedContainer, waiting: dict[str, plan.Waiting]) -> ContainerStatus:
+    name = c.labels.get(identity.LABEL_CONTAINER_NAME, "")
+    restarts = plan.attempt_of(c)
+    if c.running:
+        state, reason = "running", ""
+    elif c.state == "created":
+        state, reason = "waiting", "ContainerCreating"
+    else:
+        w = waiting.get(name)
+        if w is not None:
+            state, reason = "waiting", w.reason
+        else:
+            state, reason = "terminated", "Completed" if c.exit_code == 0 else "Error"
+    return ContainerStatus(
+        name=name,
+        state=state,
+        reason=reason,
+        ready=c.running,
+        restart_count=restarts,
+        exit_code=c.exit_code,
+        image=c.image,
+        container_id=c.id,
+    )
+
+
+def pod_status(pod: plan.ObservedPod, current_hash: str, waiting: tuple[plan.Waiting, ...]) -> PodStatus:
+    mine = {w.container: w for w in waiting if (w.namespace, w.pod) == pod.key}
+    containers = tuple(_container_status(c, mine) for c in pod.containers)
+    ready = bool(containers) and all(c.ready for c in containers)
+    if ready:
+        phase, text = "Running", "Running"
+    else:
+        reasons = [c.reason for c in containers if c.state == "waiting" and c.reason]
+        terminated = [c for c in containers if c.state == "terminated"]
+        if reasons:
+            text = reasons[0]
+            phase = "Running" if any(c.state == "running" for c in containers) else "Pending"
+        elif terminated and all(c.exit_code == 0 for c in terminated) and len(terminated) == len(containers):
+            phase, text = "Succeeded", "Completed"
+        elif terminated and len(terminated) == len(containers):
+            phase, text = "Failed", "Error"
+        else:
+            phase, text = "Running", "NotReady"
+    return PodStatus(
+        namespace=pod.namespace,
+        name=pod.name,
+        owner=pod.owner,
+        revision=pod.spec_hash,
+        up_to_date=pod.spec_hash == current_hash,
+        phase=phase,
+        status=text,
+        ready=ready,
+        restart_count=pod.restart_count,
+        started_at=pod.started_at,
+        containers=containers,
+    )
+
+
+def pending_pod(desired: plan.DesiredPod, waiting: tuple[plan.Waiting, ...]) -> PodStatus | None:
+    """A pod that should exist but has no container yet, shown with the reason it is held back."""
+    w = next((w for w in waiting if (w.namespace, w.pod) == desired.key), None)
+    if w is None:
+        return None
+    return PodStatus(
+        namespace=desired.namespace,
+        name=desired.name,
+        owner=desired.owner,
+        revision=desired.spec_hash,
+        up_to_date=True,
+        phase="Pending",
+        status=w.reason,
+        ready=False,
+        restart_count=0,
+        started_at=None,
+        containers=(),
+    )
+
+
+def daemonset_status(d: plan.DaemonSetPlan, waiting: tuple[plan.Waiting, ...], now: float) -> DaemonSetStatus:
+    """DaemonSetStatus on one node, counted the way the DaemonSet controller counts it."""
+    pods = [pod_status(p, d.desired.spec_hash, waiting) for p in d.pods]
+    if not any(p.name == d.desired.name for p in pods) and d.decision.should_run:
+        pending = pending_pod(d.desired, waiting)
+        if pending is not None:
+            pods.append(pending)
+    scheduled = [p for p in pods if p.containers]
+    should_run = d.decision.should_run
+    ready = [p for p in scheduled if p.ready]
+    min_ready = d.min_ready_seconds
+    available = [p for p in ready if p.started_at is not None and now - p.started_at >= min_ready]
+    selector = ",".join(f"{k}={v}" for k, v in sorted(d.desired.template.spec.node_selector.items()))
+    return DaemonSetStatus(
+        namespace=d.namespace,
+        name=d.name,
+        node_selector=selector or "<none>",
+        desired_number_scheduled=1 if should_run else 0,
+        current_number_scheduled=1 if should_run and scheduled else 0,
+        number_ready=1 if should_run and ready else 0,
+        updated_number_scheduled=1 if should_run and any(p.up_to_date for p in scheduled) else 0,
+        number_available=1 if should_run and available else 0,
+        number_misscheduled=1 if not should_run and scheduled else 0,
+        pods=tuple(pods),
+    )
+
+
+def static_pod_status(s: plan.StaticPodPlan, waiting: tuple[plan.Waiting, ...]) -> tuple[PodStatus, ...]:
+    pods = [pod_status(p, s.desired.spec_hash, waiting) for p in s.pods]
+    if not pods:
+        pending = pending_pod(s.desired, waiting)
+        if pending is not None:
+            pods.append(pending)
+    return tuple(pods)
+
+
+def age(seconds: float | None) -> str:
+    """kubectl's human duration (`45s`, `5m3s`, `3h`, `2d`)."""
+    if seconds is None:
+        return "<unknown>"
+    s = int(max(seconds, 0))
+    if s < 120:
+        return f"{s}s"
+    m = s // 60
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if m < 180:
+        return f"{m}m"
+    h = m // 60
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    d = h // 24
+    if d < 8:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    return f"{d}d"

@@ -1,0 +1,308 @@
+"""Table-driven tests of the pure planner: desired + observed + node + clock -> actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from nodeagent import identity, model, node, plan
+from nodeagent import runtime as rt
+
+NOW = 1_000_000.0
+
+
+def make_ds(
+    name: str = "agent",
+    image: str = "busybox:1",
+    *,
+    node_selector: dict[str, str] | None = None,
+    tolerations: tuple[model.Toleration, ...] = (),
+    strategy: model.DaemonSetUpdateStrategy | None = None,
+    containers: tuple[str, ...] = ("main",),
+) -> model.DaemonSet:
+    labels = {"app": name}
+    spec = model.PodSpec(
+        containers=tuple(model.Container(name=c, image=image) for c in containers),
+        node_selector=node_selector or {},
+        tolerations=tolerations,
+    )
+    return model.DaemonSet(
+        metadata=model.ObjectMeta(name=name, namespace="kube-system"),
+        spec=model.DaemonSetSpec(
+            selector=model.LabelSelector(match_labels=labels),
+            template=model.PodTemplateSpec(metadata=model.ObjectMeta(name="", labels=labels), spec=spec),
+            update_strategy=strategy or model.DaemonSetUpdateStrategy(),
+        ),
+    )
+
+
+def make_node(labels: dict[str, str] | None = None, taints: tuple[model.Taint, ...] = ()) -> node.Node:
+    return node.build("node-a", labels or {}, taints, False)
+
+
+_ids = iter(range(1, 1_000_000))
+
+
+def container_for(
+    desired: plan.DesiredPod,
+    cname: str = "main",
+    *,
+    state: str = "running",
+    attempt: int = 0,
+    exit_code: int | None = None,
+    started: float = NOW - 100,
+    finished: float | None = None,
+    step: int = 0,
+) -> rt.ObservedContainer:
+    labels = identity.container_labels(
+        owner=desired.owner,
+        namespace=desired.namespace,
+        pod=desired.name,
+        container=cname,
+        spec_hash_value=desired.spec_hash,
+        attempt=attempt,
+        role=identity.ROLE_APP,
+    )
+    labels[plan.LABEL_BACKOFF_STEP] = str(step)
+    return rt.ObservedContainer(
+        id=f"id{next(_ids)}",
+        name=identity.container_name(desired.namespace, desired.name, cname, attempt),
+        labels=labels,
+        image="busybox:1",
+        state=state,
+        exit_code=exit_code,
+        created_at=started - 1,
+        started_at=started,
+        finished_at=finished,
+    )
+
+
+@dataclass
+class Case:
+    name: str
+    ds: list[model.DaemonSet]
+    observed: list[rt.ObservedContainer]
+    want: list[tuple[str, str]]  # (verb, reason substring)
+    node: node.Node = field(default_factory=make_node)
+    all_seen: bool = True
+    waiting: list[str] = field(default_factory=list)
+
+
+DS = make_ds()
+DESIRED = plan.desired_daemon_pod(DS)
+DS_V2 = make_ds(image="busybox:2")
+DESIRED_V2 = plan.desired_daemon_pod(DS_V2)
+SURGE = make_ds(
+    image="busybox:2",
+    strategy=model.DaemonSetUpdateStrategy(
+        rolling_update=model.RollingUpdateDaemonSet(max_unavailable=0, max_surge=1)
+    ),
+)
+ONDELETE = make_ds(
+    image="busybox:2", strategy=model.DaemonSetUpdateStrategy(type="OnDelete", rolling_update=None)
+)
+NOEXEC = model.Taint(key="maint", value="now", effect="NoExecute")
+NOSCHED = model.Taint(key="dedicated", value="gpu", effect="NoSchedule")
+
+CASES = [
+    Case("nothing runs: create", [DS], [], [(plan.CREATE, "should run")]),
+    Case("running and current: nothing", [DS], [container_for(DESIRED)], []),
+    Case(
+        "created but never started: start",
+        [DS],
+        [container_for(DESIRED, state="created")],
+        [(plan.START, "never started")],
+    ),
+    Case(
+        "template changed: delete old then create new",
+        [DS_V2],
+        [container_for(DESIRED)],
+        [(plan.DELETE, "pod template changed"), (plan.CREATE, "should run")],
+    ),
+    Case(
+        "surge: new pod first, old kept",
+        [SURGE],
+        [container_for(DESIRED)],
+        [(plan.CREATE, "should run")],
+    ),
+    Case(
+        "surge: new running, old deleted",
+        [SURGE],
+        [container_for(DESIRED), container_for(plan.desired_daemon_pod(SURGE))],
+        [(plan.DELETE, "maxSurge")],
+    ),
+    Case("OnDelete: outdated pod kept", [ONDELETE], [container_for(DESIRED)], []),
+    Case(
+        "withdrawn DaemonSet: delete",
+        [],
+        [container_for(DESIRED)],
+        [(plan.DELETE, "no longer in any source")],
+    ),
+    Case("withdrawn, but not all sources seen: keep", [], [container_for(DESIRED)], [], all_seen=False),
+    Case(
+        "node selector no longer matches: delete",
+        [make_ds(node_selector={"disk": "ssd"})],
+        [container_for(plan.desired_daemon_pod(make_ds(node_selector={"disk": "ssd"})))],
+        [(plan.DELETE, "node affinity/selector")],
+    ),
+    Case(
+        "node selector matches: create",
+        [make_ds(node_selector={"disk": "ssd"})],
+        [],
+        [(plan.CREATE, "should run")],
+        node=make_node({"disk": "ssd"}),
+    ),
+    Case(
+        "NoSchedule taint: no new pod",
+        [DS],
+        [],
+        [],
+        node=make_node(taints=(NOSCHED,)),
+    ),
+    Case(
+        "NoSchedule taint: running pod kept",
+        [DS],
+        [container_for(DESIRED)],
+        [],
+        node=make_node(taints=(NOSCHED,)),
+    ),
+    Case(
+        "NoExecute taint: running pod evicted",
+        [DS],
+        [container_for(DESIRED)],
+        [(plan.DELETE, "untolerated taint")],
+        node=make_node(taints=(NOEXEC,)),
+    ),
+    Case(
+        "exited, first crash: restart now",
+        [DS],
+        [container_for(DESIRED, state="exited", exit_code=1, finished=NOW - 1)],
+        [(plan.RESTART, "exited with code 1")],
+    ),
+    Case(
+        "exited, in backoff: wait",
+        [DS],
+        [container_for(DESIRED, state="exited", exit_code=1, attempt=3, step=3, finished=NOW - 5)],
+        [],
+        waiting=["CrashLoopBackOff"],
+    ),
+    Case(
+        "exited, backoff elapsed: restart",
+        [DS],
+        [container_for(DESIRED, state="exited", exit_code=1, attempt=1, step=1, finished=NOW - 11)],
+        [(plan.RESTART, "exited")],
+    ),
+    Case(
+        "container removed outside the agent: recreate it",
+        [make_ds(containers=("a", "b"))],
+        [container_for(plan.desired_daemon_pod(make_ds(containers=("a", "b"))), "a")],
+        [(plan.CREATE, "has no container 'b'")],
+    ),
+    Case(
+        "stale attempt: removed",
+        [DS],
+        [
+            container_for(DESIRED, state="exited", exit_code=1, attempt=0, finished=NOW - 50),
+            container_for(DESIRED, attempt=1),
+        ],
+        [(plan.REMOVE, "superseded")],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_plan(case: Case) -> None:
+    inputs = plan.Inputs(
+        node=case.node,
+        daemonsets=tuple(plan.DaemonSetInput(d, "test") for d in case.ds),
+        static_pods=(),
+        observed=tuple(case.observed),
+        now=NOW,
+        all_sources_seen=case.all_seen,
+    )
+    result = plan.plan(inputs)
+    got = [(a.verb, a.reason) for a in result.actions]
+    assert len(got) == len(case.want), got
+    for (verb, reason), (want_verb, want_reason) in zip(got, case.want, strict=True):
+        assert verb == want_verb, got
+        assert want_reason in reason, got
+    assert [w.reason for w in result.waiting] == case.waiting
+
+
+def test_backoff_doubles_and_caps() -> None:
+    b = plan.Backoff()
+    assert [b.delay(s) for s in range(7)] == [10, 20, 40, 80, 160, 300, 300]
+
+
+def test_restart_after_long_run_resets_backoff() -> None:
+    c = container_for(
+        DESIRED, state="exited", exit_code=1, attempt=5, step=5, started=NOW - 700, finished=NOW - 1
+    )
+    inputs = plan.Inputs(
+        node=make_node(), daemonsets=(plan.DaemonSetInput(DS),), static_pods=(), observed=(c,), now=NOW
+    )
+    acts = plan.plan(inputs).actions
+    assert [a.verb for a in acts] == [plan.RESTART]
+    assert acts[0].backoff_step == 0 and acts[0].attempt == 6
+
+
+def test_wake_at_is_backoff_deadline() -> None:
+    c = container_for(DESIRED, state="exited", exit_code=1, attempt=2, step=2, finished=NOW - 5)
+    inputs = plan.Inputs(
+        node=make_node(), daemonsets=(plan.DaemonSetInput(DS),), static_pods=(), observed=(c,), now=NOW
+    )
+    assert plan.plan(inputs).wake_at == NOW - 5 + 20
+
+
+def test_toleration_seconds_evicts_after_deadline() -> None:
+    ds = make_ds(
+        tolerations=(
+            model.Toleration(key="maint", operator="Exists", effect="NoExecute", toleration_seconds=60),
+        )
+    )
+    desired = plan.desired_daemon_pod(ds)
+    base = plan.Inputs(
+        node=make_node(taints=(NOEXEC,)),
+        daemonsets=(plan.DaemonSetInput(ds),),
+        static_pods=(),
+        observed=(container_for(desired),),
+        now=NOW,
+        noexecute_since={("kube-system", "agent"): NOW - 30},
+    )
+    assert plan.plan(base).actions == ()
+    late = replace(base, now=NOW + 31)
+    assert [a.verb for a in plan.plan(late).actions] == [plan.DELETE]
+
+
+def test_static_pod_created_and_replaced() -> None:
+    pod = model.Pod(
+        metadata=model.ObjectMeta(name="web", namespace="default"),
+        spec=model.PodSpec(containers=(model.Container(name="c", image="busybox:1"),)),
+    )
+    n = make_node()
+    inputs = plan.Inputs(node=n, daemonsets=(), static_pods=(pod,), observed=(), now=NOW)
+    acts = plan.plan(inputs).actions
+    assert [(a.verb, a.pod) for a in acts] == [(plan.CREATE, "web-node-a")]
+    old = plan.desired_static_pod(pod, "node-a")
+    changed = replace(pod, spec=model.PodSpec(containers=(model.Container(name="c", image="busybox:2"),)))
+    inputs = plan.Inputs(
+        node=n, daemonsets=(), static_pods=(changed,), observed=(container_for(old, "c"),), now=NOW
+    )
+    assert [a.verb for a in plan.plan(inputs).actions] == [plan.DELETE, plan.CREATE]
+
+
+def test_foreign_labels_never_planned() -> None:
+    foreign = rt.ObservedContainer(id="x", name="other", labels={}, image="i", state="exited")
+    inputs = plan.Inputs(node=make_node(), daemonsets=(), static_pods=(), observed=(foreign,), now=NOW)
+    assert plan.plan(inputs).actions == ()
+
+
+def test_broken_manifest_protects_its_pods() -> None:
+    """A DaemonSet whose file fails to load after a restart is not 'withdrawn': its pod stays."""
+    base = plan.Inputs(
+        node=make_node(), daemonsets=(), static_pods=(), observed=(container_for(DESIRED),), now=NOW
+    )
+    assert [a.verb for a in plan.plan(base).actions] == [plan.DELETE]
+    assert plan.plan(replace(base, protected_names=frozenset({("DaemonSet", "agent")}))).actions == ()
+    assert plan.plan(replace(base, hold_removals=True)).actions == ()
