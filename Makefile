@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/example.yaml
 EXAMPLE_IMAGE ?= busybox:stable
 
-.PHONY: run test unit lint check busybox clean
+.PHONY: run test unit lint check busybox bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +37,15 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check nodeagent tests
-	$(BIN)/ruff format --check nodeagent tests
+	$(BIN)/ruff check nodeagent tests benchmarks
+	$(BIN)/ruff format --check nodeagent tests benchmarks
 	$(BIN)/mypy --strict
 
 check: lint test
+
+# Speed and cost, each next to a baseline measured in the same run (README: Benchmarks).
+bench: $(STAMP) busybox
+	$(BIN)/python benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .state
