@@ -549,6 +549,12 @@ def security_options(pod: PodContext, container: model.Container) -> Security:
 # --- mounts -----------------------------------------------------------------------------------
 
 _PROPAGATION = {"None": "", "HostToContainer": "rslave", "Bidirectional": "rshared"}
+_API_DATA_VOLUMES = (
+    model.ConfigMapVolumeSource,
+    model.SecretVolumeSource,
+    model.DownwardAPIVolumeSource,
+    model.ProjectedVolumeSource,
+)
 
 
 def expand_sub_path_expr(expr: str, env: Mapping[str, str]) -> str:
@@ -602,8 +608,80 @@ def mounts(pod: PodContext, container: model.Container, env: Mapping[str, str]) 
             runtime.Mount(
                 target=vm.mount_path,
                 source=posixpath.join(host, sub) if sub else host,
-                read_only=vm.read_only,
+                # the kubelet mounts API-data volumes read-only whatever the volumeMount says
+                read_only=vm.read_only or isinstance(source, _API_DATA_VOLUMES),
                 propagation=propagation,
             )
         )
     return tuple(out)
+
+
+# --- privileged and the pod sandbox -----------------------------------------------------------
+
+
+def wants_privileged(spec: model.PodSpec) -> bool:
+    """True when any container (init containers included) asks for `privileged: true`."""
+    return any(
+        c.security_context is not None and c.security_context.privileged
+        for c in (*spec.init_containers, *spec.containers)
+    )
+
+
+def needs_sandbox(spec: model.PodSpec) -> bool:
+    """Whether the pod needs a sandbox (pause) container holding its shared namespaces.
+
+    Kubernetes always has one; on a lone Docker host only a pod with more than one container (init
+    containers count: they share the pod's network too) needs it, and only when some namespace would not
+    be the host's anyway: a hostNetwork+hostIPC pod shares through the host, unless it also asks for
+    shareProcessNamespace without hostPID.
+    """
+    if len(spec.containers) + len(spec.init_containers) < 2:
+        return False
+    shared_pid = spec.share_process_namespace and not spec.host_pid
+    return not (spec.host_network and spec.host_ipc) or shared_pid
+
+
+SANDBOX_CONTAINER = "POD"  # the io.kubernetes.container.name of a sandbox, as dockershim labelled it
+SANDBOX_STOP_TIMEOUT = 2  # the pause process exits on SIGTERM at once
+
+
+def sandbox_create(pod: PodContext, image: str, *, network: str = "") -> runtime.ContainerCreate:
+    """The sandbox ("pause") container of a multi-container pod: it owns the pod's network and IPC.
+
+    The app and init containers join it with `container:<sandbox>` (build() does so when
+    `PodContext.sandbox` is set), so they reach each other on localhost, and since the sandbox never
+    restarts, a restarted sibling finds the same namespace. It carries the pod's hostname, DNS settings,
+    host aliases, the host ports of every app container and the namespaced (net.*, IPC) sysctls.
+    `network` picks the Docker network of a non-hostNetwork pod ("" is the engine's default bridge).
+    """
+    spec = pod.spec
+    host_net = spec.host_network
+    namespaced = {
+        s.name: s.value
+        for s in spec.security_context.sysctls
+        if (s.name.startswith("net.") and not host_net) or (_is_ipc_sysctl(s.name) and not spec.host_ipc)
+    }
+    ports = () if host_net else tuple(p for c in spec.containers for p in port_bindings(c))
+    return runtime.ContainerCreate(
+        name=identity.sandbox_name(pod.namespace, pod.pod_name),
+        image=image,
+        labels=identity.container_labels(
+            owner=pod.owner,
+            namespace=pod.namespace,
+            pod=pod.pod_name,
+            container=SANDBOX_CONTAINER,
+            spec_hash_value=pod.spec_hash,
+            attempt=0,
+            role=identity.ROLE_SANDBOX,
+        ),
+        network_mode="host" if host_net else network,
+        ipc_mode="host" if spec.host_ipc else "shareable",
+        pid_mode="host" if spec.host_pid else "",
+        hostname="" if host_net else pod_hostname(pod),
+        ports=ports,
+        sysctls=namespaced,
+        dns=spec.dns_nameservers,
+        dns_search=spec.dns_searches,
+        extra_hosts=extra_hosts(spec),
+        stop_timeout=SANDBOX_STOP_TIMEOUT,
+    )

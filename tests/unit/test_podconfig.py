@@ -666,3 +666,109 @@ def test_context_is_frozen() -> None:
     pod = ctx()
     with pytest.raises(dataclasses.FrozenInstanceError):
         pod.node_name = "other"  # type: ignore[misc]
+
+
+# --- the pod sandbox and privileged detection ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("containers", "inits", "spec_kw", "expected"),
+    [
+        (1, 0, {}, False),  # single-container pods need no extra container
+        (2, 0, {}, True),
+        (1, 1, {}, True),  # init containers share the pod's network too
+        (2, 0, {"host_network": True}, True),  # IPC would still differ
+        (2, 0, {"host_network": True, "host_ipc": True}, False),
+        (2, 0, {"host_network": True, "host_ipc": True, "share_process_namespace": True}, True),
+        (
+            2,
+            0,
+            {"host_network": True, "host_ipc": True, "host_pid": True, "share_process_namespace": True},
+            False,
+        ),
+        (1, 0, {"share_process_namespace": True}, False),
+    ],
+)
+def test_needs_sandbox(containers: int, inits: int, spec_kw: dict[str, Any], expected: bool) -> None:
+    pod_spec = model.PodSpec(
+        containers=tuple(container(name=f"c{i}") for i in range(containers)),
+        init_containers=tuple(container(name=f"i{i}") for i in range(inits)),
+        **spec_kw,
+    )
+    assert podconfig.needs_sandbox(pod_spec) is expected
+
+
+def test_wants_privileged() -> None:
+    plain = container()
+    priv = container(name="p", security_context=model.SecurityContext(privileged=True))
+    assert not podconfig.wants_privileged(spec(plain))
+    assert podconfig.wants_privileged(spec(plain, priv))
+    assert podconfig.wants_privileged(model.PodSpec(containers=(plain,), init_containers=(priv,)))
+
+
+def test_sandbox_create() -> None:
+    web = container(name="web", ports=(model.ContainerPort(8080, host_port=80), model.ContainerPort(9000)))
+    metrics = container(name="metrics", ports=(model.ContainerPort(9100, host_port=9100, protocol="UDP"),))
+    pod_spec = spec(
+        web,
+        metrics,
+        dns_nameservers=("1.1.1.1",),
+        dns_searches=("example.com",),
+        host_aliases=(("10.0.0.1", ("db",)),),
+        security_context=model.PodSecurityContext(
+            sysctls=(
+                model.Sysctl("net.ipv4.ip_unprivileged_port_start", "0"),
+                model.Sysctl("kernel.shmmax", "1000"),
+                model.Sysctl("vm.swappiness", "10"),
+            )
+        ),
+    )
+    pod = ctx(pod_spec)
+    created = podconfig.sandbox_create(pod, "nodeagent/pause:latest", network="podnet")
+    assert (
+        created.name
+        == identity.sandbox_name("kube-system", "agent-abcde")
+        == "k8s_POD_agent-abcde_kube-system"
+    )
+    assert created.image == "nodeagent/pause:latest"
+    assert created.labels[identity.LABEL_ROLE] == identity.ROLE_SANDBOX
+    assert created.labels[identity.LABEL_CONTAINER_NAME] == "POD"
+    assert created.labels[identity.LABEL_MANAGED] == "true"
+    assert created.labels[identity.LABEL_SPEC_HASH] == pod.spec_hash
+    assert created.network_mode == "podnet"
+    assert created.ipc_mode == "shareable"
+    assert created.pid_mode == ""
+    assert created.hostname == "agent-abcde"
+    assert created.ports == (
+        runtime.PortBinding(8080, "tcp", 80),
+        runtime.PortBinding(9100, "udp", 9100),
+    )
+    assert created.sysctls == {"net.ipv4.ip_unprivileged_port_start": "0", "kernel.shmmax": "1000"}
+    assert created.dns == ("1.1.1.1",)
+    assert created.dns_search == ("example.com",)
+    assert created.extra_hosts == ("db:10.0.0.1",)
+    assert created.entrypoint is None and created.cmd is None  # the pause image's own command
+
+    # the app containers join it: no ports, hostname or DNS of their own
+    joined = podconfig.build(
+        dataclasses.replace(pod, sandbox=created.name), web, role=identity.ROLE_APP, attempt=0
+    )
+    assert joined.network_mode == joined.ipc_mode == f"container:{created.name}"
+    assert joined.ports == () and joined.hostname == "" and joined.dns == ()
+
+
+def test_sandbox_of_a_host_network_pod() -> None:
+    pod_spec = spec(
+        container(name="a", ports=(model.ContainerPort(80, host_port=80),)),
+        container(name="b"),
+        host_network=True,
+        host_pid=True,
+        security_context=model.PodSecurityContext(sysctls=(model.Sysctl("kernel.msgmax", "1"),)),
+    )
+    created = podconfig.sandbox_create(ctx(pod_spec), "pause")
+    assert created.network_mode == "host"
+    assert created.pid_mode == "host"
+    assert created.ipc_mode == "shareable"
+    assert created.ports == ()
+    assert created.hostname == ""
+    assert created.sysctls == {"kernel.msgmax": "1"}
