@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from nodeagent import desired, errors, execute, node, plan, settings
+from nodeagent import desired, errors, execute, node, plan, podconfig, settings
 from nodeagent import runtime as rt
 from nodeagent.sources import files
 
@@ -108,6 +108,7 @@ class Agent:
         self.noexecute_since: dict[tuple[str, str], float] = {}
         self._times: dict[str, tuple[float | None, float | None]] = {}
         self._lock = threading.Lock()
+        self._caps_detected = False  # withheld capabilities: detected once, when a pod first needs them
         self.host = execute.HostInfo(
             node_name=self.node.name,
             host_ip=host_ip(),
@@ -208,10 +209,40 @@ class Agent:
             p = self.compute(state, observed)
             if dry_run or self.runtime is None:
                 return PassResult(p, (), state)
-            executor = execute.Executor(self.runtime, self.host, lookup=state.lookup)
+            executor = execute.Executor(self.runtime, self._host_for(state), lookup=state.lookup)
             outcomes = executor.apply(p.actions)
             self.failures = execute.record_failures(self.failures, outcomes, self.clock())
             return PassResult(p, tuple(outcomes), state)
+
+    def _host_for(self, state: desired.DesiredState) -> execute.HostInfo:
+        """self.host, completed with the capabilities the engine withholds once a pod asks for privileged.
+
+        Detected once (it starts throwaway containers) and only when needed; `privileged_mapped` says
+        what such pods get instead of a real --privileged container, which cannot start on this host.
+        """
+        detect = getattr(self.runtime, "withheld_capabilities", None)
+        if self._caps_detected or detect is None:
+            return self.host
+        specs = [e.obj.spec.template.spec for e in state.daemonsets.values()]
+        specs += [e.obj.spec for e in state.static_pods.values()]
+        if not any(podconfig.wants_privileged(s) for s in specs):
+            return self.host
+        try:
+            withheld = tuple(str(c) for c in detect())
+        except errors.NodeAgentError as exc:
+            log.warning("privileged_detection_failed", error=str(exc))
+            return self.host
+        self._caps_detected = True
+        self.host = dataclasses.replace(self.host, withheld_caps=withheld)
+        if withheld:
+            log.warning(
+                "privileged_mapped",
+                withheld=list(withheld),
+                granted="all capabilities but the withheld ones, every host device, "
+                "seccomp, AppArmor and masked paths unconfined",
+                reason="this host withholds capabilities, so a real privileged container cannot start",
+            )
+        return self.host
 
     def reload(self, cfg: settings.Settings) -> None:
         """Apply a new config: node labels and taints at once; sources rebuilt only if they changed."""

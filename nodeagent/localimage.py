@@ -7,6 +7,7 @@ No registry is needed: the image is `FROM scratch` with /bin/busybox copied in a
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -16,6 +17,8 @@ from typing import Protocol
 from nodeagent import errors
 
 DEFAULT_TAG = "nodeagent/busybox:latest"
+PAUSE_TAG = "nodeagent/pause:latest"
+LOCAL_IMAGE_LABEL = "io.nodeagent.local-image"
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox")
 INSTALL_HINT = "install a static busybox first: apt-get install busybox-static"
 # applets every test and example relies on, in case `busybox --list` cannot be run
@@ -100,6 +103,59 @@ def busybox_context(busybox: str) -> bytes:
             link.linkname = "busybox"
             tar.addfile(link)
     return buf.getvalue()
+
+
+# The pod sandbox's only process: sleeps until SIGTERM, then ends its sleep (which, under hostPID, would
+# otherwise outlive it) and exits 0 at once, so stopping a pod never waits for a grace period on it.
+PAUSE_SCRIPT = "trap 'kill $p 2>/dev/null; exit 0' TERM INT; while :; do sleep 86400 & p=$!; wait $p; done"
+PAUSE_APPLETS = ("sh", "sleep", "true", "kill")
+PAUSE_DOCKERFILE = (
+    b"FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\n"
+    + b"ENTRYPOINT " + json.dumps(["/bin/sh", "-c", PAUSE_SCRIPT]).encode() + b"\n"
+)  # fmt: skip
+
+
+class ContextBuilder(Protocol):
+    """What `ensure_pause_image` needs; `runtime.docker.DockerRuntime` provides it."""
+
+    def image_present(self, image: str) -> bool: ...
+
+    def build_context(self, context_tar: bytes, tag: str, labels: dict[str, str]) -> str: ...
+
+
+def pause_context(busybox: str) -> bytes:
+    """The build context of the sandbox image: busybox with just the applets the pause script uses."""
+    try:
+        with open(busybox, "rb") as fh:
+            binary = fh.read()
+    except OSError as exc:
+        raise LocalImageError(f"cannot read {busybox}: {exc.strerror or exc}; {INSTALL_HINT}") from exc
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _add(tar, "Dockerfile", PAUSE_DOCKERFILE)
+        for d in ("rootfs", "rootfs/bin"):
+            _add_dir(tar, d)
+        _add(tar, "rootfs/bin/busybox", binary, 0o755)
+        for name in PAUSE_APPLETS:
+            link = tarfile.TarInfo(f"rootfs/bin/{name}")
+            link.type = tarfile.SYMTYPE
+            link.linkname = "busybox"
+            tar.addfile(link)
+    return buf.getvalue()
+
+
+def ensure_pause_image(
+    builder: ContextBuilder, tag: str = PAUSE_TAG, labels: Mapping[str, str] | None = None
+) -> str:
+    """The sandbox ("pause") image, built locally once (no registry needed); returns the tag.
+
+    Kubernetes pulls registry.k8s.io/pause; we build the equivalent from the host's static busybox: a
+    process that holds the pod's namespaces and does nothing else.
+    """
+    if builder.image_present(tag):
+        return tag
+    context = pause_context(find_busybox())
+    return builder.build_context(context, tag, {LOCAL_IMAGE_LABEL: "true", **dict(labels or {})})
 
 
 def ensure_busybox_image(

@@ -17,7 +17,8 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import docker
@@ -37,6 +38,17 @@ EVENT_ACTIONS = ("create", "start", "die", "destroy", "oom", "stop", "pause", "u
 EXEC_POLL = 0.05
 SYSTEMPATHS_UNCONFINED = "systempaths=unconfined"
 
+# Linux capabilities by bit number (linux/capability.h), as Docker spells them without CAP_.
+CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE",
+)  # fmt: skip
+CAPPROBE_LABEL = "io.nodeagent.capprobe"  # throwaway containers of withheld_capabilities(); never managed
+_UNKNOWN_CAP = re.compile(r'unknown capability: "?(?:CAP_)?([A-Z_]+)"?')
 _EXITED = re.compile(r"^Exited \((-?\d+)\)")
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 # Device nodes Docker gives every container anyway, and pseudo-filesystems it manages itself.
@@ -113,6 +125,23 @@ def host_devices(root: str = "/dev") -> list[str]:
     return sorted(found)
 
 
+def bounding_set(status_text: str) -> frozenset[str]:
+    """Capability names in the `CapBnd:` line of a /proc/<pid>/status text (empty when there is none)."""
+    for line in status_text.splitlines():
+        if line.startswith("CapBnd:"):
+            mask = int(line.split(":", 1)[1].strip(), 16)
+            return frozenset(name for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1)
+    return frozenset()
+
+
+def _own_bounding_set() -> frozenset[str]:
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            return bounding_set(fh.read())
+    except OSError:
+        return frozenset()
+
+
 class DockerRuntime:
     """`runtime.ContainerRuntime` on a Docker engine (default: DOCKER_HOST or the local socket)."""
 
@@ -121,6 +150,8 @@ class DockerRuntime:
         self._timeout = timeout
         self._client: Any = None
         self._lock = threading.Lock()
+        self._caps_lock = threading.Lock()
+        self._withheld: tuple[str, ...] | None = None
 
     # --- connection ---------------------------------------------------------------------------
 
@@ -218,6 +249,108 @@ class DockerRuntime:
                 return None
             raise
         return info
+
+    def container_ip(self, container_id: str, network: str = "") -> str:
+        """The container's address on `network` (default: its first network with one); "" when none.
+
+        Containers joined to a sandbox (`container:<id>`), hostNetwork and `none` containers have none:
+        ask the sandbox, or use the host address.
+        """
+        info = self.inspect(container_id) or {}
+        networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+        if network:
+            return str((networks.get(network) or {}).get("IPAddress") or "")
+        for settings in networks.values():
+            ip = str((settings or {}).get("IPAddress") or "")
+            if ip:
+                return ip
+        return ""
+
+    # --- capabilities the host withholds ------------------------------------------------------
+
+    def withheld_capabilities(self) -> tuple[str, ...]:
+        """Capabilities this engine's host cannot grant a container; detected once, then cached.
+
+        A real `--privileged` container fails outright on a host whose kernel (or whose own container)
+        withholds a capability: runc cannot raise what its bounding set lacks. The engine itself is
+        asked, with throwaway containers of the local pause image: (1) `cap_add ALL` starts: nothing is
+        withheld; (2) else the capabilities missing from this process's bounding set (right whenever the
+        engine runs beside the agent) are tried as the `cap_drop` of `cap_add ALL`; (3) else the
+        culprits are found by group testing (halving the capability list). Only capability names this
+        engine knows are considered (older engines refuse e.g. BPF). Every answer is verified by a start.
+        """
+        with self._caps_lock:
+            if self._withheld is None:
+                self._withheld = self._detect_withheld()
+            return self._withheld
+
+    def _detect_withheld(self) -> tuple[str, ...]:
+        for leftover in self.list_labelled(f"{CAPPROBE_LABEL}=true"):
+            self.remove(leftover.id)
+        image = localimage.ensure_pause_image(self)
+        if self._caps_start(image, ("ALL",), ()):
+            return ()
+        known = self._known_capabilities(image)
+        own = _own_bounding_set()
+        guess = tuple(c for c in known if own and c not in own)
+        if guess and self._caps_start(image, ("ALL",), guess):
+            return guess
+        found = tuple(self._failing_caps(image, known))
+        if found and self._caps_start(image, ("ALL",), found):
+            return found
+        raise errors.ContainerRuntimeError(
+            "cannot find a capability set this host grants: cap_add ALL fails and no single capability "
+            "explains it"
+        )
+
+    def _probe_spec(self, image: str, add: Sequence[str], drop: Sequence[str]) -> runtime.ContainerCreate:
+        return runtime.ContainerCreate(
+            name=f"nodeagent-capprobe-{uuid.uuid4().hex[:12]}",
+            image=image,
+            labels={CAPPROBE_LABEL: "true"},
+            entrypoint=("/bin/true",),
+            network_mode="none",
+            cap_add=tuple(add),
+            cap_drop=tuple(drop),
+            stop_timeout=0,
+        )
+
+    def _known_capabilities(self, image: str) -> list[str]:
+        """CAPABILITIES minus the names this engine refuses as unknown (one create per unknown name)."""
+        known = list(CAPABILITIES)
+        while known:
+            try:
+                cid = self.create(self._probe_spec(image, known, ()))
+            except errors.ContainerRuntimeError as exc:
+                m = _UNKNOWN_CAP.search(str(exc))
+                if m is None or m.group(1) not in known:
+                    raise
+                known.remove(m.group(1))
+                continue
+            self.remove(cid)
+            break
+        return known
+
+    def _caps_start(self, image: str, add: Sequence[str], drop: Sequence[str]) -> bool:
+        """Whether a container with these capabilities starts; only a refused start counts as False."""
+        cid = self.create(self._probe_spec(image, add, drop))
+        try:
+            self.start(cid)
+        except errors.RuntimeUnavailable:
+            raise
+        except errors.ContainerRuntimeError:
+            return False
+        finally:
+            self.remove(cid)
+        return True
+
+    def _failing_caps(self, image: str, caps: Sequence[str]) -> list[str]:
+        if not caps or self._caps_start(image, caps, ()):
+            return []
+        if len(caps) == 1:
+            return [caps[0]]
+        mid = len(caps) // 2
+        return self._failing_caps(image, caps[:mid]) + self._failing_caps(image, caps[mid:])
 
     # --- images -------------------------------------------------------------------------------
 
