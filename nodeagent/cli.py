@@ -20,7 +20,7 @@ import structlog
 
 import nodeagent
 from nodeagent import agent as agent_mod
-from nodeagent import errors, logs, manifests, model, plan, reconciler, settings, status
+from nodeagent import errors, logs, manifests, model, node, plan, reconciler, settings, status
 from nodeagent import runtime as rt
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -140,7 +140,7 @@ def _runtime(cfg: settings.Settings) -> rt.ContainerRuntime | None:
     """The Docker runtime, or None (with a log line) when no engine answers."""
     from nodeagent.runtime import docker as docker_rt
 
-    runtime = docker_rt.DockerRuntime(cfg.docker_host)
+    runtime = docker_rt.DockerRuntime(cfg.docker_host, node_name=_node_name(cfg))
     try:
         if runtime.ping():
             return runtime
@@ -148,6 +148,10 @@ def _runtime(cfg: settings.Settings) -> rt.ContainerRuntime | None:
         pass
     log.warning("docker_unavailable", host=cfg.docker_host or os.environ.get("DOCKER_HOST", "default socket"))
     return None
+
+
+def _node_name(cfg: settings.Settings) -> str:
+    return node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable).name
 
 
 def _one_shot_agent(cfg: settings.Settings) -> agent_mod.Agent:
@@ -441,7 +445,7 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         # keep trying: the engine may start after us (systemd ordering is not a guarantee)
         from nodeagent.runtime import docker as docker_rt
 
-        runtime = docker_rt.DockerRuntime(cfg.docker_host)
+        runtime = docker_rt.DockerRuntime(cfg.docker_host, node_name=_node_name(cfg))
     loop: reconciler.Reconciler | None = None
 
     def wake() -> None:

@@ -18,6 +18,8 @@ from nodeagent import model, quantity
 HASH_SCHEME = "v1"
 
 LABEL_MANAGED = "io.nodeagent.managed"
+# the node (agent) a container belongs to: agents of other nodes sharing one engine never touch it
+LABEL_NODE = "io.nodeagent.node"
 LABEL_OWNER = "io.nodeagent.owner"
 LABEL_SPEC_HASH = "io.nodeagent.spec-hash"
 LABEL_ATTEMPT = "io.nodeagent.attempt"  # restart attempt, 0 for the first container

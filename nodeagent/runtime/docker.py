@@ -145,7 +145,13 @@ def _own_bounding_set() -> frozenset[str]:
 class DockerRuntime:
     """`runtime.ContainerRuntime` on a Docker engine (default: DOCKER_HOST or the local socket)."""
 
-    def __init__(self, base_url: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str | None = None, timeout: float = 60.0, node_name: str | None = None
+    ) -> None:
+        """`node_name` scopes this runtime to one node's containers (label io.nodeagent.node): they are
+        the only ones `list_managed` returns, and every container it creates carries that label, so
+        several agents (a test, a simulation, two nodes on one engine) never touch each other's pods."""
+        self._node_name = node_name
         self._base_url = base_url
         self._timeout = timeout
         self._client: Any = None
@@ -190,6 +196,8 @@ class DockerRuntime:
     # --- observe ------------------------------------------------------------------------------
 
     def list_managed(self) -> list[runtime.ObservedContainer]:
+        if self._node_name:
+            return self.list_labelled(MANAGED_FILTER, f"{identity.LABEL_NODE}={self._node_name}")
         return self.list_labelled(MANAGED_FILTER)
 
     def list_labelled(self, *selectors: str) -> list[runtime.ObservedContainer]:
@@ -424,6 +432,12 @@ class DockerRuntime:
 
     # --- containers ---------------------------------------------------------------------------
 
+    def _labels(self, spec: runtime.ContainerCreate) -> dict[str, str]:
+        labels = dict(spec.labels)
+        if self._node_name and identity.LABEL_MANAGED in labels:
+            labels[identity.LABEL_NODE] = self._node_name
+        return labels
+
     def create(self, spec: runtime.ContainerCreate) -> str:
         api = self._api()
         with _translate(f"create {spec.name}"):
@@ -436,7 +450,7 @@ class DockerRuntime:
         kwargs: dict[str, Any] = {
             "image": spec.image,
             "name": spec.name,
-            "labels": dict(spec.labels),
+            "labels": self._labels(spec),
             "environment": list(spec.env),
             "host_config": host_config,
             "stop_timeout": spec.stop_timeout,
