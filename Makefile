@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/example.yaml
 EXAMPLE_IMAGE ?= busybox:stable
 
-.PHONY: run test unit lint check busybox bench clean
+.PHONY: run test unit lint check busybox bench test-faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ run: $(STAMP) busybox
 
 test: $(STAMP) busybox
 	$(BIN)/pytest -q
+
+# The fault suite: SIGKILL mid-sync, engine restarts (an engine of its own), broken sources, crash loops,
+# an unusable stateDir, and the manifest loader fuzzed with 10,000 generated documents per property.
+test-faults: $(STAMP) busybox
+	FUZZ_EXAMPLES=10000 $(BIN)/pytest -q -p no:cacheprovider tests/faults
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
