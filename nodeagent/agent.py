@@ -26,6 +26,16 @@ log = structlog.get_logger(__name__)
 
 STATIC_SOURCE = "staticPodPath"
 
+# Several agents can share one engine (test sessions, a node simulated beside a real one): an agent with a
+# scope labels what it creates `io.nodeagent.scope=<scope>` and sees only containers of its own scope; an
+# agent without one sees only unscoped containers. Set from $NODEAGENT_SCOPE; production leaves it unset.
+SCOPE_ENV = "NODEAGENT_SCOPE"
+LABEL_SCOPE = "io.nodeagent.scope"
+
+
+def scope_from_env() -> str:
+    return os.environ.get(SCOPE_ENV, "")
+
 
 @dataclass(frozen=True)
 class PassResult:
@@ -94,8 +104,10 @@ class Agent:
         watch: bool = False,
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        scope: str | None = None,
     ) -> None:
         self.settings = cfg
+        self.scope = scope_from_env() if scope is None else scope
         self.runtime = runtime
         self.clock = clock
         self.node = node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable)
@@ -115,6 +127,7 @@ class Agent:
             state_dir=cfg.state_dir,
             allocatable_cpu_milli=(os.cpu_count() or 1) * 1000,
             allocatable_memory=_memory_bytes(),
+            extra_labels={LABEL_SCOPE: self.scope} if self.scope else {},
         )
 
     # --- sources ------------------------------------------------------------------------------
@@ -151,6 +164,8 @@ class Agent:
         out: list[rt.ObservedContainer] = []
         alive: set[str] = set()
         for c in listed:
+            if c.labels.get(LABEL_SCOPE, "") != self.scope:
+                continue  # another agent's container on a shared engine
             alive.add(c.id)
             if c.state in ("exited", "dead") and c.finished_at is None:
                 times = self._times.get(c.id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -45,6 +45,7 @@ class HostInfo:
     withheld_caps: tuple[str, ...] = ()
     allocatable_cpu_milli: int = 0
     allocatable_memory: int = 0
+    extra_labels: Mapping[str, str] = field(default_factory=dict)  # put on every container (agent scope)
 
 
 class Executor:
@@ -128,8 +129,9 @@ class Executor:
         create = podconfig.build(
             ctx, container, role=identity.ROLE_APP, attempt=action.attempt, lookup=self._lookup
         )
-        labels = dict(create.labels)
+        labels = {**self._host.extra_labels, **create.labels}
         labels[plan.LABEL_BACKOFF_STEP] = str(action.backoff_step)
+        labels[plan.LABEL_GRACE] = str(spec.termination_grace_period_seconds)
         create = dataclasses.replace(create, labels=labels)
         cid = self._rt.create(create)
         try:

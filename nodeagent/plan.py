@@ -19,6 +19,10 @@ from nodeagent import identity, model, node, scheduling
 from nodeagent import runtime as rt
 
 LABEL_BACKOFF_STEP = "io.nodeagent.backoff-step"
+# terminationGracePeriodSeconds of the pod a container was made for: a pod whose manifest is gone is
+# still stopped with the grace period it asked for
+LABEL_GRACE = "io.nodeagent.grace-period"
+DEFAULT_GRACE = 30
 
 # verbs, in the order `execute` applies them
 DELETE = "delete"  # stop and remove every container of a pod, then its directories
@@ -298,8 +302,25 @@ def _surge(ds: model.DaemonSet) -> bool:
     return surge > 0
 
 
-def _delete(pod: ObservedPod, reason: str, grace: int = 30) -> Action:
+def _recorded_grace(pod: ObservedPod, fallback: int | None) -> int:
+    """The grace period the pod was created with (as Kubernetes uses the deleted pod's own spec).
+
+    Containers made before the label existed fall back to the current template's, else the default.
+    """
+    found = []
+    for c in pod.containers:
+        try:
+            found.append(int(c.labels.get(LABEL_GRACE, "")))
+        except ValueError:
+            continue
+    if found:
+        return max(found)
+    return DEFAULT_GRACE if fallback is None else fallback
+
+
+def _delete(pod: ObservedPod, reason: str, fallback_grace: int | None = None) -> Action:
     ids = tuple(c.id for c in pod.containers + pod.stale)
+    grace = _recorded_grace(pod, fallback_grace)
     return Action(
         verb=DELETE,
         namespace=pod.namespace,

@@ -262,7 +262,10 @@ class DirectorySource:
                     files[name] = old
                     continue
                 previous = old[1] if old is not None else None
-                content = merge_file(previous, manifests.load_file(full), full, self._allowed_kinds)
+                loaded = manifests.load_file(full)
+                if signature is not None and signature[2] == 0:
+                    loaded = _truncated(full)  # a write in progress (`>` truncates first), not a withdrawal
+                content = merge_file(previous, loaded, full, self._allowed_kinds)
                 self._report(full, previous, content)
                 files[name] = (signature, content)
             for name in self._files.keys() - files.keys():
@@ -420,6 +423,14 @@ class DirectorySource:
         if observer is not None:
             observer.stop()
             observer.join()
+
+
+def _truncated(path: str) -> model.LoadResult:
+    """A zero-length file is an error, so its last good content stays (and an agent started meanwhile
+    removes nothing): deleting the file, not emptying it, withdraws its objects."""
+    message = f"{path} is empty; its last good content stays in force (delete the file to withdraw it)"
+    problem = model.Problem(path, None, "", "", "", message)
+    return model.LoadResult(errors=(problem,), failed=((path, None),))
 
 
 def _signature(path: str) -> _Signature | None:

@@ -306,3 +306,37 @@ def test_broken_manifest_protects_its_pods() -> None:
     assert [a.verb for a in plan.plan(base).actions] == [plan.DELETE]
     assert plan.plan(replace(base, protected_names=frozenset({("DaemonSet", "agent")}))).actions == ()
     assert plan.plan(replace(base, hold_removals=True)).actions == ()
+
+
+def _with_grace(c: rt.ObservedContainer, grace: str) -> rt.ObservedContainer:
+    return replace(c, labels={**c.labels, plan.LABEL_GRACE: grace})
+
+
+@pytest.mark.parametrize(
+    ("label", "want"),
+    [("5", 5), (None, plan.DEFAULT_GRACE), ("junk", plan.DEFAULT_GRACE)],
+    ids=["recorded", "unrecorded", "malformed"],
+)
+def test_withdrawn_pod_stops_with_its_own_grace_period(label: str | None, want: int) -> None:
+    """Its manifest is gone, so the grace period comes from the label the pod was created with."""
+    c = container_for(DESIRED)
+    if label is not None:
+        c = _with_grace(c, label)
+    inputs = plan.Inputs(node=make_node(), daemonsets=(), static_pods=(), observed=(c,), now=NOW)
+    [delete] = plan.plan(inputs).actions
+    assert delete.verb == plan.DELETE and delete.grace_seconds == want
+
+
+def test_replaced_pod_stops_with_the_old_pods_grace_period() -> None:
+    """Kubernetes deletes the old pod with its own terminationGracePeriodSeconds, not the new template's."""
+    old = plan.desired_daemon_pod(make_ds(image="busybox:0"))
+    inputs = plan.Inputs(
+        node=make_node(),
+        daemonsets=(plan.DaemonSetInput(DS),),
+        static_pods=(),
+        observed=(_with_grace(container_for(old), "7"),),
+        now=NOW,
+    )
+    delete, create = plan.plan(inputs).actions
+    assert (delete.verb, delete.grace_seconds) == (plan.DELETE, 7)
+    assert (create.verb, create.grace_seconds) == (plan.CREATE, 30)

@@ -1,0 +1,731 @@
+"""The agent's reconcile pass against the real Docker engine: desired -> observed -> plan -> execute.
+
+Each test gets its own config, manifest directories and stateDir under tmp_path, a namespace of its own
+and an agent scope (`NODEAGENT_SCOPE`), so agents of parallel sessions on one engine never see each
+other's containers. Every container the agent creates is removed at teardown by its namespace label.
+`Recorder` wraps the real DockerRuntime only to count calls (and, once, to cut a create short).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nodeagent import agent as agent_mod
+from nodeagent import cli, errors, execute, identity, plan, settings
+from nodeagent import runtime as rt
+from nodeagent.runtime import docker as docker_rt
+
+pytestmark = pytest.mark.docker
+
+NODE = "test-node"
+WRITES = frozenset({"create", "start", "stop", "remove", "pull"})
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    assert predicate(), "condition not met in time"
+
+
+class Recorder:
+    """The real DockerRuntime, with every call recorded; `fail_start` cuts the next N starts short."""
+
+    def __init__(self, inner: docker_rt.DockerRuntime) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+        self.fail_start = 0
+
+    @property
+    def writes(self) -> list[str]:
+        return [c for c in self.calls if c in WRITES]
+
+    def ping(self) -> bool:
+        self.calls.append("ping")
+        return self.inner.ping()
+
+    def list_managed(self) -> list[rt.ObservedContainer]:
+        self.calls.append("list_managed")
+        return self.inner.list_managed()
+
+    def timestamps(self, container_id: str) -> tuple[float | None, float | None]:
+        self.calls.append("timestamps")
+        return self.inner.timestamps(container_id)
+
+    def image_present(self, image: str) -> bool:
+        self.calls.append("image_present")
+        return self.inner.image_present(image)
+
+    def pull(self, image: str) -> None:
+        self.calls.append("pull")
+        self.inner.pull(image)
+
+    def create(self, spec: rt.ContainerCreate) -> str:
+        self.calls.append("create")
+        return self.inner.create(spec)
+
+    def start(self, container_id: str) -> None:
+        self.calls.append("start")
+        if self.fail_start > 0:
+            self.fail_start -= 1
+            raise errors.ContainerRuntimeError("start cut short (simulated crash after create)")
+        self.inner.start(container_id)
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        self.calls.append("stop")
+        self.inner.stop(container_id, timeout)
+
+    def remove(self, container_id: str) -> None:
+        self.calls.append("remove")
+        self.inner.remove(container_id)
+
+    def exec(self, container_id: str, command: tuple[str, ...], timeout: float) -> int:
+        self.calls.append("exec")
+        return self.inner.exec(container_id, command, timeout)
+
+    def events(self, stop: threading.Event) -> Iterator[rt.RuntimeEvent]:
+        return self.inner.events(stop)
+
+
+def daemonset(
+    name: str,
+    namespace: str,
+    image: str,
+    *,
+    command: str = "exec sleep 1000000",
+    labels: Mapping[str, str] | None = None,
+    pod: Mapping[str, Any] | None = None,
+    container: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A one-container DaemonSet running `sh -c command`, stopping within a second."""
+    match = dict(labels or {"app": name})
+    c: dict[str, Any] = {
+        "name": "main",
+        "image": image,
+        "imagePullPolicy": "Never",
+        "command": ["sh", "-c", command],
+        **(container or {}),
+    }
+    spec: dict[str, Any] = {"terminationGracePeriodSeconds": 1, "containers": [c], **(pod or {})}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "selector": {"matchLabels": match},
+            "template": {"metadata": {"labels": match}, "spec": spec},
+        },
+    }
+
+
+def static_pod(name: str, namespace: str, image: str, command: str = "exec sleep 1000000") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {"name": "main", "image": image, "imagePullPolicy": "Never", "command": ["sh", "-c", command]}
+            ],
+        },
+    }
+
+
+@dataclass
+class Home:
+    """One test agent's world: config, DaemonSet and static pod directories, stateDir, namespace, scope."""
+
+    root: Path
+    namespace: str
+    image: str
+    engine: docker_rt.DockerRuntime
+    scope: str
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict[str, str]] = field(default_factory=list)
+    backoff: str = "{initial: 30s, max: 2m, resetAfter: 10m}"
+    resync: str = "2s"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def ds_dir(self) -> Path:
+        return self.root / "ds"
+
+    @property
+    def static_dir(self) -> Path:
+        return self.root / "static"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    def write_config(self) -> None:
+        doc = {
+            "node": {"name": NODE, "labels": self.labels, "taints": self.taints},
+            "sources": [{"directory": "ds"}],
+            "staticPodPath": "static",
+            "stateDir": "state",
+            "resyncInterval": self.resync,
+            "healthz": {"enabled": False},
+        }
+        text = yaml.safe_dump(doc) + f"backoff: {self.backoff}\n"
+        tmp = self.config.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config)
+
+    def put(self, name: str, doc: Mapping[str, Any] | str, where: str = "ds") -> Path:
+        """Write a manifest atomically (a rename, as editors and config management do)."""
+        path = self.root / where / f"{name}.yaml"
+        text = doc if isinstance(doc, str) else yaml.safe_dump(dict(doc))
+        tmp = self.root / where / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return path
+
+    def ds(self, name: str, **kw: Any) -> dict[str, Any]:
+        return daemonset(name, self.namespace, self.image, **kw)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, agent_mod.SCOPE_ENV: self.scope}
+
+    def agent(self, clock: Callable[[], float] = time.time) -> tuple[agent_mod.Agent, Recorder]:
+        """A fresh agent, as a new `nodeagent sync` process would build it."""
+        rec = Recorder(self.engine)
+        a = agent_mod.Agent(settings.load(str(self.config)), rec, clock=clock, scope=self.scope)
+        a.relist()
+        return a, rec
+
+    def sync(self) -> agent_mod.PassResult:
+        a, _ = self.agent()
+        return a.reconcile()
+
+    def containers(self) -> list[rt.ObservedContainer]:
+        return self.engine.list_labelled(f"{identity.LABEL_POD_NAMESPACE}={self.namespace}")
+
+    def pods(self) -> dict[str, list[rt.ObservedContainer]]:
+        out: dict[str, list[rt.ObservedContainer]] = {}
+        for c in self.containers():
+            out.setdefault(c.labels[identity.LABEL_POD_NAME], []).append(c)
+        return out
+
+    def running_owners(self) -> set[str]:
+        return {c.labels[identity.LABEL_OWNER] for c in self.containers() if c.running}
+
+    def owner(self, name: str) -> str:
+        return identity.owner_daemonset(self.namespace, name)
+
+
+@pytest.fixture
+def home(tmp_path: Path, docker_runtime: docker_rt.DockerRuntime, test_image: str) -> Iterator[Home]:
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    h = Home(root=tmp_path, namespace=ns, image=test_image, engine=docker_runtime, scope=ns)
+    for d in (h.ds_dir, h.static_dir):
+        d.mkdir()
+    h.write_config()
+    yield h
+    for c in h.containers():
+        docker_runtime.remove(c.id)
+
+
+def verbs(result: agent_mod.PassResult) -> list[tuple[str, str]]:
+    return [(o.action.verb, o.action.pod) for o in result.outcomes]
+
+
+def assert_ok(result: agent_mod.PassResult) -> None:
+    assert not result.failed, [(o.action.verb, o.action.pod, o.reason, o.message) for o in result.failed]
+
+
+# --- create, no-op, labels --------------------------------------------------------------------
+
+
+def test_create_then_noop_sync_makes_one_list_call_and_no_writes(home: Home) -> None:
+    home.put("a", home.ds("a"))
+    home.put("b", home.ds("b"))
+    first = home.sync()
+    assert_ok(first)
+    assert sorted(v for v, _ in verbs(first)) == ["create", "create"]
+
+    pods = home.pods()
+    assert len(pods) == 2
+    for name in ("a", "b"):
+        desired = next(d.desired for d in first.plan.daemonsets if d.name == name)
+        assert desired.name == f"{name}-{identity.hash_digest(desired.spec_hash)[:5]}"
+        containers = pods[desired.name]
+        assert len(containers) == 1, "a single-container pod costs exactly one container"
+        c = containers[0]
+        assert c.running
+        assert c.name == f"k8s_main_{desired.name}_{home.namespace}_0"
+        assert c.labels[identity.LABEL_MANAGED] == "true"
+        assert c.labels[identity.LABEL_OWNER] == f"DaemonSet/{home.namespace}/{name}"
+        assert c.labels[identity.LABEL_SPEC_HASH] == desired.spec_hash
+        assert c.labels[identity.LABEL_POD_NAME] == desired.name
+        assert c.labels[identity.LABEL_POD_NAMESPACE] == home.namespace
+        assert c.labels[identity.LABEL_CONTAINER_NAME] == "main"
+        assert c.labels[agent_mod.LABEL_SCOPE] == home.scope
+
+    a, rec = home.agent()
+    second = a.reconcile()
+    assert second.plan.actions == ()
+    assert rec.calls == ["list_managed"], "a no-op sync is one filtered list call and nothing else"
+    assert {c.id for c in home.containers()} == {c.id for cs in pods.values() for c in cs}
+
+
+def test_create_cut_short_is_finished_not_duplicated(home: Home) -> None:
+    home.put("a", home.ds("a"))
+    a, rec = home.agent()
+    rec.fail_start = 1
+    first = a.reconcile()
+    assert [o.ok for o in first.outcomes] == [False]
+    [c] = home.containers()
+    assert c.state == "created"
+
+    second = home.sync()
+    assert_ok(second)
+    assert verbs(second) == [("start", c.labels[identity.LABEL_POD_NAME])]
+    [after] = home.containers()
+    assert after.id == c.id and after.running
+
+
+# --- template change, withdrawal, bad manifests -----------------------------------------------
+
+
+def test_template_change_replaces_the_pod(home: Home) -> None:
+    home.put("a", home.ds("a"))
+    assert_ok(home.sync())
+    [old] = home.containers()
+
+    home.put("a", home.ds("a", container={"env": [{"name": "V", "value": "2"}]}))
+    result = home.sync()
+    assert_ok(result)
+    assert [v for v, _ in verbs(result)] == ["delete", "create"]
+    delete = result.outcomes[0].action
+    assert "pod template changed" in delete.reason
+    [new] = home.containers()
+    assert new.id != old.id and new.running
+    assert new.labels[identity.LABEL_POD_NAME] != old.labels[identity.LABEL_POD_NAME]
+    assert "V=2" in (home.engine.inspect(new.id) or {})["Config"]["Env"]
+
+
+def test_withdrawn_daemonset_has_its_pod_and_dirs_removed(home: Home) -> None:
+    home.put("keep", home.ds("keep"))
+    path = home.put(
+        "gone",
+        home.ds(
+            "gone",
+            pod={"volumes": [{"name": "scratch", "emptyDir": {}}]},
+            container={"volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]},
+        ),
+    )
+    first = home.sync()
+    assert_ok(first)
+    gone = next(c for c in home.containers() if c.labels[identity.LABEL_OWNER] == home.owner("gone"))
+    pod_dir = Path(home.state_dir, "pods", gone.labels[identity.LABEL_POD_UID])
+    assert pod_dir.is_dir()
+
+    path.unlink()
+    result = home.sync()
+    assert_ok(result)
+    assert [v for v, _ in verbs(result)] == ["delete"]
+    assert "no longer in any source" in result.outcomes[0].action.reason
+    assert home.running_owners() == {home.owner("keep")}
+    assert not pod_dir.exists(), "emptyDir is removed with its pod"
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: a\n  oops: [\n",  # unparsable YAML
+        "",  # an empty file
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: a, namespace: NS}\nspec: {}\n",  # invalid
+    ],
+    ids=["unparsable", "empty", "invalid"],
+)
+def test_bad_manifest_removes_nothing_even_after_an_agent_restart(home: Home, broken: str) -> None:
+    home.put("a", home.ds("a"))
+    home.put("b", home.ds("b"))
+    a, _ = home.agent()
+    assert_ok(a.reconcile())
+    before = {c.id for c in home.containers()}
+
+    home.put("a", broken.replace("NS", home.namespace))
+    a.relist()
+    same_agent = a.reconcile()
+    assert same_agent.plan.actions == (), "the last good version of the file stays in force"
+
+    # an agent started while the file is broken has no last good version, and still removes nothing
+    fresh = home.sync()
+    assert [v for v, _ in verbs(fresh)] == []
+    assert {c.id for c in home.containers()} == before
+    assert all(c.running for c in home.containers())
+    if broken:
+        assert fresh.desired.errors, "the error is reported"
+
+    # other DaemonSets keep being reconciled meanwhile
+    home.put("c", home.ds("c"))
+    assert [v for v, _ in verbs(home.sync())] == ["create"]
+
+
+def test_changed_selector_is_refused_and_old_pod_keeps_running(home: Home) -> None:
+    home.put("a", home.ds("a"))
+    a, _ = home.agent()
+    assert_ok(a.reconcile())
+    [old] = home.containers()
+
+    home.put("a", home.ds("a", labels={"app": "a", "tier": "x"}))
+    a.relist()
+    result = a.reconcile()
+    assert [v for v, _ in verbs(result)] == []
+    assert any("selector" in (e.path + e.message) for e in result.desired.errors)
+    [still] = home.containers()
+    assert still.id == old.id and still.running
+
+
+def test_external_docker_rm_is_recreated(home: Home) -> None:
+    home.put("a", home.ds("a"))
+    assert_ok(home.sync())
+    [old] = home.containers()
+    home.engine.remove(old.id)
+
+    result = home.sync()
+    assert_ok(result)
+    assert verbs(result) == [("create", old.labels[identity.LABEL_POD_NAME])]
+    [new] = home.containers()
+    assert new.running and new.name == old.name
+
+
+def test_foreign_containers_are_never_touched(
+    home: Home, test_labels: dict[str, str], name_prefix: str, docker_cleanup: None
+) -> None:
+    lookalike = {
+        **test_labels,
+        identity.LABEL_POD_NAMESPACE: home.namespace,
+        identity.LABEL_POD_NAME: "intruder-12345",
+        identity.LABEL_OWNER: home.owner("intruder"),
+        identity.LABEL_CONTAINER_NAME: "main",
+        agent_mod.LABEL_SCOPE: home.scope,
+    }  # everything but io.nodeagent.managed
+    foreign = []
+    for i, labels in enumerate((test_labels, lookalike)):
+        spec = rt.ContainerCreate(
+            name=f"{name_prefix}-foreign-{home.namespace}-{i}",
+            image=home.image,
+            labels=labels,
+            entrypoint=("sleep", "1000000"),
+            stop_timeout=1,
+        )
+        cid = home.engine.create(spec)
+        home.engine.start(cid)
+        foreign.append(cid)
+
+    path = home.put("a", home.ds("a"))
+    assert_ok(home.sync())
+    path.unlink()
+    result = home.sync()
+    assert_ok(result)
+    touched = {cid for o in result.outcomes for cid in o.action.container_ids}
+    assert not touched & set(foreign)
+    for cid in foreign:
+        info = home.engine.inspect(cid)
+        assert info is not None and info["State"]["Running"]
+
+
+# --- node labels and taints -------------------------------------------------------------------
+
+
+def test_node_label_change_adds_and_removes(home: Home) -> None:
+    home.labels = {"disktype": "ssd"}
+    home.write_config()
+    home.put("ssd", home.ds("ssd", pod={"nodeSelector": {"disktype": "ssd"}}))
+    home.put("hdd", home.ds("hdd", pod={"nodeSelector": {"disktype": "hdd"}}))
+    home.put("all", home.ds("all"))
+    assert_ok(home.sync())
+    assert home.running_owners() == {home.owner("ssd"), home.owner("all")}
+
+    home.labels = {"disktype": "hdd"}
+    home.write_config()
+    result = home.sync()
+    assert_ok(result)
+    assert sorted(verbs(result))[0][0] == "create"
+    assert sorted(v for v, _ in verbs(result)) == ["create", "delete"]
+    assert home.running_owners() == {home.owner("hdd"), home.owner("all")}
+    delete = next(o.action for o in result.outcomes if o.action.verb == "delete")
+    assert "node affinity/selector" in delete.reason
+
+
+def test_noschedule_keeps_running_pods_noexecute_evicts(home: Home) -> None:
+    home.put("a", home.ds("a"))
+    home.put("b", home.ds("b"))
+    assert_ok(home.sync())
+    running = {c.id for c in home.containers()}
+
+    # NoSchedule: running pods stay; a new DaemonSet does not start here
+    home.taints = [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]
+    home.write_config()
+    home.put("new", home.ds("new"))
+    result = home.sync()
+    assert_ok(result)
+    assert verbs(result) == []
+    assert {c.id for c in home.containers()} == running
+    new = next(d for d in result.plan.daemonsets if d.name == "new")
+    assert not new.decision.should_run
+    assert any("untolerated taint" in r for r in new.decision.reasons)
+
+    # NoExecute: evicted, except a DaemonSet that tolerates it
+    home.put(
+        "b",
+        home.ds("b", pod={"tolerations": [{"key": "dedicated", "operator": "Exists"}]}),
+    )
+    home.taints = [{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}]
+    home.write_config()
+    result = home.sync()
+    assert_ok(result)
+    assert home.running_owners() == {home.owner("b")}
+    deleted = [o.action for o in result.outcomes if o.action.verb == "delete"]
+    assert any(d.owner == home.owner("a") and "untolerated taint" in d.reason for d in deleted)
+
+
+def test_noexecute_toleration_seconds_evicts_after_the_delay(home: Home) -> None:
+    toleration = {"key": "dedicated", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+    home.put("a", home.ds("a", pod={"tolerations": [toleration]}))
+    assert_ok(home.sync())
+    [c] = home.containers()
+
+    home.taints = [{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}]
+    home.write_config()
+    offset = [0.0]
+    a, _ = home.agent(clock=lambda: time.time() + offset[0])
+    result = a.reconcile()
+    assert verbs(result) == []
+    [w] = [w for w in result.plan.waiting if w.reason == "TolerationSeconds"]
+    assert w.until - time.time() == pytest.approx(60, abs=5)
+    assert home.containers()[0].id == c.id
+
+    offset[0] = 61.0
+    result = a.reconcile()
+    assert_ok(result)
+    assert [v for v, _ in verbs(result)] == ["delete"]
+    assert "tolerationSeconds" in result.outcomes[0].action.reason
+    assert home.containers() == []
+
+
+# --- restarts ---------------------------------------------------------------------------------
+
+
+def _exited(home: Home) -> bool:
+    cs = home.containers()
+    return bool(cs) and all(c.state == "exited" for c in cs)
+
+
+def test_crash_is_restarted_with_backoff_and_counted(home: Home) -> None:
+    """initial backoff 30 s: the first restart is immediate, the second waits (checked on the plan)."""
+    home.put("crash", home.ds("crash", command="exit 3"))
+    offset = [0.0]
+    a, _ = home.agent(clock=lambda: time.time() + offset[0])
+    assert_ok(a.reconcile())
+    wait_for(lambda: _exited(home))
+
+    first = a.reconcile()  # the kubelet restarts a first crash at once, then backs off
+    assert_ok(first)
+    assert [(o.action.verb, o.action.attempt) for o in first.outcomes] == [("restart", 1)]
+    assert "exited with code 3" in first.outcomes[0].action.reason
+    wait_for(lambda: _exited(home))
+    [c] = home.containers()  # the attempt it replaced is gone
+    assert c.labels[identity.LABEL_ATTEMPT] == "1"
+    assert c.labels[plan.LABEL_BACKOFF_STEP] == "1"
+
+    held = a.reconcile()
+    assert verbs(held) == [], "no restart before the backoff has passed"
+    [w] = held.plan.waiting
+    assert w.reason == "CrashLoopBackOff" and w.container == "main"
+    _, finished = home.engine.timestamps(c.id)
+    assert finished is not None and w.until == pytest.approx(finished + 30, abs=1)
+    assert held.plan.wake_at == w.until
+    doc = cli.status_json(a, held)
+    [pod] = doc["daemonSets"][0]["pods"]
+    assert pod["restartCount"] == 1 and pod["status"] == "CrashLoopBackOff"
+
+    offset[0] = 31.0
+    again = a.reconcile()
+    assert_ok(again)
+    assert [(o.action.verb, o.action.attempt) for o in again.outcomes] == [("restart", 2)]
+    wait_for(lambda: _exited(home))
+    [c] = home.containers()
+    assert c.labels[plan.LABEL_BACKOFF_STEP] == "2"
+    held = a.reconcile()
+    [w] = held.plan.waiting
+    _, finished = home.engine.timestamps(c.id)
+    assert finished is not None
+    assert w.until == pytest.approx(finished + 60, abs=1), "the delay doubles"
+    [pod] = cli.status_json(a, held)["daemonSets"][0]["pods"]
+    assert pod["restartCount"] == 2
+
+
+# --- hostPath types ---------------------------------------------------------------------------
+
+
+def _hostpath_ds(home: Home, name: str, path: Path, kind: str) -> dict[str, Any]:
+    return home.ds(
+        name,
+        pod={"volumes": [{"name": "h", "hostPath": {"path": str(path), "type": kind}}]},
+        container={"volumeMounts": [{"name": "h", "mountPath": "/h"}]},
+    )
+
+
+def test_every_hostpath_type_is_checked_or_created(home: Home, tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "dir").mkdir()
+    (host / "file").write_text("x")
+    sock = host / "sock"
+    import socket
+
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(sock))
+    os.mknod(host / "chr", stat.S_IFCHR | 0o600, os.makedev(1, 3))  # like /dev/null
+    os.mknod(host / "blk", stat.S_IFBLK | 0o600, os.makedev(7, 200))  # a loop device number
+    good = {
+        "unset": (host / "anything", ""),
+        "dor": (host / "new-dir", "DirectoryOrCreate"),
+        "dir": (host / "dir", "Directory"),
+        "for": (host / "new-file", "FileOrCreate"),
+        "file": (host / "file", "File"),
+        "sock": (sock, "Socket"),
+        "chr": (host / "chr", "CharDevice"),
+        "blk": (host / "blk", "BlockDevice"),
+    }
+    bad = {
+        "bad-dir": (host / "file", "Directory", "is not a directory"),
+        "bad-file": (host / "dir", "File", "is not a file"),
+        "bad-sock": (host / "file", "Socket", "is not a socket"),
+        "bad-chr": (host / "file", "CharDevice", "is not a character device"),
+        "bad-blk": (host / "chr", "BlockDevice", "is not a block device"),
+        "missing": (host / "nope", "Directory", "doesn't exist"),
+    }
+    for name, (path, kind) in good.items():
+        home.put(name, _hostpath_ds(home, name, path, kind))
+    for name, (path, kind, _) in bad.items():
+        home.put(name, _hostpath_ds(home, name, path, kind))
+    a, _ = home.agent()
+    try:
+        result = a.reconcile()
+    finally:
+        s.close()
+
+    failed = {o.action.owner.rsplit("/", 1)[-1]: o for o in result.failed}
+    assert set(failed) == set(bad)
+    for name, (path, _, words) in bad.items():
+        o = failed[name]
+        assert o.reason == execute.CREATE_CONTAINER_CONFIG_ERROR
+        assert str(path) in o.message and words in o.message, o.message
+        if name != "missing":
+            assert "hostPath type check failed" in o.message
+    assert home.running_owners() == {home.owner(n) for n in good}, "other pods are unaffected"
+    assert (host / "new-dir").is_dir()
+    assert (host / "new-file").is_file(), "FileOrCreate creates a file, not a directory"
+    assert not (host / "nope").exists()
+
+    # the failure is shown as the pod's status, and retried only after a backoff
+    held = a.reconcile()
+    assert verbs(held) == []
+    doc = cli.status_json(a, held)
+    bad_status = next(d for d in doc["daemonSets"] if d["name"] == "bad-dir")
+    assert bad_status["numberReady"] == 0
+    assert [p["status"] for p in bad_status["pods"]] == [execute.CREATE_CONTAINER_CONFIG_ERROR]
+
+
+# --- downward API -----------------------------------------------------------------------------
+
+
+def test_downward_api_and_resource_env(home: Home) -> None:
+    def field_ref(path: str) -> dict[str, Any]:
+        return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+    doc = home.ds(
+        "dapi",
+        container={
+            "env": [
+                {"name": "NODE", **field_ref("spec.nodeName")},
+                {"name": "POD", **field_ref("metadata.name")},
+                {"name": "NS", **field_ref("metadata.namespace")},
+                {"name": "APP", **field_ref("metadata.labels['app']")},
+                {"name": "NOTE", **field_ref("metadata.annotations['note']")},
+                {"name": "HOST_IP", **field_ref("status.hostIP")},
+                {"name": "POD_IP", **field_ref("status.podIP")},
+                {
+                    "name": "MEM",
+                    "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+                },
+                {"name": "GREETING", "value": "hi $(NODE)"},
+            ],
+            "resources": {"limits": {"memory": "64Mi", "cpu": "250m"}},
+        },
+    )
+    doc["spec"]["template"]["metadata"]["annotations"] = {"note": "hello"}
+    home.put("dapi", doc)
+    result = home.sync()
+    assert_ok(result)
+    [c] = home.containers()
+    info = home.engine.inspect(c.id)
+    assert info is not None
+    env = dict(e.split("=", 1) for e in info["Config"]["Env"])
+    pod_name = c.labels[identity.LABEL_POD_NAME]
+    assert env["NODE"] == NODE
+    assert env["POD"] == pod_name
+    assert env["NS"] == home.namespace
+    assert env["APP"] == "dapi"
+    assert env["NOTE"] == "hello"
+    assert env["HOST_IP"] == agent_mod.host_ip()
+    assert env["MEM"] == "64"
+    assert env["GREETING"] == f"hi {NODE}"
+    assert info["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    host_config = info["HostConfig"]
+    assert host_config["CpuQuota"] * 4 == host_config["CpuPeriod"], "limits.cpu 250m: a quarter CPU"
+    assert host_config["CpuShares"] == 256, "requests.cpu defaults to the limit: 250m -> 256 shares"
+    assert info["Config"]["StopTimeout"] == 1
+    # the container sees it too
+    assert home.engine.exec(c.id, ("sh", "-c", f'test "$POD" = {pod_name}'), timeout=10) == 0
+
+
+# --- static pods ------------------------------------------------------------------------------
+
+
+def test_static_pod_runs_unconditionally_is_replaced_and_removed(home: Home) -> None:
+    home.taints = [{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}]
+    home.write_config()
+    path = home.put("web", static_pod("web", home.namespace, home.image), where="static")
+    result = home.sync()
+    assert_ok(result)
+    [c] = home.containers()
+    assert c.labels[identity.LABEL_POD_NAME] == f"web-{NODE}"
+    assert c.labels[identity.LABEL_OWNER] == identity.owner_pod(home.namespace, "web")
+    assert c.running
+    assert home.sync().plan.actions == ()
+
+    home.put("web", static_pod("web", home.namespace, home.image, "exec sleep 999999"), where="static")
+    result = home.sync()
+    assert_ok(result)
+    assert [v for v, _ in verbs(result)] == ["delete", "create"]
+    [new] = home.containers()
+    assert new.id != c.id and new.running and new.labels[identity.LABEL_POD_NAME] == f"web-{NODE}"
+
+    path.unlink()
+    result = home.sync()
+    assert_ok(result)
+    assert [v for v, _ in verbs(result)] == ["delete"]
+    assert home.containers() == []
