@@ -353,7 +353,9 @@ def _container_actions(
     if failure is not None:
         until = failure.last + inputs.backoff.delay(failure.count - 1)
         if inputs.now < until:
-            waiting.append(Waiting(desired.namespace, desired.name, "", failure.reason, until))
+            # between pull attempts the kubelet shows ImagePullBackOff; other reasons stay as they are
+            reason = "ImagePullBackOff" if failure.reason == "ErrImagePull" else failure.reason
+            waiting.append(Waiting(desired.namespace, desired.name, "", reason, until))
             return actions
     for c in spec.containers:
         seen = pod.container(c.name) if pod is not None else None

@@ -8,6 +8,7 @@ other's containers. Every container the agent creates is removed at teardown by 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import threading
@@ -729,3 +730,53 @@ def test_static_pod_runs_unconditionally_is_replaced_and_removed(home: Home) -> 
     assert_ok(result)
     assert [v for v, _ in verbs(result)] == ["delete"]
     assert home.containers() == []
+
+
+def test_static_pod_restart_policy(home: Home) -> None:
+    """Never: an exited container stays exited; OnFailure: only a non-zero exit is restarted."""
+    for name, policy, code in (
+        ("never", "Never", 1),
+        ("onfail-ok", "OnFailure", 0),
+        ("onfail", "OnFailure", 2),
+    ):
+        doc = static_pod(name, home.namespace, home.image, f"exit {code}")
+        doc["spec"]["restartPolicy"] = policy
+        home.put(name, doc, where="static")
+    a, _ = home.agent()
+    assert_ok(a.reconcile())
+    wait_for(lambda: _exited(home) and len(home.containers()) == 3)
+    result = a.reconcile()
+    assert_ok(result)
+    assert [(o.action.verb, o.action.pod) for o in result.outcomes] == [("restart", f"onfail-{NODE}")]
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+def test_image_pull_failure_is_errimagepull_then_backoff(home: Home) -> None:
+    """No registry answers here: the failure is reported, retried after a backoff, and never crashes."""
+    unreachable = "127.0.0.1:9/nodeagent-test/absent:1"  # the discard port: connection refused at once
+    home.put("pull", home.ds("pull", container={"image": unreachable, "imagePullPolicy": "IfNotPresent"}))
+    home.put("fine", home.ds("fine"))
+    a, rec = home.agent()
+    first = a.reconcile()
+    [failed] = first.failed
+    assert failed.reason == execute.ERR_IMAGE_PULL
+    assert unreachable in failed.message
+    assert home.running_owners() == {home.owner("fine")}
+    assert "pull" in rec.calls
+
+    rec.calls.clear()
+    held = a.reconcile()
+    assert verbs(held) == [] and "pull" not in rec.calls, "no pull again before the backoff"
+    [w] = held.plan.waiting
+    assert w.reason == "ImagePullBackOff", "between attempts, as kubectl shows it"
+    doc = cli.status_json(a, held)
+    pull = next(d for d in doc["daemonSets"] if d["name"] == "pull")
+    assert [p["status"] for p in pull["pods"]] == ["ImagePullBackOff"]
+
+    # after the backoff, the next failure shows as ImagePullBackOff, as kubectl does
+    a.failures = {k: dataclasses.replace(f, last=f.last - 3600) for k, f in a.failures.items()}
+    again = a.reconcile()
+    [failed] = again.failed
+    assert a.failures[(home.namespace, failed.action.pod)].reason == "ImagePullBackOff"

@@ -340,3 +340,24 @@ def test_replaced_pod_stops_with_the_old_pods_grace_period() -> None:
     delete, create = plan.plan(inputs).actions
     assert (delete.verb, delete.grace_seconds) == (plan.DELETE, 7)
     assert (create.verb, create.grace_seconds) == (plan.CREATE, 30)
+
+
+@pytest.mark.parametrize(
+    ("failed", "shown"),
+    [("ErrImagePull", "ImagePullBackOff"), ("CreateContainerConfigError", "CreateContainerConfigError")],
+)
+def test_failed_create_waits_out_its_backoff(failed: str, shown: str) -> None:
+    failure = plan.Failure(count=2, last=NOW - 5, reason=failed, message="boom")
+    inputs = plan.Inputs(
+        node=make_node(),
+        daemonsets=(plan.DaemonSetInput(DS),),
+        static_pods=(),
+        observed=(),
+        now=NOW,
+        failures={DESIRED.key: failure},
+    )
+    result = plan.plan(inputs)
+    assert result.actions == ()
+    [w] = result.waiting
+    assert (w.reason, w.until) == (shown, NOW - 5 + 20)
+    assert [a.verb for a in plan.plan(replace(inputs, now=NOW + 16)).actions] == [plan.CREATE]
