@@ -18,23 +18,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from nodeagent import desired, errors, execute, node, plan, podconfig, settings
+from nodeagent import desired, errors, execute, identity, model, node, plan, podconfig, settings
 from nodeagent import runtime as rt
 from nodeagent.sources import files
 
 log = structlog.get_logger(__name__)
 
 STATIC_SOURCE = "staticPodPath"
-
-# Several agents can share one engine (test sessions, a node simulated beside a real one): an agent with a
-# scope labels what it creates `io.nodeagent.scope=<scope>` and sees only containers of its own scope; an
-# agent without one sees only unscoped containers. Set from $NODEAGENT_SCOPE; production leaves it unset.
-SCOPE_ENV = "NODEAGENT_SCOPE"
-LABEL_SCOPE = "io.nodeagent.scope"
-
-
-def scope_from_env() -> str:
-    return os.environ.get(SCOPE_ENV, "")
 
 
 @dataclass(frozen=True)
@@ -104,10 +94,8 @@ class Agent:
         watch: bool = False,
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
-        scope: str | None = None,
     ) -> None:
         self.settings = cfg
-        self.scope = scope_from_env() if scope is None else scope
         self.runtime = runtime
         self.clock = clock
         self.node = node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable)
@@ -127,7 +115,6 @@ class Agent:
             state_dir=cfg.state_dir,
             allocatable_cpu_milli=(os.cpu_count() or 1) * 1000,
             allocatable_memory=_memory_bytes(),
-            extra_labels={LABEL_SCOPE: self.scope} if self.scope else {},
         )
 
     # --- sources ------------------------------------------------------------------------------
@@ -164,8 +151,6 @@ class Agent:
         out: list[rt.ObservedContainer] = []
         alive: set[str] = set()
         for c in listed:
-            if c.labels.get(LABEL_SCOPE, "") != self.scope:
-                continue  # another agent's container on a shared engine
             alive.add(c.id)
             if c.state in ("exited", "dead") and c.finished_at is None:
                 times = self._times.get(c.id)
@@ -221,6 +206,7 @@ class Agent:
         with self._lock:
             state = self.desired_state()
             observed = self.observe()
+            state = refuse_changed_selectors(state, observed)
             p = self.compute(state, observed)
             if dry_run or self.runtime is None:
                 return PassResult(p, (), state)
@@ -277,6 +263,37 @@ class Agent:
                 self.merger = desired.Merger([s.name for s in self.sources])
                 if self._watch:
                     self.start_sources()
+
+
+def refuse_changed_selectors(
+    state: desired.DesiredState, observed: tuple[rt.ObservedContainer, ...]
+) -> desired.DesiredState:
+    """A DaemonSet whose running pods were made under another selector is refused, like the merger
+    refuses it while it remembers: its pods stay as they are, and an error says why."""
+    refused = {
+        key: entry for key, entry in state.daemonsets.items() if plan.changed_selector(entry.obj, observed)
+    }
+    if not refused:
+        return state
+    problems = tuple(
+        model.Problem(
+            file=e.file,
+            document=e.index,
+            kind="DaemonSet",
+            name=e.obj.metadata.name,
+            path="spec.selector",
+            message="field is immutable: the pods running here were created under another selector; "
+            "restore it, or delete the DaemonSet's file to remove them",
+        )
+        for e in refused.values()
+    )
+    owners = {identity.owner_daemonset(ns, name) for ns, name in refused}
+    return dataclasses.replace(
+        state,
+        daemonsets={k: v for k, v in state.daemonsets.items() if k not in refused},
+        errors=state.errors + problems,
+        protected_owners=state.protected_owners | owners,
+    )
 
 
 def _memory_bytes() -> int:

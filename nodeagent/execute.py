@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -45,7 +45,6 @@ class HostInfo:
     withheld_caps: tuple[str, ...] = ()
     allocatable_cpu_milli: int = 0
     allocatable_memory: int = 0
-    extra_labels: Mapping[str, str] = field(default_factory=dict)  # put on every container (agent scope)
 
 
 class Executor:
@@ -129,9 +128,11 @@ class Executor:
         create = podconfig.build(
             ctx, container, role=identity.ROLE_APP, attempt=action.attempt, lookup=self._lookup
         )
-        labels = {**self._host.extra_labels, **create.labels}
+        labels = dict(create.labels)
         labels[plan.LABEL_BACKOFF_STEP] = str(action.backoff_step)
         labels[plan.LABEL_GRACE] = str(spec.termination_grace_period_seconds)
+        if desired.selector_hash:
+            labels[plan.LABEL_SELECTOR] = desired.selector_hash
         create = dataclasses.replace(create, labels=labels)
         cid = self._rt.create(create)
         try:

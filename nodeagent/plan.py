@@ -11,6 +11,8 @@ attempt and backoff step are labels on the container, its start and finish times
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +25,9 @@ LABEL_BACKOFF_STEP = "io.nodeagent.backoff-step"
 # still stopped with the grace period it asked for
 LABEL_GRACE = "io.nodeagent.grace-period"
 DEFAULT_GRACE = 30
+# the DaemonSet selector a pod was made under: Kubernetes keeps it immutable, and an agent restarted after
+# the selector was edited must still refuse the change (the merger's memory of it is gone)
+LABEL_SELECTOR = "io.nodeagent.selector-hash"
 
 # verbs, in the order `execute` applies them
 DELETE = "delete"  # stop and remove every container of a pod, then its directories
@@ -55,6 +60,7 @@ class DesiredPod:
     template: model.PodTemplateSpec
     spec_hash: str
     source: str = ""
+    selector_hash: str = ""  # DaemonSet pods only
 
     @property
     def key(self) -> tuple[str, str]:
@@ -263,6 +269,18 @@ def group_pods(observed: Iterable[rt.ObservedContainer]) -> dict[tuple[str, str]
     return pods
 
 
+def selector_hash(selector: model.LabelSelector) -> str:
+    """Equal exactly when the selectors are equal (as `manifests.selector_changed` compares them)."""
+    blob = json.dumps(
+        {
+            "matchLabels": sorted(selector.match_labels.items()),
+            "matchExpressions": [[r.key, r.operator, list(r.values)] for r in selector.match_expressions],
+        },
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def desired_daemon_pod(ds: model.DaemonSet, source: str = "") -> DesiredPod:
     h = identity.spec_hash(ds.spec.template)
     return DesiredPod(
@@ -272,6 +290,17 @@ def desired_daemon_pod(ds: model.DaemonSet, source: str = "") -> DesiredPod:
         template=ds.spec.template,
         spec_hash=h,
         source=source,
+        selector_hash=selector_hash(ds.spec.selector),
+    )
+
+
+def changed_selector(ds: model.DaemonSet, observed: Iterable[rt.ObservedContainer]) -> bool:
+    """True when this DaemonSet's pods here were made under another selector (recorded in a label)."""
+    owner = identity.owner_daemonset(ds.metadata.namespace, ds.metadata.name)
+    want = selector_hash(ds.spec.selector)
+    return any(
+        c.labels.get(identity.LABEL_OWNER) == owner and c.labels.get(LABEL_SELECTOR, want) != want
+        for c in observed
     )
 
 

@@ -1,7 +1,7 @@
 """The `nodeagent` commands as real processes against the real engine: sync, status, run, and SIGKILL.
 
-Same per-test world as test_agent_sync (config, directories and stateDir under tmp_path, a namespace and
-agent scope of its own); the processes get the scope through $NODEAGENT_SCOPE.
+Same per-test world as test_agent_sync: config, directories and stateDir under tmp_path, a namespace and
+a node name of its own (the commands scope their runtime to the configured node).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from nodeagent import identity
-from tests.integration.test_agent_sync import NODE, Home, home, wait_for
+from tests.integration.test_agent_sync import Home, home, wait_for
 
 __all__ = ["home"]  # the fixture, shared with test_agent_sync
 
@@ -32,7 +32,6 @@ def cli(h: Home, *args: str, timeout: float = 120) -> subprocess.CompletedProces
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=h.env(),
         check=False,
     )
 
@@ -60,7 +59,6 @@ def start_run(h: Home, procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen
         [NODEAGENT, "--config", str(h.config), "--log-format", "json", "run"],
         stdout=log,
         stderr=log,
-        env=h.env(),
     )
     procs.append(p)
     return p
@@ -103,7 +101,7 @@ def test_sync_dry_run_sync_and_status(home: Home) -> None:
     out = cli(home, "status", "-o", "json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert doc["node"] == NODE
+    assert doc["node"] == home.node
     by_name = {d["name"]: d for d in doc["daemonSets"]}
     b = by_name["b"]
     for key in (
@@ -166,7 +164,6 @@ def test_sync_killed_mid_pass_then_converges_without_duplicates(home: Home, kill
         [NODEAGENT, "--config", str(home.config), "sync"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=home.env(),
     )
     try:
         wait_for(

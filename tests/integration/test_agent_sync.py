@@ -1,9 +1,10 @@
 """The agent's reconcile pass against the real Docker engine: desired -> observed -> plan -> execute.
 
-Each test gets its own config, manifest directories and stateDir under tmp_path, a namespace of its own
-and an agent scope (`NODEAGENT_SCOPE`), so agents of parallel sessions on one engine never see each
-other's containers. Every container the agent creates is removed at teardown by its namespace label.
-`Recorder` wraps the real DockerRuntime only to count calls (and, once, to cut a create short).
+Each test gets its own config, manifest directories and stateDir under tmp_path, and a namespace and
+node name of its own: the runtime is scoped to its node (label io.nodeagent.node), so agents of
+parallel sessions on one engine never see each other's containers. Every container the agent creates
+is removed at teardown by its namespace label. `Recorder` wraps the real DockerRuntime only to count
+calls (and, once, to cut a create short).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from nodeagent.runtime import docker as docker_rt
 
 pytestmark = pytest.mark.docker
 
-NODE = "test-node"
 WRITES = frozenset({"create", "start", "stop", "remove", "pull"})
 
 
@@ -148,13 +148,13 @@ def static_pod(name: str, namespace: str, image: str, command: str = "exec sleep
 
 @dataclass
 class Home:
-    """One test agent's world: config, DaemonSet and static pod directories, stateDir, namespace, scope."""
+    """One test agent's world: config, DaemonSet and static pod directories, stateDir, namespace, node."""
 
     root: Path
     namespace: str
     image: str
-    engine: docker_rt.DockerRuntime
-    scope: str
+    engine: docker_rt.DockerRuntime  # unscoped: sees every node's containers, for assertions
+    node: str
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[dict[str, str]] = field(default_factory=list)
     backoff: str = "{initial: 30s, max: 2m, resetAfter: 10m}"
@@ -178,7 +178,7 @@ class Home:
 
     def write_config(self) -> None:
         doc = {
-            "node": {"name": NODE, "labels": self.labels, "taints": self.taints},
+            "node": {"name": self.node, "labels": self.labels, "taints": self.taints},
             "sources": [{"directory": "ds"}],
             "staticPodPath": "static",
             "stateDir": "state",
@@ -202,13 +202,10 @@ class Home:
     def ds(self, name: str, **kw: Any) -> dict[str, Any]:
         return daemonset(name, self.namespace, self.image, **kw)
 
-    def env(self) -> dict[str, str]:
-        return {**os.environ, agent_mod.SCOPE_ENV: self.scope}
-
     def agent(self, clock: Callable[[], float] = time.time) -> tuple[agent_mod.Agent, Recorder]:
         """A fresh agent, as a new `nodeagent sync` process would build it."""
-        rec = Recorder(self.engine)
-        a = agent_mod.Agent(settings.load(str(self.config)), rec, clock=clock, scope=self.scope)
+        rec = Recorder(docker_rt.DockerRuntime(node_name=self.node))
+        a = agent_mod.Agent(settings.load(str(self.config)), rec, clock=clock)
         a.relist()
         return a, rec
 
@@ -235,7 +232,7 @@ class Home:
 @pytest.fixture
 def home(tmp_path: Path, docker_runtime: docker_rt.DockerRuntime, test_image: str) -> Iterator[Home]:
     ns = f"t-{uuid.uuid4().hex[:10]}"
-    h = Home(root=tmp_path, namespace=ns, image=test_image, engine=docker_runtime, scope=ns)
+    h = Home(root=tmp_path, namespace=ns, image=test_image, engine=docker_runtime, node=f"node-{ns}")
     for d in (h.ds_dir, h.static_dir):
         d.mkdir()
     h.write_config()
@@ -278,7 +275,7 @@ def test_create_then_noop_sync_makes_one_list_call_and_no_writes(home: Home) -> 
         assert c.labels[identity.LABEL_POD_NAME] == desired.name
         assert c.labels[identity.LABEL_POD_NAMESPACE] == home.namespace
         assert c.labels[identity.LABEL_CONTAINER_NAME] == "main"
-        assert c.labels[agent_mod.LABEL_SCOPE] == home.scope
+        assert c.labels[identity.LABEL_NODE] == home.node
 
     a, rec = home.agent()
     second = a.reconcile()
@@ -397,6 +394,24 @@ def test_changed_selector_is_refused_and_old_pod_keeps_running(home: Home) -> No
     assert still.id == old.id and still.running
 
 
+def test_changed_selector_is_refused_after_an_agent_restart_too(home: Home) -> None:
+    """The merger's memory is gone in a new process; the selector recorded on the pod still binds."""
+    home.put("a", home.ds("a"))
+    assert_ok(home.sync())
+    [old] = home.containers()
+
+    home.put("a", home.ds("a", labels={"app": "a", "tier": "x"}))
+    result = home.sync()
+    assert verbs(result) == []
+    [problem] = [e for e in result.desired.errors if e.path == "spec.selector"]
+    assert "immutable" in problem.message and problem.file.endswith("a.yaml")
+    [still] = home.containers()
+    assert still.id == old.id and still.running
+
+    home.put("a", home.ds("a"))  # restored: nothing to do
+    assert home.sync().plan.actions == ()
+
+
 def test_external_docker_rm_is_recreated(home: Home) -> None:
     home.put("a", home.ds("a"))
     assert_ok(home.sync())
@@ -419,7 +434,7 @@ def test_foreign_containers_are_never_touched(
         identity.LABEL_POD_NAME: "intruder-12345",
         identity.LABEL_OWNER: home.owner("intruder"),
         identity.LABEL_CONTAINER_NAME: "main",
-        agent_mod.LABEL_SCOPE: home.scope,
+        identity.LABEL_NODE: home.node,
     }  # everything but io.nodeagent.managed
     foreign = []
     for i, labels in enumerate((test_labels, lookalike)):
@@ -686,14 +701,14 @@ def test_downward_api_and_resource_env(home: Home) -> None:
     assert info is not None
     env = dict(e.split("=", 1) for e in info["Config"]["Env"])
     pod_name = c.labels[identity.LABEL_POD_NAME]
-    assert env["NODE"] == NODE
+    assert env["NODE"] == home.node
     assert env["POD"] == pod_name
     assert env["NS"] == home.namespace
     assert env["APP"] == "dapi"
     assert env["NOTE"] == "hello"
     assert env["HOST_IP"] == agent_mod.host_ip()
     assert env["MEM"] == "64"
-    assert env["GREETING"] == f"hi {NODE}"
+    assert env["GREETING"] == f"hi {home.node}"
     assert info["HostConfig"]["Memory"] == 64 * 1024 * 1024
     host_config = info["HostConfig"]
     assert host_config["CpuQuota"] * 4 == host_config["CpuPeriod"], "limits.cpu 250m: a quarter CPU"
@@ -713,7 +728,7 @@ def test_static_pod_runs_unconditionally_is_replaced_and_removed(home: Home) -> 
     result = home.sync()
     assert_ok(result)
     [c] = home.containers()
-    assert c.labels[identity.LABEL_POD_NAME] == f"web-{NODE}"
+    assert c.labels[identity.LABEL_POD_NAME] == f"web-{home.node}"
     assert c.labels[identity.LABEL_OWNER] == identity.owner_pod(home.namespace, "web")
     assert c.running
     assert home.sync().plan.actions == ()
@@ -723,7 +738,7 @@ def test_static_pod_runs_unconditionally_is_replaced_and_removed(home: Home) -> 
     assert_ok(result)
     assert [v for v, _ in verbs(result)] == ["delete", "create"]
     [new] = home.containers()
-    assert new.id != c.id and new.running and new.labels[identity.LABEL_POD_NAME] == f"web-{NODE}"
+    assert new.id != c.id and new.running and new.labels[identity.LABEL_POD_NAME] == f"web-{home.node}"
 
     path.unlink()
     result = home.sync()
@@ -747,7 +762,7 @@ def test_static_pod_restart_policy(home: Home) -> None:
     wait_for(lambda: _exited(home) and len(home.containers()) == 3)
     result = a.reconcile()
     assert_ok(result)
-    assert [(o.action.verb, o.action.pod) for o in result.outcomes] == [("restart", f"onfail-{NODE}")]
+    assert [(o.action.verb, o.action.pod) for o in result.outcomes] == [("restart", f"onfail-{home.node}")]
 
 
 # --- images -----------------------------------------------------------------------------------

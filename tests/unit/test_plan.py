@@ -361,3 +361,17 @@ def test_failed_create_waits_out_its_backoff(failed: str, shown: str) -> None:
     [w] = result.waiting
     assert (w.reason, w.until) == (shown, NOW - 5 + 20)
     assert [a.verb for a in plan.plan(replace(inputs, now=NOW + 16)).actions] == [plan.CREATE]
+
+
+def test_changed_selector_is_read_from_the_pods_label() -> None:
+    c = container_for(DESIRED)
+    assert not plan.changed_selector(DS, (c,)), "pods from before the label: nothing to compare"
+    same = replace(c, labels={**c.labels, plan.LABEL_SELECTOR: plan.selector_hash(DS.spec.selector)})
+    assert not plan.changed_selector(DS, (same,))
+    other = replace(c, labels={**c.labels, plan.LABEL_SELECTOR: "0123"})
+    assert plan.changed_selector(DS, (other,))
+    assert not plan.changed_selector(make_ds("else"), (other,)), "only the DaemonSet's own pods count"
+    sel = model.LabelSelector(match_labels={"b": "2", "a": "1"})
+    assert plan.selector_hash(sel) == plan.selector_hash(
+        model.LabelSelector(match_labels={"a": "1", "b": "2"})
+    )
