@@ -21,6 +21,7 @@ import structlog
 from nodeagent import desired, errors, execute, identity, model, node, plan, podconfig, settings
 from nodeagent import runtime as rt
 from nodeagent.sources import files
+from nodeagent.sources import http as http_source
 
 log = structlog.get_logger(__name__)
 
@@ -53,9 +54,9 @@ def host_ip() -> str:
 
 def build_sources(
     cfg: settings.Settings, on_change: Callable[[], None], *, watch: bool
-) -> list[files.DirectorySource]:
-    """One source per configured directory, plus the static pod path; HTTP sources come later."""
-    out: list[files.DirectorySource] = []
+) -> list[files.DirectorySource | http_source.HttpSource]:
+    """One source per configured directory or URL, plus the static pod path."""
+    out: list[files.DirectorySource | http_source.HttpSource] = []
     for i, src in enumerate(cfg.sources):
         if isinstance(src, settings.DirectorySource):
             out.append(
@@ -68,7 +69,15 @@ def build_sources(
                 )
             )
         else:
-            raise errors.ConfigError(f"sources[{i}]: HTTP sources are not supported yet ({src.url})")
+            out.append(
+                http_source.HttpSource(
+                    f"sources[{i}]:{http_source.display_url(src.url)}",
+                    src,
+                    on_change,
+                    state_dir=cfg.state_dir,
+                    watch=watch,
+                )
+            )
     if cfg.static_pod_path:
         out.append(
             files.DirectorySource(

@@ -20,7 +20,19 @@ import structlog
 
 import nodeagent
 from nodeagent import agent as agent_mod
-from nodeagent import errors, logs, manifests, model, node, plan, reconciler, settings, status
+from nodeagent import (
+    errors,
+    logs,
+    manifests,
+    metrics,
+    model,
+    node,
+    plan,
+    reconciler,
+    report,
+    settings,
+    status,
+)
 from nodeagent import runtime as rt
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -61,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="this node's DaemonSets and pods, kubectl-style")
     st.add_argument("-o", "--output", default="table", choices=("table", "json"))
+    st.add_argument("--server", metavar="URL", help="show the fleet of this `nodeagent serve` instead")
+    st.add_argument("--token-file", help="bearer token for --server")
+    st.add_argument("--ca-file", help="CA bundle to verify an https --server")
+
+    sv = sub.add_parser("serve", help="serve a manifest directory to a fleet, and collect node status")
+    sv.add_argument("--dir", required=True, help="directory of manifests to publish")
+    sv.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
+    sv.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    sv.add_argument("--tls-key", help="the certificate's key (PEM)")
+    sv.add_argument("--token-file", help="require `Authorization: Bearer <contents>`")
+    sv.add_argument("--client-ca", help="require client certificates signed by this CA (mutual TLS)")
+    sv.add_argument("--grace", type=float, default=40.0, help="seconds of silence before a node is NotReady")
 
     sub.add_parser("version", help="print the version")
     return p
@@ -79,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "version":
             print(f"nodeagent {nodeagent.__version__}")
             return EXIT_OK
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command == "status" and args.server:
+            return cmd_fleet_status(args.server, args.output, sys.stdout, args.token_file, args.ca_file)
         cfg = settings.load(args.config or settings.default_config_path())
         if args.command == "plan":
             return cmd_plan(cfg, args.output, sys.stdout)
@@ -453,7 +481,11 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
             loop.wake()
 
     a = agent_mod.Agent(cfg, runtime, watch=True, on_change=wake)
-    loop = reconciler.Reconciler(a, resync_interval=cfg.resync_interval)
+    loop = _MeteredReconciler(a, resync_interval=cfg.resync_interval)
+    reporter: report.Reporter | None = None
+    if cfg.status_server:
+        reporter = report.Reporter(cfg.status_server, a.node.name, auth=report.credentials_for(cfg))
+        reporter.start()
     reload_requested = threading.Event()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -479,6 +511,10 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
     watcher.start()
 
     def on_pass(result: agent_mod.PassResult) -> None:
+        doc = node_report(a, result)
+        _record_metrics(result, doc)
+        if reporter is not None:
+            reporter.update(doc)
         if reload_requested.is_set():
             reload_requested.clear()
             _reload(a, config_path)
@@ -489,6 +525,8 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         loop.run()
     finally:
         a.stop_sources()
+        if reporter is not None:
+            reporter.stop()
     log.info("agent_stopped")
     return EXIT_OK
 
@@ -521,6 +559,117 @@ def _reload(a: agent_mod.Agent, path: str) -> None:
         return
     a.reload(cfg)
     log.info("config_reloaded", node=a.node.name, labels=dict(a.node.labels), taints=len(a.node.taints))
+
+
+# --- fleet: metrics and status reports of `run`, `serve`, `status --server` -------------------------
+
+
+class _MeteredReconciler(reconciler.Reconciler):
+    """The reconciler, with each pass's duration in `nodeagent_reconcile_duration_seconds`."""
+
+    def run_once(self) -> float | None:
+        with metrics.RECONCILE_SECONDS.time():
+            return super().run_once()
+
+
+def node_report(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, Any]:
+    """What `run` reports to its status server: the node and its `status -o json` document."""
+    return {
+        **a.node.to_json(),
+        "status": status_json(a, result),
+        "agentVersion": nodeagent.__version__,
+        "errors": [e.render() for e in result.desired.errors],
+    }
+
+
+def _record_metrics(result: agent_mod.PassResult, doc: dict[str, Any]) -> None:
+    metrics.record_actions((o.action.verb, o.ok) for o in result.outcomes)
+    phases: dict[str, int] = {}
+    for p in [p for d in doc["status"]["daemonSets"] for p in d["pods"]] + doc["status"]["staticPods"]:
+        phases[p["phase"]] = phases.get(p["phase"], 0) + 1
+    metrics.set_pods(phases)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`nodeagent serve`: in the foreground until SIGTERM/SIGINT."""
+    from nodeagent import serve
+
+    cfg = serve.ServeConfig(
+        directory=args.dir,
+        listen=args.listen,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key or args.tls_cert,
+        token_file=args.token_file,
+        client_ca=args.client_ca,
+        grace=args.grace,
+    )
+    try:
+        server = serve.Server(cfg)
+    except (ValueError, OSError) as exc:
+        print(f"nodeagent serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    done = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    server.start()
+    print(f"serving {server.publisher.directory} at {server.url}/manifests", file=sys.stderr)
+    done.wait()
+    server.stop()
+    return EXIT_OK
+
+
+def cmd_fleet_status(url: str, output: str, out: TextIO, token_file: str | None, ca_file: str | None) -> int:
+    """`status --server URL`: the fleet, like `kubectl get ds -A` and `kubectl get nodes`."""
+    from nodeagent.sources import http
+
+    try:
+        ctx = http.ssl_context(ca_file) if url.startswith("https:") else None
+        doc = http.get_json(url.rstrip("/") + "/api/fleet", headers=http.bearer(token_file), context=ctx)
+    except http.FetchError as exc:
+        print(f"nodeagent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if output == "json":
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return EXIT_OK
+    print_fleet(doc, out)
+    return EXIT_OK
+
+
+def print_fleet(doc: dict[str, Any], out: TextIO) -> None:
+    head = ["NAMESPACE", "NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "MISSCHEDULED"]
+    keys = (
+        "desiredNumberScheduled",
+        "currentNumberScheduled",
+        "numberReady",
+        "updatedNumberScheduled",
+        "numberAvailable",
+        "numberMisscheduled",
+    )
+    rows = [head] + [
+        [d["namespace"], d["name"], *(str(d.get(k, 0)) for k in keys)] for d in doc["daemonSets"]
+    ]
+    if len(rows) > 1:
+        _table(rows, out)
+    else:
+        out.write("No DaemonSets.\n")
+    out.write("\n")
+    nrows = [["NAME", "STATUS", "TAINTS", "LAST SEEN", "PODS", "VERSION"]]
+    for n in doc["nodes"]:
+        taints = ",".join(f"{t.get('key')}:{t.get('effect')}" for t in n.get("taints", [])) or "<none>"
+        seen = status.age(float(n.get("lastSeenSecondsAgo", 0)))
+        ready = "Ready" if n["ready"] else "NotReady"
+        nrows.append([n["name"], ready, taints, seen, str(n.get("pods", 0)), n.get("agentVersion", "")])
+    if len(nrows) > 1:
+        _table(nrows, out)
+    else:
+        out.write("No nodes have reported.\n")
+    for e in doc.get("errors", []):
+        where = e["file"] + (f"#{e['document']}" if e.get("document") is not None else "")
+        out.write(f"error: {where}: {e['path'] + ': ' if e.get('path') else ''}{e['message']}\n")
 
 
 if __name__ == "__main__":

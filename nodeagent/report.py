@@ -1,0 +1,135 @@
+"""Reports this node's status to `nodeagent serve` (config `statusServer: URL`): periodically and on change.
+
+The reconcile loop hands every pass's report to `Reporter.update` (cheap: it only compares and wakes);
+a worker thread POSTs `<statusServer>/nodes/<node>/status` when the report changed (at most every
+`min_gap` seconds) and at least every `interval` seconds as a heartbeat, well inside the server's 40 s
+grace period. A status server that is down costs one log line (and one when it answers again); the
+agent's work never waits for it.
+
+TLS and the bearer token are those of the HTTP source on the same scheme, host and port as the status
+server (the usual set-up: one `serve` for both), so no second set of credentials is configured.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import structlog
+
+from nodeagent import metrics, settings
+from nodeagent.sources import http
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_INTERVAL = 10.0  # the kubelet's nodeStatusUpdateFrequency
+
+
+def status_url(base: str, node_name: str) -> str:
+    return base.rstrip("/") + "/nodes/" + quote(node_name, safe="") + "/status"
+
+
+def credentials_for(cfg: settings.Settings) -> settings.HttpSource | None:
+    """The HTTP source sharing the status server's origin, whose TLS files and token we reuse."""
+    if not cfg.status_server:
+        return None
+    origin = urlsplit(cfg.status_server)[:2]
+    for src in cfg.sources:
+        if isinstance(src, settings.HttpSource) and urlsplit(src.url)[:2] == origin:
+            return src
+    return None
+
+
+class Reporter:
+    """Posts the latest report; thread-safe `update`, `start`, `stop`."""
+
+    def __init__(
+        self,
+        url: str,
+        node_name: str,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        min_gap: float = 0.5,
+        timeout: float = 5.0,
+        auth: settings.HttpSource | None = None,
+    ) -> None:
+        self.url = status_url(url, node_name)
+        self._interval = interval
+        self._min_gap = min_gap
+        self._timeout = timeout
+        self._auth = auth
+        self._cond = threading.Condition()
+        self._latest: Mapping[str, Any] | None = None
+        self._sent: Mapping[str, Any] | None = None
+        self._stopping = False
+        self._failing = False
+        self._thread: threading.Thread | None = None
+        self._log = log.bind(status_server=http.display_url(self.url))
+        self.sent = 0  # successful posts (for tests and debugging)
+
+    def update(self, report: Mapping[str, Any]) -> None:
+        """The newest report; wakes the worker if it differs from what was sent."""
+        with self._cond:
+            self._latest = report
+            if report != self._sent:
+                self._cond.notify_all()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="status-reporter", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=self._timeout + 1)
+            self._thread = None
+
+    def _context(self) -> ssl.SSLContext | None:
+        if urlsplit(self.url).scheme != "https":
+            return None
+        a = self._auth
+        return http.ssl_context(a.ca_file, a.client_cert, a.client_key) if a else http.ssl_context()
+
+    def post(self, report: Mapping[str, Any]) -> bool:
+        """One report now; True when the server took it."""
+        try:
+            headers = dict(self._auth.headers) if self._auth else {}
+            headers.update(http.bearer(self._auth.token_file if self._auth else None))
+            http.post_json(self.url, report, timeout=self._timeout, headers=headers, context=self._context())
+        except http.FetchError as exc:
+            metrics.STATUS_REPORTS.labels(result="error").inc()
+            if not self._failing:
+                self._log.warning("status_report_failed", error=str(exc))
+            self._failing = True
+            return False
+        metrics.STATUS_REPORTS.labels(result="ok").inc()
+        if self._failing:
+            self._log.info("status_report_recovered")
+        self._failing = False
+        self.sent += 1
+        return True
+
+    def _run(self) -> None:
+        def due() -> bool:
+            return self._stopping or (self._latest is not None and self._latest != self._sent)
+
+        while True:
+            with self._cond:
+                self._cond.wait_for(due, timeout=self._interval)
+                if self._stopping:
+                    return
+                report = self._latest
+            if report is None:
+                continue
+            ok = self.post(report)
+            with self._cond:
+                if ok:
+                    self._sent = report
+                # space posts out (a burst of passes costs one report); a failing server is retried slowly
+                self._cond.wait_for(lambda: self._stopping, timeout=self._min_gap if ok else self._interval)

@@ -1,0 +1,139 @@
+"""The pure parts of `nodeagent serve`: fleet sums, report checks, what gets published, the page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nodeagent import fleet, manifests, serve
+from tests.unit import test_http_bundle as bundles
+
+
+def ds_status(name: str, desired: int, ready: int, *, misscheduled: int = 0) -> dict[str, Any]:
+    return {
+        "namespace": "default",
+        "name": name,
+        "desiredNumberScheduled": desired,
+        "currentNumberScheduled": desired,
+        "numberReady": ready,
+        "updatedNumberScheduled": desired,
+        "numberAvailable": ready,
+        "numberMisscheduled": misscheduled,
+        "pods": [{"name": f"{name}-x", "phase": "Running"}] * desired,
+    }
+
+
+def report(name: str, *daemonsets: dict[str, Any], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "labels": labels or {},
+        "taints": [{"key": "k", "value": "", "effect": "NoSchedule"}],
+        "status": {"node": name, "daemonSets": list(daemonsets), "staticPods": []},
+        "agentVersion": "0.1.0",
+    }
+
+
+def test_daemonset_counters_sum_over_nodes_and_stale_nodes_are_not_ready() -> None:
+    f = fleet.Fleet(grace=40)
+    f.report(fleet.parse_report(report("a", ds_status("log", 1, 1), ds_status("gpu", 0, 0)), "a", 100.0))
+    f.report(fleet.parse_report(report("b", ds_status("log", 1, 1), ds_status("gpu", 1, 0)), "b", 100.0))
+    f.report(
+        fleet.parse_report(
+            report("c", ds_status("log", 1, 1), ds_status("gpu", 0, 0, misscheduled=1)), "c", 50.0
+        )
+    )
+    now = 100.0  # c reported 50 s ago: past the 40 s grace
+    nodes = {n["name"]: n for n in f.nodes_json(now)}
+    assert [nodes[n]["ready"] for n in "abc"] == [True, True, False]
+    assert nodes["c"]["lastSeenSecondsAgo"] == 50.0
+    sums = {d["name"]: d for d in f.daemonsets_json(now, [("default", "unseen")])}
+    assert sums["log"]["desiredNumberScheduled"] == 3 and sums["log"]["currentNumberScheduled"] == 3
+    assert sums["log"]["numberReady"] == 2 and sums["log"]["numberAvailable"] == 2  # c's pod is not ready
+    assert sums["log"]["numberUnavailable"] == 1
+    assert sums["gpu"]["desiredNumberScheduled"] == 1 and sums["gpu"]["numberMisscheduled"] == 1
+    assert sums["unseen"]["desiredNumberScheduled"] == 0
+    assert f.counts(now) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ([], "JSON object"),
+        ({"name": "other"}, "does not match"),
+        ({"name": "a", "labels": {"x": 1}}, "labels"),
+        ({"name": "a", "taints": "no"}, "taints"),
+        ({"name": "a", "status": {"daemonSets": [{"namespace": "d"}]}}, r"daemonSets\[0\]\.name"),
+        (
+            {"name": "a", "status": {"daemonSets": [{"namespace": "d", "name": "n", "numberReady": "1"}]}},
+            "numberReady",
+        ),
+    ],
+)
+def test_bad_reports_are_refused(doc: object, message: str) -> None:
+    with pytest.raises(fleet.ReportError, match=message):
+        fleet.parse_report(doc, "a", 0.0)
+
+
+def test_bundle_publishes_valid_documents_and_keeps_the_previous_version_of_a_broken_one() -> None:
+    first = serve.publish_file(None, (bundles.ds("a") + "---\n" + bundles.ds("b")).encode(), "/d/x.yaml")
+    second = serve.publish_file(
+        first, (bundles.ds("a", "busybox:1.37") + "---\n" + bundles.broken("b")).encode(), "/d/x.yaml"
+    )
+    body = serve.render_bundle(list(second.raw.values()))
+    loaded = manifests.load_text(body, "bundle")
+    assert not loaded.errors
+    got = {d.obj.metadata.name: d.obj.spec.template.spec.containers[0].image for d in loaded.documents}  # type: ignore[union-attr]
+    assert got == {"a": "busybox:1.37", "b": "busybox:1.36"}
+    assert any(e.name == "b" for e in second.content.errors)
+
+
+def test_truncated_file_keeps_its_objects_published() -> None:
+    first = serve.publish_file(None, bundles.ds("a").encode(), "/d/a.yaml")
+    assert list(serve.publish_file(first, b"", "/d/a.yaml").raw) == list(first.raw)
+
+
+def test_an_empty_directory_publishes_an_explicit_empty_list() -> None:
+    body = serve.render_bundle([])
+    loaded = manifests.load_text(body, "bundle")
+    assert loaded.documents == () and not loaded.errors
+    assert b'"kind": "List"' in body
+
+
+def test_yaml_dialect_of_the_bundle_matches_the_loader() -> None:
+    """Strings that YAML 1.1 would turn into dates or booleans survive the round trip as written."""
+    cm = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: default}\n"
+        'data: {d: "2024-01-01", y: "yes"}\n'
+    )
+    raw = serve.publish_file(None, cm.encode(), "/d/c.yaml").raw
+    loaded = manifests.load_text(serve.render_bundle(list(raw.values())), "bundle")
+    assert loaded.documents[0].obj.data == {"d": "2024-01-01", "y": "yes"}  # type: ignore[union-attr]
+
+
+def test_etag_matching() -> None:
+    assert serve._etag_matches('"a", "b"', '"b"')
+    assert serve._etag_matches('W/"b"', '"b"')
+    assert serve._etag_matches("*", '"b"')
+    assert not serve._etag_matches('"a"', '"b"')
+
+
+def test_html_page_escapes_and_refreshes() -> None:
+    doc = {
+        "daemonSets": [{"namespace": "default", "name": "<x>", **dict.fromkeys(fleet.COUNTERS, 1)}],
+        "nodes": [
+            {
+                "name": "n&1",
+                "ready": False,
+                "labels": {"a": "b"},
+                "taints": [],
+                "lastSeenSecondsAgo": 3,
+                "pods": 1,
+            }
+        ],
+        "errors": [{"file": "/d/f.yaml", "document": 0, "path": "spec", "message": "<bad>"}],
+    }
+    page = serve.render_html(doc)
+    assert "http-equiv='refresh'" in page
+    assert "&lt;x&gt;" in page and "n&amp;1" in page and "NotReady" in page and "&lt;bad&gt;" in page
+    assert "<x>" not in page
