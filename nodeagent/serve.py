@@ -350,7 +350,9 @@ class Server:
 
     def start(self) -> None:
         self.publisher.start()
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="serve-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.1,), name="serve-http", daemon=True
+        )
         self._thread.start()
         log.info(
             "serve_started", url=self.url, directory=self.publisher.directory, version=nodeagent.__version__
@@ -493,6 +495,7 @@ class _Handler(http_server.BaseHTTPRequestHandler):
         inm = self.headers.get("If-None-Match")
         if query.get("watch", [""])[0] in ("1", "true"):
             etag = query.get("etag", [inm or ""])[0] or None
+            inm = etag or inm  # the watch's etag is the condition of the answer too
             try:
                 wait = min(MAX_WATCH, max(0.0, float(query.get("timeout", ["30"])[0])))
             except ValueError:
