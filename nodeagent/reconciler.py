@@ -38,6 +38,8 @@ class Reconciler:
         self.passes = 0
         self.last_pass_ok = False
         self.last_pass_at = 0.0
+        self.pass_started_at: float | None = None  # set while a pass runs (health: is it stuck?)
+        self.last_error = ""  # why the last pass did not complete, for /healthz and the watchdog
 
     def wake(self) -> None:
         """Ask for a pass soon; many calls before the pass starts coalesce into one."""
@@ -69,19 +71,25 @@ class Reconciler:
     def run_once(self) -> float | None:
         """One pass; returns when the plan wants to be looked at again (backoff deadlines)."""
         started = time.monotonic()
+        self.pass_started_at = time.time()
         try:
             result = self.agent.reconcile()
+            self.last_pass_at = time.time()  # before pass_started_at clears: never looks stale
         except errors.NodeAgentError as exc:
             self.last_pass_ok = False
+            self.last_error = str(exc)
             log.warning("reconcile_failed", error=str(exc))
             return time.time() + min(5.0, self.resync_interval)
-        except Exception:  # a bug in one pass must not kill the agent; the next pass retries
+        except Exception as exc:  # a bug in one pass must not kill the agent; the next pass retries
             self.last_pass_ok = False
+            self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("reconcile_crashed")
             return time.time() + min(5.0, self.resync_interval)
+        finally:
+            self.pass_started_at = None
+        self.last_error = ""
         self.passes += 1
         self.last_pass_ok = not result.failed
-        self.last_pass_at = time.time()
         if result.outcomes:
             log.info(
                 "reconcile_pass",
