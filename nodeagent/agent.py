@@ -2,18 +2,20 @@
 
 `Agent` is what `plan`, `sync` and `run` share. It holds no workload state of its own: the desired
 state is re-read from the sources, the observed state from Docker labels, on every pass. What it keeps
-in memory (failure backoff, the time a tolerated NoExecute taint appeared, inspect results of exited
-containers) only shapes timing, and is rebuilt harmlessly after a restart.
+in memory (the time a tolerated NoExecute taint appeared, inspect results of exited containers) only
+shapes timing, and is rebuilt harmlessly after a restart; recent create failures also go to
+`stateDir/failures.json`, so `status` in another process can say why a pod is not running.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -113,7 +115,7 @@ class Agent:
         self.sources = build_sources(cfg, on_change, watch=watch)
         self.merger = desired.Merger([s.name for s in self.sources])
         self.backoff = plan.Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.reset_after)
-        self.failures: dict[tuple[str, str], plan.Failure] = {}
+        self.failures: dict[tuple[str, str], plan.Failure] = load_failures(cfg.state_dir)
         self.noexecute_since: dict[tuple[str, str], float] = {}
         self._times: dict[str, tuple[float | None, float | None]] = {}
         self._lock = threading.Lock()
@@ -221,7 +223,12 @@ class Agent:
                 return PassResult(p, (), state)
             executor = execute.Executor(self.runtime, self._host_for(state), lookup=state.lookup)
             outcomes = executor.apply(p.actions)
-            self.failures = execute.record_failures(self.failures, outcomes, self.clock())
+            wanted = {d.desired.key for d in p.daemonsets} | {s.desired.key for s in p.static_pods}
+            failures = execute.record_failures(self.failures, outcomes, self.clock())
+            failures = {k: f for k, f in failures.items() if k in wanted}
+            if failures != self.failures:
+                save_failures(self.settings.state_dir, failures)
+            self.failures = failures
             return PassResult(p, tuple(outcomes), state)
 
     def _host_for(self, state: desired.DesiredState) -> execute.HostInfo:
@@ -272,6 +279,43 @@ class Agent:
                 self.merger = desired.Merger([s.name for s in self.sources])
                 if self._watch:
                     self.start_sources()
+
+
+FAILURES_FILE = "failures.json"
+
+
+def load_failures(state_dir: str) -> dict[tuple[str, str], plan.Failure]:
+    """Recent create failures, so `status` in another process shows why a pod is not running and a new
+    `sync` keeps backing off; anything unreadable counts as no failures (they only shape timing)."""
+    try:
+        with open(os.path.join(state_dir, FAILURES_FILE), encoding="utf-8") as fh:
+            raw = json.load(fh)
+        return {
+            (str(f["namespace"]), str(f["pod"])): plan.Failure(
+                count=int(f["count"]),
+                last=float(f["last"]),
+                reason=str(f["reason"]),
+                message=str(f["message"]),
+            )
+            for f in raw
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def save_failures(state_dir: str, failures: Mapping[tuple[str, str], plan.Failure]) -> None:
+    doc = [
+        {"namespace": ns, "pod": pod, **dataclasses.asdict(f)} for (ns, pod), f in sorted(failures.items())
+    ]
+    path = os.path.join(state_dir, FAILURES_FILE)
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("failures_not_saved", path=path, error=exc.strerror or str(exc))
 
 
 def refuse_changed_selectors(

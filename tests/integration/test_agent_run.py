@@ -140,6 +140,19 @@ def test_sync_exits_1_when_an_action_fails_and_does_the_rest(home: Home) -> None
     assert "CreateContainerConfigError" in result.stdout
     assert home.running_owners() == {home.owner("ok")}, "one failed action never aborts the others"
 
+    # `status`, another process, says why those pods do not run; a new sync keeps backing off
+    doc = json.loads(cli(home, "status", "-o", "json").stdout)
+    shown = {d["name"]: [p["status"] for p in d["pods"]] for d in doc["daemonSets"]}
+    assert shown == {
+        "ok": ["Running"],
+        "noimage": ["ErrImageNeverPull"],
+        "badpath": ["CreateContainerConfigError"],
+    }
+    table = cli(home, "status").stdout
+    assert "CreateContainerConfigError" in table
+    again = cli(home, "sync")
+    assert again.returncode == 0 and "CreateContainerConfigError, next try in" in again.stdout
+
 
 def test_plan_lists_actions_with_reasons(home: Home) -> None:
     home.put("a", home.ds("a"))

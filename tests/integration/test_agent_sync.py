@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from nodeagent import agent as agent_mod
-from nodeagent import cli, errors, execute, identity, plan, settings
+from nodeagent import cli, execute, identity, plan, settings
 from nodeagent import runtime as rt
 from nodeagent.runtime import docker as docker_rt
 
@@ -42,8 +42,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: flo
     assert predicate(), "condition not met in time"
 
 
+class Crash(BaseException):
+    """The process dying mid-pass: nothing after this point runs, nothing is recorded."""
+
+
 class Recorder:
-    """The real DockerRuntime, with every call recorded; `fail_start` cuts the next N starts short."""
+    """The real DockerRuntime, with every call recorded; `fail_start` kills the pass at the next N starts."""
 
     def __init__(self, inner: docker_rt.DockerRuntime) -> None:
         self.inner = inner
@@ -82,7 +86,7 @@ class Recorder:
         self.calls.append("start")
         if self.fail_start > 0:
             self.fail_start -= 1
-            raise errors.ContainerRuntimeError("start cut short (simulated crash after create)")
+            raise Crash("the agent died between create and start")
         self.inner.start(container_id)
 
     def stop(self, container_id: str, timeout: int) -> None:
@@ -288,8 +292,8 @@ def test_create_cut_short_is_finished_not_duplicated(home: Home) -> None:
     home.put("a", home.ds("a"))
     a, rec = home.agent()
     rec.fail_start = 1
-    first = a.reconcile()
-    assert [o.ok for o in first.outcomes] == [False]
+    with pytest.raises(Crash):
+        a.reconcile()
     [c] = home.containers()
     assert c.state == "created"
 
@@ -326,8 +330,18 @@ def test_withdrawn_daemonset_has_its_pod_and_dirs_removed(home: Home) -> None:
         "gone",
         home.ds(
             "gone",
-            pod={"volumes": [{"name": "scratch", "emptyDir": {}}]},
-            container={"volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]},
+            pod={
+                "volumes": [
+                    {"name": "scratch", "emptyDir": {}},
+                    {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}},
+                ]
+            },
+            container={
+                "volumeMounts": [
+                    {"name": "scratch", "mountPath": "/scratch"},
+                    {"name": "mem", "mountPath": "/mem"},
+                ]
+            },
         ),
     )
     first = home.sync()
@@ -335,6 +349,10 @@ def test_withdrawn_daemonset_has_its_pod_and_dirs_removed(home: Home) -> None:
     gone = next(c for c in home.containers() if c.labels[identity.LABEL_OWNER] == home.owner("gone"))
     pod_dir = Path(home.state_dir, "pods", gone.labels[identity.LABEL_POD_UID])
     assert pod_dir.is_dir()
+    assert home.engine.exec(gone.id, ("sh", "-c", "echo x > /scratch/f"), timeout=10) == 0
+    assert list(pod_dir.rglob("f")), "emptyDir lives in the pod's directory under stateDir"
+    mounts = (home.engine.inspect(gone.id) or {})["Mounts"]
+    assert {m["Destination"]: m["Type"] for m in mounts}["/mem"] == "tmpfs", "medium: Memory is a tmpfs"
 
     path.unlink()
     result = home.sync()
@@ -652,6 +670,7 @@ def test_every_hostpath_type_is_checked_or_created(home: Home, tmp_path: Path) -
         if name != "missing":
             assert "hostPath type check failed" in o.message
     assert home.running_owners() == {home.owner(n) for n in good}, "other pods are unaffected"
+    assert len(home.containers()) == len(good), "a failed check comes before `docker create`"
     assert (host / "new-dir").is_dir()
     assert (host / "new-file").is_file(), "FileOrCreate creates a file, not a directory"
     assert not (host / "nope").exists()
@@ -663,6 +682,33 @@ def test_every_hostpath_type_is_checked_or_created(home: Home, tmp_path: Path) -
     bad_status = next(d for d in doc["daemonSets"] if d["name"] == "bad-dir")
     assert bad_status["numberReady"] == 0
     assert [p["status"] for p in bad_status["pods"]] == [execute.CREATE_CONTAINER_CONFIG_ERROR]
+
+
+def test_readonly_and_subpath_mounts(home: Home, tmp_path: Path) -> None:
+    host = tmp_path / "data"
+    (host / "sub").mkdir(parents=True)
+    (host / "sub" / "inside").write_text("hello")
+    home.put(
+        "mounts",
+        home.ds(
+            "mounts",
+            pod={"volumes": [{"name": "d", "hostPath": {"path": str(host), "type": "Directory"}}]},
+            container={
+                "volumeMounts": [
+                    {"name": "d", "mountPath": "/ro", "readOnly": True},
+                    {"name": "d", "mountPath": "/sub", "subPath": "sub"},
+                ]
+            },
+        ),
+    )
+    assert_ok(home.sync())
+    [c] = home.containers()
+    assert home.engine.exec(c.id, ("sh", "-c", "test -f /ro/sub/inside"), timeout=10) == 0
+    assert home.engine.exec(c.id, ("sh", "-c", "echo x > /ro/new"), timeout=10) != 0, "readOnly"
+    assert (
+        home.engine.exec(c.id, ("sh", "-c", "grep -q hello /sub/inside && echo y > /sub/w"), timeout=10) == 0
+    )
+    assert (host / "sub" / "w").read_text() == "y\n"
 
 
 # --- downward API -----------------------------------------------------------------------------
@@ -795,3 +841,17 @@ def test_image_pull_failure_is_errimagepull_then_backoff(home: Home) -> None:
     again = a.reconcile()
     [failed] = again.failed
     assert a.failures[(home.namespace, failed.action.pod)].reason == "ImagePullBackOff"
+
+
+# --- failures kept in stateDir ---------------------------------------------------------------
+
+
+def test_failures_file_round_trips_and_a_bad_one_is_ignored(tmp_path: Path) -> None:
+    failures = {("ns", "p-1"): plan.Failure(count=2, last=123.5, reason="ErrImagePull", message="no")}
+    agent_mod.save_failures(str(tmp_path / "state"), failures)
+    assert agent_mod.load_failures(str(tmp_path / "state")) == failures
+    (tmp_path / "state" / agent_mod.FAILURES_FILE).write_text("{not json")
+    assert agent_mod.load_failures(str(tmp_path / "state")) == {}
+    assert agent_mod.load_failures(str(tmp_path / "absent")) == {}
+    (tmp_path / "ro").write_text("a file where the state dir should be")
+    agent_mod.save_failures(str(tmp_path / "ro"), failures)  # logged, never raised
