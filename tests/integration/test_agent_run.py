@@ -7,6 +7,7 @@ a node name of its own (the commands scope their runtime to the configured node)
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -229,9 +230,19 @@ def test_run_reacts_to_files_docker_and_config_and_leaves_pods_on_sigterm(
     proc.send_signal(signal.SIGHUP)
     wait_for(lambda: home.owner("ssd") in home.running_owners(), timeout=30)
 
+    # SIGHUP alone: a same-size config edit with its mtime put back is invisible to the file watcher
+    home.put("hdd", home.ds("hdd", pod={"nodeSelector": {"disktype": "hdd"}}))
+    stamp = os.stat(home.config)
+    home.labels = {"disktype": "hdd"}
+    home.write_config()
+    assert os.stat(home.config).st_size == stamp.st_size
+    os.utime(home.config, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: converged(home, {home.owner(n) for n in ("first", "dropped", "hdd")}), timeout=30)
+
     # withdrawing a file removes its pod
     (home.ds_dir / "dropped.yaml").unlink()
-    wait_for(lambda: converged(home, {home.owner("first"), home.owner("ssd")}), timeout=30)
+    wait_for(lambda: converged(home, {home.owner("first"), home.owner("hdd")}), timeout=30)
     assert proc.poll() is None, agent_log(home)[-3000:]
 
     before = {c.id for c in home.containers()}
