@@ -24,6 +24,7 @@ from nodeagent import desired, errors, execute, identity, model, node, plan, pod
 from nodeagent import runtime as rt
 from nodeagent.sources import files
 from nodeagent.sources import http as http_source
+from nodeagent.sources import images as images_source
 
 log = structlog.get_logger(__name__)
 
@@ -113,6 +114,7 @@ class Agent:
         self._on_change = on_change
         self._watch = watch
         self.sources = build_sources(cfg, on_change, watch=watch)
+        self.images = self._images_dir(cfg, watch=watch)
         self.merger = desired.Merger([s.name for s in self.sources])
         self.backoff = plan.Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.reset_after)
         self.failures: dict[tuple[str, str], plan.Failure] = load_failures(cfg.state_dir)
@@ -130,15 +132,39 @@ class Agent:
 
     # --- sources ------------------------------------------------------------------------------
 
+    def _images_dir(self, cfg: settings.Settings, *, watch: bool) -> images_source.ImagesDirectory | None:
+        """`imagesDir`: tarballs imported at start and on change; an import retries held-back pods."""
+        if not cfg.images_dir or self.runtime is None:
+            return None
+
+        def imported() -> None:
+            # pods held back for a missing image (ErrImagePull, ErrImageNeverPull) may start now
+            self.failures.clear()
+            self._on_change()
+
+        return images_source.ImagesDirectory(
+            cfg.images_dir,
+            self.runtime.load_images,
+            imported,
+            relist_interval=cfg.resync_interval,
+            watch=watch,
+        )
+
     def start_sources(self) -> None:
+        if self.images is not None:
+            self.images.start()  # first, so the first pass finds the images
         for s in self.sources:
             s.start()
 
     def stop_sources(self) -> None:
+        if self.images is not None:
+            self.images.stop()
         for s in self.sources:
             s.stop()
 
     def relist(self) -> None:
+        if self.images is not None:
+            self.images.scan()
         for s in self.sources:
             s.relist()
 

@@ -140,6 +140,10 @@ class ContainerRuntime(Protocol):
         """Run a command inside a running container; returns its exit code."""
         ...
 
+    def load_images(self, path: str) -> list[str]:
+        """Import an image tarball (`docker load`); returns the image names it held."""
+        ...
+
     def events(self, stop: threading.Event) -> Iterator[RuntimeEvent]:
         """Container events for managed containers until `stop` is set or the engine goes away."""
         ...

@@ -78,6 +78,10 @@ class Recorder:
         self.calls.append("pull")
         self.inner.pull(image)
 
+    def load_images(self, path: str) -> list[str]:
+        self.calls.append("load_images")
+        return self.inner.load_images(path)
+
     def create(self, spec: rt.ContainerCreate) -> str:
         self.calls.append("create")
         return self.inner.create(spec)

@@ -78,3 +78,35 @@ def test_missing_directory_is_not_an_error(tmp_path: Path) -> None:
 def test_filter() -> None:
     assert images.is_image_tarball("a.tar") and images.is_image_tarball("b.tar.gz")
     assert not images.is_image_tarball(".a.tar") and not images.is_image_tarball("a.yaml")
+
+
+def test_agent_imports_images_before_its_first_pass(
+    docker_runtime: docker_rt.DockerRuntime, saved_tarball: Path, tmp_path: Path, name_prefix: str
+) -> None:
+    from nodeagent import agent, settings
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "ds").mkdir()
+    saved_tarball.rename(tmp_path / "images" / "app.tar")
+    node_name = f"{name_prefix}-images"
+    (tmp_path / "config.yaml").write_text(
+        f"node: {{name: {node_name}}}\nsources: [{{directory: ds}}]\nimagesDir: images\nstateDir: state\n"
+    )
+    rt = docker_rt.DockerRuntime(node_name=node_name)
+    a = agent.Agent(settings.load(str(tmp_path / "config.yaml")), rt)
+    a.relist()  # imports the tarball: it names the tag we need
+    tag = next(n for n in a.images.loaded if n.startswith("nodeagent-test/imagesdir:")) if a.images else ""
+    (tmp_path / "ds" / "app.yaml").write_text(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: app, namespace: imgtest}\nspec:\n"
+        "  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: a}}\n    spec:\n"
+        "      terminationGracePeriodSeconds: 1\n"
+        f"      containers: [{{name: c, image: '{tag}', imagePullPolicy: Never, command: [sleep, '100']}}]\n"
+    )
+    try:
+        a.relist()
+        result = a.reconcile()
+        assert not result.failed, result.failed
+        assert [c.state for c in rt.list_managed()] == ["running"]
+    finally:
+        for c in rt.list_managed():
+            rt.remove(c.id)
