@@ -167,6 +167,7 @@ class Home:
     taints: list[dict[str, str]] = field(default_factory=list)
     backoff: str = "{initial: 30s, max: 2m, resetAfter: 10m}"
     resync: str = "2s"
+    extra_dirs: list[str] = field(default_factory=list)  # more directory sources, relative to root
 
     @property
     def config(self) -> Path:
@@ -187,7 +188,7 @@ class Home:
     def write_config(self) -> None:
         doc = {
             "node": {"name": self.node, "labels": self.labels, "taints": self.taints},
-            "sources": [{"directory": "ds"}],
+            "sources": [{"directory": d} for d in ["ds", *self.extra_dirs]],
             "staticPodPath": "static",
             "stateDir": "state",
             "resyncInterval": self.resync,
@@ -399,6 +400,32 @@ def test_bad_manifest_removes_nothing_even_after_an_agent_restart(home: Home, br
     # other DaemonSets keep being reconciled meanwhile
     home.put("c", home.ds("c"))
     assert [v for v, _ in verbs(home.sync())] == ["create"]
+
+
+def test_unreadable_source_removes_nothing_until_every_source_has_spoken(home: Home) -> None:
+    """DESIGN §2: a failing source emits nothing, and nothing is removed before every source was read."""
+    home.extra_dirs = ["more"]
+    home.write_config()
+    (home.root / "more").mkdir()
+    path = home.put("a", home.ds("a"))
+    home.put("b", home.ds("b"), where="more")
+    assert_ok(home.sync())
+    before = {c.id for c in home.containers()}
+    assert len(before) == 2
+
+    (home.root / "more").rename(home.root / "more.away")  # the second source cannot be read
+    path.unlink()  # and "a" is withdrawn from the first
+    a, _ = home.agent()
+    result = a.reconcile()
+    assert verbs(result) == [], "not every source has delivered a snapshot: nothing is removed"
+    assert {c.id for c in home.containers()} == before
+    assert any("cannot read directory" in e.message for e in result.desired.errors)
+
+    (home.root / "more.away").rename(home.root / "more")
+    result = home.sync()
+    assert_ok(result)
+    assert [v for v, _ in verbs(result)] == ["delete"]
+    assert home.running_owners() == {home.owner("b")}
 
 
 def test_changed_selector_is_refused_and_old_pod_keeps_running(home: Home) -> None:
