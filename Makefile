@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/example.yaml
 EXAMPLE_IMAGE ?= busybox:stable
 
-.PHONY: run test unit lint check busybox bench test-faults clean
+.PHONY: run test unit lint check busybox bench test-faults clean install uninstall test-systemd
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,67 @@ check: lint test
 # Speed and cost, each next to a baseline measured in the same run (README: Benchmarks).
 bench: $(STAMP) busybox
 	$(BIN)/python benchmarks/bench.py
+
+# --- install as a systemd service (README: "Install as a service") ------------------------------
+# A virtualenv under PREFIX, the config under SYSCONFDIR (an existing one is never overwritten), the
+# unit under UNITDIR, enabled and (re)started when systemd runs. Idempotent: run it again to upgrade.
+# DESTDIR stages into another root (nothing is started then); PIP_INSTALL_ARGS can point pip at a
+# wheelhouse (`--no-index --find-links DIR`) on hosts without an index. Stopping never stops pods.
+DESTDIR    ?=
+PREFIX     ?= /opt/nodeagent
+SYSCONFDIR ?= /etc/nodeagent
+UNITDIR    ?= /etc/systemd/system
+BINDIR     ?= /usr/local/bin
+START      ?= yes
+PIP_INSTALL_ARGS ?=
+SD_RENDER = sed -e 's|/opt/nodeagent|$(PREFIX)|g' -e 's|/etc/nodeagent|$(SYSCONFDIR)|g'
+SD_RUNNING = [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]
+
+install:
+	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)
+	$(DESTDIR)$(PREFIX)/bin/pip install --quiet --disable-pip-version-check $(PIP_INSTALL_ARGS) .
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(SYSCONFDIR)/daemonsets \
+	  $(DESTDIR)$(SYSCONFDIR)/manifests $(DESTDIR)$(UNITDIR) $(DESTDIR)$(BINDIR)
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/config.yaml ]; then \
+	  echo "keeping the existing $(SYSCONFDIR)/config.yaml"; \
+	else $(SD_RENDER) systemd/config.yaml > $(DESTDIR)$(SYSCONFDIR)/config.yaml; \
+	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/config.yaml; echo "installed $(SYSCONFDIR)/config.yaml"; fi
+	$(SD_RENDER) systemd/nodeagent.service > $(DESTDIR)$(UNITDIR)/nodeagent.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/nodeagent.service.tmp
+	mv -f $(DESTDIR)$(UNITDIR)/nodeagent.service.tmp $(DESTDIR)$(UNITDIR)/nodeagent.service
+	ln -sfn $(PREFIX)/bin/nodeagent $(DESTDIR)$(BINDIR)/nodeagent
+	@if $(SD_RUNNING); then \
+	  systemctl daemon-reload && systemctl enable --quiet nodeagent.service && \
+	  if [ "$(START)" = yes ]; then systemctl restart nodeagent.service && echo "nodeagent.service enabled and started"; \
+	  else echo "nodeagent.service enabled; start it with: systemctl start nodeagent"; fi; \
+	else echo "systemd is not running here (or DESTDIR is set): run 'systemctl daemon-reload && systemctl enable --now nodeagent' on the target"; fi
+
+# Removes the agent, its unit and an unmodified config; pods keep running (remove them with
+# `docker rm -f $$(docker ps -aq --filter label=io.nodeagent.managed=true)`). PURGE=yes also
+# removes a modified config, the manifest directories and /var/lib/nodeagent.
+uninstall:
+	@if $(SD_RUNNING); then \
+	  systemctl disable --now --quiet nodeagent.service 2>/dev/null || true; fi
+	rm -f $(DESTDIR)$(UNITDIR)/nodeagent.service $(DESTDIR)$(UNITDIR)/nodeagent.service.tmp
+	@if $(SD_RUNNING); then systemctl daemon-reload; systemctl reset-failed nodeagent.service 2>/dev/null || true; fi
+	@if [ "$$(readlink $(DESTDIR)$(BINDIR)/nodeagent 2>/dev/null)" = "$(PREFIX)/bin/nodeagent" ]; then \
+	  rm -f $(DESTDIR)$(BINDIR)/nodeagent; fi
+	rm -rf $(DESTDIR)$(PREFIX)
+	@cfg=$(DESTDIR)$(SYSCONFDIR)/config.yaml; \
+	if [ "$(PURGE)" = yes ]; then rm -rf $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)/var/lib/nodeagent; \
+	elif [ -e $$cfg ] && $(SD_RENDER) systemd/config.yaml | cmp -s - $$cfg; then rm -f $$cfg; \
+	  rmdir $(DESTDIR)$(SYSCONFDIR)/daemonsets $(DESTDIR)$(SYSCONFDIR)/manifests $(DESTDIR)$(SYSCONFDIR) 2>/dev/null || true; \
+	elif [ -e $$cfg ]; then echo "keeping the modified $(SYSCONFDIR)/config.yaml (PURGE=yes removes it)"; fi
+	@echo "nodeagent uninstalled; its pods keep running"
+
+# The service in a real systemd: a Debian container (debootstrap, built once and cached) boots systemd
+# as PID 1, `make install` runs inside, and the tests drive the unit (tests/systemd/README.md).
+# Also runs `systemd-analyze verify` on the unit; installs Debian's systemd package for it if missing.
+test-systemd: $(STAMP) busybox
+	@if ! command -v systemd-analyze >/dev/null; then \
+	  echo "installing Debian's systemd (for systemd-analyze)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; fi
+	$(BIN)/pytest -q -p no:cacheprovider tests/systemd
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .state

@@ -11,8 +11,7 @@ import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
@@ -22,6 +21,7 @@ import nodeagent
 from nodeagent import agent as agent_mod
 from nodeagent import (
     errors,
+    health,
     logs,
     manifests,
     metrics,
@@ -34,6 +34,7 @@ from nodeagent import (
     status,
 )
 from nodeagent import runtime as rt
+from nodeagent import systemd as sd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -487,14 +488,24 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         reporter = report.Reporter(cfg.status_server, a.node.name, auth=report.credentials_for(cfg))
         reporter.start()
     reload_requested = threading.Event()
+    notifier = sd.Notifier()
+    monitor = health.Monitor(loop)
+    status_line = ["starting"]
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         log.info("agent_stopping", signal=signal.Signals(signum).name, workloads="left running")
+        notifier.stopping()
         assert loop is not None
         loop.stop()
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
+        notifier.reloading()
         reload_requested.set()
+
+    def reload() -> None:
+        _reload(a, config_path)
+        if monitor.ready:
+            notifier.ready(status_line[0])  # after RELOADING=1; repeats are harmless
         wake()
 
     signal.signal(signal.SIGTERM, on_term)
@@ -502,8 +513,23 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
     signal.signal(signal.SIGHUP, on_hup)
 
     watcher = threading.Thread(
-        target=_watch_config, args=(config_path, reload_requested, loop), name="config-watch", daemon=True
+        target=_watch_config,
+        args=(config_path, reload_requested, loop, reload),
+        name="config-watch",
+        daemon=True,
     )
+    server: health.Server | None = None
+    if cfg.healthz.enabled:
+        try:
+            server = health.Server(monitor, cfg.healthz.host, cfg.healthz.port)
+            server.start()
+        except OSError as exc:  # a taken port must not stop the agent from keeping workloads running
+            log.error("health_server_failed", address=cfg.healthz.address, error=str(exc))
+            server = None
+    watchdog: sd.Watchdog | None = None
+    if notifier.enabled and notifier.watchdog_interval is not None:
+        watchdog = sd.Watchdog(notifier, monitor.healthy, notifier.watchdog_interval)
+        watchdog.start()
     a.start_sources()
     log.info(
         "agent_started", node=a.node.name, sources=[s.name for s in a.sources], version=nodeagent.__version__
@@ -515,15 +541,21 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         _record_metrics(result, doc)
         if reporter is not None:
             reporter.update(doc)
-        if reload_requested.is_set():
-            reload_requested.clear()
-            _reload(a, config_path)
-            wake()
+        line = _status_line(result, doc)
+        if not notifier.is_ready:
+            notifier.ready(line)  # READY=1 after the first complete pass
+        elif line != status_line[0]:
+            notifier.status(line)
+        status_line[0] = line
 
     loop.on_pass = on_pass
     try:
         loop.run()
     finally:
+        if watchdog is not None:
+            watchdog.stop()
+        if server is not None:
+            server.stop()
         a.stop_sources()
         if reporter is not None:
             reporter.stop()
@@ -531,8 +563,11 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
     return EXIT_OK
 
 
-def _watch_config(path: str, reload_requested: threading.Event, loop: reconciler.Reconciler) -> None:
-    """A changed config file counts as a reload request, like SIGHUP."""
+def _watch_config(
+    path: str, reload_requested: threading.Event, loop: reconciler.Reconciler, reload: Callable[[], None]
+) -> None:
+    """Reloads on SIGHUP or a changed config file, in this thread, so a reload (and the READY=1 that
+    ends it) never waits for a reconcile pass that may be failing."""
 
     def stamp() -> tuple[float, int] | None:
         try:
@@ -543,12 +578,14 @@ def _watch_config(path: str, reload_requested: threading.Event, loop: reconciler
 
     last = stamp()
     while not loop.stopping:
-        time.sleep(1.0)
+        requested = reload_requested.wait(1.0)
         now = stamp()
         if now != last:
             last = now
-            reload_requested.set()
-            loop.wake()
+            requested = True
+        if requested and not loop.stopping:
+            reload_requested.clear()
+            reload()
 
 
 def _reload(a: agent_mod.Agent, path: str) -> None:
@@ -580,6 +617,19 @@ def node_report(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, A
         "agentVersion": nodeagent.__version__,
         "errors": [e.render() for e in result.desired.errors],
     }
+
+
+def _status_line(result: agent_mod.PassResult, doc: dict[str, Any]) -> str:
+    """systemd's STATUS=: pods running, pods failing (backoff, failed actions, Failed phase), sources."""
+    pods = [p for d in doc["status"]["daemonSets"] for p in d["pods"]] + doc["status"]["staticPods"]
+    failing = {w.pod for w in result.plan.waiting} | {o.action.pod for o in result.failed}
+    failing |= {p["name"] for p in pods if p["phase"] == "Failed"}
+    return sd.summary(
+        running=sum(1 for p in pods if p["phase"] == "Running"),
+        failing=len(failing),
+        source_errors=len({e.file for e in result.desired.errors}),
+        pending_sources=len(result.desired.pending_sources),
+    )
 
 
 def _record_metrics(result: agent_mod.PassResult, doc: dict[str, Any]) -> None:

@@ -103,9 +103,10 @@ class Notifier:
         self.notify(f"STATUS={_one_line(text)}")
 
     def reloading(self) -> None:
-        """RELOADING=1 with MONOTONIC_USEC, which systemd 253+ requires for Type=notify-reload."""
-        with self._lock:
-            self._ready = False
+        """RELOADING=1 with MONOTONIC_USEC, which systemd 253+ requires for Type=notify-reload.
+
+        The caller sends READY=1 when the reload is done; a pass finishing meanwhile does not.
+        """
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         self.notify("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading config")
 
