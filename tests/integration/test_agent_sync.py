@@ -795,6 +795,44 @@ def test_downward_api_and_resource_env(home: Home) -> None:
     assert home.engine.exec(c.id, ("sh", "-c", f'test "$POD" = {pod_name}'), timeout=10) == 0
 
 
+def test_host_namespaces_ports_command_and_working_dir(home: Home) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    home.put(
+        "hostns",
+        home.ds("hostns", pod={"hostNetwork": True, "hostPID": True, "hostIPC": True}),
+    )
+    home.put(
+        "cmd",
+        home.ds(
+            "cmd",
+            container={
+                "command": ["sh", "-c"],
+                "args": ["echo $(GREETING) > out; exec sleep 1000000", "ignored-$0"],
+                "env": [{"name": "GREETING", "value": "hello"}],
+                "workingDir": "/tmp",
+                "ports": [{"containerPort": 8080, "hostPort": free_port, "hostIP": "127.0.0.1"}],
+            },
+        ),
+    )
+    assert_ok(home.sync())
+    by_owner = {c.labels[identity.LABEL_OWNER]: c for c in home.containers()}
+    hostns = home.engine.inspect(by_owner[home.owner("hostns")].id) or {}
+    hc = hostns["HostConfig"]
+    assert (hc["NetworkMode"], hc["PidMode"], hc["IpcMode"]) == ("host", "host", "host")
+    cmd = by_owner[home.owner("cmd")]
+    info = home.engine.inspect(cmd.id) or {}
+    assert info["Config"]["Entrypoint"] == ["sh", "-c"]
+    assert info["Config"]["Cmd"] == ["echo hello > out; exec sleep 1000000", "ignored-$0"]
+    assert info["Config"]["WorkingDir"] == "/tmp"
+    bindings = info["HostConfig"]["PortBindings"]["8080/tcp"]
+    assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(free_port)}]
+    wait_for(lambda: home.engine.exec(cmd.id, ("sh", "-c", "grep -qx hello /tmp/out"), timeout=10) == 0)
+
+
 # --- static pods ------------------------------------------------------------------------------
 
 
