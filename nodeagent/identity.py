@@ -95,17 +95,24 @@ def static_pod_name(pod_name: str, node_name: str) -> str:
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
-def container_name(namespace: str, pod: str, container: str, attempt: int) -> str:
-    """Docker container name, deterministic per (pod, container, attempt), as dockershim's `k8s_...`.
+def container_name(namespace: str, pod: str, container: str, attempt: int, node: str = "") -> str:
+    """Docker container name, deterministic per (pod, container, node, attempt), as dockershim's `k8s_...`.
 
-    A create that half-finished before a crash is found by this name and finished, never duplicated.
+    A create that half-finished before a crash is found by this name and finished, never duplicated. The
+    node is part of it because DaemonSet pods have the same name on every node, and several nodes (tests,
+    a simulation) may share one engine.
     """
-    raw = f"k8s_{container}_{pod}_{namespace}_{attempt}"
+    raw = (
+        f"k8s_{container}_{pod}_{namespace}_{node}_{attempt}"
+        if node
+        else f"k8s_{container}_{pod}_{namespace}_{attempt}"
+    )
     return _UNSAFE.sub("-", raw)
 
 
-def sandbox_name(namespace: str, pod: str) -> str:
-    return _UNSAFE.sub("-", f"k8s_POD_{pod}_{namespace}")
+def sandbox_name(namespace: str, pod: str, node: str = "") -> str:
+    raw = f"k8s_POD_{pod}_{namespace}_{node}" if node else f"k8s_POD_{pod}_{namespace}"
+    return _UNSAFE.sub("-", raw)
 
 
 def pod_uid(owner: str, pod: str) -> str:

@@ -117,7 +117,7 @@ def build(
     joined = bool(pod.sandbox) and not spec.host_network
     own_net = not spec.host_network and not pod.sandbox
     return runtime.ContainerCreate(
-        name=identity.container_name(pod.namespace, pod.pod_name, container.name, attempt),
+        name=identity.container_name(pod.namespace, pod.pod_name, container.name, attempt, pod.node_name),
         image=container.image,
         labels=identity.container_labels(
             owner=pod.owner,
@@ -663,7 +663,7 @@ def sandbox_create(pod: PodContext, image: str, *, network: str = "") -> runtime
     }
     ports = () if host_net else tuple(p for c in spec.containers for p in port_bindings(c))
     return runtime.ContainerCreate(
-        name=identity.sandbox_name(pod.namespace, pod.pod_name),
+        name=identity.sandbox_name(pod.namespace, pod.pod_name, pod.node_name),
         image=image,
         labels=identity.container_labels(
             owner=pod.owner,

@@ -277,7 +277,7 @@ def test_create_then_noop_sync_makes_one_list_call_and_no_writes(home: Home) -> 
         assert len(containers) == 1, "a single-container pod costs exactly one container"
         c = containers[0]
         assert c.running
-        assert c.name == f"k8s_main_{desired.name}_{home.namespace}_0"
+        assert c.name == f"k8s_main_{desired.name}_{home.namespace}_{home.node}_0"
         assert c.labels[identity.LABEL_MANAGED] == "true"
         assert c.labels[identity.LABEL_OWNER] == f"DaemonSet/{home.namespace}/{name}"
         assert c.labels[identity.LABEL_SPEC_HASH] == desired.spec_hash

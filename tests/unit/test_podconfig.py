@@ -381,7 +381,8 @@ def test_name_labels_image_and_working_dir() -> None:
     c = container(working_dir="/work")
     pod = ctx(spec(c))
     created = podconfig.build(pod, c, role=identity.ROLE_INIT, attempt=3, init_index=1)
-    assert created.name == identity.container_name("kube-system", "agent-abcde", "app", 3)
+    assert created.name == identity.container_name("kube-system", "agent-abcde", "app", 3, "node-a")
+    assert created.name == "k8s_app_agent-abcde_kube-system_node-a_3"
     assert created.image == "busybox:1.36"
     assert created.working_dir == "/work"
     assert created.labels == identity.container_labels(
@@ -727,8 +728,8 @@ def test_sandbox_create() -> None:
     created = podconfig.sandbox_create(pod, "nodeagent/pause:latest", network="podnet")
     assert (
         created.name
-        == identity.sandbox_name("kube-system", "agent-abcde")
-        == "k8s_POD_agent-abcde_kube-system"
+        == identity.sandbox_name("kube-system", "agent-abcde", "node-a")
+        == "k8s_POD_agent-abcde_kube-system_node-a"
     )
     assert created.image == "nodeagent/pause:latest"
     assert created.labels[identity.LABEL_ROLE] == identity.ROLE_SANDBOX
