@@ -30,7 +30,18 @@ REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "nodeagent-test/systemd-base:bookworm"
 BASE_PACKAGES = "systemd,systemd-sysv,dbus,python3,python3-venv,make,procps,iproute2"
 MACHINE_LABEL = "io.nodeagent.test"
-SKIP_DIRS = {".venv", ".git", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".state", "demo"}
+SKIP_DIRS = {
+    ".venv",
+    ".git",
+    "build",
+    "dist",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".state",
+    "demo",
+}
 
 
 def sh(*args: str, input: str | bytes | None = None, timeout: float = 600, check: bool = True) -> str:
@@ -106,7 +117,7 @@ class Machine:
         return sorted((r[0], r[1], r[2]) for r in rows if len(r) == 3)
 
 
-def _copy_tree(dst: Path) -> None:
+def copy_tree(dst: Path) -> None:
     """The checkout as a fresh clone would have it (plus work not yet committed), without caches."""
     shutil.copytree(
         REPO, dst, ignore=lambda d, names: [n for n in names if n in SKIP_DIRS or n.endswith(".egg-info")]
@@ -117,7 +128,7 @@ def wheelhouse(dst: Path) -> None:
     """Wheels of nodeagent, its dependencies and its build backend, so the machine needs no index."""
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     src = dst.parent / "wheel-src"
-    _copy_tree(src)
+    copy_tree(src)
     sh(*pip, "wheel", "--quiet", "-w", str(dst), str(src))
     sh(*pip, "download", "--quiet", "--only-binary=:all:", "-d", str(dst), "setuptools>=68", "wheel")
     shutil.rmtree(src)
@@ -142,7 +153,7 @@ def machine(engine: docker_rt.DockerRuntime, tmp_path_factory: pytest.TempPathFa
     sh("bash", str(REPO / "scripts" / "debian-base.sh"), BASE_IMAGE, BASE_PACKAGES, timeout=1800)
     work = tmp_path_factory.mktemp("systemd-machine")
     wheelhouse(work / "wheels")
-    _copy_tree(work / "src")
+    copy_tree(work / "src")
     m = Machine(f"nodeagent-sd-{uuid.uuid4().hex[:8]}")
     sh(
         "docker", "run", "-d", "--name", m.name, "--hostname", m.name,

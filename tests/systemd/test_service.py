@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.systemd.conftest import REPO, Machine, sh, wait_for, wheelhouse
+from tests.systemd.conftest import REPO, Machine, copy_tree, sh, wait_for, wheelhouse
 
 pytestmark = pytest.mark.docker
 
@@ -91,11 +91,13 @@ def test_destdir_install_is_idempotent_and_keeps_a_modified_config(tmp_path: Pat
     wheels = tmp_path / "wheels"
     wheelhouse(wheels)
     root = tmp_path / "root"
+    src = tmp_path / "src"
+    copy_tree(src)  # pip builds in the source tree: not in the shared checkout
     args = [
         "make",
         "-s",
         "-C",
-        str(REPO),
+        str(src),
         f"DESTDIR={root}",
         f"PIP_INSTALL_ARGS=--no-index --find-links {wheels}",
     ]
