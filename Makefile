@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/example.yaml
 EXAMPLE_IMAGE ?= busybox:stable
 
-.PHONY: run test unit lint check busybox bench test-faults clean install uninstall test-systemd
+.PHONY: run test unit lint check busybox bench test-faults clean install uninstall test-systemd demo demo-tour demo-down test-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -112,6 +112,20 @@ test-systemd: $(STAMP) busybox
 	  echo "installing Debian's systemd (for systemd-analyze)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; fi
 	$(BIN)/pytest -q -p no:cacheprovider tests/systemd
+
+# The three-node demo (README: Try it on three nodes); images are built locally, no registry needed.
+demo: $(STAMP)
+	bash demo/up.sh
+
+demo-tour: $(STAMP)
+	bash demo/tour.sh
+
+demo-down:
+	bash demo/down.sh
+
+# The demo as an end-to-end test: up, every tour step, down (always).
+test-demo: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .state

@@ -1,0 +1,60 @@
+"""End-to-end: the three-node demo comes up, converges, and every tour step happens with real containers.
+
+Run by `make test-demo` (and CI). It always runs `demo/down.sh` at the end, pass or fail, which removes
+every container, network, volume and image the demo made.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(script: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(REPO / "demo" / script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_demo_up_tour_down() -> None:
+    env = {**os.environ, "DEMO_PORT": str(free_port()), "TOUR_PAUSE": "0"}
+    try:
+        up = run("up.sh", env, timeout=1200)
+        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+        assert "node-a" in up.stdout and "log-shipper" in up.stdout
+        tour = run("tour.sh", env, timeout=1200)
+        assert tour.returncode == 0, tour.stdout[-6000:] + tour.stderr[-4000:]
+        for step in (
+            "1. Label a node",
+            "2. Taint node-c",
+            "3. Update a DaemonSet",
+            "4. Stop node-b",
+            "5. Delete",
+        ):
+            assert step in tour.stdout
+        assert "TIMEOUT" not in tour.stdout + tour.stderr
+    finally:
+        down = run("down.sh", env, timeout=600)
+        assert down.returncode == 0, down.stdout + down.stderr
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=io.nodeagent.demo=true"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert left.stdout.strip() == ""
