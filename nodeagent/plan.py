@@ -28,6 +28,14 @@ DEFAULT_GRACE = 30
 # the DaemonSet selector a pod was made under: Kubernetes keeps it immutable, and an agent restarted after
 # the selector was edited must still refuse the change (the merger's memory of it is gone)
 LABEL_SELECTOR = "io.nodeagent.selector-hash"
+# the pod template's labels (JSON): an orphaned pod is adopted by a DaemonSet whose selector matches them,
+# evaluated from Docker alone, as the DaemonSet controller matches a pod's labels
+LABEL_POD_LABELS = "io.nodeagent.pod-labels"
+# on a DaemonSet: when it is withdrawn, leave its pods running, ownerless (kubectl delete --cascade=orphan)
+ANNOTATION_ORPHAN = "nodeagent.io/orphan-on-delete"
+ORPHANED = ""  # the effective owner of an orphaned pod
+POLICY_ANNOTATION = "annotation"  # why a DaemonSet orphans its pods: its annotation ...
+POLICY_COMMAND = "command"  # ... or `nodeagent orphan`
 
 # verbs, in the order `execute` applies them
 DELETE = "delete"  # stop and remove every container of a pod, then its directories
@@ -145,6 +153,42 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Health:
+    """What the probes say about one running container (from `probes.Verdict`, as plain values).
+
+    A container without an entry is ready while it runs, unless its spec has a readiness or startup
+    probe (then it is not ready until a prober says so), as the kubelet starts them.
+    """
+
+    ready: bool = True
+    restart: bool = False  # a liveness or startup probe failed
+    message: str = ""
+    grace_seconds: int | None = None  # the failed probe's terminationGracePeriodSeconds
+    ready_since: float | None = None
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """One container's readiness in this plan, and since when (minReadySeconds counts from it)."""
+
+    ready: bool
+    since: float | None = None
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Pod ownership beyond the immutable owner label: orphaning and adoption (persisted by the agent).
+
+    `policy`: DaemonSet owners whose pods are orphaned when it is withdrawn (value: POLICY_ANNOTATION or
+    POLICY_COMMAND). `owners`: a pod's effective owner when it is not its label's: ORPHANED, or the
+    DaemonSet that adopted it.
+    """
+
+    policy: Mapping[str, str] = field(default_factory=dict)
+    owners: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DaemonSetInput:
     obj: model.DaemonSet
     source: str = ""
@@ -174,6 +218,9 @@ class Inputs:
     protected_names: frozenset[tuple[str, str]] = frozenset()
     # a manifest failed so badly that we cannot tell what it defines: hold every removal
     hold_removals: bool = False
+    # probe verdicts by container id (the running agent's prober, or stateDir/probes.json)
+    health: Mapping[str, Health] = field(default_factory=dict)
+    ownership: Ownership = field(default_factory=Ownership)
 
 
 @dataclass(frozen=True)
@@ -213,6 +260,9 @@ class Plan:
     other_actions: tuple[Action, ...]  # pods nothing desires any more, stale attempts
     waiting: tuple[Waiting, ...]
     wake_at: float | None  # the earliest time a waiting item becomes due
+    readiness: Mapping[str, Readiness] = field(default_factory=dict)  # by container id
+    ownership: Ownership = field(default_factory=Ownership)  # after this plan: what the agent saves
+    orphans: tuple[ObservedPod, ...] = ()  # ownerless pods kept running
 
     @property
     def actions(self) -> tuple[Action, ...]:
@@ -413,6 +463,9 @@ def _container_actions(
             )
             continue
         if seen.running:
+            health = inputs.health.get(seen.id)
+            if health is not None and health.restart and spec.restart_policy != "Never":
+                actions.append(_probe_restart(seen, health, spec, inputs, base))
             continue
         # exited or dead
         if not _should_restart(spec.restart_policy, seen.exit_code):
@@ -440,6 +493,34 @@ def _container_actions(
     return actions
 
 
+def _probe_restart(
+    seen: rt.ObservedContainer,
+    health: Health,
+    spec: model.PodSpec,
+    inputs: Inputs,
+    base: Mapping[str, object],
+) -> Action:
+    """A running container whose liveness (or startup) probe failed: stop it and start the next attempt.
+
+    Stopped with the probe's terminationGracePeriodSeconds, else the pod's (as the kubelet). The restart is
+    immediate (failureThreshold x periodSeconds already paced it); the backoff step grows as for a crash.
+    """
+    ran = inputs.now - (seen.started_at or seen.created_at)
+    step = 0 if ran >= inputs.backoff.reset_after else _backoff_step(seen) + 1
+    grace = (
+        health.grace_seconds if health.grace_seconds is not None else spec.termination_grace_period_seconds
+    )
+    fields = {**base, "grace_seconds": grace}
+    return Action(
+        verb=RESTART,
+        reason=f"{health.message or 'Liveness probe failed'}; container will be restarted",
+        attempt=attempt_of(seen) + 1,
+        backoff_step=step,
+        container_ids=(seen.id,),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
 def _create_reason(desired: DesiredPod) -> str:
     kind = desired.owner.split("/", 1)[0]
     if kind == "Pod":
@@ -455,15 +536,20 @@ def plan(inputs: Inputs) -> Plan:
     pods = group_pods(inputs.observed)
     claimed: set[tuple[str, str]] = set()
     waiting: list[Waiting] = []
+    wakes: list[float] = []
     ds_plans: list[DaemonSetPlan] = []
+    ownership = _ownership(inputs, pods)
+
+    def owner_of(p: ObservedPod) -> str:
+        return ownership.owners.get(p.key, p.owner)
 
     for entry in inputs.daemonsets:
         ds = entry.obj
         desired = desired_daemon_pod(ds, entry.source)
-        owned = [p for p in pods.values() if p.owner == desired.owner]
+        owned = [p for p in pods.values() if owner_of(p) == desired.owner]
         claimed.update(p.key for p in owned)
         decision = scheduling.decide(inputs.node, ds.spec.template.spec)
-        actions = _plan_daemonset(ds, desired, decision, owned, inputs, waiting)
+        actions = _plan_daemonset(ds, desired, decision, owned, inputs, waiting, wakes)
         ds_plans.append(
             DaemonSetPlan(
                 namespace=ds.metadata.namespace,
@@ -501,19 +587,21 @@ def plan(inputs: Inputs) -> Plan:
         )
 
     other: list[Action] = []
+    orphans: list[ObservedPod] = []
     for key, p in sorted(pods.items()):
         if key in claimed:
             continue
-        if not inputs.all_sources_seen:
-            continue  # never remove before every source has spoken once since start
-        if p.owner in inputs.protected_owners or inputs.hold_removals:
+        owner = owner_of(p)
+        if owner == ORPHANED:
+            # ownerless, as after `kubectl delete --cascade=orphan`: kept running, restarted in place
+            orphans.append(p)
+            other.extend(_keep_outdated(p, inputs, waiting))
             continue
-        parsed = identity.parse_owner(p.owner)
-        if parsed is not None and (parsed[0], parsed[2]) in inputs.protected_names:
+        if not _removable(owner, inputs):
             continue
-        kind = p.owner.split("/", 1)[0]
+        kind = owner.split("/", 1)[0]
         what = "static pod manifest" if kind == "Pod" else "DaemonSet"
-        other.append(_delete(p, f"{what} {p.owner.split('/', 1)[-1]} is no longer in any source"))
+        other.append(_delete(p, f"{what} {owner.split('/', 1)[-1]} is no longer in any source"))
     # old attempts of containers that live on in a newer attempt
     for p in pods.values():
         for c in p.stale:
@@ -529,14 +617,150 @@ def plan(inputs: Inputs) -> Plan:
                 )
             )
 
-    wake = min((w.until for w in waiting), default=None)
+    wake = min([w.until for w in waiting] + wakes, default=None)
     return Plan(
         daemonsets=tuple(ds_plans),
         static_pods=tuple(sp_plans),
         other_actions=tuple(other),
         waiting=tuple(waiting),
         wake_at=wake,
+        readiness=_readiness(pods, inputs, ds_plans, sp_plans),
+        ownership=ownership,
+        orphans=tuple(orphans),
     )
+
+
+# --- readiness ----------------------------------------------------------------------------------
+
+
+def is_app(c: rt.ObservedContainer) -> bool:
+    """An app container (not the pod's sandbox or an init container): the ones readiness counts."""
+    return c.labels.get(identity.LABEL_ROLE, identity.ROLE_APP) == identity.ROLE_APP
+
+
+def container_readiness(
+    c: rt.ObservedContainer, spec: model.Container | None, health: Mapping[str, Health]
+) -> Readiness:
+    """Ready as the kubelet says: a prober's verdict if there is one; else ready while running, unless
+    the spec has a readiness or startup probe that no prober has passed yet."""
+    if not c.running:
+        return Readiness(False)
+    started = c.started_at or c.created_at
+    h = health.get(c.id)
+    if h is not None:
+        return Readiness(h.ready, (h.ready_since or started) if h.ready else None)
+    if spec is not None and (spec.readiness_probe is not None or spec.startup_probe is not None):
+        return Readiness(False)
+    return Readiness(True, started)
+
+
+def _readiness(
+    pods: Mapping[tuple[str, str], ObservedPod],
+    inputs: Inputs,
+    ds_plans: Iterable[DaemonSetPlan],
+    sp_plans: Iterable[StaticPodPlan],
+) -> dict[str, Readiness]:
+    templates = {d.desired.spec_hash: d.desired.template for d in ds_plans}
+    templates.update({s.desired.spec_hash: s.desired.template for s in sp_plans})
+    out: dict[str, Readiness] = {}
+    for p in pods.values():
+        template = templates.get(p.spec_hash)
+        specs = {c.name: c for c in template.spec.containers} if template is not None else {}
+        for c in p.containers:
+            if is_app(c):
+                name = c.labels.get(identity.LABEL_CONTAINER_NAME, "")
+                out[c.id] = container_readiness(c, specs.get(name), inputs.health)
+    return out
+
+
+def pod_available(
+    pod: ObservedPod | None, template: model.PodTemplateSpec | None, inputs: Inputs, min_ready: int
+) -> tuple[bool, float | None]:
+    """(available, when): every app container of the pod ready for `min_ready` seconds
+    (podutil.IsPodAvailable); `when` is the moment it becomes available, None while not ready."""
+    if pod is None:
+        return (False, None)
+    apps = [c for c in pod.containers if is_app(c)]
+    specs = {c.name: c for c in template.spec.containers} if template is not None else {}
+    if not apps or len(apps) < len(specs):
+        return (False, None)
+    since: list[float] = []
+    for c in apps:
+        r = container_readiness(c, specs.get(c.labels.get(identity.LABEL_CONTAINER_NAME, "")), inputs.health)
+        if not r.ready:
+            return (False, None)
+        since.append(r.since or inputs.now)
+    at = max(since) + min_ready
+    return (inputs.now >= at, at)
+
+
+# --- orphaning and adoption -----------------------------------------------------------------------
+
+
+def pod_template_labels(p: ObservedPod) -> dict[str, str] | None:
+    """The template labels recorded on the pod's containers (None for pods made before the label)."""
+    for c in p.containers:
+        raw = c.labels.get(LABEL_POD_LABELS)
+        if raw is None:
+            continue
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return None
+        if isinstance(doc, dict):
+            return {str(k): str(v) for k, v in doc.items()}
+    return None
+
+
+def wants_orphan(ds: model.DaemonSet) -> bool:
+    return ds.metadata.annotations.get(ANNOTATION_ORPHAN, "").strip().lower() in ("true", "1", "yes")
+
+
+def _removable(owner: str, inputs: Inputs) -> bool:
+    """May pods of this (withdrawn) owner be deleted or orphaned now? (DESIGN §2's gates)"""
+    if not inputs.all_sources_seen or inputs.hold_removals:
+        return False  # never remove before every source has spoken once since start
+    if owner in inputs.protected_owners:
+        return False
+    parsed = identity.parse_owner(owner)
+    return not (parsed is not None and (parsed[0], parsed[2]) in inputs.protected_names)
+
+
+def _ownership(inputs: Inputs, pods: Mapping[tuple[str, str], ObservedPod]) -> Ownership:
+    """Who owns each pod after this pass, as the DaemonSet controller's orphan/adopt rules say.
+
+    A withdrawn DaemonSet whose policy says orphan leaves its pods ownerless; an ownerless pod whose
+    recorded template labels match a DaemonSet's selector (same namespace) is adopted by it, first
+    DaemonSet in order wins. Adoption restarts nothing: the pod stays as it is, and is up to date only if
+    its revision is the adopter's; otherwise the adopter's updateStrategy replaces it.
+    """
+    present = {
+        identity.owner_daemonset(e.obj.metadata.namespace, e.obj.metadata.name): e.obj
+        for e in inputs.daemonsets
+    }
+    policy = dict(inputs.ownership.policy)
+    for owner, ds in present.items():
+        if wants_orphan(ds):
+            policy.setdefault(owner, POLICY_ANNOTATION)
+        elif policy.get(owner) == POLICY_ANNOTATION:
+            del policy[owner]
+    owners = {k: v for k, v in inputs.ownership.owners.items() if k in pods}
+    for key, p in sorted(pods.items()):
+        owner = owners.get(key, p.owner)
+        if owner == ORPHANED or owner in present or not owner.startswith("DaemonSet/"):
+            continue
+        if owner in policy and _removable(owner, inputs):
+            owners[key] = ORPHANED
+    for owner, ds in present.items():
+        for key, p in sorted(pods.items()):
+            if owners.get(key) != ORPHANED or p.namespace != ds.metadata.namespace:
+                continue
+            labels = pod_template_labels(p)
+            if labels is not None and scheduling.label_selector_matches(ds.spec.selector, labels):
+                owners[key] = owner
+    alive = {p.owner for p in pods.values()}
+    policy = {o: why for o, why in policy.items() if o in present or o in alive}
+    return Ownership(policy=policy, owners=owners)
 
 
 def _grace(p: ObservedPod, desired: DesiredPod) -> int:
@@ -550,9 +774,12 @@ def _plan_daemonset(
     owned: list[ObservedPod],
     inputs: Inputs,
     waiting: list[Waiting],
+    wakes: list[float],
 ) -> list[Action]:
+    """One DaemonSet on this node: scheduling decision, then its update strategy (update.go)."""
     grace = ds.spec.template.spec.termination_grace_period_seconds
-    current = next((p for p in owned if p.spec_hash == desired.spec_hash), None)
+    # the pod of the current revision; an adopted pod of another DaemonSet's name is outdated here
+    current = next((p for p in owned if p.spec_hash == desired.spec_hash and p.name == desired.name), None)
     outdated = [p for p in owned if p is not current]
     actions: list[Action] = []
 
@@ -585,11 +812,18 @@ def _plan_daemonset(
         return actions
 
     if outdated and _surge(ds):
-        # maxSurge > 0: start the new pod first; stop the old one once the new one runs
-        new_ready = current is not None and current.running
-        if new_ready:
+        # maxSurge > 0: start the new pod first; stop the old one once the new one is available (ready
+        # for minReadySeconds), as the controller's surge path does; the old one keeps running meanwhile
+        available, at = pod_available(current, desired.template, inputs, ds.spec.min_ready_seconds)
+        if available:
             for p in outdated:
-                actions.append(_delete(p, f"replaced by revision {desired.spec_hash} (maxSurge)", grace))
+                why = f"replaced by revision {desired.spec_hash}, which is available (maxSurge)"
+                actions.append(_delete(p, why, grace))
+        else:
+            if at is not None:
+                wakes.append(at)  # ready, waiting out minReadySeconds
+            for p in outdated:
+                actions += _keep_outdated(p, inputs, waiting)
         actions += _container_actions(desired, current, inputs, waiting)
         return actions
 
