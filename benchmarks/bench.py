@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import queue
 import shutil
 import statistics
 import subprocess
@@ -61,6 +62,11 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def pod_of(name: str) -> Callable[[str], bool]:
+    """Matches the container names of DaemonSet `name`'s pods (k8s_<container>_<name>-<hash>_...)."""
+    return lambda container: f"_{name}-" in container
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * p
@@ -106,11 +112,11 @@ class StartEvents:
 
 
 @contextmanager
-def agent_dirs() -> Iterator[Path]:
+def agent_dirs(source: str = "directory: ds") -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="nodeagent-bench-"))
     (root / "ds").mkdir()
     (root / "config.yaml").write_text(
-        "node: {name: bench-node}\nsources:\n  - directory: ds\nstateDir: state\nresyncInterval: 30s\n"
+        f"node: {{name: bench-node}}\nsources:\n  - {source}\nstateDir: state\nresyncInterval: 30s\n"
     )
     try:
         yield root
@@ -130,6 +136,45 @@ def agent_process(root: Path) -> Iterator[subprocess.Popen[bytes]]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+class ServeProcess:
+    """`nodeagent serve` on an ephemeral loopback port, as its own process (its CPU is measured)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.proc = subprocess.Popen(
+            [NODEAGENT, "serve", "--dir", str(directory), "--listen", "127.0.0.1:0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        self.url = ""
+        for line in self.proc.stderr:
+            if line.startswith("serving ") and " at " in line:
+                self.url = line.rsplit(" at ", 1)[1].strip().removesuffix("/manifests")
+                break
+        if not self.url:
+            self.proc.kill()
+            raise RuntimeError("nodeagent serve did not start")
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # drain its logs
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextmanager
+def serve_process(directory: Path) -> Iterator[ServeProcess]:
+    s = ServeProcess(directory)
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 def cleanup(client: docker.DockerClient) -> None:
@@ -158,12 +203,12 @@ def bench_reaction(client: docker.DockerClient, events: StartEvents, trials: int
             name = f"react{i}"
             t0 = time.time()
             write_atomic(root / "ds" / f"{name}.yaml", daemonset(name))
-            t = events.wait(lambda n, name=name: f"_{name}-" in n)
+            t = events.wait(pod_of(name))
             agent_ms.append((t - t0) * 1000)
             t0 = time.time()
             raw_name = f"bench-raw-{RUN_ID}-{i}"
             raw_create_start(client, raw_name)
-            t = events.wait(lambda n, raw_name=raw_name: n == raw_name)
+            t = events.wait(raw_name.__eq__)
             raw_ms.append((t - t0) * 1000)
     return {
         "agent_p50_ms": statistics.median(agent_ms),
@@ -171,6 +216,155 @@ def bench_reaction(client: docker.DockerClient, events: StartEvents, trials: int
         "raw_p50_ms": statistics.median(raw_ms),
         "raw_p95_ms": percentile(raw_ms, 0.95),
         "trials": trials,
+    }
+
+
+def bench_http_reaction(events: StartEvents, trials: int) -> dict[str, Any]:
+    """A DaemonSet file written into `serve`'s directory -> its container started on a watching node."""
+    agent_ms: list[float] = []
+    serve_dir = Path(tempfile.mkdtemp(prefix="nodeagent-bench-serve-"))
+    try:
+        with serve_process(serve_dir) as srv:
+            source = f"{{url: '{srv.url}/manifests', pollInterval: 10s}}"
+            with agent_dirs(source) as root, agent_process(root):
+                time.sleep(1.5)  # start-up, first fetch, the watch in place
+                for i in range(trials):
+                    name = f"watch{i}"
+                    t0 = time.time()
+                    write_atomic(serve_dir / f"{name}.yaml", daemonset(name))
+                    t = events.wait(pod_of(name))
+                    agent_ms.append((t - t0) * 1000)
+    finally:
+        shutil.rmtree(serve_dir, ignore_errors=True)
+    return {
+        "agent_p50_ms": statistics.median(agent_ms),
+        "agent_p95_ms": percentile(agent_ms, 0.95),
+        "trials": trials,
+    }
+
+
+def fleet_daemonset(name: str) -> str:
+    return daemonset(name, image="registry.example/fleet/app:1").replace(
+        "imagePullPolicy: Never", "imagePullPolicy: IfNotPresent"
+    )
+
+
+class SimProcess:
+    """One process of hollow nodes (benchmarks/fleet_sim.py); its JSON-line events, in any order."""
+
+    def __init__(self, url: str, first: int, count: int, state_root: Path) -> None:
+        script = str(Path(__file__).with_name("fleet_sim.py"))
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                script,
+                "--url",
+                url,
+                "--first",
+                str(first),
+                "--nodes",
+                str(count),
+                "--state-root",
+                str(state_root),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._seen: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(json.loads(line))
+
+    def wait_for(self, event: str, owner: str = "", what: str = "", timeout: float = 300.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for doc in self._seen:
+                if (
+                    doc["event"] == event
+                    and owner in ("", doc.get("owner"))
+                    and what in ("", doc.get("what"))
+                ):
+                    self._seen.remove(doc)
+                    return doc
+            self._seen.append(self._lines.get(timeout=max(0.1, deadline - time.monotonic())))
+
+    def stats(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return self.wait_for("stats")
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def bench_fleet(nodes: int, steady_seconds: float, procs: int = 4) -> dict[str, Any]:
+    """Hollow nodes (benchmarks/fleet_sim.py, a simulation) on one `serve`: its CPU, response times
+    measured in the clients, and the time until a changed bundle reached, then ran on, every node."""
+    serve_dir = Path(tempfile.mkdtemp(prefix="nodeagent-bench-fleet-"))
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # 1000 stateDirs: not the test of a disk
+    state_root = Path(tempfile.mkdtemp(prefix="nodeagent-fleet-", dir=shm))
+    write_atomic(serve_dir / "base.yaml", fleet_daemonset("fleet-base"))
+    base, change = f"DaemonSet/{NAMESPACE}/fleet-base", f"DaemonSet/{NAMESPACE}/fleet-change"
+    procs = max(1, min(procs, nodes))
+    sims: list[SimProcess] = []
+    try:
+        with serve_process(serve_dir) as srv:
+            try:
+                share = [nodes // procs + (1 if i < nodes % procs else 0) for i in range(procs)]
+                for i, n in enumerate(share):
+                    sims.append(SimProcess(srv.url, sum(share[:i]), n, state_root))
+                startup = max(sim.wait_for("ready")["startup_s"] for sim in sims)
+                for sim in sims:
+                    sim.wait_for("complete", base, "started")
+                for sim in sims:
+                    sim.stats()  # start-up requests are not the steady state
+                c0, w0 = _proc_cpu_seconds(srv.proc.pid), time.monotonic()
+                time.sleep(steady_seconds)
+                t_change = time.time()
+                write_atomic(serve_dir / "change.yaml", fleet_daemonset("fleet-change"))
+                received = [sim.wait_for("complete", change, "received", timeout=120) for sim in sims]
+                started = [sim.wait_for("complete", change, "started", timeout=120) for sim in sims]
+                time.sleep(5.0)  # the reports that follow the change belong to the window
+                c1, w1 = _proc_cpu_seconds(srv.proc.pid), time.monotonic()
+                stats = [sim.stats() for sim in sims]
+                rss = _proc_peak_rss_mb(srv.proc.pid)
+            finally:
+                for sim in sims:
+                    sim.close()
+    finally:
+        shutil.rmtree(serve_dir, ignore_errors=True)
+        shutil.rmtree(state_root, ignore_errors=True)
+    quick = sorted(t * 1000 for st in stats for t in st["quick"])
+    return {
+        "simulation": True,
+        "nodes": nodes,
+        "processes": procs,
+        "startup_s": startup,
+        "window_s": w1 - w0,
+        "server_cpu_percent": (c1 - c0) / (w1 - w0) * 100,
+        "server_peak_rss_mb": rss,
+        "quick_requests": len(quick),
+        "p50_ms": percentile(quick, 0.5) if quick else None,
+        "p99_ms": percentile(quick, 0.99) if quick else None,
+        "max_ms": quick[-1] if quick else None,
+        "errors": sum(st["errors"] for st in stats),
+        "reports_sent": sum(st["reports_sent"] for st in stats),
+        "received_all_s": max(r["last"] for r in received) - t_change,
+        "started_first_s": min(r["first"] for r in started) - t_change,
+        "started_all_s": max(r["last"] for r in started) - t_change,
+        "poll_interval_s": 10.0,
     }
 
 
@@ -225,7 +419,7 @@ def bench_noop(root: Path) -> dict[str, Any]:
         times.append(time.monotonic() - t0)
     cfg = settings.load(str(root / "config.yaml"))
     counting = CountingRuntime(docker_rt.DockerRuntime())
-    a = agent.Agent(cfg, counting, watch=False)  # type: ignore[arg-type]
+    a = agent.Agent(cfg, counting, watch=False)
     a.relist()
     t0 = time.monotonic()
     result = a.reconcile()
@@ -270,34 +464,63 @@ def bench_idle(root: Path, pods: int, seconds: float | None = None) -> dict[str,
 
 
 def table(results: dict[str, Any]) -> str:
-    r, c = results["reaction"], results["cold_start"]
-    rows = [
-        ("measure", "nodeagent", "baseline", "goal"),
-        (
-            f"reaction: file -> container started (p50/p95, {r['trials']} trials)",
-            f"{r['agent_p50_ms']:.0f} / {r['agent_p95_ms']:.0f} ms",
-            f"raw create+start {r['raw_p50_ms']:.0f} / {r['raw_p95_ms']:.0f} ms",
-            "p50 within 100 ms of raw",
-        ),
-        (
-            f"cold start of {c['count']} DaemonSets (sync)",
-            f"{c['agent_s']:.2f} s",
-            f"docker-py, 8 threads {c['raw_s']:.2f} s (x{c['ratio']:.2f})",
-            "<= 1.1 x raw",
-        ),
-        (
-            "no-op `nodeagent sync`",
-            f"{c['noop_sync_s']:.2f} s; {c['noop_list_calls']} list call, {c['noop_writes']} writes",
-            f"in-process pass {c['noop_pass_s'] * 1000:.0f} ms",
-            "< 0.4 s, one list call",
-        ),
-        (
-            f"idle `run`, {c['count']} pods, {c['idle_seconds']:.0f} s",
-            f"{c['idle_cpu_percent']:.2f} % CPU, {c['idle_peak_rss_mb']:.0f} MB peak RSS",
-            "-",
-            "< 0.5 % of a core, < 60 MB",
-        ),
-    ]
+    rows = [("measure", "nodeagent", "baseline", "goal")]
+    r = results.get("reaction")
+    if r:
+        rows.append(
+            (
+                f"reaction: file -> container started (p50/p95, {r['trials']} trials)",
+                f"{r['agent_p50_ms']:.0f} / {r['agent_p95_ms']:.0f} ms",
+                f"raw create+start {r['raw_p50_ms']:.0f} / {r['raw_p95_ms']:.0f} ms",
+                "p50 within 100 ms of raw",
+            )
+        )
+    h = results.get("http_reaction")
+    if h:
+        rows.append(
+            (
+                f"HTTP watch reaction: bundle changed -> container started (p50/p95, {h['trials']} trials)",
+                f"{h['agent_p50_ms']:.0f} / {h['agent_p95_ms']:.0f} ms",
+                f"directory source {r['agent_p50_ms']:.0f} ms p50" if r else "-",
+                "p50 < 1 s",
+            )
+        )
+    c = results.get("cold_start")
+    if c:
+        rows += [
+            (
+                f"cold start of {c['count']} DaemonSets (sync)",
+                f"{c['agent_s']:.2f} s",
+                f"docker-py, 8 threads {c['raw_s']:.2f} s (x{c['ratio']:.2f})",
+                "<= 1.1 x raw",
+            ),
+            (
+                "no-op `nodeagent sync`",
+                f"{c['noop_sync_s']:.2f} s; {c['noop_list_calls']} list call, {c['noop_writes']} writes",
+                f"in-process pass {c['noop_pass_s'] * 1000:.0f} ms",
+                "< 0.4 s, one list call",
+            ),
+            (
+                f"idle `run`, {c['count']} pods, {c['idle_seconds']:.0f} s",
+                f"{c['idle_cpu_percent']:.2f} % CPU, {c['idle_peak_rss_mb']:.0f} MB peak RSS",
+                "-",
+                "< 0.5 % of a core, < 60 MB",
+            ),
+        ]
+    f = results.get("fleet")
+    if f:
+        rows.append(
+            (
+                f"fleet (SIMULATION: {f['nodes']} hollow nodes, in-memory runtime) on one serve, "
+                f"watch + 10 s poll, {f['window_s']:.0f} s",
+                f"serve {f['server_cpu_percent']:.1f} % CPU, {f['server_peak_rss_mb']:.0f} MB; "
+                f"p99 {f['p99_ms']:.0f} ms ({f['quick_requests']} requests, {f['errors']} errors); "
+                f"change reached every node in {f['received_all_s']:.2f} s, "
+                f"running on every node in {f['started_all_s']:.2f} s",
+                f"poll interval {f['poll_interval_s']:.0f} s",
+                "< 10 % of a core, p99 < 50 ms, every node < 12 s",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
         "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows
@@ -306,34 +529,65 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+MEASURES = ("reaction", "http", "cold", "fleet")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--count", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (few trials, small fleet)")
+    parser.add_argument("--trials", type=int, default=None, help="reaction trials (default 20, quick 3)")
+    parser.add_argument("--count", type=int, default=None, help="cold-start DaemonSets (default 50, quick 5)")
+    parser.add_argument(
+        "--nodes", type=int, default=None, help="simulated fleet nodes (default 1000, quick 50)"
+    )
+    parser.add_argument("--fleet-seconds", type=float, default=None, help="steady fleet window (default 60)")
+    parser.add_argument("--fleet-procs", type=int, default=4, help="processes the hollow nodes run in")
+    parser.add_argument("--only", default=",".join(MEASURES), help=f"comma-separated subset of {MEASURES}")
     parser.add_argument("--json", default="benchmarks/results.json")
     args = parser.parse_args()
+    only = {m.strip() for m in args.only.split(",") if m.strip()}
+    if only - set(MEASURES):
+        parser.error(f"--only takes {', '.join(MEASURES)}")
+    trials = args.trials or (3 if args.quick else 20)
+    count = args.count or (5 if args.quick else 50)
+    nodes = args.nodes or (50 if args.quick else 1000)
+    fleet_seconds = args.fleet_seconds or (10.0 if args.quick else 60.0)
+    if args.quick:
+        os.environ.setdefault("BENCH_IDLE_SECONDS", "5")
     client = docker.from_env()
     localimage.ensure_busybox_image(docker_rt.DockerRuntime(), IMAGE, {BENCH_LABEL: "image"})
     events = StartEvents(client)
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "docker": client.version().get("Version"),
+        },
+        "quick": args.quick,
+    }
     try:
-        results: dict[str, Any] = {
-            "machine": {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-                "docker": client.version().get("Version"),
-            },
-            "reaction": bench_reaction(client, events, args.trials),
-        }
-        cleanup(client)
-        results["cold_start"] = bench_cold_start(client, args.count)
+        if "reaction" in only:
+            results["reaction"] = bench_reaction(client, events, trials)
+            cleanup(client)
+        if "http" in only:
+            results["http_reaction"] = bench_http_reaction(
+                events, max(10, trials) if not args.quick else trials
+            )
+            cleanup(client)
+        if "cold" in only:
+            results["cold_start"] = bench_cold_start(client, count)
+            cleanup(client)
     finally:
         events.close()
         cleanup(client)
+    if "fleet" in only:
+        results["fleet"] = bench_fleet(nodes, fleet_seconds, args.fleet_procs)
     text = table(results)
     print(text)
     m = results["machine"]
     print(f"\nmachine: {m['cpus']} cpus, {m['platform']}, Python {m['python']}, Docker {m['docker']}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {args.json}")
     return 0

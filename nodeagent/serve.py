@@ -297,6 +297,9 @@ def split_listen(listen: str) -> tuple[str, int]:
 class _HTTPServer(http_server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # A fleet reconnects its watches at once after every change: with socketserver's default backlog
+    # of 5 the kernel drops most of those SYNs, and each dropped one costs the node a 1 s retransmit.
+    request_queue_size = 1024
     app: Server
 
     def finish_request(self, request: Any, client_address: Any) -> None:

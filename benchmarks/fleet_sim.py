@@ -1,0 +1,241 @@
+"""Hollow nodes (a simulation, like kubemark's): many nodeagents in one process against one `serve`.
+
+Each simulated node is the real agent code: `agent.Agent` with its real `HttpSource` (conditional
+polls, long-poll watch, cache in its stateDir), the desired-state merger, the planner and the
+executor, and the real status `Reporter.post` sending `cli.node_report` documents; only the container
+engine is replaced by `runtime.memory.MemoryRuntime`. Unlike `nodeagent run`, passes and reports run
+on small shared pools (one Reconciler and one Reporter thread per node would be 2000 threads fighting
+over one GIL on two cores: the simulation would measure itself), and the 30 s resync timer is left
+out (a resync pass makes no request to the server).
+
+Run by `bench.py` (several processes of a few hundred nodes each: fewer threads fight over one GIL);
+talks JSON lines: stdout gets `ready`, `complete` (a DaemonSet has reached every node's source,
+`what: received`, or its pod has started on every node, `what: started`) and `stats` events; a
+`stats` line on stdin asks for the stats; EOF on stdin ends it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from nodeagent import agent, cli, identity, logs, report, settings
+from nodeagent.runtime import memory
+from nodeagent.sources import http
+
+IMAGE = "registry.example/fleet/app:1"
+_out_lock = threading.Lock()
+
+
+def emit(doc: Mapping[str, Any]) -> None:
+    with _out_lock:
+        sys.stdout.write(json.dumps(doc) + "\n")
+        sys.stdout.flush()
+
+
+class Timings:
+    """Client-side response times of every request the nodes make (a recorder around http.request)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.quick: list[float] = []  # requests the server should answer at once: polls, reports
+        self.watch_changed: list[float] = []  # arrival times of watch answers carrying a new bundle
+        self.watch_timeouts = 0
+        self.errors = 0
+
+    def wrap(self, inner: Callable[..., http.Response]) -> Callable[..., http.Response]:
+        def timed(method: str, url: str, **kwargs: Any) -> http.Response:
+            t0 = time.monotonic()
+            try:
+                resp = inner(method, url, **kwargs)
+            except http.FetchError:
+                with self.lock:
+                    self.errors += 1
+                raise
+            took = time.monotonic() - t0
+            with self.lock:
+                if "watch=1" in url:
+                    if resp.status == 200:
+                        self.watch_changed.append(time.time())
+                    else:
+                        self.watch_timeouts += 1
+                else:
+                    self.quick.append(took)
+            return resp
+
+        return timed
+
+
+class Node:
+    def __init__(self, index: int, url: str, state_root: str, wake: Callable[[int], None]) -> None:
+        self.index = index
+        name = f"hollow-{index:05d}"
+        raw = {
+            "node": {"name": name, "labels": {"fleet": "sim"}},
+            "sources": [{"url": f"{url}/manifests", "pollInterval": "10s"}],
+            "stateDir": f"{state_root}/{name}",
+            "statusServer": url,
+        }
+        cfg = settings.from_dict(raw, state_root)
+        self.runtime = memory.MemoryRuntime(images=[IMAGE], node_name=name)
+        self.agent = agent.Agent(cfg, self.runtime, watch=True, on_change=lambda: wake(index))
+        self.reporter = report.Reporter(url, name, auth=report.credentials_for(cfg))
+        self.received: dict[str, float] = {}  # owner -> when the bundle naming it reached this node
+        self.started: dict[str, float] = {}  # owner -> when its first container started here
+        self.latest: Mapping[str, Any] | None = None
+        self.sent: Mapping[str, Any] | None = None
+        self.report_lock = threading.Lock()
+
+    def source_changed(self) -> None:
+        now = time.time()
+        shot = self.agent.sources[0].snapshot()
+        for d in shot.documents if shot is not None else ():
+            if d.obj.kind == "DaemonSet":
+                self.received.setdefault(
+                    identity.owner_daemonset(d.obj.metadata.namespace, d.obj.metadata.name), now
+                )
+
+    def reconcile(self) -> None:
+        result = self.agent.reconcile()
+        with self.report_lock:
+            self.latest = cli.node_report(self.agent, result)
+        for c in self.runtime.running():
+            owner = c.labels.get(identity.LABEL_OWNER, "")
+            if owner and owner not in self.started and c.started_at is not None:
+                self.started[owner] = c.started_at
+
+    def report(self, heartbeat: bool) -> None:
+        """What the Reporter's worker does: post on change, and at least every interval."""
+        with self.report_lock:
+            doc = self.latest
+            if doc is None or (doc == self.sent and not heartbeat):
+                return
+        if self.reporter.post(doc):
+            with self.report_lock:
+                self.sent = doc
+
+
+class Fleet:
+    """The hollow nodes of one process. Threads: each node's HttpSource worker (blocked in a watch),
+    plus a few shared workers for passes and status reports instead of one Reconciler and one
+    Reporter thread per node."""
+
+    def __init__(self, url: str, first: int, count: int, workers: int, state_root: str) -> None:
+        self._queue: queue.Queue[int] = queue.Queue()
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+        self.nodes = {i: Node(i, url, state_root, self.wake) for i in range(first, first + count)}
+        self.passes = 0
+        self._complete: set[tuple[str, str]] = set()
+        self._workers = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+        self._reports: ThreadPoolExecutor | None = None
+
+    def wake(self, index: int) -> None:
+        """A source changed: one pass for that node soon; wake-ups before it starts coalesce."""
+        self.nodes[index].source_changed()
+        with self._lock:
+            if index in self._pending:
+                return
+            self._pending.add(index)
+        self._queue.put(index)
+
+    def _work(self) -> None:
+        while True:
+            index = self._queue.get()
+            with self._lock:
+                self._pending.discard(index)
+            node = self.nodes[index]
+            try:
+                node.reconcile()
+                if self._reports is not None:
+                    self._reports.submit(node.report, False)
+            except Exception as exc:  # one node's failure must not stop the others
+                print(f"node {index}: pass failed: {exc!r}", file=sys.stderr)
+            with self._lock:
+                self.passes += 1
+            self._check_complete()
+
+    def _check_complete(self) -> None:
+        for what in ("received", "started"):
+            maps = [getattr(n, what) for n in self.nodes.values()]
+            for owner in set(maps[0]):
+                if (what, owner) in self._complete:
+                    continue
+                times = [m.get(owner) for m in maps]
+                if any(t is None for t in times):
+                    continue
+                with self._lock:
+                    if (what, owner) in self._complete:
+                        continue
+                    self._complete.add((what, owner))
+                done = [t for t in times if t is not None]
+                emit(
+                    {"event": "complete", "what": what, "owner": owner, "first": min(done), "last": max(done)}
+                )
+
+    def _heartbeats(self, interval: float) -> None:
+        """Every node reports at least every `interval` seconds, spread evenly over the interval."""
+        nodes = list(self.nodes.values())
+        gap = interval / max(1, len(nodes))
+        while True:
+            for n in nodes:
+                time.sleep(gap)
+                if self._reports is not None:
+                    self._reports.submit(n.report, True)
+
+    def start(self) -> None:
+        for w in self._workers:
+            w.start()
+        # the first fetch of every node (HttpSource.start is synchronous), spread over a few threads
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda n: n.agent.start_sources(), self.nodes.values()))
+        self._reports = ThreadPoolExecutor(4)
+        threading.Thread(target=self._heartbeats, args=(report.DEFAULT_INTERVAL,), daemon=True).start()
+        for i in self.nodes:
+            self.wake(i)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--url", required=True)
+    p.add_argument("--first", type=int, default=0, help="index of this process's first node")
+    p.add_argument("--nodes", type=int, default=1000, help="nodes in this process")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--state-root", default="")
+    args = p.parse_args()
+    logs.configure("error", "json")
+    threading.stack_size(256 * 1024)  # hundreds of mostly idle threads
+    timings = Timings()
+    http.request = timings.wrap(http.request)
+    root = args.state_root or tempfile.mkdtemp(prefix="nodeagent-fleet-")
+    t0 = time.monotonic()
+    fleet = Fleet(args.url, args.first, args.nodes, args.workers, root)
+    fleet.start()
+    emit({"event": "ready", "nodes": args.nodes, "startup_s": time.monotonic() - t0})
+    for line in sys.stdin:
+        if line.strip() == "stats":
+            with timings.lock:
+                doc = {
+                    "event": "stats",
+                    "quick": timings.quick,
+                    "watch_changed": len(timings.watch_changed),
+                    "watch_timeouts": timings.watch_timeouts,
+                    "errors": timings.errors,
+                    "passes": fleet.passes,
+                    "reports_sent": sum(n.reporter.sent for n in fleet.nodes.values()),
+                }
+                timings.quick = []
+            emit(doc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
