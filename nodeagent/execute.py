@@ -8,6 +8,7 @@ next one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -133,7 +134,13 @@ class Executor:
         labels[plan.LABEL_GRACE] = str(spec.termination_grace_period_seconds)
         if desired.selector_hash:
             labels[plan.LABEL_SELECTOR] = desired.selector_hash
+        labels[plan.LABEL_POD_LABELS] = json.dumps(dict(desired.template.metadata.labels), sort_keys=True)
         create = dataclasses.replace(create, labels=labels)
+        if action.verb == plan.RESTART:
+            # a running container restarted for a failed liveness probe: stop it (with the grace period
+            # the action carries) before its successor starts, so they never hold a port at once
+            for old in action.container_ids:
+                self._rt.stop(old, action.grace_seconds)
         cid = self._rt.create(create)
         try:
             self._rt.start(cid)
