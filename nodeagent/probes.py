@@ -115,6 +115,7 @@ class Verdict:
     restart: bool  # a liveness or startup probe failed: kill and restart the container
     message: str = ""  # why it is not ready or must restart, in the kubelet's words
     grace_seconds: int | None = None  # the failed probe's terminationGracePeriodSeconds, if it has one
+    ready_since: float | None = None  # when it last became ready (the Prober tracks it; minReadySeconds)
 
 
 @dataclass(frozen=True)
@@ -296,8 +297,9 @@ class Prober:
     """Runs the due probes of a set of containers on a small thread pool and keeps their verdicts.
 
     `set_targets` says which containers exist (a new container id, or a new start time, starts a fresh
-    state: probes reset on restart as in the kubelet); `verdicts` is what the reconciler reads.
-    Not wired into the loop yet.
+    state: probes reset on restart as in the kubelet); `verdicts` is what the reconciler reads, each with
+    the time the container last became ready (a container with no readiness or startup probe is ready
+    from its start).
     """
 
     def __init__(
@@ -316,6 +318,7 @@ class Prober:
         self._lock = threading.Lock()
         self._targets: dict[str, Target] = {}
         self._states: dict[str, ContainerProbes] = {}
+        self._ready_since: dict[str, float] = {}
         self._in_flight: set[tuple[str, str]] = set()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe")
         self._stop = threading.Event()
@@ -327,19 +330,29 @@ class Prober:
             for cid, target in fresh.items():
                 old = self._targets.get(cid)
                 if old is None or old.started_at != target.started_at or old.container != target.container:
-                    self._states[cid] = ContainerProbes.for_container(target.container, target.started_at)
+                    state = ContainerProbes.for_container(target.container, target.started_at)
+                    self._states[cid] = state
+                    self._ready_since.pop(cid, None)
+                    if state.ready:
+                        self._ready_since[cid] = target.started_at
             for cid in set(self._targets) - set(fresh):
                 self._states.pop(cid, None)
+                self._ready_since.pop(cid, None)
             self._targets = fresh
 
     def verdict(self, container_id: str) -> Verdict | None:
         with self._lock:
             state = self._states.get(container_id)
-            return None if state is None else state.verdict()
+            if state is None:
+                return None
+            return dataclasses.replace(state.verdict(), ready_since=self._ready_since.get(container_id))
 
     def verdicts(self) -> dict[str, Verdict]:
         with self._lock:
-            return {cid: s.verdict() for cid, s in self._states.items()}
+            return {
+                cid: dataclasses.replace(s.verdict(), ready_since=self._ready_since.get(cid))
+                for cid, s in self._states.items()
+            }
 
     def run_once(self, *, wait: bool = False) -> int:
         """Start every due probe that is not already running; returns how many were started."""
@@ -381,9 +394,14 @@ class Prober:
             if self._targets.get(target.container_id) != target:
                 return False  # the container went away or restarted while we probed: stale result
             current = self._states[target.container_id]
-            updated = current.observe(kind, result, self._clock())
+            now = self._clock()
+            updated = current.observe(kind, result, now)
             self._states[target.container_id] = updated
             old, new = current.verdict(), updated.verdict()
+            if new.ready and not old.ready:
+                self._ready_since[target.container_id] = now
+            elif not new.ready:
+                self._ready_since.pop(target.container_id, None)
         if (old.started, old.ready, old.restart) == (new.started, new.ready, new.restart):
             return False
         log.info(

@@ -234,8 +234,10 @@ def test_prober_publishes_verdicts_and_resets_on_restart(clock: Clock, changes: 
     for prober in make_prober(runtime, clock, changes):
         prober.set_targets([probes.Target("c1", c, started_at=clock.now, host="10.0.0.2")])
         assert prober.verdict("c1") == probes.Verdict(started=True, ready=False, restart=False)
+        ready_at = clock.now
         assert prober.run_once(wait=True) == 2
-        assert prober.verdict("c1") == probes.Verdict(started=True, ready=True, restart=False)
+        want = probes.Verdict(started=True, ready=True, restart=False, ready_since=ready_at)
+        assert prober.verdict("c1") == want, "ready_since: when readiness last turned true"
         assert changes == [1]
         assert prober.run_once(wait=True) == 0  # not due again before periodSeconds
         clock.now += 5
