@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from nodeagent import desired, errors, execute, identity, model, node, plan, podconfig, settings
+from nodeagent import desired, errors, execute, identity, model, node, plan, podconfig, probes, settings
 from nodeagent import runtime as rt
 from nodeagent.sources import files
 from nodeagent.sources import http as http_source
@@ -122,6 +122,9 @@ class Agent:
         self._times: dict[str, tuple[float | None, float | None]] = {}
         self._lock = threading.Lock()
         self._caps_detected = False  # withheld capabilities: detected once, when a pod first needs them
+        self.prober: probes.Prober | None = None  # `run` only (start_prober); one-shots read probes.json
+        self._probe_facts: dict[str, tuple[float, str]] = {}  # container id -> (StartedAt, pod IP)
+        self._saved_probes: object = None
         self.host = execute.HostInfo(
             node_name=self.node.name,
             host_ip=host_ip(),
@@ -168,6 +171,19 @@ class Agent:
         for s in self.sources:
             s.relist()
 
+    def start_prober(self) -> None:
+        """Probe running containers (liveness, readiness, startup) until stop_prober; verdict changes
+        wake the loop through on_change."""
+        if self.runtime is None or self.prober is not None:
+            return
+        self.prober = probes.Prober(self.runtime, clock=self.clock, on_change=self._on_change)
+        self.prober.start()
+
+    def stop_prober(self) -> None:
+        if self.prober is not None:
+            self.prober.stop()
+            self.prober = None
+
     def desired_state(self) -> desired.DesiredState:
         for s in self.sources:
             shot = s.snapshot()
@@ -203,7 +219,12 @@ class Agent:
 
     # --- plan and execute ---------------------------------------------------------------------
 
-    def compute(self, state: desired.DesiredState, observed: tuple[rt.ObservedContainer, ...]) -> plan.Plan:
+    def compute(
+        self,
+        state: desired.DesiredState,
+        observed: tuple[rt.ObservedContainer, ...],
+        ownership: plan.Ownership | None = None,
+    ) -> plan.Plan:
         now = self.clock()
         daemonsets = tuple(plan.DaemonSetInput(e.obj, e.source) for _, e in sorted(state.daemonsets.items()))
         statics = tuple(plan.StaticPodInput(e.obj, e.source) for _, e in sorted(state.static_pods.items()))
@@ -221,8 +242,86 @@ class Agent:
             protected_owners=frozenset(state.protected_owners),
             protected_names=frozenset((e.kind, e.name) for e in state.errors if e.kind and e.name),
             hold_removals=any(not (e.kind and e.name) for e in state.errors),
+            health=self.health(),
+            ownership=ownership if ownership is not None else load_ownership(self.settings.state_dir),
         )
         return plan.plan(inputs)
+
+    def health(self) -> dict[str, plan.Health]:
+        """Probe verdicts: the prober's in `run`; in a one-shot command, what `run` last wrote to
+        stateDir/probes.json (readiness only: only the running agent restarts for a failed liveness)."""
+        if self.prober is None:
+            return load_probes(self.settings.state_dir)
+        return {
+            cid: plan.Health(
+                ready=v.ready,
+                restart=v.restart,
+                message=v.message,
+                grace_seconds=v.grace_seconds,
+                ready_since=v.ready_since,
+            )
+            for cid, v in self.prober.verdicts().items()
+        }
+
+    def _update_probes(
+        self, p: plan.Plan, observed: tuple[rt.ObservedContainer, ...], *, changed: bool
+    ) -> None:
+        """Point the prober at the running app containers of current pods that have probes, and publish
+        readiness to stateDir/probes.json for `status` and `sync` in other processes."""
+        if self.prober is None or self.runtime is None:
+            return
+        pods = plan.group_pods(self.observe() if changed else observed)
+        targets: list[probes.Target] = []
+        alive: set[str] = set()
+        for want in [d.desired for d in p.daemonsets] + [s.desired for s in p.static_pods]:
+            pod = pods.get(want.key)
+            if pod is None or pod.spec_hash != want.spec_hash:
+                continue
+            spec = want.template.spec
+            for c in spec.containers:
+                seen = pod.container(c.name)
+                if seen is None or not seen.running or not plan.is_app(seen):
+                    continue
+                if c.liveness_probe is None and c.readiness_probe is None and c.startup_probe is None:
+                    continue
+                alive.add(seen.id)
+                facts = self._probe_facts.get(seen.id)
+                if facts is None:
+                    facts = self._facts(seen, pod, spec)
+                    if facts is None:
+                        continue
+                    self._probe_facts[seen.id] = facts
+                targets.append(probes.Target(seen.id, c, facts[0], facts[1]))
+        for cid in set(self._probe_facts) - alive:
+            del self._probe_facts[cid]
+        self.prober.set_targets(targets)
+        health = sorted(self.health().items())
+        doc = {cid: {"ready": h.ready, "readySince": h.ready_since} for cid, h in health}
+        if doc != self._saved_probes:
+            save_json(self.settings.state_dir, PROBES_FILE, doc)
+            self._saved_probes = doc
+
+    def _facts(
+        self, c: rt.ObservedContainer, pod: plan.ObservedPod, spec: model.PodSpec
+    ) -> tuple[float, str] | None:
+        """(StartedAt, pod IP) of a running container: where its httpGet/tcpSocket probes go.
+
+        127.0.0.1 for a hostNetwork pod; else the pod's sandbox's address, or the container's own.
+        """
+        assert self.runtime is not None
+        try:
+            started, _ = self.runtime.timestamps(c.id)
+            if spec.host_network:
+                ip = "127.0.0.1"
+            else:
+                sandbox = pod.container(podconfig.SANDBOX_CONTAINER)
+                container_ip = getattr(self.runtime, "container_ip", None)
+                target = sandbox.id if sandbox is not None else c.id
+                ip = str(container_ip(target)) if container_ip is not None else ""
+        except errors.NodeAgentError as exc:
+            log.info("probe_target_unknown", container_id=c.id[:12], error=str(exc))
+            return None
+        return (started or c.created_at, ip or "127.0.0.1")
 
     def _track_noexecute(self, daemonsets: tuple[plan.DaemonSetInput, ...], now: float) -> None:
         from nodeagent import scheduling
@@ -243,12 +342,16 @@ class Agent:
         with self._lock:
             state = self.desired_state()
             observed = self.observe()
-            state = refuse_changed_selectors(state, observed)
-            p = self.compute(state, observed)
+            ownership = load_ownership(self.settings.state_dir)
+            state = refuse_changed_selectors(state, observed, ownership)
+            p = self.compute(state, observed, ownership)
             if dry_run or self.runtime is None:
                 return PassResult(p, (), state)
+            if p.ownership != ownership:
+                save_ownership(self.settings.state_dir, p.ownership, ownership)
             executor = execute.Executor(self.runtime, self._host_for(state), lookup=state.lookup)
             outcomes = executor.apply(p.actions)
+            self._update_probes(p, observed, changed=any(o.ok for o in outcomes))
             wanted = {d.desired.key for d in p.daemonsets} | {s.desired.key for s in p.static_pods}
             failures = execute.record_failures(self.failures, outcomes, self.clock())
             failures = {k: f for k, f in failures.items() if k in wanted}
@@ -344,11 +447,85 @@ def save_failures(state_dir: str, failures: Mapping[tuple[str, str], plan.Failur
         log.warning("failures_not_saved", path=path, error=exc.strerror or str(exc))
 
 
+PROBES_FILE = "probes.json"
+OWNERSHIP_FILE = "ownership.json"
+
+
+def save_json(state_dir: str, name: str, doc: object) -> None:
+    """Write stateDir/name atomically; a failure is logged, never raised (these files shape display)."""
+    path = os.path.join(state_dir, name)
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("state_not_saved", path=path, error=exc.strerror or str(exc))
+
+
+def load_probes(state_dir: str) -> dict[str, plan.Health]:
+    """Readiness as the running agent last published it; anything unreadable counts as nothing known
+    (then a container with a readiness probe shows not ready)."""
+    try:
+        with open(os.path.join(state_dir, PROBES_FILE), encoding="utf-8") as fh:
+            raw = json.load(fh)
+        return {
+            str(cid): plan.Health(
+                ready=bool(v["ready"]),
+                ready_since=None if v.get("readySince") is None else float(v["readySince"]),
+            )
+            for cid, v in raw.items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def load_ownership(state_dir: str) -> plan.Ownership:
+    """Orphan-on-delete policies and orphaned/adopted pods (stateDir/ownership.json).
+
+    Docker labels cannot change, so who owns a pod after orphaning or adoption lives here; an unreadable
+    file counts as empty (pods then belong to their owner label, as before orphaning).
+    """
+    try:
+        with open(os.path.join(state_dir, OWNERSHIP_FILE), encoding="utf-8") as fh:
+            raw = json.load(fh)
+        return plan.Ownership(
+            policy={str(k): str(v) for k, v in raw.get("orphanOnDelete", {}).items()},
+            owners={(str(p["namespace"]), str(p["pod"])): str(p["owner"]) for p in raw.get("pods", [])},
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return plan.Ownership()
+
+
+def save_ownership(state_dir: str, new: plan.Ownership, old: plan.Ownership | None = None) -> None:
+    doc = {
+        "orphanOnDelete": dict(sorted(new.policy.items())),
+        "pods": [{"namespace": ns, "pod": pod, "owner": o} for (ns, pod), o in sorted(new.owners.items())],
+    }
+    save_json(state_dir, OWNERSHIP_FILE, doc)
+    before = old.owners if old is not None else {}
+    for key, owner in sorted(new.owners.items()):
+        if before.get(key) != owner:
+            event = "pod_orphaned" if owner == plan.ORPHANED else "pod_adopted"
+            log.info(event, namespace=key[0], pod=key[1], owner=owner or None)
+
+
 def refuse_changed_selectors(
-    state: desired.DesiredState, observed: tuple[rt.ObservedContainer, ...]
+    state: desired.DesiredState,
+    observed: tuple[rt.ObservedContainer, ...],
+    ownership: plan.Ownership | None = None,
 ) -> desired.DesiredState:
     """A DaemonSet whose running pods were made under another selector is refused, like the merger
-    refuses it while it remembers: its pods stay as they are, and an error says why."""
+    refuses it while it remembers: its pods stay as they are, and an error says why. Pods that were
+    orphaned (or adopted since) no longer bind their old owner's selector, as in Kubernetes."""
+    if ownership is not None and ownership.owners:
+        observed = tuple(
+            c
+            for c in observed
+            if (c.labels.get(identity.LABEL_POD_NAMESPACE, ""), c.labels.get(identity.LABEL_POD_NAME, ""))
+            not in ownership.owners
+        )
     refused = {
         key: entry for key, entry in state.daemonsets.items() if plan.changed_selector(entry.obj, observed)
     }
