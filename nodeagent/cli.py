@@ -22,6 +22,7 @@ from nodeagent import agent as agent_mod
 from nodeagent import (
     errors,
     health,
+    identity,
     logs,
     manifests,
     metrics,
@@ -87,6 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--client-ca", help="require client certificates signed by this CA (mutual TLS)")
     sv.add_argument("--grace", type=float, default=40.0, help="seconds of silence before a node is NotReady")
 
+    orph = sub.add_parser(
+        "orphan",
+        help="when this DaemonSet is withdrawn, leave its pods running, ownerless (like kubectl delete "
+        "--cascade=orphan); a later DaemonSet whose selector matches them adopts them",
+    )
+    orph.add_argument("daemonset", metavar="NAMESPACE/NAME")
+    orph.add_argument("--undo", action="store_true", help="withdraw the request (pods are deleted again)")
+
+    dl = sub.add_parser("delete", help="delete a pod: stop and remove its containers (kubectl delete pod)")
+    dl.add_argument("kind", choices=("pod",))
+    dl.add_argument("pod", metavar="NAMESPACE/NAME")
+
     sub.add_parser("version", help="print the version")
     return p
 
@@ -117,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_status(cfg, args.output, sys.stdout)
         if args.command == "run":
             return cmd_run(cfg, args.config or settings.default_config_path())
+        if args.command == "orphan":
+            return cmd_orphan(cfg, args.daemonset, args.undo, sys.stdout)
+        if args.command == "delete":
+            return cmd_delete_pod(cfg, args.pod, sys.stdout)
     except errors.ConfigError as exc:
         print(f"nodeagent: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -210,7 +227,8 @@ def plan_json(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, Any
                     {
                         "name": pod.name,
                         "revision": pod.spec_hash,
-                        "upToDate": pod.spec_hash == d.desired.spec_hash,
+                        "upToDate": pod.spec_hash == d.desired.spec_hash and pod.name == d.desired.name,
+                        "adopted": pod.owner != identity.owner_daemonset(d.namespace, d.name),
                     }
                     for pod in d.pods
                 ],
@@ -256,6 +274,10 @@ def plan_json(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, Any
         "daemonSets": daemonsets,
         "staticPods": statics,
         "otherActions": [x.to_json() for x in p.other_actions],
+        "orphanedPods": [
+            {"namespace": o.namespace, "name": o.name, "revision": o.spec_hash, "formerOwner": o.owner}
+            for o in p.orphans
+        ],
         "waiting": [
             {
                 "namespace": w.namespace,
@@ -393,9 +415,19 @@ def status_json(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, A
     p = result.plan
     return {
         "node": a.node.name,
-        "daemonSets": [status.daemonset_status(d, p.waiting, now).to_json() for d in p.daemonsets],
-        "staticPods": [ps.to_json() for s in p.static_pods for ps in status.static_pod_status(s, p.waiting)],
+        "daemonSets": [
+            status.daemonset_status(d, p.waiting, now, p.readiness).to_json() for d in p.daemonsets
+        ],
+        "staticPods": [
+            ps.to_json() for s in p.static_pods for ps in status.static_pod_status(s, p.waiting, p.readiness)
+        ],
+        "orphanedPods": [ps.to_json() for ps in _orphans(p)],
     }
+
+
+def _orphans(p: plan.Plan) -> list[status.PodStatus]:
+    """Ownerless pods (orphaned, not adopted yet): their revision is no DaemonSet's, so never up to date."""
+    return [status.pod_status(o, "", p.waiting, p.readiness) for o in p.orphans]
 
 
 def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) -> None:
@@ -416,7 +448,7 @@ def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) 
     ]
     pods: list[status.PodStatus] = []
     for d in p.daemonsets:
-        s = status.daemonset_status(d, p.waiting, now)
+        s = status.daemonset_status(d, p.waiting, now, p.readiness)
         pods += s.pods
         started = [x.started_at for x in s.pods if x.started_at is not None]
         rows.append(
@@ -433,22 +465,27 @@ def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) 
             ]
         )
     for sp in p.static_pods:
-        pods += status.static_pod_status(sp, p.waiting)
+        pods += status.static_pod_status(sp, p.waiting, p.readiness)
+    orphans = _orphans(p)
     if len(rows) > 1:
         _table(rows, out)
     else:
         out.write("No DaemonSets on this node's sources.\n")
     out.write("\n")
     prow = [["NAMESPACE", "POD", "READY", "STATUS", "RESTARTS", "AGE", "REVISION"]]
-    for ps in pods:
-        ready = f"{sum(c.ready for c in ps.containers)}/{len(ps.containers) or 1}"
+    for ps in pods + orphans:
+        apps = [c for c in ps.containers if c.name not in _NOT_APP]
+        ready = f"{sum(c.ready for c in apps)}/{len(apps) or 1}"
         age = status.age(now - ps.started_at) if ps.started_at is not None else "<none>"
-        rev = ps.revision + ("" if ps.up_to_date else " (outdated)")
+        rev = ps.revision + (" (orphaned)" if ps in orphans else "" if ps.up_to_date else " (outdated)")
         prow.append([ps.namespace, ps.name, ready, ps.status, str(ps.restart_count), age, rev])
     if len(prow) > 1:
         _table(prow, out)
     else:
         out.write("No pods.\n")
+
+
+_NOT_APP = frozenset({"POD"})  # the sandbox's container name (podconfig.SANDBOX_CONTAINER)
 
 
 def cmd_status(cfg: settings.Settings, output: str, out: TextIO) -> int:
@@ -461,6 +498,75 @@ def cmd_status(cfg: settings.Settings, output: str, out: TextIO) -> int:
         out.write(json.dumps(status_json(a, result), indent=2) + "\n")
     else:
         print_status(a, result, out)
+    return EXIT_OK
+
+
+# --- orphan, delete pod -------------------------------------------------------------------------
+
+
+def _ns_name(text: str) -> tuple[str, str] | None:
+    ns, sep, name = text.partition("/")
+    return (ns, name) if sep and ns and name and "/" not in name else None
+
+
+def cmd_orphan(cfg: settings.Settings, daemonset: str, undo: bool, out: TextIO) -> int:
+    """Record that this DaemonSet's pods outlive its withdrawal (stateDir/ownership.json).
+
+    Works before the file is removed, or after (while the pods still run because not every source has
+    spoken, or the agent is stopped); a running agent reads it on its next pass.
+    """
+    key = _ns_name(daemonset)
+    if key is None:
+        print(f"nodeagent: expected NAMESPACE/NAME, got {daemonset!r}", file=sys.stderr)
+        return EXIT_USAGE
+    owner = identity.owner_daemonset(*key)
+    current = agent_mod.load_ownership(cfg.state_dir)
+    policy = dict(current.policy)
+    if undo:
+        policy.pop(owner, None)
+    else:
+        policy[owner] = plan.POLICY_COMMAND
+    agent_mod.save_ownership(cfg.state_dir, plan.Ownership(policy=policy, owners=current.owners))
+    verb = "no longer orphans" if undo else "orphans"
+    out.write(f"DaemonSet {key[0]}/{key[1]} {verb} its pods when it is withdrawn\n")
+    return EXIT_OK
+
+
+def cmd_delete_pod(cfg: settings.Settings, pod: str, out: TextIO) -> int:
+    """`kubectl delete pod`: stop (with the pod's grace period) and remove every container of the pod.
+
+    Its DaemonSet, if any, then creates its current revision (that is how OnDelete updates a pod); an
+    orphaned pod is simply gone.
+    """
+    key = _ns_name(pod)
+    if key is None:
+        print(f"nodeagent: expected NAMESPACE/NAME, got {pod!r}", file=sys.stderr)
+        return EXIT_USAGE
+    runtime = _runtime(cfg)
+    if runtime is None:
+        print("nodeagent: the Docker engine does not answer", file=sys.stderr)
+        return EXIT_FAILED
+    from nodeagent import execute
+
+    found = plan.group_pods(runtime.list_managed()).get(key)
+    if found is None:
+        print(f"nodeagent: pod {key[0]}/{key[1]} not found on this node", file=sys.stderr)
+        return EXIT_FAILED
+    action = plan.Action(
+        verb=plan.DELETE,
+        namespace=found.namespace,
+        pod=found.name,
+        owner=found.owner,
+        reason="deleted by `nodeagent delete pod`",
+        container_ids=tuple(c.id for c in found.containers + found.stale),
+        grace_seconds=plan.recorded_grace(found),
+    )
+    host = execute.HostInfo(node_name=_node_name(cfg), host_ip="", state_dir=cfg.state_dir)
+    [outcome] = execute.Executor(runtime, host).apply([action])
+    if not outcome.ok:
+        print(f"nodeagent: {outcome.message}", file=sys.stderr)
+        return EXIT_FAILED
+    out.write(f"pod {key[0]}/{key[1]} deleted\n")
     return EXIT_OK
 
 
@@ -531,6 +637,7 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         watchdog = sd.Watchdog(notifier, monitor.healthy, notifier.watchdog_interval)
         watchdog.start()
     a.start_sources()
+    a.start_prober()
     log.info(
         "agent_started", node=a.node.name, sources=[s.name for s in a.sources], version=nodeagent.__version__
     )
@@ -557,6 +664,7 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         if server is not None:
             server.stop()
         a.stop_sources()
+        a.stop_prober()
         if reporter is not None:
             reporter.stop()
     log.info("agent_stopped")

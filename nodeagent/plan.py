@@ -397,6 +397,11 @@ def _recorded_grace(pod: ObservedPod, fallback: int | None) -> int:
     return DEFAULT_GRACE if fallback is None else fallback
 
 
+def recorded_grace(pod: ObservedPod) -> int:
+    """The grace period a pod was created with (`nodeagent delete pod` stops it with that)."""
+    return _recorded_grace(pod, None)
+
+
 def _delete(pod: ObservedPod, reason: str, fallback_grace: int | None = None) -> Action:
     ids = tuple(c.id for c in pod.containers + pod.stale)
     grace = _recorded_grace(pod, fallback_grace)

@@ -7,6 +7,7 @@ fields of Kubernetes' DaemonSetStatus for one node.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nodeagent import identity, plan
@@ -38,6 +39,11 @@ class PodStatus:
     restart_count: int
     started_at: float | None
     containers: tuple[ContainerStatus, ...]
+    ready_since: float | None = None  # when every container was last ready (numberAvailable)
+
+    def available(self, min_ready_seconds: int, now: float) -> bool:
+        """podutil.IsPodAvailable: ready for at least minReadySeconds."""
+        return self.ready and self.ready_since is not None and now - self.ready_since >= min_ready_seconds
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -93,8 +99,13 @@ class DaemonSetStatus:
         }
 
 
-def _container_status(c: rt.ObservedContainer, waiting: dict[str, plan.Waiting]) -> ContainerStatus:
+def _container_status(
+    c: rt.ObservedContainer,
+    waiting: dict[str, plan.Waiting],
+    readiness: Mapping[str, plan.Readiness] | None = None,
+) -> ContainerStatus:
     name = c.labels.get(identity.LABEL_CONTAINER_NAME, "")
+    known = readiness.get(c.id) if readiness is not None else None
     restarts = plan.attempt_of(c)
     if c.running:
         state, reason = "running", ""
@@ -110,7 +121,7 @@ def _container_status(c: rt.ObservedContainer, waiting: dict[str, plan.Waiting])
         name=name,
         state=state,
         reason=reason,
-        ready=c.running,
+        ready=known.ready if known is not None else c.running,
         restart_count=restarts,
         exit_code=c.exit_code,
         image=c.image,
@@ -118,11 +129,25 @@ def _container_status(c: rt.ObservedContainer, waiting: dict[str, plan.Waiting])
     )
 
 
-def pod_status(pod: plan.ObservedPod, current_hash: str, waiting: tuple[plan.Waiting, ...]) -> PodStatus:
+def pod_status(
+    pod: plan.ObservedPod,
+    current_hash: str,
+    waiting: tuple[plan.Waiting, ...],
+    readiness: Mapping[str, plan.Readiness] | None = None,
+    current_name: str = "",
+) -> PodStatus:
+    """A pod's status; `readiness` (the plan's, from probes) decides `ready`, else a running container
+    counts as ready. Only app containers count (a sandbox or init container is never `ready`)."""
     mine = {w.container: w for w in waiting if (w.namespace, w.pod) == pod.key}
-    containers = tuple(_container_status(c, mine) for c in pod.containers)
-    ready = bool(containers) and all(c.ready for c in containers)
+    containers = tuple(_container_status(c, mine, readiness) for c in pod.containers)
+    apps = [s for c, s in zip(pod.containers, containers, strict=True) if plan.is_app(c)]
+    ready = bool(apps) and all(c.ready for c in apps)
+    since = [r.since for c in pod.containers if readiness and (r := readiness.get(c.id)) is not None]
+    ready_since = None
     if ready:
+        known = [t for t in since if t is not None]
+        ready_since = max(known) if known else pod.started_at
+    if apps and all(c.state == "running" for c in apps):
         phase, text = "Running", "Running"
     else:
         reasons = [c.reason for c in containers if c.state == "waiting" and c.reason]
@@ -141,13 +166,14 @@ def pod_status(pod: plan.ObservedPod, current_hash: str, waiting: tuple[plan.Wai
         name=pod.name,
         owner=pod.owner,
         revision=pod.spec_hash,
-        up_to_date=pod.spec_hash == current_hash,
+        up_to_date=pod.spec_hash == current_hash and (not current_name or pod.name == current_name),
         phase=phase,
         status=text,
         ready=ready,
         restart_count=pod.restart_count,
         started_at=pod.started_at,
         containers=containers,
+        ready_since=ready_since,
     )
 
 
@@ -171,9 +197,15 @@ def pending_pod(desired: plan.DesiredPod, waiting: tuple[plan.Waiting, ...]) -> 
     )
 
 
-def daemonset_status(d: plan.DaemonSetPlan, waiting: tuple[plan.Waiting, ...], now: float) -> DaemonSetStatus:
-    """DaemonSetStatus on one node, counted the way the DaemonSet controller counts it."""
-    pods = [pod_status(p, d.desired.spec_hash, waiting) for p in d.pods]
+def daemonset_status(
+    d: plan.DaemonSetPlan,
+    waiting: tuple[plan.Waiting, ...],
+    now: float,
+    readiness: Mapping[str, plan.Readiness] | None = None,
+) -> DaemonSetStatus:
+    """DaemonSetStatus on one node, counted the way the DaemonSet controller counts it: numberReady from
+    the pods' readiness, numberAvailable from ready for at least minReadySeconds."""
+    pods = [pod_status(p, d.desired.spec_hash, waiting, readiness, d.desired.name) for p in d.pods]
     if not any(p.name == d.desired.name for p in pods) and d.decision.should_run:
         pending = pending_pod(d.desired, waiting)
         if pending is not None:
@@ -181,8 +213,7 @@ def daemonset_status(d: plan.DaemonSetPlan, waiting: tuple[plan.Waiting, ...], n
     scheduled = [p for p in pods if p.containers]
     should_run = d.decision.should_run
     ready = [p for p in scheduled if p.ready]
-    min_ready = d.min_ready_seconds
-    available = [p for p in ready if p.started_at is not None and now - p.started_at >= min_ready]
+    available = [p for p in ready if p.available(d.min_ready_seconds, now)]
     selector = ",".join(f"{k}={v}" for k, v in sorted(d.desired.template.spec.node_selector.items()))
     return DaemonSetStatus(
         namespace=d.namespace,
@@ -198,8 +229,12 @@ def daemonset_status(d: plan.DaemonSetPlan, waiting: tuple[plan.Waiting, ...], n
     )
 
 
-def static_pod_status(s: plan.StaticPodPlan, waiting: tuple[plan.Waiting, ...]) -> tuple[PodStatus, ...]:
-    pods = [pod_status(p, s.desired.spec_hash, waiting) for p in s.pods]
+def static_pod_status(
+    s: plan.StaticPodPlan,
+    waiting: tuple[plan.Waiting, ...],
+    readiness: Mapping[str, plan.Readiness] | None = None,
+) -> tuple[PodStatus, ...]:
+    pods = [pod_status(p, s.desired.spec_hash, waiting, readiness) for p in s.pods]
     if not pods:
         pending = pending_pod(s.desired, waiting)
         if pending is not None:
