@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -375,3 +376,156 @@ def test_changed_selector_is_read_from_the_pods_label() -> None:
     assert plan.selector_hash(sel) == plan.selector_hash(
         model.LabelSelector(match_labels={"a": "1", "b": "2"})
     )
+
+
+# --- probes, surge readiness, orphaning and adoption (issue 4) ----------------------------------
+
+
+def _probe(**kw: int) -> model.Probe:
+    return model.Probe(handler=model.ExecAction(("true",)), **kw)
+
+
+def _with_probes(
+    ds: model.DaemonSet,
+    *,
+    liveness_probe: model.Probe | None = None,
+    readiness_probe: model.Probe | None = None,
+) -> model.DaemonSet:
+    spec = ds.spec.template.spec
+    c = replace(spec.containers[0], liveness_probe=liveness_probe, readiness_probe=readiness_probe)
+    template = replace(ds.spec.template, spec=replace(spec, containers=(c,)))
+    return replace(ds, spec=replace(ds.spec, template=template))
+
+
+def _inputs(dss: list[model.DaemonSet], observed: list[rt.ObservedContainer], **kw: object) -> plan.Inputs:
+    return plan.Inputs(
+        node=make_node(),
+        daemonsets=tuple(plan.DaemonSetInput(d, "test") for d in dss),
+        static_pods=(),
+        observed=tuple(observed),
+        now=NOW,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_failed_liveness_restarts_the_running_container_with_the_probes_grace() -> None:
+    ds = _with_probes(DS, liveness_probe=_probe(termination_grace_period_seconds=3))
+    desired = plan.desired_daemon_pod(ds)
+    c = container_for(desired, step=2)
+    bad = plan.Health(ready=False, restart=True, message="Liveness probe failed: exit 1", grace_seconds=3)
+    [action] = plan.plan(_inputs([ds], [c], health={c.id: bad})).actions
+    assert (action.verb, action.container_ids, action.attempt) == (plan.RESTART, (c.id,), 1)
+    assert action.reason.startswith("Liveness probe failed: exit 1")
+    assert action.grace_seconds == 3 and action.backoff_step == 3
+    no_grace = replace(bad, grace_seconds=None)
+    [action] = plan.plan(_inputs([ds], [c], health={c.id: no_grace})).actions
+    assert action.grace_seconds == ds.spec.template.spec.termination_grace_period_seconds
+    assert plan.plan(_inputs([ds], [c], health={c.id: plan.Health()})).actions == ()
+
+
+def test_readiness_needs_a_verdict_when_the_spec_has_a_readiness_probe() -> None:
+    ds = _with_probes(DS, readiness_probe=_probe())
+    desired = plan.desired_daemon_pod(ds)
+    c = container_for(desired)
+    assert plan.plan(_inputs([ds], [c])).readiness[c.id] == plan.Readiness(False)
+    ok = plan.Health(ready=True, ready_since=NOW - 5)
+    assert plan.plan(_inputs([ds], [c], health={c.id: ok})).readiness[c.id] == plan.Readiness(True, NOW - 5)
+    plain = container_for(DESIRED)
+    assert plan.plan(_inputs([DS], [plain])).readiness[plain.id] == plan.Readiness(True, NOW - 100)
+
+
+def _surge(min_ready: int = 0) -> model.DaemonSet:
+    ds = _with_probes(SURGE, readiness_probe=_probe())
+    return replace(ds, spec=replace(ds.spec, min_ready_seconds=min_ready))
+
+
+@pytest.mark.parametrize(
+    ("health", "min_ready", "deleted", "wake"),
+    [
+        (None, 0, False, None),  # no verdict yet: not ready, the old pod stays
+        (plan.Health(ready=False), 0, False, None),
+        (plan.Health(ready=True, ready_since=NOW - 1), 0, True, None),
+        (plan.Health(ready=True, ready_since=NOW - 1), 10, False, NOW + 9),  # minReadySeconds not yet
+        (plan.Health(ready=True, ready_since=NOW - 11), 10, True, None),
+    ],
+)
+def test_surge_deletes_the_old_pod_only_once_the_new_one_is_available(
+    health: plan.Health | None, min_ready: int, deleted: bool, wake: float | None
+) -> None:
+    ds = _surge(min_ready)
+    old, new = container_for(DESIRED), container_for(plan.desired_daemon_pod(ds))
+    result = plan.plan(_inputs([ds], [old, new], health={new.id: health} if health else {}))
+    assert [(a.verb, a.pod) for a in result.actions] == ([(plan.DELETE, DESIRED.name)] if deleted else [])
+    assert result.wake_at == wake
+
+
+WITHDRAWN = plan.Ownership(policy={DESIRED.owner: plan.POLICY_COMMAND})
+
+
+def _labelled(c: rt.ObservedContainer, labels: dict[str, str]) -> rt.ObservedContainer:
+    return replace(c, labels={**c.labels, plan.LABEL_POD_LABELS: json.dumps(labels)})
+
+
+def test_withdrawn_daemonset_with_orphan_policy_leaves_its_pods_ownerless() -> None:
+    c = _labelled(container_for(DESIRED), {"app": "agent"})
+    result = plan.plan(_inputs([], [c], ownership=WITHDRAWN))
+    assert result.actions == ()
+    assert result.ownership.owners == {DESIRED.key: plan.ORPHANED}
+    assert [p.name for p in result.orphans] == [DESIRED.name]
+    # without the policy: deleted; before every source has spoken: neither deleted nor orphaned
+    assert [a.verb for a in plan.plan(_inputs([], [c])).actions] == [plan.DELETE]
+    held = plan.plan(_inputs([], [c], ownership=WITHDRAWN, all_sources_seen=False))
+    assert held.actions == () and held.ownership.owners == {}
+    # an orphaned pod that crashes is restarted in place, like any pod the kubelet runs
+    dead = replace(c, state="exited", exit_code=1, finished_at=NOW - 100)
+    orphaned = plan.Ownership(policy=WITHDRAWN.policy, owners={DESIRED.key: plan.ORPHANED})
+    [start] = plan.plan(_inputs([], [dead], ownership=orphaned)).actions
+    assert (start.verb, start.container_ids) == (plan.START, (dead.id,))
+
+
+def test_orphan_annotation_sets_and_clears_the_policy() -> None:
+    annotated = replace(DS, metadata=replace(DS.metadata, annotations={plan.ANNOTATION_ORPHAN: "true"}))
+    c = container_for(DESIRED)
+    assert plan.plan(_inputs([annotated], [c])).ownership.policy == {DESIRED.owner: plan.POLICY_ANNOTATION}
+    kept = plan.Ownership(policy={DESIRED.owner: plan.POLICY_ANNOTATION})
+    assert plan.plan(_inputs([DS], [c], ownership=kept)).ownership.policy == {}
+    by_command = plan.plan(_inputs([DS], [c], ownership=WITHDRAWN)).ownership.policy
+    assert by_command == {DESIRED.owner: plan.POLICY_COMMAND}, "only `nodeagent orphan --undo` clears it"
+
+
+def _adopter(strategy: model.DaemonSetUpdateStrategy | None = None) -> model.DaemonSet:
+    ds = make_ds("newagent", image="busybox:3", strategy=strategy)
+    selector = model.LabelSelector(match_labels={"app": "agent"})
+    template = replace(ds.spec.template, metadata=replace(ds.spec.template.metadata, labels={"app": "agent"}))
+    return replace(ds, spec=replace(ds.spec, selector=selector, template=template))
+
+
+def test_orphaned_pod_is_adopted_and_kept_under_ondelete() -> None:
+    adopter = _adopter(model.DaemonSetUpdateStrategy(type="OnDelete", rolling_update=None))
+    c = _labelled(container_for(DESIRED), {"app": "agent", "tier": "x"})
+    orphaned = plan.Ownership(owners={DESIRED.key: plan.ORPHANED})
+    result = plan.plan(_inputs([adopter], [c], ownership=orphaned))
+    assert result.actions == (), "adoption restarts nothing; OnDelete keeps the outdated pod"
+    owner = identity.owner_daemonset("kube-system", "newagent")
+    assert result.ownership.owners == {DESIRED.key: owner}
+    [dsp] = result.daemonsets
+    assert [p.name for p in dsp.pods] == [DESIRED.name] and result.orphans == ()
+
+
+def test_adopted_outdated_pod_is_replaced_under_rolling_update_as_in_kubernetes() -> None:
+    c = _labelled(container_for(DESIRED), {"app": "agent"})
+    orphaned = plan.Ownership(owners={DESIRED.key: plan.ORPHANED})
+    result = plan.plan(_inputs([_adopter()], [c], ownership=orphaned))
+    assert result.actions[0].pod == DESIRED.name
+    assert [a.verb for a in result.actions] == [plan.DELETE, plan.CREATE]
+
+
+def test_orphans_not_matching_or_in_another_namespace_stay_ownerless() -> None:
+    c = _labelled(container_for(DESIRED), {"app": "other"})
+    unlabelled = container_for(plan.desired_daemon_pod(make_ds("old")))
+    orphaned = plan.Ownership(
+        owners={DESIRED.key: plan.ORPHANED, ("kube-system", unlabelled.labels[identity.LABEL_POD_NAME]): ""}
+    )
+    result = plan.plan(_inputs([_adopter()], [c, unlabelled], ownership=orphaned))
+    assert len(result.orphans) == 2
+    assert [a.verb for a in result.actions] == [plan.CREATE]
