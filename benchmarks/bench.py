@@ -418,7 +418,9 @@ def bench_noop(root: Path) -> dict[str, Any]:
         )
         times.append(time.monotonic() - t0)
     cfg = settings.load(str(root / "config.yaml"))
-    counting = CountingRuntime(docker_rt.DockerRuntime())
+    # scoped to the bench's node, as `nodeagent sync` is: unscoped, this pass would plan (and make)
+    # removals of every other agent's pods on the engine
+    counting = CountingRuntime(docker_rt.DockerRuntime(node_name=cfg.node.name))
     a = agent.Agent(cfg, counting, watch=False)
     a.relist()
     t0 = time.monotonic()
