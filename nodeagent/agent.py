@@ -5,6 +5,8 @@ state is re-read from the sources, the observed state from Docker labels, on eve
 in memory (the time a tolerated NoExecute taint appeared, inspect results of exited containers) only
 shapes timing, and is rebuilt harmlessly after a restart; recent create failures also go to
 `stateDir/failures.json`, so `status` in another process can say why a pod is not running.
+`run` owns a probes.Prober (readiness goes to `stateDir/probes.json` for `status`/`sync` in other
+processes) and `stateDir/ownership.json` keeps orphan policies and orphaned/adopted pods (see plan).
 """
 
 from __future__ import annotations

@@ -7,6 +7,15 @@ printed by `nodeagent plan` and applied by `execute`.
 Containers are grouped into pods by their labels (namespace, pod name); each container name keeps only
 its newest attempt in view, older attempts are garbage. Restart backoff needs no memory either: the
 attempt and backoff step are labels on the container, its start and finish times come from Docker.
+
+Orphaning and adoption (`kubectl delete --cascade=orphan`, then a new DaemonSet adopting the pods): a
+DaemonSet annotated `nodeagent.io/orphan-on-delete: "true"`, or named to `nodeagent orphan NS/NAME`,
+leaves its pods running, ownerless, when it is withdrawn. Docker labels are immutable, so the policy and
+each pod's effective owner (orphaned, or the DaemonSet that adopted it) are an `Ownership` value the
+agent keeps in stateDir/ownership.json; the pod's template labels are a label on its containers
+(LABEL_POD_LABELS), so a later DaemonSet's selector is matched from Docker alone. Adoption restarts
+nothing; an adopted pod of another revision is outdated, and the adopter's updateStrategy decides (as
+the DaemonSet controller does): OnDelete keeps it until it is deleted, RollingUpdate replaces it.
 """
 
 from __future__ import annotations
