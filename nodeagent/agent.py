@@ -127,6 +127,8 @@ class Agent:
         self.prober: probes.Prober | None = None  # `run` only (start_prober); one-shots read probes.json
         self._probe_facts: dict[str, tuple[float, str]] = {}  # container id -> (StartedAt, pod IP)
         self._saved_probes: object = None
+        # pod -> digest of the ConfigMaps/Secrets its volumes use, as last written (never logged)
+        self._volume_digests: dict[tuple[str, str], str] = {}
         self.host = execute.HostInfo(
             node_name=self.node.name,
             host_ip=host_ip(),
@@ -353,6 +355,7 @@ class Agent:
                 save_ownership(self.settings.state_dir, p.ownership, ownership)
             executor = execute.Executor(self.runtime, self._host_for(state), lookup=state.lookup)
             outcomes = executor.apply(p.actions)
+            self._refresh_volumes(p, state, executor)
             self._update_probes(p, observed, changed=any(o.ok for o in outcomes))
             wanted = {d.desired.key for d in p.daemonsets} | {s.desired.key for s in p.static_pods}
             failures = execute.record_failures(self.failures, outcomes, self.clock())
@@ -361,6 +364,43 @@ class Agent:
                 save_failures(self.settings.state_dir, failures)
             self.failures = failures
             return PassResult(p, tuple(outcomes), state)
+
+    def _refresh_volumes(self, p: plan.Plan, state: desired.DesiredState, executor: execute.Executor) -> None:
+        """Update running pods' ConfigMap/Secret files in place when those objects changed, as the
+        kubelet's volume sync does; cheap when nothing changed (one digest per pod, kept in memory)."""
+        digests: dict[tuple[str, str], str] = {}
+        wanted = [(d.desired, d.pods) for d in p.daemonsets] + [(s.desired, s.pods) for s in p.static_pods]
+        for want, pods in wanted:
+            spec = want.template.spec
+            if not execute.volume_refs(spec) or not any(
+                pod.name == want.name and pod.spec_hash == want.spec_hash for pod in pods
+            ):
+                continue
+            digest = execute.refs_digest(spec, want.namespace, state.lookup)
+            digests[want.key] = digest
+            if self._volume_digests.get(want.key) == digest:
+                continue
+            try:
+                result = executor.refresh(want)
+            except errors.NodeAgentError as exc:
+                log.warning("volume_refresh_failed", namespace=want.namespace, pod=want.name, error=str(exc))
+                digests.pop(want.key)
+                continue
+            if result.updated:
+                log.info(
+                    "volumes_refreshed", namespace=want.namespace, pod=want.name, volumes=list(result.updated)
+                )
+            for name, message in sorted(result.errors.items()):
+                log.warning(
+                    "volume_refresh_failed",
+                    namespace=want.namespace,
+                    pod=want.name,
+                    volume=name,
+                    error=message,
+                )
+            if result.errors:
+                digests.pop(want.key)  # try again next pass; the old files stay meanwhile
+        self._volume_digests = digests
 
     def _host_for(self, state: desired.DesiredState) -> execute.HostInfo:
         """self.host, completed with the capabilities the engine withholds once a pod asks for privileged.

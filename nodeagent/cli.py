@@ -558,8 +558,9 @@ def cmd_delete_pod(cfg: settings.Settings, pod: str, out: TextIO) -> int:
         pod=found.name,
         owner=found.owner,
         reason="deleted by `nodeagent delete pod`",
-        container_ids=tuple(c.id for c in found.containers + found.stale),
+        container_ids=found.all_ids,
         grace_seconds=plan.recorded_grace(found),
+        pre_stop=plan.pre_stop_hooks(found.containers),
     )
     host = execute.HostInfo(node_name=_node_name(cfg), host_ip="", state_dir=cfg.state_dir)
     [outcome] = execute.Executor(runtime, host).apply([action])

@@ -7,15 +7,20 @@ next one.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import hashlib
 import json
+import threading
 import time
+import typing
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import structlog
 
-from nodeagent import errors, identity, plan, podconfig, volumes
+from nodeagent import errors, identity, localimage, model, plan, podconfig, probes, volumes
 from nodeagent import runtime as rt
 
 log = structlog.get_logger(__name__)
@@ -26,6 +31,11 @@ ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
 CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
 CREATE_CONTAINER_ERROR = "CreateContainerError"
 RUN_CONTAINER_ERROR = "RunContainerError"
+POST_START_HOOK_ERROR = "PostStartHookError"
+
+WORKERS = 8  # pods handled at once: Docker calls are I/O bound, and one slow pod must not hold the rest
+POST_START_TIMEOUT = 30.0  # the kubelet waits for postStart without bound; we do not hang a worker
+MIN_STOP_AFTER_HOOK = 2  # the kubelet leaves at least 2 s to stop a container after its preStop hook
 
 
 @dataclass(frozen=True)
@@ -57,41 +67,69 @@ class Executor:
         host: HostInfo,
         lookup: podconfig.Lookup | None = None,
         clock: Callable[[], float] = time.time,
+        workers: int = WORKERS,
     ) -> None:
         self._rt = runtime
         self._host = host
         self._lookup = lookup
         self._clock = clock
+        self._workers = workers
+        self._lock = threading.Lock()
+        self._image_locks: dict[str, threading.Lock] = {}
+        self._pulled: dict[str, Outcome | None] = {}  # one pull per image per pass
+        self._pause_image = ""
 
     def apply(self, actions: Iterable[plan.Action]) -> list[Outcome]:
+        """Apply actions phase by phase (deletes, removes, then starts and creates), the pods of a phase
+        concurrently, each pod's actions in order; outcomes come back in the plan's order."""
         ordered = sorted(actions, key=lambda a: plan.VERB_ORDER[a.verb])
-        outcomes: list[Outcome] = []
-        pulled: dict[str, Outcome | None] = {}  # one pull per image per pass
-        for action in ordered:
-            try:
-                outcome = self._apply_one(action, pulled)
-            except errors.NodeAgentError as exc:
-                outcome = Outcome(action, False, _reason_for(exc), str(exc))
-            except Exception as exc:  # an unexpected bug must not abort the other actions
-                log.exception("action_crashed", action=action.verb, pod=action.pod)
-                outcome = Outcome(action, False, CREATE_CONTAINER_ERROR, f"{type(exc).__name__}: {exc}")
-            fields = {
-                "action": action.verb,
-                "namespace": action.namespace,
-                "pod": action.pod,
-                "container": action.container or None,
-                "reason": action.reason,
-            }
-            if outcome.ok:
-                log.info("action_applied", **fields)
-            else:
-                log.warning("action_failed", error=outcome.message, error_reason=outcome.reason, **fields)
-            outcomes.append(outcome)
-        return outcomes
+        outcomes: list[Outcome | None] = [None] * len(ordered)
+        for phase in (_PHASE_DELETE, _PHASE_REMOVE, _PHASE_RUN):
+            by_pod: dict[tuple[str, str], list[int]] = defaultdict(list)
+            for i, action in enumerate(ordered):
+                if _phase(action.verb) == phase:
+                    by_pod[(action.namespace, action.pod)].append(i)
+            groups = list(by_pod.values())
+
+            def run(group: list[int]) -> None:
+                for i in group:
+                    outcomes[i] = self._apply_logged(ordered[i])
+
+            if len(groups) <= 1 or self._workers <= 1:
+                for g in groups:
+                    run(g)
+                continue
+            with concurrent.futures.ThreadPoolExecutor(
+                max_workers=min(self._workers, len(groups)), thread_name_prefix="execute"
+            ) as pool:
+                for f in [pool.submit(run, g) for g in groups]:
+                    f.result()
+        return [o for o in outcomes if o is not None]
+
+    def _apply_logged(self, action: plan.Action) -> Outcome:
+        try:
+            outcome = self._apply_one(action)
+        except errors.NodeAgentError as exc:
+            outcome = Outcome(action, False, _reason_for(exc), str(exc))
+        except Exception as exc:  # an unexpected bug must not abort the other actions
+            log.exception("action_crashed", action=action.verb, pod=action.pod)
+            outcome = Outcome(action, False, CREATE_CONTAINER_ERROR, f"{type(exc).__name__}: {exc}")
+        fields = {
+            "action": action.verb,
+            "namespace": action.namespace,
+            "pod": action.pod,
+            "container": action.container or None,
+            "reason": action.reason,
+        }
+        if outcome.ok:
+            log.info("action_applied", **fields)
+        else:
+            log.warning("action_failed", error=outcome.message, error_reason=outcome.reason, **fields)
+        return outcome
 
     # --- one action ---------------------------------------------------------------------------
 
-    def _apply_one(self, action: plan.Action, pulled: dict[str, Outcome | None]) -> Outcome:
+    def _apply_one(self, action: plan.Action) -> Outcome:
         if action.verb == plan.DELETE:
             return self._delete(action)
         if action.verb == plan.REMOVE:
@@ -102,11 +140,14 @@ class Executor:
             for cid in action.container_ids:
                 self._rt.start(cid)
             return Outcome(action, True)
-        if action.verb in (plan.CREATE, plan.RESTART):
-            return self._create(action, pulled)
+        if action.verb in (plan.CREATE, plan.RESTART, plan.INIT):
+            return self._create(action)
         raise errors.NodeAgentError(f"unknown action {action.verb!r}")
 
     def _delete(self, action: plan.Action) -> Outcome:
+        """Stop and remove every container of the pod (the sandbox comes last in the plan's list), each
+        app container after its preStop hook, all within the grace period; then the pod's directories."""
+        self.run_pre_stop(action.pre_stop, action.grace_seconds)
         for cid in action.container_ids:
             try:
                 self._rt.stop(cid, action.grace_seconds)
@@ -117,17 +158,80 @@ class Executor:
             volumes.remove_pod_dirs(self._host.state_dir, identity.pod_uid(action.owner, action.pod))
         return Outcome(action, True)
 
-    def _create(self, action: plan.Action, pulled: dict[str, Outcome | None]) -> Outcome:
+    def run_pre_stop(self, hooks: Iterable[tuple[str, str]], grace: int) -> None:
+        """Run preStop hooks (concurrently, as the kubelet stops a pod's containers in parallel), bounded
+        by the grace period; a failing or hanging hook is logged, never blocks the stop for longer."""
+        hooks = list(hooks)
+        if not hooks:
+            return
+        deadline = time.monotonic() + max(grace - MIN_STOP_AFTER_HOOK, 1)
+        threads = [
+            threading.Thread(target=self._pre_stop_one, args=(cid, raw, deadline), daemon=True)
+            for cid, raw in hooks
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(max(deadline - time.monotonic(), 0.0))
+
+    def _pre_stop_one(self, cid: str, raw: str, deadline: float) -> None:
+        try:
+            hook = json.loads(raw)
+        except ValueError:
+            log.warning("pre_stop_unreadable", container_id=cid[:12])
+            return
+        timeout = max(deadline - time.monotonic(), 0.1)
+        if not isinstance(hook, dict):
+            return
+        if "sleep" in hook:
+            time.sleep(min(float(hook["sleep"]), timeout))
+            return
+        result = self._run_hook(cid, hook, timeout)
+        if result is not None and not result.success:
+            log.warning("pre_stop_hook_failed", container_id=cid[:12], error=result.message)
+
+    def _run_hook(self, cid: str, hook: Mapping[str, object], timeout: float) -> probes.Result | None:
+        """One exec or httpGet hook as recorded by hook_label (tcpSocket hooks are not run)."""
+        if "exec" in hook:
+            command = tuple(str(x) for x in hook["exec"])  # type: ignore[attr-defined]
+            return probes.exec_probe(self._rt, cid, command, timeout)
+        get = hook.get("httpGet")
+        if isinstance(get, dict):
+            host = str(hook.get("host") or "")
+            if not host:
+                container_ip = getattr(self._rt, "container_ip", None)
+                target = str(hook.get("via") or cid)
+                host = str(container_ip(target)) if container_ip is not None else ""
+            action = model.HTTPGetAction(
+                port=int(get["port"]),
+                path=str(get.get("path", "/")),
+                host=str(get.get("host", "")),
+                scheme=str(get.get("scheme", "HTTP")),
+                http_headers=tuple(model.HTTPHeader(str(n), str(v)) for n, v in get.get("headers", [])),
+            )
+            return probes.http_probe(action, host or "127.0.0.1", action.port, timeout)  # type: ignore[arg-type]
+        return None
+
+    def _create(self, action: plan.Action) -> Outcome:
         desired = action.desired
-        assert desired is not None, "create and restart actions carry their desired pod"
+        assert desired is not None, "create, init and restart actions carry their desired pod"
         spec = desired.template.spec
-        container = next(c for c in spec.containers if c.name == action.container)
-        failed = self._ensure_image(action, container.image, container.image_pull_policy, pulled)
+        init = action.verb == plan.INIT
+        group = spec.init_containers if init else spec.containers
+        index, container = next((i, c) for i, c in enumerate(group) if c.name == action.container)
+        failed = self._ensure_image(action, container.image, container.image_pull_policy)
         if failed is not None:
             return failed
         ctx = self.context(desired)
+        if podconfig.needs_sandbox(spec):
+            ctx = self._ensure_sandbox(ctx)
         create = podconfig.build(
-            ctx, container, role=identity.ROLE_APP, attempt=action.attempt, lookup=self._lookup
+            ctx,
+            container,
+            role=identity.ROLE_INIT if init else identity.ROLE_APP,
+            attempt=action.attempt,
+            init_index=index if init else None,
+            lookup=self._lookup,
         )
         labels = dict(create.labels)
         labels[plan.LABEL_BACKOFF_STEP] = str(action.backoff_step)
@@ -135,10 +239,15 @@ class Executor:
         if desired.selector_hash:
             labels[plan.LABEL_SELECTOR] = desired.selector_hash
         labels[plan.LABEL_POD_LABELS] = json.dumps(dict(desired.template.metadata.labels), sort_keys=True)
+        pre_stop = hook_label(container, spec, ctx.sandbox, "preStop")
+        if pre_stop:
+            labels[plan.LABEL_PRE_STOP] = pre_stop
         create = dataclasses.replace(create, labels=labels)
         if action.verb == plan.RESTART:
-            # a running container restarted for a failed liveness probe: stop it (with the grace period
-            # the action carries) before its successor starts, so they never hold a port at once
+            # a running container restarted for a failed liveness probe: its preStop hook, then stop it
+            # (with the grace period the action carries) before its successor starts, so they never
+            # hold a port at once
+            self.run_pre_stop(action.pre_stop, action.grace_seconds)
             for old in action.container_ids:
                 self._rt.stop(old, action.grace_seconds)
         cid = self._rt.create(create)
@@ -147,14 +256,75 @@ class Executor:
         except errors.ContainerRuntimeError as exc:
             # keep the container: it shows up as exited/created and the planner backs off on it
             return Outcome(action, False, RUN_CONTAINER_ERROR, str(exc))
-        for old in action.container_ids:
-            self._rt.remove(old)
-        return Outcome(action, True)
+        if not init:
+            # init containers' earlier attempts go as "stale" in a later pass: their records count
+            for old in action.container_ids:
+                self._rt.remove(old)
+        failed_hook = self._post_start(action, cid, container, spec, ctx.sandbox)
+        return failed_hook or Outcome(action, True)
+
+    def _post_start(
+        self, action: plan.Action, cid: str, container: model.Container, spec: model.PodSpec, sandbox: str
+    ) -> Outcome | None:
+        """lifecycle.postStart right after the start; on failure the container is killed, as the kubelet
+        does (FailedPostStartHook), and its restart policy with the crash-loop backoff applies."""
+        raw = hook_label(container, spec, sandbox, "postStart")
+        if not raw:
+            return None
+        hook = json.loads(raw)
+        if "sleep" in hook:
+            time.sleep(float(hook["sleep"]))
+            return None
+        result = self._run_hook(cid, hook, POST_START_TIMEOUT)
+        if result is None or result.success:
+            return None
+        log.warning("post_start_hook_failed", pod=action.pod, container=container.name, error=result.message)
+        try:
+            self._rt.stop(cid, 0)
+        except errors.ContainerRuntimeError as exc:
+            log.info("stop_failed", container_id=cid[:12], error=str(exc))
+        return Outcome(action, False, POST_START_HOOK_ERROR, f"postStart hook failed: {result.message}")
+
+    def _ensure_sandbox(self, ctx: podconfig.PodContext) -> podconfig.PodContext:
+        """Create and start the pod's sandbox (idempotent: found by its deterministic name); the pod's
+        containers join its network and IPC namespaces, and its address is the pod IP."""
+        create = podconfig.sandbox_create(ctx, self.pause_image())
+        labels = dict(create.labels)
+        labels[plan.LABEL_POD_LABELS] = json.dumps(dict(ctx.metadata.labels), sort_keys=True)
+        labels[plan.LABEL_GRACE] = str(ctx.spec.termination_grace_period_seconds)
+        cid = self._rt.create(dataclasses.replace(create, labels=labels))
+        self._rt.start(cid)  # already running: a no-op
+        pod_ip = ctx.pod_ip
+        container_ip = getattr(self._rt, "container_ip", None)
+        if container_ip is not None and not ctx.spec.host_network:
+            pod_ip = str(container_ip(cid)) or pod_ip
+        return dataclasses.replace(ctx, sandbox=create.name, pod_ip=pod_ip)
+
+    def pause_image(self) -> str:
+        """The sandbox image, built locally once per process when the engine lacks it."""
+        with self._lock:
+            if not self._pause_image:
+                if self._rt.image_present(localimage.PAUSE_TAG):
+                    self._pause_image = localimage.PAUSE_TAG
+                elif hasattr(self._rt, "build_context"):
+                    builder = typing.cast(localimage.ContextBuilder, self._rt)
+                    self._pause_image = localimage.ensure_pause_image(builder)
+                else:
+                    raise errors.ContainerRuntimeError(
+                        f"the sandbox image {localimage.PAUSE_TAG} is missing and cannot be built here"
+                    )
+            return self._pause_image
 
     def context(self, desired: plan.DesiredPod) -> podconfig.PodContext:
-        """The PodContext of a desired pod on this host; prepares (creates or checks) its volumes."""
-        uid = identity.pod_uid(desired.owner, desired.name)
-        paths = volumes.prepare(self._host.state_dir, uid, desired.template.spec)
+        """The PodContext of a desired pod on this host; prepares its volumes (creates or checks them,
+        writes ConfigMap, Secret and downward-API files): a missing object raises VolumeError."""
+        ctx = self._bare_context(desired)
+        paths = volumes.prepare(
+            self._host.state_dir, ctx.uid, desired.template.spec, lookup=self._lookup, pod=ctx
+        )
+        return dataclasses.replace(ctx, volume_paths=paths)
+
+    def _bare_context(self, desired: plan.DesiredPod) -> podconfig.PodContext:
         return podconfig.PodContext(
             owner=desired.owner,
             namespace=desired.namespace,
@@ -165,16 +335,30 @@ class Executor:
             node_name=self._host.node_name,
             host_ip=self._host.host_ip,
             pod_ip="",
-            volume_paths=paths,
             node_allocatable_cpu_milli=self._host.allocatable_cpu_milli,
             node_allocatable_memory=self._host.allocatable_memory,
             withheld_caps=self._host.withheld_caps,
         )
 
-    def _ensure_image(
-        self, action: plan.Action, image: str, policy: str, pulled: dict[str, Outcome | None]
-    ) -> Outcome | None:
-        """imagePullPolicy as the kubelet applies it; returns a failed Outcome or None."""
+    def refresh(self, desired: plan.DesiredPod) -> volumes.RefreshResult:
+        """Rewrite a running pod's ConfigMap/Secret/downward-API files in place (the kubelet's volume
+        sync); an object gone missing keeps the last files."""
+        ctx = self._bare_context(desired)
+        return volumes.refresh(
+            self._host.state_dir, ctx.uid, desired.template.spec, lookup=self._lookup, pod=ctx
+        )
+
+    def _ensure_image(self, action: plan.Action, image: str, policy: str) -> Outcome | None:
+        """imagePullPolicy as the kubelet applies it; returns a failed Outcome or None.
+
+        One check (and pull) per image per pass, even with pods created concurrently."""
+        with self._lock:
+            lock = self._image_locks.setdefault(image, threading.Lock())
+        with lock:
+            return self._ensure_image_locked(action, image, policy)
+
+    def _ensure_image_locked(self, action: plan.Action, image: str, policy: str) -> Outcome | None:
+        pulled = self._pulled
         if image in pulled:
             cached = pulled[image]
             return None if cached is None else dataclasses.replace(cached, action=action)
@@ -197,6 +381,80 @@ class Executor:
         return result
 
 
+_PHASE_DELETE, _PHASE_REMOVE, _PHASE_RUN = 0, 1, 2
+
+
+def _phase(verb: str) -> int:
+    return {plan.DELETE: _PHASE_DELETE, plan.REMOVE: _PHASE_REMOVE}.get(verb, _PHASE_RUN)
+
+
+def hook_label(container: model.Container, spec: model.PodSpec, sandbox: str, which: str) -> str:
+    """A lifecycle hook as JSON (recorded on the container for preStop): exec, httpGet or sleep.
+
+    httpGet goes to the hook's host, else 127.0.0.1 for a hostNetwork pod, else the pod IP (asked of
+    the sandbox `via`, or of the container itself at run time). tcpSocket hooks are deprecated and
+    never run by the kubelet; validation warns about them.
+    """
+    lc = container.lifecycle
+    hook = None if lc is None else (lc.pre_stop if which == "preStop" else lc.post_start)
+    if hook is None:
+        return ""
+    doc: dict[str, object]
+    h = hook.handler
+    if hook.sleep_seconds is not None:
+        doc = {"sleep": hook.sleep_seconds}
+    elif isinstance(h, model.ExecAction):
+        doc = {"exec": list(h.command)}
+    elif isinstance(h, model.HTTPGetAction):
+        port = probes.resolve_port(h.port, container)
+        if port is None:
+            return ""
+        doc = {
+            "httpGet": {
+                "port": port,
+                "path": h.path,
+                "host": h.host,
+                "scheme": h.scheme,
+                "headers": [[x.name, x.value] for x in h.http_headers],
+            },
+            "host": "127.0.0.1" if spec.host_network else "",
+            "via": sandbox,
+        }
+    else:
+        return ""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def refs_digest(spec: model.PodSpec, namespace: str, lookup: podconfig.Lookup) -> str:
+    """A digest of the ConfigMaps and Secrets a pod's volumes use (their content as looked up now): the
+    agent refreshes a running pod's files only when it changes. Never logged: it derives from secrets."""
+    h = hashlib.sha256()
+    for ref in volume_refs(spec):
+        h.update(repr(ref).encode())
+        data = lookup(ref[0], namespace, ref[1])
+        for k, value in sorted((data or {}).items()):
+            h.update(k.encode() + b"\0" + (value if isinstance(value, bytes) else value.encode()) + b"\0")
+        h.update(b"\1" if data is None else b"\2")
+    return h.hexdigest()
+
+
+def volume_refs(spec: model.PodSpec) -> list[tuple[str, str]]:
+    """(kind, name) of every ConfigMap and Secret the pod's volumes project, in order."""
+    out: list[tuple[str, str]] = []
+    for volume in spec.volumes:
+        src = volume.source
+        if isinstance(src, model.ProjectedVolumeSource):
+            sources: list[object] = [x for p in src.sources for x in (p.config_map, p.secret) if x]
+        else:
+            sources = [src]
+        for x in sources:
+            if isinstance(x, model.ConfigMapVolumeSource):
+                out.append(("ConfigMap", x.name))
+            elif isinstance(x, model.SecretVolumeSource):
+                out.append(("Secret", x.secret_name))
+    return out
+
+
 def _reason_for(exc: errors.NodeAgentError) -> str:
     if isinstance(exc, errors.ImagePullError):
         return ERR_IMAGE_PULL
@@ -214,7 +472,7 @@ def record_failures(
     out = dict(previous)
     for o in outcomes:
         key = (o.action.namespace, o.action.pod)
-        if o.action.verb not in (plan.CREATE, plan.RESTART, plan.START):
+        if o.action.verb not in (plan.CREATE, plan.RESTART, plan.START, plan.INIT):
             continue
         if o.ok:
             out.pop(key, None)

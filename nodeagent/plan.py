@@ -40,6 +40,9 @@ LABEL_SELECTOR = "io.nodeagent.selector-hash"
 # the pod template's labels (JSON): an orphaned pod is adopted by a DaemonSet whose selector matches them,
 # evaluated from Docker alone, as the DaemonSet controller matches a pod's labels
 LABEL_POD_LABELS = "io.nodeagent.pod-labels"
+# the container's lifecycle.preStop hook (JSON, written by execute): a pod whose manifest is gone still
+# runs it before it is stopped, as the kubelet runs the deleted pod's own hook
+LABEL_PRE_STOP = "io.nodeagent.pre-stop"
 # on a DaemonSet: when it is withdrawn, leave its pods running, ownerless (kubectl delete --cascade=orphan)
 ANNOTATION_ORPHAN = "nodeagent.io/orphan-on-delete"
 ORPHANED = ""  # the effective owner of an orphaned pod
@@ -50,9 +53,10 @@ POLICY_COMMAND = "command"  # ... or `nodeagent orphan`
 DELETE = "delete"  # stop and remove every container of a pod, then its directories
 REMOVE = "remove"  # remove one dead container (an old attempt) that no pod needs
 START = "start"  # start a container that was created but never started (a create cut short)
+INIT = "init"  # create and start init container `container` (first attempt, or retry after a failure)
 CREATE = "create"  # create and start one container (first attempt, or recreate after `docker rm`)
 RESTART = "restart"  # create and start the next attempt of a container that exited
-VERB_ORDER = {DELETE: 0, REMOVE: 1, START: 2, CREATE: 3, RESTART: 4}
+VERB_ORDER = {DELETE: 0, REMOVE: 1, START: 2, INIT: 3, CREATE: 4, RESTART: 5}
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,11 @@ class DesiredPod:
 
 @dataclass(frozen=True)
 class ObservedPod:
-    """The containers Docker has for one pod (newest attempt of each container name)."""
+    """The containers Docker has for one pod (newest attempt of each container name).
+
+    `containers` are the app containers only; init containers (their exit records are kept while the
+    pod lives) and the sandbox holding the pod's namespaces are apart, so nothing restarts them as apps.
+    """
 
     namespace: str
     name: str
@@ -94,16 +102,28 @@ class ObservedPod:
     spec_hash: str
     containers: tuple[rt.ObservedContainer, ...]
     stale: tuple[rt.ObservedContainer, ...] = ()  # older attempts still lying around
+    init_containers: tuple[rt.ObservedContainer, ...] = ()  # newest attempt of each, by init index
+    sandbox: rt.ObservedContainer | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
 
     def container(self, name: str) -> rt.ObservedContainer | None:
-        for c in self.containers:
+        """The newest attempt of the container of that name (app, init, or the sandbox's "POD")."""
+        extra: tuple[rt.ObservedContainer, ...] = (self.sandbox,) if self.sandbox is not None else ()
+        for c in (*self.containers, *self.init_containers, *extra):
             if c.labels.get(identity.LABEL_CONTAINER_NAME) == name:
                 return c
         return None
+
+    @property
+    def all_ids(self) -> tuple[str, ...]:
+        """Every container of the pod, in the order a delete stops them: apps, init, stale, sandbox last."""
+        ids = [c.id for c in (*self.containers, *self.init_containers, *self.stale)]
+        if self.sandbox is not None:
+            ids.append(self.sandbox.id)
+        return tuple(ids)
 
     @property
     def restart_count(self) -> int:
@@ -132,6 +152,7 @@ class Action:
     desired: DesiredPod | None = None  # what to create (create, start, restart)
     container_ids: tuple[str, ...] = ()  # what to stop/remove/start
     grace_seconds: int = 30
+    pre_stop: tuple[tuple[str, str], ...] = ()  # (container id, LABEL_PRE_STOP) of those stopped
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"action": self.verb, "pod": self.pod, "reason": self.reason}
@@ -311,21 +332,38 @@ def group_pods(observed: Iterable[rt.ObservedContainer]) -> dict[tuple[str, str]
     for (ns, name), cs in by_pod.items():
         newest: dict[str, rt.ObservedContainer] = {}
         stale: list[rt.ObservedContainer] = []
-        for c in sorted(cs, key=attempt_of):
+        sandbox: rt.ObservedContainer | None = None
+        for c in sorted(cs, key=lambda c: (attempt_of(c), c.created_at)):
+            if c.labels.get(identity.LABEL_ROLE) == identity.ROLE_SANDBOX:
+                if sandbox is not None:
+                    stale.append(sandbox)
+                sandbox = c
+                continue
             cname = c.labels.get(identity.LABEL_CONTAINER_NAME, "")
             if cname in newest:
                 stale.append(newest[cname])
             newest[cname] = c
         first = cs[0]
+        apps = [c for c in newest.values() if is_app(c)]
+        inits = [c for c in newest.values() if c.labels.get(identity.LABEL_ROLE) == identity.ROLE_INIT]
         pods[(ns, name)] = ObservedPod(
             namespace=ns,
             name=name,
             owner=first.labels.get(identity.LABEL_OWNER, ""),
             spec_hash=first.labels.get(identity.LABEL_SPEC_HASH, ""),
-            containers=tuple(sorted(newest.values(), key=lambda c: c.name)),
+            containers=tuple(sorted(apps, key=lambda c: c.name)),
             stale=tuple(stale),
+            init_containers=tuple(sorted(inits, key=_init_index)),
+            sandbox=sandbox,
         )
     return pods
+
+
+def _init_index(c: rt.ObservedContainer) -> int:
+    try:
+        return int(c.labels.get(identity.LABEL_INIT_INDEX, "0"))
+    except ValueError:
+        return 0
 
 
 def selector_hash(selector: model.LabelSelector) -> str:
@@ -411,8 +449,15 @@ def recorded_grace(pod: ObservedPod) -> int:
     return _recorded_grace(pod, None)
 
 
+def pre_stop_hooks(containers: Iterable[rt.ObservedContainer]) -> tuple[tuple[str, str], ...]:
+    """The preStop hooks (recorded on the containers) that run before these running containers stop."""
+    return tuple(
+        (c.id, c.labels[LABEL_PRE_STOP]) for c in containers if c.running and c.labels.get(LABEL_PRE_STOP)
+    )
+
+
 def _delete(pod: ObservedPod, reason: str, fallback_grace: int | None = None) -> Action:
-    ids = tuple(c.id for c in pod.containers + pod.stale)
+    ids = pod.all_ids
     grace = _recorded_grace(pod, fallback_grace)
     return Action(
         verb=DELETE,
@@ -422,6 +467,7 @@ def _delete(pod: ObservedPod, reason: str, fallback_grace: int | None = None) ->
         reason=reason,
         container_ids=ids,
         grace_seconds=grace,
+        pre_stop=pre_stop_hooks(pod.containers),
     )
 
 
@@ -450,6 +496,23 @@ def _container_actions(
             reason = "ImagePullBackOff" if failure.reason == "ErrImagePull" else failure.reason
             waiting.append(Waiting(desired.namespace, desired.name, "", reason, until))
             return actions
+    if pod is not None and pod.sandbox is not None and not pod.sandbox.running:
+        # the pod's network namespace died with its sandbox: the kubelet kills and recreates the pod
+        why = f"pod sandbox {pod.sandbox.state}; the pod will be recreated"
+        actions.append(_delete(pod, why, spec.termination_grace_period_seconds))
+        pod = None
+    elif (
+        pod is not None
+        and _needs_sandbox(spec)
+        and pod.sandbox is None
+        and (pod.containers or pod.init_containers)
+    ):
+        actions.append(_delete(pod, "pod sandbox is gone; the pod will be recreated"))
+        pod = None
+    if spec.init_containers and (pod is None or not pod.containers):
+        init_actions, done = _init_actions(desired, pod, inputs, waiting)
+        if not done:
+            return actions + init_actions
     for c in spec.containers:
         seen = pod.container(c.name) if pod is not None else None
         base = {
@@ -507,6 +570,74 @@ def _container_actions(
     return actions
 
 
+def _needs_sandbox(spec: model.PodSpec) -> bool:
+    """podconfig.needs_sandbox, restated here (the planner imports no I/O module): kept equal by a test."""
+    if len(spec.containers) + len(spec.init_containers) < 2:
+        return False
+    shared_pid = spec.share_process_namespace and not spec.host_pid
+    return not (spec.host_network and spec.host_ipc) or shared_pid
+
+
+def _init_actions(
+    desired: DesiredPod, pod: ObservedPod | None, inputs: Inputs, waiting: list[Waiting]
+) -> tuple[list[Action], bool]:
+    """Init containers before any app container: in order, each to completion (the kubelet's
+    computeInitContainerActions). Returns the actions for the next step and whether all have succeeded.
+
+    A failed init container is retried with the crash-loop backoff (restartPolicy Never: the pod fails
+    and stays so). Once the app containers exist, init containers never run again in this pod.
+    """
+    spec = desired.template.spec
+    for index, c in enumerate(spec.init_containers):
+        seen = pod.container(c.name) if pod is not None else None
+        base = {
+            "namespace": desired.namespace,
+            "pod": desired.name,
+            "owner": desired.owner,
+            "container": c.name,
+            "desired": desired,
+            "grace_seconds": spec.termination_grace_period_seconds,
+        }
+        if seen is None:
+            why = f"init container {index + 1}/{len(spec.init_containers)} {c.name!r} has not run yet"
+            return [Action(verb=INIT, reason=why, **base)], False  # type: ignore[arg-type]
+        if seen.state == "created":
+            return [
+                Action(
+                    verb=START,
+                    reason="init container was created but never started",
+                    attempt=attempt_of(seen),
+                    backoff_step=_backoff_step(seen),
+                    container_ids=(seen.id,),
+                    **base,  # type: ignore[arg-type]
+                )
+            ], False
+        if seen.running:
+            return [], False
+        if seen.exit_code == 0:
+            continue
+        if spec.restart_policy == "Never":
+            return [], False  # the pod has failed (Init:Error); nothing runs again
+        step = _backoff_step(seen)
+        finished = seen.finished_at if seen.finished_at is not None else seen.created_at
+        until = finished + (inputs.backoff.delay(step - 1) if step > 0 else 0.0)
+        if inputs.now < until:
+            waiting.append(Waiting(desired.namespace, desired.name, c.name, "CrashLoopBackOff", until))
+            return [], False
+        why = f"init container {c.name!r} exited with code {seen.exit_code}; retried"
+        return [
+            Action(
+                verb=INIT,
+                reason=why,
+                attempt=attempt_of(seen) + 1,
+                backoff_step=step + 1,
+                container_ids=(seen.id,),
+                **base,  # type: ignore[arg-type]
+            )
+        ], False
+    return [], True
+
+
 def _probe_restart(
     seen: rt.ObservedContainer,
     health: Health,
@@ -531,6 +662,7 @@ def _probe_restart(
         attempt=attempt_of(seen) + 1,
         backoff_step=step,
         container_ids=(seen.id,),
+        pre_stop=pre_stop_hooks((seen,)),
         **fields,  # type: ignore[arg-type]
     )
 

@@ -40,6 +40,7 @@ class PodStatus:
     started_at: float | None
     containers: tuple[ContainerStatus, ...]
     ready_since: float | None = None  # when every container was last ready (numberAvailable)
+    init_containers: tuple[ContainerStatus, ...] = ()
 
     def available(self, min_ready_seconds: int, now: float) -> bool:
         """podutil.IsPodAvailable: ready for at least minReadySeconds."""
@@ -68,6 +69,16 @@ class PodStatus:
                     "containerID": c.container_id,
                 }
                 for c in self.containers
+            ],
+            "initContainers": [
+                {
+                    "name": c.name,
+                    "state": c.state,
+                    "reason": c.reason,
+                    "restartCount": c.restart_count,
+                    "exitCode": c.exit_code,
+                }
+                for c in self.init_containers
             ],
         }
 
@@ -135,6 +146,7 @@ def pod_status(
     waiting: tuple[plan.Waiting, ...],
     readiness: Mapping[str, plan.Readiness] | None = None,
     current_name: str = "",
+    init_total: int = 0,
 ) -> PodStatus:
     """A pod's status; `readiness` (the plan's, from probes) decides `ready`, else a running container
     counts as ready. Only app containers count (a sandbox or init container is never `ready`)."""
@@ -161,6 +173,9 @@ def pod_status(
             phase, text = "Failed", "Error"
         else:
             phase, text = "Running", "NotReady"
+    inits = tuple(_container_status(c, mine) for c in pod.init_containers)
+    if not pod.containers and (inits or init_total):
+        phase, text = "Pending", _init_status(inits, max(init_total, len(inits)))
     return PodStatus(
         namespace=pod.namespace,
         name=pod.name,
@@ -174,7 +189,23 @@ def pod_status(
         started_at=pod.started_at,
         containers=containers,
         ready_since=ready_since,
+        init_containers=inits,
     )
+
+
+def _init_status(inits: tuple[ContainerStatus, ...], total: int) -> str:
+    """kubectl's STATUS while init containers run: Init:1/2, Init:CrashLoopBackOff, Init:Error, or
+    PodInitializing once all have succeeded (printers.go)."""
+    for i, c in enumerate(inits):
+        if c.state == "terminated" and c.exit_code == 0:
+            continue
+        if c.state == "waiting" and c.reason and c.reason != "ContainerCreating":
+            return f"Init:{c.reason}"
+        if c.state == "terminated":
+            return "Init:Error" if c.exit_code else "Init:Completed"
+        return f"Init:{i}/{total}"
+    done = sum(1 for c in inits if c.state == "terminated" and c.exit_code == 0)
+    return "PodInitializing" if done >= total else f"Init:{done}/{total}"
 
 
 def pending_pod(desired: plan.DesiredPod, waiting: tuple[plan.Waiting, ...]) -> PodStatus | None:
@@ -205,12 +236,13 @@ def daemonset_status(
 ) -> DaemonSetStatus:
     """DaemonSetStatus on one node, counted the way the DaemonSet controller counts it: numberReady from
     the pods' readiness, numberAvailable from ready for at least minReadySeconds."""
-    pods = [pod_status(p, d.desired.spec_hash, waiting, readiness, d.desired.name) for p in d.pods]
+    inits = len(d.desired.template.spec.init_containers)
+    pods = [pod_status(p, d.desired.spec_hash, waiting, readiness, d.desired.name, inits) for p in d.pods]
     if not any(p.name == d.desired.name for p in pods) and d.decision.should_run:
         pending = pending_pod(d.desired, waiting)
         if pending is not None:
             pods.append(pending)
-    scheduled = [p for p in pods if p.containers]
+    scheduled = [p for p in pods if p.containers or p.init_containers]
     should_run = d.decision.should_run
     ready = [p for p in scheduled if p.ready]
     available = [p for p in ready if p.available(d.min_ready_seconds, now)]
@@ -234,7 +266,8 @@ def static_pod_status(
     waiting: tuple[plan.Waiting, ...],
     readiness: Mapping[str, plan.Readiness] | None = None,
 ) -> tuple[PodStatus, ...]:
-    pods = [pod_status(p, s.desired.spec_hash, waiting, readiness) for p in s.pods]
+    inits = len(s.desired.template.spec.init_containers)
+    pods = [pod_status(p, s.desired.spec_hash, waiting, readiness, "", inits) for p in s.pods]
     if not pods:
         pending = pending_pod(s.desired, waiting)
         if pending is not None:

@@ -90,6 +90,12 @@ class Case:
     waiting: list[str] = field(default_factory=list)
 
 
+def sandbox_for(desired: plan.DesiredPod, *, state: str = "running") -> rt.ObservedContainer:
+    """The pod's sandbox as the executor labels it (role=sandbox, container name POD)."""
+    c = container_for(desired, "POD", state=state)
+    return replace(c, labels={**c.labels, identity.LABEL_ROLE: identity.ROLE_SANDBOX})
+
+
 DS = make_ds()
 DESIRED = plan.desired_daemon_pod(DS)
 DS_V2 = make_ds(image="busybox:2")
@@ -197,7 +203,10 @@ CASES = [
     Case(
         "container removed outside the agent: recreate it",
         [make_ds(containers=("a", "b"))],
-        [container_for(plan.desired_daemon_pod(make_ds(containers=("a", "b"))), "a")],
+        [
+            container_for(plan.desired_daemon_pod(make_ds(containers=("a", "b"))), "a"),
+            sandbox_for(plan.desired_daemon_pod(make_ds(containers=("a", "b")))),
+        ],
         [(plan.CREATE, "has no container 'b'")],
     ),
     Case(
@@ -529,3 +538,133 @@ def test_orphans_not_matching_or_in_another_namespace_stay_ownerless() -> None:
     result = plan.plan(_inputs([_adopter()], [c, unlabelled], ownership=orphaned))
     assert len(result.orphans) == 2
     assert [a.verb for a in result.actions] == [plan.CREATE]
+
+
+# --- init containers and the pod sandbox -----------------------------------------------------------
+
+
+def _with_init(*names: str, restart_policy: str = "Always") -> model.DaemonSet:
+    ds = make_ds(containers=("a", "b"))
+    spec = replace(
+        ds.spec.template.spec,
+        init_containers=tuple(model.Container(name=n, image="busybox:1") for n in names),
+        restart_policy=restart_policy,
+    )
+    return replace(ds, spec=replace(ds.spec, template=replace(ds.spec.template, spec=spec)))
+
+
+def init_for(desired: plan.DesiredPod, cname: str, index: int, **kw: object) -> rt.ObservedContainer:
+    c = container_for(desired, cname, **kw)  # type: ignore[arg-type]
+    labels = {**c.labels, identity.LABEL_ROLE: identity.ROLE_INIT, identity.LABEL_INIT_INDEX: str(index)}
+    return replace(c, labels=labels)
+
+
+INIT_DS = _with_init("i1", "i2")
+INIT_DESIRED = plan.desired_daemon_pod(INIT_DS)
+DONE = {"state": "exited", "exit_code": 0, "finished": NOW - 90}
+
+
+def _verbs(p: plan.Plan) -> list[tuple[str, str]]:
+    return [(a.verb, a.container) for a in p.actions]
+
+
+@pytest.mark.parametrize(
+    ("observed", "want"),
+    [
+        ([], [(plan.INIT, "i1")]),
+        ([sandbox_for(INIT_DESIRED), init_for(INIT_DESIRED, "i1", 0)], []),  # i1 still running
+        ([sandbox_for(INIT_DESIRED), init_for(INIT_DESIRED, "i1", 0, **DONE)], [(plan.INIT, "i2")]),
+        (
+            [
+                sandbox_for(INIT_DESIRED),
+                init_for(INIT_DESIRED, "i1", 0, **DONE),
+                init_for(INIT_DESIRED, "i2", 1, **DONE),
+            ],
+            [(plan.CREATE, "a"), (plan.CREATE, "b")],
+        ),
+        (  # app containers exist: init containers never run again, even if their records are gone
+            [
+                sandbox_for(INIT_DESIRED),
+                container_for(INIT_DESIRED, "a"),
+                container_for(INIT_DESIRED, "b"),
+            ],
+            [],
+        ),
+    ],
+    ids=["first init", "wait for running init", "second init", "apps after all inits", "no re-run"],
+)
+def test_init_containers_run_in_order_each_to_completion(
+    observed: list[rt.ObservedContainer], want: list[tuple[str, str]]
+) -> None:
+    assert _verbs(plan.plan(_inputs([INIT_DS], observed))) == want
+
+
+def test_failed_init_container_is_retried_with_backoff_and_its_records_kept() -> None:
+    failed = init_for(INIT_DESIRED, "i1", 0, state="exited", exit_code=3, finished=NOW - 5, step=1)
+    p = plan.plan(_inputs([INIT_DS], [sandbox_for(INIT_DESIRED), failed]))
+    assert _verbs(p) == []
+    assert [(w.container, w.reason) for w in p.waiting] == [("i1", "CrashLoopBackOff")]
+    assert p.wake_at == NOW - 5 + 10
+    later = plan.plan(replace(_inputs([INIT_DS], [sandbox_for(INIT_DESIRED), failed]), now=NOW + 10))
+    (retry,) = later.actions
+    assert (retry.verb, retry.container, retry.attempt, retry.backoff_step) == (plan.INIT, "i1", 1, 2)
+    # a running pod keeps its init containers' exit records: nothing is removed
+    running = [
+        sandbox_for(INIT_DESIRED),
+        init_for(INIT_DESIRED, "i1", 0, **DONE),
+        init_for(INIT_DESIRED, "i2", 1, **DONE),
+        container_for(INIT_DESIRED, "a"),
+        container_for(INIT_DESIRED, "b"),
+    ]
+    assert plan.plan(_inputs([INIT_DS], running)).actions == ()
+
+
+def test_init_container_failure_with_restart_policy_never_is_final() -> None:
+    ds = _with_init("i1", restart_policy="Never")
+    desired = plan.desired_daemon_pod(ds)
+    failed = init_for(desired, "i1", 0, state="exited", exit_code=1, finished=NOW - 500)
+    assert plan.plan(_inputs([ds], [sandbox_for(desired), failed])).actions == ()
+
+
+def test_sandbox_is_apart_from_app_containers_and_deleted_last() -> None:
+    ds = make_ds(containers=("a", "b"))
+    desired = plan.desired_daemon_pod(ds)
+    sandbox = sandbox_for(desired)
+    apps = [container_for(desired, "a"), container_for(desired, "b")]
+    pod = plan.group_pods([sandbox, *apps])[desired.key]
+    assert pod.sandbox == sandbox and [c.id for c in pod.containers] == [c.id for c in apps]
+    assert pod.running and pod.restart_count == 0
+    assert plan.plan(_inputs([ds], [sandbox, *apps])).actions == ()
+    (delete,) = plan.plan(_inputs([], [sandbox, *apps])).actions
+    assert delete.verb == plan.DELETE and delete.container_ids[-1] == sandbox.id
+
+
+@pytest.mark.parametrize("sandbox_state", ["exited", None], ids=["sandbox died", "sandbox removed"])
+def test_lost_sandbox_recreates_the_whole_pod(sandbox_state: str | None) -> None:
+    ds = make_ds(containers=("a", "b"))
+    desired = plan.desired_daemon_pod(ds)
+    apps = [container_for(desired, "a"), container_for(desired, "b")]
+    observed = list(apps)
+    if sandbox_state is not None:
+        observed.append(sandbox_for(desired, state=sandbox_state))
+    p = plan.plan(_inputs([ds], observed))
+    assert _verbs(p) == [(plan.DELETE, ""), (plan.CREATE, "a"), (plan.CREATE, "b")]
+    assert "sandbox" in p.actions[0].reason
+
+
+def test_exited_app_container_is_restarted_alone_sandbox_untouched() -> None:
+    ds = make_ds(containers=("a", "b"))
+    desired = plan.desired_daemon_pod(ds)
+    crashed = container_for(desired, "a", state="exited", exit_code=1, finished=NOW - 1)
+    p = plan.plan(_inputs([ds], [sandbox_for(desired), crashed, container_for(desired, "b")]))
+    assert _verbs(p) == [(plan.RESTART, "a")]
+    assert p.actions[0].container_ids == (crashed.id,)
+
+
+def test_planner_sandbox_rule_matches_podconfig() -> None:
+    from nodeagent import podconfig
+
+    for ds in (DS, make_ds(containers=("a", "b")), INIT_DS, _with_init("i")):
+        for host in (False, True):
+            spec = replace(ds.spec.template.spec, host_network=host, host_ipc=host)
+            assert plan._needs_sandbox(spec) == podconfig.needs_sandbox(spec)
