@@ -2175,6 +2175,9 @@ def _lifecycle(w: Walker, c: Raw, cpath: str, grace: int) -> model.Lifecycle | N
             hooks[hook] = None
             continue
         handler, sleep = _handler(w, raw, child(path, hook), ("exec", "httpGet", "tcpSocket", "sleep"), grace)
+        if isinstance(handler, model.TCPSocketAction):
+            # Kubernetes keeps the field for compatibility only: the kubelet never runs it
+            w.warn(child(child(path, hook), "tcpSocket"), "tcpSocket lifecycle hooks are not run; ignored")
         hooks[hook] = None if handler is None else model.LifecycleHandler(handler, sleep)
     return model.Lifecycle(post_start=hooks["postStart"], pre_stop=hooks["preStop"])
 

@@ -513,6 +513,8 @@ def _container_actions(
         init_actions, done = _init_actions(desired, pod, inputs, waiting)
         if not done:
             return actions + init_actions
+    elif pod is not None and any(c.restart_policy == "Always" for c in spec.init_containers):
+        actions += _sidecar_restarts(desired, pod, inputs, waiting)
     for c in spec.containers:
         seen = pod.container(c.name) if pod is not None else None
         base = {
@@ -613,10 +615,12 @@ def _init_actions(
                 )
             ], False
         if seen.running:
+            if c.restart_policy == "Always":
+                continue  # a sidecar: the next one starts once it runs, and it keeps running
             return [], False
-        if seen.exit_code == 0:
+        if seen.exit_code == 0 and c.restart_policy != "Always":
             continue
-        if spec.restart_policy == "Never":
+        if spec.restart_policy == "Never" and c.restart_policy != "Always":
             return [], False  # the pod has failed (Init:Error); nothing runs again
         step = _backoff_step(seen)
         finished = seen.finished_at if seen.finished_at is not None else seen.created_at
@@ -636,6 +640,41 @@ def _init_actions(
             )
         ], False
     return [], True
+
+
+def _sidecar_restarts(
+    desired: DesiredPod, pod: ObservedPod, inputs: Inputs, waiting: list[Waiting]
+) -> list[Action]:
+    """Sidecars (init containers with restartPolicy Always) of a pod whose apps run: an exited one is
+    restarted with the crash-loop backoff, whatever the pod's restartPolicy, as the kubelet does."""
+    spec = desired.template.spec
+    actions: list[Action] = []
+    for c in spec.init_containers:
+        seen = pod.container(c.name)
+        if c.restart_policy != "Always" or seen is None or seen.running or seen.state == "created":
+            continue
+        step = _backoff_step(seen)
+        finished = seen.finished_at if seen.finished_at is not None else seen.created_at
+        until = finished + (inputs.backoff.delay(step - 1) if step > 0 else 0.0)
+        if inputs.now < until:
+            waiting.append(Waiting(desired.namespace, desired.name, c.name, "CrashLoopBackOff", until))
+            continue
+        actions.append(
+            Action(
+                verb=INIT,
+                namespace=desired.namespace,
+                pod=desired.name,
+                owner=desired.owner,
+                container=c.name,
+                desired=desired,
+                grace_seconds=spec.termination_grace_period_seconds,
+                reason=f"sidecar {c.name!r} exited with code {seen.exit_code}; restartPolicy Always",
+                attempt=attempt_of(seen) + 1,
+                backoff_step=step + 1,
+                container_ids=(seen.id,),
+            )
+        )
+    return actions
 
 
 def _probe_restart(

@@ -668,3 +668,21 @@ def test_planner_sandbox_rule_matches_podconfig() -> None:
         for host in (False, True):
             spec = replace(ds.spec.template.spec, host_network=host, host_ipc=host)
             assert plan._needs_sandbox(spec) == podconfig.needs_sandbox(spec)
+
+
+def test_sidecar_init_container_starts_before_the_apps_and_is_kept_running() -> None:
+    ds = _with_init("side", "i2")
+    spec = ds.spec.template.spec
+    side = replace(spec.init_containers[0], restart_policy="Always")
+    spec = replace(spec, init_containers=(side, spec.init_containers[1]))
+    ds = replace(ds, spec=replace(ds.spec, template=replace(ds.spec.template, spec=spec)))
+    desired = plan.desired_daemon_pod(ds)
+    running_side = init_for(desired, "side", 0)
+    # the sidecar runs: the next init container starts without waiting for it to exit
+    assert _verbs(plan.plan(_inputs([ds], [sandbox_for(desired), running_side]))) == [(plan.INIT, "i2")]
+    # apps run; the sidecar exited: it is restarted (an init action), the apps are untouched
+    exited = init_for(desired, "side", 0, state="exited", exit_code=0, finished=NOW - 50)
+    apps = [container_for(desired, "a"), container_for(desired, "b")]
+    done = init_for(desired, "i2", 1, **DONE)
+    p = plan.plan(_inputs([ds], [sandbox_for(desired), exited, done, *apps]))
+    assert _verbs(p) == [(plan.INIT, "side")] and p.actions[0].attempt == 1
