@@ -1,0 +1,198 @@
+"""The executor on the in-memory runtime (Docker's semantics, no engine): concurrent pods with the phase
+order kept, the sandbox and init containers, lifecycle hooks recorded on containers, and the ConfigMap/
+Secret digest the agent refreshes files on."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from nodeagent import execute, identity, localimage, model, plan, status
+from nodeagent import runtime as rt
+from nodeagent.runtime import memory
+
+IMAGE = "busybox:test"
+
+
+def pod_spec(
+    *names: str, inits: tuple[str, ...] = (), lifecycle: model.Lifecycle | None = None
+) -> model.PodSpec:
+    return model.PodSpec(
+        containers=tuple(model.Container(name=n, image=IMAGE, lifecycle=lifecycle) for n in names),
+        init_containers=tuple(model.Container(name=n, image=IMAGE) for n in inits),
+        termination_grace_period_seconds=1,
+    )
+
+
+def daemonset(name: str, spec: model.PodSpec) -> model.DaemonSet:
+    labels = {"app": name}
+    return model.DaemonSet(
+        metadata=model.ObjectMeta(name=name, namespace="ns"),
+        spec=model.DaemonSetSpec(
+            selector=model.LabelSelector(match_labels=labels),
+            template=model.PodTemplateSpec(metadata=model.ObjectMeta(name="", labels=labels), spec=spec),
+        ),
+    )
+
+
+class Ordered(memory.MemoryRuntime):
+    """The in-memory runtime, recording (call, pod label) in the order calls happen."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(images=(IMAGE, localimage.PAUSE_TAG), node_name="node-a", **kw)  # type: ignore[arg-type]
+        self.log: list[tuple[str, str]] = []
+        self._log_lock = threading.Lock()
+
+    def _record(self, call: str, ref: str) -> None:
+        with self.lock:
+            c = self.containers.get(ref) or self._by_name(ref)
+            pod = c.labels.get(identity.LABEL_POD_NAME, "") if c is not None else ""
+        with self._log_lock:
+            self.log.append((call, pod))
+
+    def create(self, spec: rt.ContainerCreate) -> str:
+        cid = super().create(spec)
+        self._record("create", cid)
+        return cid
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        self._record("stop", container_id)
+        super().stop(container_id, timeout)
+
+
+def inputs(dss: list[model.DaemonSet], observed: list[rt.ObservedContainer]) -> plan.Inputs:
+    from nodeagent import node
+
+    return plan.Inputs(
+        node=node.build("node-a", {}, (), False),
+        daemonsets=tuple(plan.DaemonSetInput(d) for d in dss),
+        static_pods=(),
+        observed=tuple(observed),
+        now=time.time(),
+    )
+
+
+def executor(runtime: rt.ContainerRuntime, tmp_path: Path, **kw: object) -> execute.Executor:
+    host = execute.HostInfo(node_name="node-a", host_ip="127.0.0.1", state_dir=str(tmp_path))
+    return execute.Executor(runtime, host, **kw)  # type: ignore[arg-type]
+
+
+def test_pods_are_applied_concurrently_deletes_first_and_one_failure_aborts_nothing(tmp_path: Path) -> None:
+    runtime = Ordered()
+    old = [daemonset(f"old{i}", pod_spec("main")) for i in range(5)]
+    ex = executor(runtime, tmp_path)
+    assert all(o.ok for o in ex.apply(plan.plan(inputs(old, [])).actions))
+    new = [daemonset(f"new{i}", pod_spec("main")) for i in range(20)]
+    broken = daemonset("broken", replace(pod_spec("main"), containers=(model.Container("main", "absent:1"),)))
+    runtime.log.clear()
+    p = plan.plan(inputs([*new, broken], runtime.list_managed()))
+    outcomes = executor(runtime, tmp_path).apply(p.actions)
+    assert [o.action for o in outcomes] == list(p.actions), "outcomes come back in the plan's order"
+    failed = [o for o in outcomes if not o.ok]
+    assert [o.action.pod for o in failed] == [plan.desired_daemon_pod(broken).name]
+    assert sum(o.ok and o.action.verb == plan.CREATE for o in outcomes) == 20
+    last_stop = max(i for i, (call, _) in enumerate(runtime.log) if call == "stop")
+    first_create = min(i for i, (call, _) in enumerate(runtime.log) if call == "create")
+    assert last_stop < first_create, "every delete finishes before the first create"
+
+
+def test_single_worker_gives_the_same_result(tmp_path: Path) -> None:
+    runtime = Ordered()
+    dss = [daemonset(f"d{i}", pod_spec("main")) for i in range(4)]
+    outcomes = executor(runtime, tmp_path, workers=1).apply(plan.plan(inputs(dss, [])).actions)
+    assert all(o.ok for o in outcomes) and len(runtime.list_managed()) == 4
+
+
+def test_multi_container_pod_gets_a_sandbox_that_its_containers_join(tmp_path: Path) -> None:
+    runtime = Ordered()
+    ds = daemonset("m", pod_spec("a", "b"))
+    assert all(o.ok for o in executor(runtime, tmp_path).apply(plan.plan(inputs([ds], [])).actions))
+    pod = plan.group_pods(runtime.list_managed())[("ns", plan.desired_daemon_pod(ds).name)]
+    assert pod.sandbox is not None and pod.sandbox.image == localimage.PAUSE_TAG
+    sandbox = runtime.by_name(pod.sandbox.name)
+    assert sandbox is not None
+    for c in pod.containers:
+        made = runtime.by_name(c.name)
+        assert made is not None and made.spec.network_mode == f"container:{sandbox.spec.name}"
+    assert runtime.log[0] == ("create", pod.name) and runtime.by_name(pod.sandbox.name) is not None
+    # deleted whole, the sandbox last
+    runtime.log.clear()
+    assert all(
+        o.ok for o in executor(runtime, tmp_path).apply(plan.plan(inputs([], runtime.list_managed())).actions)
+    )
+    assert runtime.list_managed() == []
+    stopped = [call for call in runtime.log if call[0] == "stop"]
+    assert len(stopped) == 3
+
+
+def test_init_containers_get_their_role_and_index_and_the_sandbox(tmp_path: Path) -> None:
+    runtime = Ordered()
+    ds = daemonset("i", pod_spec("a", inits=("setup",)))
+    [outcome] = executor(runtime, tmp_path).apply(plan.plan(inputs([ds], [])).actions)
+    assert outcome.ok and outcome.action.verb == plan.INIT
+    pod = plan.group_pods(runtime.list_managed())[("ns", plan.desired_daemon_pod(ds).name)]
+    [init] = pod.init_containers
+    assert init.labels[identity.LABEL_ROLE] == identity.ROLE_INIT
+    assert init.labels[identity.LABEL_INIT_INDEX] == "0"
+    assert pod.sandbox is not None and pod.containers == ()
+    # shown as kubectl shows it while the init container runs
+    p = plan.plan(inputs([ds], runtime.list_managed()))
+    shown = status.daemonset_status(p.daemonsets[0], p.waiting, time.time())
+    assert [x.status for x in shown.pods] == ["Init:0/1"]
+    assert shown.current_number_scheduled == 1
+
+
+def test_pre_stop_hook_is_recorded_on_the_container_and_run_before_the_stop(tmp_path: Path) -> None:
+    runtime = Ordered()
+    hook = model.Lifecycle(pre_stop=model.LifecycleHandler(model.ExecAction(("touch", "/x"))))
+    ds = daemonset("h", pod_spec("main", lifecycle=hook))
+    executor(runtime, tmp_path).apply(plan.plan(inputs([ds], [])).actions)
+    [c] = runtime.list_managed()
+    assert json.loads(c.labels[plan.LABEL_PRE_STOP]) == {"exec": ["touch", "/x"]}
+    [delete] = plan.plan(inputs([], [c])).actions
+    assert delete.pre_stop == ((c.id, c.labels[plan.LABEL_PRE_STOP]),)
+    executor(runtime, tmp_path).apply([delete])
+    assert runtime.calls.get("exec") == 1 and runtime.list_managed() == []
+
+
+def test_failed_post_start_hook_kills_the_container(tmp_path: Path) -> None:
+    runtime = Ordered()
+    runtime.exec_results[("false",)] = 1
+    hook = model.Lifecycle(post_start=model.LifecycleHandler(model.ExecAction(("false",))))
+    ds = daemonset("p", pod_spec("main", lifecycle=hook))
+    [outcome] = executor(runtime, tmp_path).apply(plan.plan(inputs([ds], [])).actions)
+    assert not outcome.ok and outcome.reason == execute.POST_START_HOOK_ERROR
+    [c] = runtime.list_managed()
+    assert not c.running
+
+
+def test_refs_digest_changes_with_the_referenced_objects_only() -> None:
+    spec = replace(
+        pod_spec("main"),
+        volumes=(
+            model.Volume("c", model.ConfigMapVolumeSource(name="cm")),
+            model.Volume(
+                "p",
+                model.ProjectedVolumeSource(
+                    sources=(model.VolumeProjection(secret=model.SecretVolumeSource(secret_name="s")),)
+                ),
+            ),
+        ),
+    )
+    assert execute.volume_refs(spec) == [("ConfigMap", "cm"), ("Secret", "s")]
+    objects: dict[tuple[str, str], dict[str, str | bytes]] = {("ConfigMap", "cm"): {"k": "1"}}
+
+    def lookup(kind: str, ns: str, name: str) -> dict[str, str | bytes] | None:
+        return objects.get((kind, name))
+
+    first = execute.refs_digest(spec, "ns", lookup)
+    objects[("ConfigMap", "other")] = {"x": "y"}
+    assert execute.refs_digest(spec, "ns", lookup) == first
+    objects[("Secret", "s")] = {"token": b"abc"}
+    second = execute.refs_digest(spec, "ns", lookup)
+    assert second != first and "abc" not in second
+    objects[("Secret", "s")] = {"token": b"abd"}
+    assert execute.refs_digest(spec, "ns", lookup) != second
