@@ -398,8 +398,7 @@ class Agent:
                     volume=name,
                     error=message,
                 )
-            if result.errors:
-                digests.pop(want.key)  # try again next pass; the old files stay meanwhile
+            # a volume whose object is missing keeps its last files; said once per change, not per pass
         self._volume_digests = digests
 
     def _host_for(self, state: desired.DesiredState) -> execute.HostInfo:

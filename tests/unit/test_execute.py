@@ -196,3 +196,19 @@ def test_refs_digest_changes_with_the_referenced_objects_only() -> None:
     assert second != first and "abc" not in second
     objects[("Secret", "s")] = {"token": b"abd"}
     assert execute.refs_digest(spec, "ns", lookup) != second
+
+
+def test_hook_labels_for_http_get_with_a_named_port_and_sleep() -> None:
+    get = model.HTTPGetAction(port="http", path="/quit")
+    c = model.Container(
+        name="web",
+        image=IMAGE,
+        ports=(model.ContainerPort(container_port=8080, name="http"),),
+        lifecycle=model.Lifecycle(
+            pre_stop=model.LifecycleHandler(get), post_start=model.LifecycleHandler(model.ExecAction(()), 3)
+        ),
+    )
+    spec = replace(pod_spec("web"), containers=(c,), host_network=True)
+    doc = json.loads(execute.hook_label(c, spec, "", "preStop"))
+    assert doc["httpGet"]["port"] == 8080 and doc["httpGet"]["path"] == "/quit" and doc["host"] == "127.0.0.1"
+    assert json.loads(execute.hook_label(c, spec, "", "postStart")) == {"sleep": 3}
