@@ -172,7 +172,10 @@ def test_prober_end_to_end(docker_runtime: Runtime, server: tuple[str, str]) -> 
     try:
         prober.set_targets([probes.Target(cid, container, started_at=now[0], host=ip)])
         prober.run_once(wait=True)
-        assert prober.verdict(cid) == probes.Verdict(started=True, ready=True, restart=False)
+        first = prober.verdict(cid)
+        assert first is not None
+        assert (first.started, first.ready, first.restart) == (True, True, False)
+        assert first.ready_since == now[0]
         # the app stops serving /healthz: not ready at once (failureThreshold 1), yet alive
         assert docker_runtime.exec(cid, ("rm", "/www/healthz", "/www/alive"), 5) == 0
         now[0] += 1
