@@ -631,14 +631,27 @@ def needs_sandbox(spec: model.PodSpec) -> bool:
     """Whether the pod needs a sandbox (pause) container holding its shared namespaces.
 
     Kubernetes always has one; on a lone Docker host only a pod with more than one container (init
-    containers count: they share the pod's network too) needs it, and only when some namespace would not
+    containers count: they share the pod's network too), or one whose env reads `status.podIP` (the
+    address must exist before the container is created), needs it, and only when some namespace would not
     be the host's anyway: a hostNetwork+hostIPC pod shares through the host, unless it also asks for
     shareProcessNamespace without hostPID.
     """
+    if not spec.host_network and _uses_pod_ip(spec):
+        return True  # the pod IP must be known before the container that reads it is created
     if len(spec.containers) + len(spec.init_containers) < 2:
         return False
     shared_pid = spec.share_process_namespace and not spec.host_pid
     return not (spec.host_network and spec.host_ipc) or shared_pid
+
+
+def _uses_pod_ip(spec: model.PodSpec) -> bool:
+    """True when an env var takes `status.podIP`/`status.podIPs` through the downward API."""
+    for c in (*spec.init_containers, *spec.containers):
+        for e in c.env:
+            ref = e.value_from.field_ref if e.value_from is not None else None
+            if ref is not None and ref.field_path in ("status.podIP", "status.podIPs"):
+                return True
+    return False
 
 
 SANDBOX_CONTAINER = "POD"  # the io.kubernetes.container.name of a sandbox, as dockershim labelled it

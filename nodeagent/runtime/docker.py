@@ -33,7 +33,7 @@ API_VERSION = "auto"
 MANAGED_FILTER = f"{identity.LABEL_MANAGED}=true"
 CPU_PERIOD = 100_000  # microseconds, the kubelet's CFS period
 MIN_CPU_QUOTA = 1_000  # the kubelet's minQuotaPeriod
-EVENT_WINDOW = 4.0  # seconds per events request: `stop` is noticed this quickly; longer windows cost less when idle
+EVENT_WINDOW = 4.0  # seconds per events request: `stop` is seen this quickly; longer costs less when idle
 EVENT_ACTIONS = ("create", "start", "die", "destroy", "oom", "stop", "pause", "unpause")
 EXEC_POLL = 0.05
 SYSTEMPATHS_UNCONFINED = "systempaths=unconfined"

@@ -408,15 +408,6 @@ def test_corpus_manifest_runs_as_it_says(
             assert any(path.rstrip("/") in result.stdout for path in impossible), result.stdout[-3000:]
             return
         created = scoped.list_managed()
-        if (
-            not created
-            and "bind source path does not exist" in result.stdout
-            and "/volumes/" in result.stdout
-        ):
-            pytest.xfail(
-                "ConfigMap/Secret volume files are not written before the container is created (the "
-                "volume directory stays empty), so a subPath bind into it fails: " + result.stdout[-500:]
-            )
         assert created, f"no container was created: {result.stdout[-2000:]} {result.stderr[-3000:]}"
         by_name = {c.name: c for c in all_containers(spec)}
         problems: list[str] = []
@@ -433,13 +424,7 @@ def test_corpus_manifest_runs_as_it_says(
                 for p in check_container(info, by_name[cname], spec, ds.metadata.namespace, node_name)
             ]
         assert checked, [r.name for r in created]
-        gaps = [p for p in problems if "fieldRef status.podIP" in p and not spec.host_network]
-        assert [p for p in problems if p not in gaps] == []
-        if gaps:
-            pytest.xfail(
-                "status.podIP is empty for a pod on its own network: the pod IP is known only once a "
-                f"sandbox holds the network before the app containers are created: {gaps}"
-            )
+        assert problems == []
     finally:
         for c in scoped.list_managed():
             scoped.remove(c.id)

@@ -773,3 +773,14 @@ def test_sandbox_of_a_host_network_pod() -> None:
     assert created.ports == ()
     assert created.hostname == ""
     assert created.sysctls == {"kernel.msgmax": "1"}
+
+
+def test_a_pod_reading_its_pod_ip_gets_a_sandbox() -> None:
+    pod_ip = model.EnvVar(
+        name="POD_IP",
+        value_from=model.EnvVarSource(field_ref=model.ObjectFieldSelector(field_path="status.podIP")),
+    )
+    one = model.PodSpec(containers=(model.Container(name="c", image="i", env=(pod_ip,)),))
+    assert podconfig.needs_sandbox(one)
+    assert not podconfig.needs_sandbox(dataclasses.replace(one, host_network=True))
+    assert not podconfig.needs_sandbox(model.PodSpec(containers=(model.Container(name="c", image="i"),)))
