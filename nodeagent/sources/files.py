@@ -143,6 +143,9 @@ def _identity_hints(errors: Iterable[model.Problem], index: int) -> set[tuple[st
     return {(p.kind, p.name) for p in errors if p.document == index and p.kind and p.name}
 
 
+FULL_RELIST_EVERY = 10
+
+
 class DirectorySource:
     """One watched directory of manifests; `snapshot()` is its current full snapshot.
 
@@ -335,6 +338,7 @@ class DirectorySource:
     def _run(self) -> None:
         """Worker: debounced event scans, periodic relists, and keeping the watch alive."""
         next_relist = time.monotonic() + self._relist_interval
+        relists = 0
         try:
             while True:
                 self._ensure_watch()
@@ -362,6 +366,11 @@ class DirectorySource:
                     self._pending = False
                 if force is None:
                     next_relist = time.monotonic() + self._relist_interval
+                    relists += 1
+                    if relists % FULL_RELIST_EVERY:
+                        # a periodic relist re-reads only files whose size, mtime or inode changed (cheap
+                        # when idle); every FULL_RELIST_EVERY-th one re-reads everything, the deep net
+                        force = set()
                 try:
                     self._scan(force)
                 except Exception:  # a bug must not end the watching for good
