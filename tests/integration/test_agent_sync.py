@@ -82,6 +82,10 @@ class Recorder:
         self.calls.append("load_images")
         return self.inner.load_images(path)
 
+    def container_ip(self, container_id: str, network: str = "") -> str:
+        self.calls.append("container_ip")
+        return self.inner.container_ip(container_id, network)
+
     def create(self, spec: rt.ContainerCreate) -> str:
         self.calls.append("create")
         return self.inner.create(spec)
@@ -773,11 +777,16 @@ def test_downward_api_and_resource_env(home: Home) -> None:
     home.put("dapi", doc)
     result = home.sync()
     assert_ok(result)
-    [c] = home.containers()
+    # reading status.podIP gives the pod a sandbox: its address exists before the container is created
+    by_role = {c.labels[identity.LABEL_ROLE]: c for c in home.containers()}
+    assert set(by_role) == {identity.ROLE_APP, identity.ROLE_SANDBOX}
+    c = by_role[identity.ROLE_APP]
     info = home.engine.inspect(c.id)
     assert info is not None
     env = dict(e.split("=", 1) for e in info["Config"]["Env"])
     pod_name = c.labels[identity.LABEL_POD_NAME]
+    sandbox_ip = home.engine.container_ip(by_role[identity.ROLE_SANDBOX].id)
+    assert sandbox_ip and env["POD_IP"] == sandbox_ip
     assert env["NODE"] == home.node
     assert env["POD"] == pod_name
     assert env["NS"] == home.namespace
