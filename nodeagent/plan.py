@@ -20,6 +20,7 @@ the DaemonSet controller does): OnDelete keeps it until it is deleted, RollingUp
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import defaultdict
@@ -517,34 +518,26 @@ def _container_actions(
         actions += _sidecar_restarts(desired, pod, inputs, waiting)
     for c in spec.containers:
         seen = pod.container(c.name) if pod is not None else None
-        base = {
-            "namespace": desired.namespace,
-            "pod": desired.name,
-            "owner": desired.owner,
-            "container": c.name,
-            "desired": desired,
-            "grace_seconds": spec.termination_grace_period_seconds,
-        }
+        make = _for_container(desired, c.name)
         if seen is None:
             why = "pod has no container " + repr(c.name) if pod is not None else _create_reason(desired)
-            actions.append(Action(verb=CREATE, reason=why, **base))  # type: ignore[arg-type]
+            actions.append(make(verb=CREATE, reason=why))
             continue
         if seen.state == "created":
             actions.append(
-                Action(
+                make(
                     verb=START,
                     reason="container was created but never started",
                     attempt=attempt_of(seen),
                     backoff_step=_backoff_step(seen),
                     container_ids=(seen.id,),
-                    **base,  # type: ignore[arg-type]
                 )
             )
             continue
         if seen.running:
             health = inputs.health.get(seen.id)
             if health is not None and health.restart and spec.restart_policy != "Never":
-                actions.append(_probe_restart(seen, health, spec, inputs, base))
+                actions.append(_probe_restart(seen, health, spec, inputs, make))
             continue
         # exited or dead
         if not _should_restart(spec.restart_policy, seen.exit_code):
@@ -559,14 +552,13 @@ def _container_actions(
             waiting.append(Waiting(desired.namespace, desired.name, c.name, "CrashLoopBackOff", until))
             continue
         actions.append(
-            Action(
+            make(
                 verb=RESTART,
                 reason=f"container {c.name!r} exited with code {seen.exit_code}; restartPolicy "
                 f"{spec.restart_policy}",
                 attempt=attempt_of(seen) + 1,
                 backoff_step=0 if ran >= inputs.backoff.reset_after else step + 1,
                 container_ids=(seen.id,),
-                **base,  # type: ignore[arg-type]
             )
         )
     return actions
@@ -592,26 +584,18 @@ def _init_actions(
     spec = desired.template.spec
     for index, c in enumerate(spec.init_containers):
         seen = pod.container(c.name) if pod is not None else None
-        base = {
-            "namespace": desired.namespace,
-            "pod": desired.name,
-            "owner": desired.owner,
-            "container": c.name,
-            "desired": desired,
-            "grace_seconds": spec.termination_grace_period_seconds,
-        }
+        make = _for_container(desired, c.name)
         if seen is None:
             why = f"init container {index + 1}/{len(spec.init_containers)} {c.name!r} has not run yet"
-            return [Action(verb=INIT, reason=why, **base)], False  # type: ignore[arg-type]
+            return [make(verb=INIT, reason=why)], False
         if seen.state == "created":
             return [
-                Action(
+                make(
                     verb=START,
                     reason="init container was created but never started",
                     attempt=attempt_of(seen),
                     backoff_step=_backoff_step(seen),
                     container_ids=(seen.id,),
-                    **base,  # type: ignore[arg-type]
                 )
             ], False
         if seen.running:
@@ -630,13 +614,12 @@ def _init_actions(
             return [], False
         why = f"init container {c.name!r} exited with code {seen.exit_code}; retried"
         return [
-            Action(
+            make(
                 verb=INIT,
                 reason=why,
                 attempt=attempt_of(seen) + 1,
                 backoff_step=step + 1,
                 container_ids=(seen.id,),
-                **base,  # type: ignore[arg-type]
             )
         ], False
     return [], True
@@ -682,7 +665,7 @@ def _probe_restart(
     health: Health,
     spec: model.PodSpec,
     inputs: Inputs,
-    base: Mapping[str, object],
+    make: functools.partial[Action],
 ) -> Action:
     """A running container whose liveness (or startup) probe failed: stop it and start the next attempt.
 
@@ -694,15 +677,27 @@ def _probe_restart(
     grace = (
         health.grace_seconds if health.grace_seconds is not None else spec.termination_grace_period_seconds
     )
-    fields = {**base, "grace_seconds": grace}
-    return Action(
+    return make(
         verb=RESTART,
+        grace_seconds=grace,
         reason=f"{health.message or 'Liveness probe failed'}; container will be restarted",
         attempt=attempt_of(seen) + 1,
         backoff_step=step,
         container_ids=(seen.id,),
         pre_stop=pre_stop_hooks((seen,)),
-        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _for_container(desired: DesiredPod, container: str) -> functools.partial[Action]:
+    """An Action maker with the fields every action on one container of `desired` shares."""
+    return functools.partial(
+        Action,
+        namespace=desired.namespace,
+        pod=desired.name,
+        owner=desired.owner,
+        container=container,
+        desired=desired,
+        grace_seconds=desired.template.spec.termination_grace_period_seconds,
     )
 
 
