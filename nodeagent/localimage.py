@@ -81,13 +81,17 @@ def _add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
     tar.addfile(info)
 
 
-def busybox_context(busybox: str) -> bytes:
-    """An uncompressed tar build context: Dockerfile + rootfs/ with busybox and its applet links."""
+def _read_busybox(busybox: str) -> bytes:
     try:
         with open(busybox, "rb") as fh:
-            binary = fh.read()
+            return fh.read()
     except OSError as exc:
         raise LocalImageError(f"cannot read {busybox}: {exc.strerror or exc}; {INSTALL_HINT}") from exc
+
+
+def busybox_context(busybox: str) -> bytes:
+    """An uncompressed tar build context: Dockerfile + rootfs/ with busybox and its applet links."""
+    binary = _read_busybox(busybox)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         _add(tar, "Dockerfile", DOCKERFILE)
@@ -125,11 +129,7 @@ class ContextBuilder(Protocol):
 
 def pause_context(busybox: str) -> bytes:
     """The build context of the sandbox image: busybox with just the applets the pause script uses."""
-    try:
-        with open(busybox, "rb") as fh:
-            binary = fh.read()
-    except OSError as exc:
-        raise LocalImageError(f"cannot read {busybox}: {exc.strerror or exc}; {INSTALL_HINT}") from exc
+    binary = _read_busybox(busybox)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         _add(tar, "Dockerfile", PAUSE_DOCKERFILE)

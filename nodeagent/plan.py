@@ -307,18 +307,20 @@ class Plan:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def attempt_of(c: rt.ObservedContainer) -> int:
+def _int_label(c: rt.ObservedContainer, key: str) -> int:
+    """A numeric label of ours; a missing or mangled one counts as 0 (it only shapes timing and order)."""
     try:
-        return int(c.labels.get(identity.LABEL_ATTEMPT, "0"))
+        return int(c.labels.get(key, "0"))
     except ValueError:
         return 0
+
+
+def attempt_of(c: rt.ObservedContainer) -> int:
+    return _int_label(c, identity.LABEL_ATTEMPT)
 
 
 def _backoff_step(c: rt.ObservedContainer) -> int:
-    try:
-        return int(c.labels.get(LABEL_BACKOFF_STEP, "0"))
-    except ValueError:
-        return 0
+    return _int_label(c, LABEL_BACKOFF_STEP)
 
 
 def group_pods(observed: Iterable[rt.ObservedContainer]) -> dict[tuple[str, str], ObservedPod]:
@@ -361,10 +363,7 @@ def group_pods(observed: Iterable[rt.ObservedContainer]) -> dict[tuple[str, str]
 
 
 def _init_index(c: rt.ObservedContainer) -> int:
-    try:
-        return int(c.labels.get(identity.LABEL_INIT_INDEX, "0"))
-    except ValueError:
-        return 0
+    return _int_label(c, identity.LABEL_INIT_INDEX)
 
 
 def selector_hash(selector: model.LabelSelector) -> str:
