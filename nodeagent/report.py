@@ -69,6 +69,7 @@ class Reporter:
         self._thread: threading.Thread | None = None
         self._log = log.bind(status_server=http.display_url(self.url))
         self.sent = 0  # successful posts (for tests and debugging)
+        self._connections = http.Connections()  # one kept-alive connection for every post
 
     def update(self, report: Mapping[str, Any]) -> None:
         """The newest report; wakes the worker if it differs from what was sent."""
@@ -89,6 +90,7 @@ class Reporter:
         if self._thread is not None:
             self._thread.join(timeout=self._timeout + 1)
             self._thread = None
+        self._connections.close()
 
     def _context(self) -> ssl.SSLContext | None:
         if urlsplit(self.url).scheme != "https":
@@ -101,7 +103,14 @@ class Reporter:
         try:
             headers = dict(self._auth.headers) if self._auth else {}
             headers.update(http.bearer(self._auth.token_file if self._auth else None))
-            http.post_json(self.url, report, timeout=self._timeout, headers=headers, context=self._context())
+            http.post_json(
+                self.url,
+                report,
+                timeout=self._timeout,
+                headers=headers,
+                context=self._context(),
+                connections=self._connections,
+            )
         except http.FetchError as exc:
             metrics.STATUS_REPORTS.labels(result="error").inc()
             if not self._failing:
