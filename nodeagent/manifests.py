@@ -384,7 +384,12 @@ class _Loader(yaml.SafeLoader):
     """YAML 1.1 like Kubernetes' decoder, but timestamps and `=` stay strings (they are never dates)."""
 
 
-_Loader.yaml_implicit_resolvers = {
+class _CLoader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  # type: ignore[misc]
+    """The same dialect on libyaml's parser, when PyYAML has it: about ten times faster, which is most
+    of a no-op `nodeagent sync` over fifty manifests. libyaml caps nesting at 1000 levels (an error)."""
+
+
+_Loader.yaml_implicit_resolvers = _CLoader.yaml_implicit_resolvers = {
     first: [
         (tag, rx)
         for tag, rx in resolvers
@@ -392,6 +397,7 @@ _Loader.yaml_implicit_resolvers = {
     ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+LOADER: type[yaml.SafeLoader] = _CLoader if yaml.__with_libyaml__ else _Loader
 
 
 def _parse_stream(text: str, source: str) -> tuple[list[object], model.Problem | None]:
@@ -404,7 +410,7 @@ def _parse_stream(text: str, source: str) -> tuple[list[object], model.Problem |
             pass  # not plain JSON: YAML either reads it or explains what is wrong, with a position
     docs: list[object] = []
     try:
-        for doc in yaml.load_all(text, Loader=_Loader):
+        for doc in yaml.load_all(text, Loader=LOADER):
             docs.append(doc)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

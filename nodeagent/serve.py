@@ -72,18 +72,6 @@ class Bundle:
     published_at: float
 
 
-class _RawLoader(yaml.SafeLoader):
-    """The manifest loader's YAML dialect (manifests._Loader): timestamps and `=` stay strings."""
-
-
-_RawLoader.yaml_implicit_resolvers = {
-    first: [
-        (tag, rx) for tag, rx in rs if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")
-    ]
-    for first, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
 def _raw_documents(data: bytes) -> list[object] | None:
     """The raw documents of a file, aligned with manifests.load_text's indexes; None if unreadable."""
     try:
@@ -96,7 +84,7 @@ def _raw_documents(data: bytes) -> list[object] | None:
         except (ValueError, RecursionError):
             pass
     try:
-        return list(yaml.load_all(text, Loader=_RawLoader))
+        return list(yaml.load_all(text, Loader=manifests.LOADER))  # the agents' YAML dialect
     except (yaml.YAMLError, RecursionError, ValueError, TypeError):
         return None
 
