@@ -323,6 +323,12 @@ def _backoff_step(c: rt.ObservedContainer) -> int:
     return _int_label(c, LABEL_BACKOFF_STEP)
 
 
+def _backoff_until(seen: rt.ObservedContainer, step: int, backoff: Backoff) -> float:
+    """When an exited container may run again: when it finished plus the crash-loop delay of `step`."""
+    finished = seen.finished_at if seen.finished_at is not None else seen.created_at
+    return finished + (backoff.delay(step - 1) if step > 0 else 0.0)
+
+
 def group_pods(observed: Iterable[rt.ObservedContainer]) -> dict[tuple[str, str], ObservedPod]:
     """Group managed containers into pods; keep the newest attempt of each container name."""
     by_pod: dict[tuple[str, str], list[rt.ObservedContainer]] = defaultdict(list)
@@ -545,8 +551,7 @@ def _container_actions(
         if seen.started_at is not None and seen.finished_at is not None:
             ran = seen.finished_at - seen.started_at
         step = 0 if ran >= inputs.backoff.reset_after else _backoff_step(seen)
-        finished = seen.finished_at if seen.finished_at is not None else seen.created_at
-        until = finished + (inputs.backoff.delay(step - 1) if step > 0 else 0.0)
+        until = _backoff_until(seen, step, inputs.backoff)
         if inputs.now < until:
             waiting.append(Waiting(desired.namespace, desired.name, c.name, "CrashLoopBackOff", until))
             continue
@@ -606,8 +611,7 @@ def _init_actions(
         if spec.restart_policy == "Never" and c.restart_policy != "Always":
             return [], False  # the pod has failed (Init:Error); nothing runs again
         step = _backoff_step(seen)
-        finished = seen.finished_at if seen.finished_at is not None else seen.created_at
-        until = finished + (inputs.backoff.delay(step - 1) if step > 0 else 0.0)
+        until = _backoff_until(seen, step, inputs.backoff)
         if inputs.now < until:
             waiting.append(Waiting(desired.namespace, desired.name, c.name, "CrashLoopBackOff", until))
             return [], False
@@ -636,8 +640,7 @@ def _sidecar_restarts(
         if c.restart_policy != "Always" or seen is None or seen.running or seen.state == "created":
             continue
         step = _backoff_step(seen)
-        finished = seen.finished_at if seen.finished_at is not None else seen.created_at
-        until = finished + (inputs.backoff.delay(step - 1) if step > 0 else 0.0)
+        until = _backoff_until(seen, step, inputs.backoff)
         if inputs.now < until:
             waiting.append(Waiting(desired.namespace, desired.name, c.name, "CrashLoopBackOff", until))
             continue

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import structlog
 from watchdog import events as wd_events
@@ -144,6 +145,26 @@ def _identity_hints(errors: Iterable[model.Problem], index: int) -> set[tuple[st
 
 
 FULL_RELIST_EVERY = 10
+
+
+def report_problems(logger: Any, previous: FileContent | None, content: FileContent) -> None:
+    """Log a file's (or a bundle's) problems when they change, so a broken manifest is reported once,
+    not at every relist or poll."""
+    old_errors = previous.errors if previous is not None else ()
+    if content.errors == old_errors:
+        return
+    for p in content.errors:
+        logger.warning(
+            "manifest_invalid",
+            document=p.document,
+            kind=p.kind,
+            name=p.name,
+            path=p.path,
+            message=p.message,
+            kept_previous=None in content.kept or p.document in content.kept,
+        )
+    if not content.errors:
+        logger.info("manifest_valid")
 
 
 class DirectorySource:
@@ -315,23 +336,7 @@ class DirectorySource:
                 self._log.exception("on_change_failed")
 
     def _report(self, file: str, previous: FileContent | None, content: FileContent) -> None:
-        """Log a file's problems when they change, so a broken file is reported once, not every relist."""
-        old_errors = previous.errors if previous is not None else ()
-        if content.errors == old_errors:
-            return
-        for p in content.errors:
-            self._log.warning(
-                "manifest_invalid",
-                file=file,
-                document=p.document,
-                kind=p.kind,
-                name=p.name,
-                path=p.path,
-                message=p.message,
-                kept_previous=None in content.kept or p.document in content.kept,
-            )
-        if not content.errors:
-            self._log.info("manifest_valid", file=file)
+        report_problems(self._log.bind(file=file), previous, content)
 
     # --- background -------------------------------------------------------------------------------
 

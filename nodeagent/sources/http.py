@@ -699,24 +699,10 @@ class HttpSource:
                 self._log.exception("on_change_failed")
 
     def _report(self, previous: files.FileContent | None, content: files.FileContent) -> None:
-        old_errors = previous.errors if previous is not None else ()
         old_docs = previous.documents if previous is not None else ()
         if content.documents != old_docs:
             self._log.info("source_updated", documents=len(content.documents))
-        if content.errors == old_errors:
-            return
-        for p in content.errors:
-            self._log.warning(
-                "manifest_invalid",
-                document=p.document,
-                kind=p.kind,
-                name=p.name,
-                path=p.path,
-                message=p.message,
-                kept_previous=None in content.kept or p.document in content.kept,
-            )
-        if not content.errors:
-            self._log.info("manifest_valid")
+        files.report_problems(self._log, previous, content)
 
     # --- background -----------------------------------------------------------------------------------
 
