@@ -36,6 +36,7 @@ import hmac
 import html
 import json
 import os
+import socket
 import ssl
 import threading
 import time
@@ -290,6 +291,29 @@ class _HTTPServer(http_server.ThreadingHTTPServer):
     request_queue_size = 1024
     app: Server
 
+    def __init__(self, address: tuple[str, int], handler: type[http_server.BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._open: set[socket.socket] = set()  # agents keep their connections alive between requests
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """End every open connection (on stop: a kept-alive one would otherwise outlive the server)."""
+        with self._open_lock:
+            open_now, self._open = list(self._open), set()
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def finish_request(self, request: Any, client_address: Any) -> None:
         """TLS handshakes happen here, on the request's own thread, so a slow client blocks no one."""
         ctx = self.app.tls_context
@@ -353,6 +377,7 @@ class Server:
         self.publisher.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.httpd.drop_connections()
         if self._thread is not None:
             self._thread.join()
             self._thread = None

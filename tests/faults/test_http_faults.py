@@ -3,7 +3,9 @@ when it answers again with a changed bundle, the change applies (DESIGN.md §2).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -41,6 +43,7 @@ class Source:
         self.lock = threading.Lock()
         self.port = 0
         self._httpd: http_server.ThreadingHTTPServer | None = None
+        self._open: set[socket.socket] = set()  # agents keep their connection alive between requests
         self.start()
 
     @property
@@ -55,6 +58,16 @@ class Source:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with source.lock:
+                    source._open.add(self.connection)
+
+            def finish(self) -> None:
+                with source.lock:
+                    source._open.discard(self.connection)
+                super().finish()
 
             def do_GET(self) -> None:
                 with source.lock:
@@ -88,11 +101,16 @@ class Source:
         threading.Thread(target=httpd.serve_forever, args=(0.1,), daemon=True).start()
 
     def stop(self) -> None:
-        """Down: the port refuses connections."""
+        """Down: the port refuses connections and the open ones are dropped, as when a server dies."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        with self.lock:
+            open_now, self._open = list(self._open), set()
+        for conn in open_now:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture

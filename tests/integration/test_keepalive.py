@@ -201,3 +201,19 @@ def test_status_reports_reuse_one_connection_and_serve_disables_nagle(tmp_path: 
     finally:
         rep.stop()
         srv.stop()
+
+
+def test_stopping_serve_ends_kept_connections(tmp_path: Path) -> None:
+    """A stopped server must look down to its agents, not keep answering on their kept connections."""
+    mdir = tmp_path / "m"
+    mdir.mkdir()
+    put(mdir, "a", ds_doc("a"))
+    srv = start_serve(mdir)
+    conns = http.Connections()
+    try:
+        assert http.request("GET", srv.url + "/manifests", connections=conns).status == 200
+        srv.stop()
+        with pytest.raises(http.FetchError):
+            http.request("GET", srv.url + "/manifests", connections=conns, timeout=5.0)
+    finally:
+        conns.close()
