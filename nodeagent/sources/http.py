@@ -64,6 +64,7 @@ log = structlog.get_logger(__name__)
 
 MAX_BODY = 16 * 1024 * 1024  # a bundle larger than this is refused (and the last good one kept)
 MAX_REDIRECTS = 5
+MAX_IDLE = 30.0  # a kept connection idle for longer is closed, not reused (Connections)
 WATCH_SECONDS = 30.0  # how long a watch request is held by the server at most
 WATCH_HEADER = "X-Nodeagent-Watch"
 BACKOFF_START = 1.0
@@ -120,28 +121,38 @@ class Connections:
     A node's polls, watches and status reports then cost the server one request each instead of a TCP
     handshake, an accept and a handler thread too (measured on `serve`: about 300 µs of CPU per request
     on a new connection, under 100 µs on a kept one). A connection is handed out to one request at a
-    time, so concurrent callers simply open another.
+    time, so concurrent callers simply open another. One idle for longer than `max_idle` is not reused:
+    firewalls and NAT drop idle connections silently, and a request sent on one would wait out its
+    timeout instead of failing fast.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_idle: float = MAX_IDLE) -> None:
         self._lock = threading.Lock()
-        self._idle: dict[Origin, http.client.HTTPConnection] = {}
+        self._idle: dict[Origin, tuple[http.client.HTTPConnection, float]] = {}
+        self._max_idle = max_idle
 
     def take(self, origin: Origin) -> http.client.HTTPConnection | None:
         with self._lock:
-            return self._idle.pop(origin, None)
+            kept = self._idle.pop(origin, None)
+        if kept is None:
+            return None
+        conn, since = kept
+        if time.monotonic() - since >= self._max_idle:
+            conn.close()
+            return None
+        return conn
 
     def give(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
         with self._lock:
             old = self._idle.get(origin)
-            self._idle[origin] = conn
+            self._idle[origin] = (conn, time.monotonic())
         if old is not None:
-            old.close()
+            old[0].close()
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = list(self._idle.values()), {}
-        for conn in idle:
+        for conn, _ in idle:
             conn.close()
 
 

@@ -100,6 +100,16 @@ def test_requests_with_a_connection_cache_share_one_connection(host: CountingHos
     assert (host.requests, host.connections) == (6, 1)
 
 
+def test_a_connection_idle_for_longer_than_max_idle_is_not_reused(host: CountingHost) -> None:
+    conns = http.Connections(max_idle=0.0)  # every kept connection is already too old
+    try:
+        for _ in range(3):
+            http.request("GET", host.url, connections=conns)
+    finally:
+        conns.close()
+    assert (host.requests, host.connections) == (3, 3)
+
+
 def test_without_a_connection_cache_each_request_connects(host: CountingHost) -> None:
     for _ in range(3):
         http.request("GET", host.url)
