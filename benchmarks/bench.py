@@ -22,11 +22,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 
 from nodeagent import localimage
 from nodeagent.runtime import docker as docker_rt
@@ -586,6 +587,7 @@ def main() -> int:
     if args.quick:
         os.environ.setdefault("BENCH_IDLE_SECONDS", "5")
     client = docker.from_env()
+    built_image = not docker_rt.DockerRuntime().image_present(IMAGE)
     localimage.ensure_busybox_image(docker_rt.DockerRuntime(), IMAGE, {BENCH_LABEL: "image"})
     events = StartEvents(client)
     results: dict[str, Any] = {
@@ -612,6 +614,9 @@ def main() -> int:
     finally:
         events.close()
         cleanup(client)
+        if built_image:  # the bench leaves no image it made behind
+            with suppress(docker.errors.APIError):
+                client.images.remove(IMAGE)
     if "fleet" in only:
         results["fleet"] = bench_fleet(nodes, fleet_seconds, args.fleet_procs)
     text = table(results)

@@ -22,7 +22,12 @@ import pytest
 
 from nodeagent import localimage
 from nodeagent.runtime import docker as docker_rt
-from tests.integration.conftest import TEST_IMAGE, TEST_LABEL, in_ci
+from tests.integration.conftest import (
+    TEST_IMAGE,
+    TEST_LABEL,
+    _remove_images_built_here,  # noqa: F401  (autouse: registered here)
+    in_ci,
+)
 
 NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
 

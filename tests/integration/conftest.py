@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
 
+import docker
+import docker.errors
 import pytest
 
 from nodeagent import errors, localimage
@@ -53,6 +56,35 @@ def cleanup_by_label(runtime: docker_runtime_mod.DockerRuntime, selector: str) -
 
 def session_selector() -> str:
     return f"{SESSION_LABEL}={SESSION_ID}"
+
+
+BUILT_IMAGES = (TEST_IMAGE, localimage.PAUSE_TAG)  # images a test session may have built
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_images_built_here() -> Iterator[None]:
+    """The images this session builds (the busybox test image, the agent's pause image) are removed at
+    its end, after its containers (an autouse session fixture is finalized last). One present before the
+    session started is left alone: it is a user's, or another session's that may still need it."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception:  # no engine: nothing was built (tests needing one fail or skip on their own)
+        yield
+        return
+    absent = []
+    for tag in BUILT_IMAGES:
+        try:
+            client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            absent.append(tag)
+        except docker.errors.APIError:
+            pass
+    yield
+    for tag in absent:
+        with contextlib.suppress(docker.errors.APIError):  # in use by someone else's container, or gone
+            client.images.remove(tag)
+    client.close()
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ import pytest
 from nodeagent import localimage
 from nodeagent.runtime import docker as docker_rt
 from tests.integration import conftest as itest
+from tests.integration.conftest import _remove_images_built_here  # noqa: F401  (autouse: registered here)
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "nodeagent-test/systemd-base:bookworm"
