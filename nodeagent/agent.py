@@ -284,7 +284,7 @@ class Agent:
             spec = want.template.spec
             for c in spec.containers:
                 seen = pod.container(c.name)
-                if seen is None or not seen.running or not plan.is_app(seen):
+                if seen is None or not seen.running:
                     continue
                 if c.liveness_probe is None and c.readiness_probe is None and c.startup_probe is None:
                     continue

@@ -380,16 +380,14 @@ def is_manifest_filename(name: str) -> bool:
     return base.lower().endswith((".yaml", ".yml", ".json"))
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 like Kubernetes' decoder, but timestamps and `=` stay strings (they are never dates)."""
+class _Loader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  # type: ignore[misc]
+    """YAML 1.1 like Kubernetes' decoder, but timestamps and `=` stay strings (they are never dates).
+
+    On libyaml's parser when PyYAML has it: about ten times faster, which is most of a no-op
+    `nodeagent sync` over fifty manifests. libyaml caps nesting at 1000 levels (a syntax error)."""
 
 
-class _CLoader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  # type: ignore[misc]
-    """The same dialect on libyaml's parser, when PyYAML has it: about ten times faster, which is most
-    of a no-op `nodeagent sync` over fifty manifests. libyaml caps nesting at 1000 levels (an error)."""
-
-
-_Loader.yaml_implicit_resolvers = _CLoader.yaml_implicit_resolvers = {
+_Loader.yaml_implicit_resolvers = {
     first: [
         (tag, rx)
         for tag, rx in resolvers
@@ -397,7 +395,7 @@ _Loader.yaml_implicit_resolvers = _CLoader.yaml_implicit_resolvers = {
     ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-LOADER: type[yaml.SafeLoader] = _CLoader if yaml.__with_libyaml__ else _Loader
+LOADER: type[yaml.SafeLoader] = _Loader  # the dialect, for `serve` (which keeps raw documents)
 
 
 def _parse_stream(text: str, source: str) -> tuple[list[object], model.Problem | None]:

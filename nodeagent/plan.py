@@ -645,14 +645,8 @@ def _sidecar_restarts(
             waiting.append(Waiting(desired.namespace, desired.name, c.name, "CrashLoopBackOff", until))
             continue
         actions.append(
-            Action(
+            _for_container(desired, c.name)(
                 verb=INIT,
-                namespace=desired.namespace,
-                pod=desired.name,
-                owner=desired.owner,
-                container=c.name,
-                desired=desired,
-                grace_seconds=spec.termination_grace_period_seconds,
                 reason=f"sidecar {c.name!r} exited with code {seen.exit_code}; restartPolicy Always",
                 attempt=attempt_of(seen) + 1,
                 backoff_step=step + 1,
@@ -848,10 +842,9 @@ def _readiness(
     for p in pods.values():
         template = templates.get(p.spec_hash)
         specs = {c.name: c for c in template.spec.containers} if template is not None else {}
-        for c in p.containers:
-            if is_app(c):
-                name = c.labels.get(identity.LABEL_CONTAINER_NAME, "")
-                out[c.id] = container_readiness(c, specs.get(name), inputs.health)
+        for c in p.containers:  # app containers only (group_pods keeps init and sandbox apart)
+            name = c.labels.get(identity.LABEL_CONTAINER_NAME, "")
+            out[c.id] = container_readiness(c, specs.get(name), inputs.health)
     return out
 
 
@@ -862,7 +855,7 @@ def pod_available(
     (podutil.IsPodAvailable); `when` is the moment it becomes available, None while not ready."""
     if pod is None:
         return (False, None)
-    apps = [c for c in pod.containers if is_app(c)]
+    apps = pod.containers  # app containers only (group_pods keeps init and sandbox apart)
     specs = {c.name: c for c in template.spec.containers} if template is not None else {}
     if not apps or len(apps) < len(specs):
         return (False, None)

@@ -152,7 +152,7 @@ def pod_status(
     counts as ready. Only app containers count (a sandbox or init container is never `ready`)."""
     mine = {w.container: w for w in waiting if (w.namespace, w.pod) == pod.key}
     containers = tuple(_container_status(c, mine, readiness) for c in pod.containers)
-    apps = [s for c, s in zip(pod.containers, containers, strict=True) if plan.is_app(c)]
+    apps = containers  # pod.containers are the app containers (plan.group_pods)
     ready = bool(apps) and all(c.ready for c in apps)
     since = [r.since for c in pod.containers if readiness and (r := readiness.get(c.id)) is not None]
     ready_since = None
