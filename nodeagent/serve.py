@@ -283,17 +283,16 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-class _HTTPServer(http_server.ThreadingHTTPServer):
+class TrackingHTTPServer(http_server.ThreadingHTTPServer):
+    """A threading HTTP server that knows its open connections, so stopping it can end them: agents
+    keep theirs alive between requests, and a handler thread would otherwise outlive the server."""
+
     daemon_threads = True
     block_on_close = False
-    # A fleet reconnects its watches at once after every change: with socketserver's default backlog
-    # of 5 the kernel drops most of those SYNs, and each dropped one costs the node a 1 s retransmit.
-    request_queue_size = 1024
-    app: Server
 
     def __init__(self, address: tuple[str, int], handler: type[http_server.BaseHTTPRequestHandler]) -> None:
         super().__init__(address, handler)
-        self._open: set[socket.socket] = set()  # agents keep their connections alive between requests
+        self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -307,12 +306,19 @@ class _HTTPServer(http_server.ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def drop_connections(self) -> None:
-        """End every open connection (on stop: a kept-alive one would otherwise outlive the server)."""
+        """End every open connection (after `shutdown`, as a server that dies does)."""
         with self._open_lock:
             open_now, self._open = list(self._open), set()
         for sock in open_now:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+class _HTTPServer(TrackingHTTPServer):
+    # A fleet reconnects its watches at once after every change: with socketserver's default backlog
+    # of 5 the kernel drops most of those SYNs, and each dropped one costs the node a 1 s retransmit.
+    request_queue_size = 1024
+    app: Server
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """TLS handshakes happen here, on the request's own thread, so a slow client blocks no one."""

@@ -3,9 +3,7 @@ when it answers again with a changed bundle, the change applies (DESIGN.md §2).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from nodeagent import serve
 from nodeagent.runtime import docker as docker_rt
 
 from .conftest import AgentHome, daemonset, pods, wait_for
@@ -42,8 +41,7 @@ class Source:
         self.faulty_requests = 0
         self.lock = threading.Lock()
         self.port = 0
-        self._httpd: http_server.ThreadingHTTPServer | None = None
-        self._open: set[socket.socket] = set()  # agents keep their connection alive between requests
+        self._httpd: serve.TrackingHTTPServer | None = None
         self.start()
 
     @property
@@ -58,16 +56,6 @@ class Source:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
-
-            def setup(self) -> None:
-                super().setup()
-                with source.lock:
-                    source._open.add(self.connection)
-
-            def finish(self) -> None:
-                with source.lock:
-                    source._open.discard(self.connection)
-                super().finish()
 
             def do_GET(self) -> None:
                 with source.lock:
@@ -94,8 +82,7 @@ class Source:
                 if code != 304:
                     self.wfile.write(body)
 
-        httpd = http_server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        httpd.daemon_threads = True
+        httpd = serve.TrackingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = int(httpd.server_address[1])
         self._httpd = httpd
         threading.Thread(target=httpd.serve_forever, args=(0.1,), daemon=True).start()
@@ -105,12 +92,8 @@ class Source:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
+            self._httpd.drop_connections()
             self._httpd = None
-        with self.lock:
-            open_now, self._open = list(self._open), set()
-        for conn in open_now:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture
