@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from nodeagent import identity, model, node, scheduling
+from nodeagent import identity, model, node, podconfig, scheduling
 from nodeagent import runtime as rt
 
 LABEL_BACKOFF_STEP = "io.nodeagent.backoff-step"
@@ -509,7 +509,7 @@ def _container_actions(
         pod = None
     elif (
         pod is not None
-        and _needs_sandbox(spec)
+        and podconfig.needs_sandbox(spec)
         and pod.sandbox is None
         and (pod.containers or pod.init_containers)
     ):
@@ -566,14 +566,6 @@ def _container_actions(
             )
         )
     return actions
-
-
-def _needs_sandbox(spec: model.PodSpec) -> bool:
-    """podconfig.needs_sandbox, restated here (the planner imports no I/O module): kept equal by a test."""
-    if len(spec.containers) + len(spec.init_containers) < 2:
-        return False
-    shared_pid = spec.share_process_namespace and not spec.host_pid
-    return not (spec.host_network and spec.host_ipc) or shared_pid
 
 
 def _init_actions(

@@ -661,13 +661,22 @@ def test_exited_app_container_is_restarted_alone_sandbox_untouched() -> None:
     assert p.actions[0].container_ids == (crashed.id,)
 
 
-def test_planner_sandbox_rule_matches_podconfig() -> None:
-    from nodeagent import podconfig
-
-    for ds in (DS, make_ds(containers=("a", "b")), INIT_DS, _with_init("i")):
-        for host in (False, True):
-            spec = replace(ds.spec.template.spec, host_network=host, host_ipc=host)
-            assert plan._needs_sandbox(spec) == podconfig.needs_sandbox(spec)
+def test_lost_sandbox_of_a_pod_reading_its_pod_ip_recreates_it() -> None:
+    """One container, but it reads status.podIP: it has a sandbox (podconfig.needs_sandbox), and a pod
+    whose sandbox is gone is recreated, as for a multi-container pod."""
+    pod_ip = model.EnvVar(
+        name="POD_IP",
+        value_from=model.EnvVarSource(field_ref=model.ObjectFieldSelector(field_path="status.podIP")),
+    )
+    base = make_ds()
+    spec = replace(
+        base.spec.template.spec, containers=(replace(base.spec.template.spec.containers[0], env=(pod_ip,)),)
+    )
+    ds = replace(base, spec=replace(base.spec, template=replace(base.spec.template, spec=spec)))
+    desired = plan.desired_daemon_pod(ds)
+    p = plan.plan(_inputs([ds], [container_for(desired, "main")]))
+    assert _verbs(p) == [(plan.DELETE, ""), (plan.CREATE, "main")]
+    assert "sandbox" in p.actions[0].reason
 
 
 def test_sidecar_init_container_starts_before_the_apps_and_is_kept_running() -> None:
