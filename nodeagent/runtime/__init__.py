@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from nodeagent import errors
+from nodeagent import errors, identity
 
 
 class ExecTimeout(errors.ContainerRuntimeError):
@@ -92,6 +92,15 @@ class ObservedContainer:
     @property
     def running(self) -> bool:
         return self.state in ("running", "restarting", "paused")
+
+
+def node_scoped_labels(labels: Mapping[str, str], node_name: str | None) -> dict[str, str]:
+    """The labels a managed container is created with by a runtime scoped to `node_name`: its node label
+    added, so several agents (tests, simulations, demo nodes) on one engine see only their own."""
+    out = dict(labels)
+    if node_name and identity.LABEL_MANAGED in out:
+        out[identity.LABEL_NODE] = node_name
+    return out
 
 
 @dataclass(frozen=True)

@@ -433,10 +433,7 @@ class DockerRuntime:
     # --- containers ---------------------------------------------------------------------------
 
     def _labels(self, spec: runtime.ContainerCreate) -> dict[str, str]:
-        labels = dict(spec.labels)
-        if self._node_name and identity.LABEL_MANAGED in labels:
-            labels[identity.LABEL_NODE] = self._node_name
-        return labels
+        return runtime.node_scoped_labels(spec.labels, self._node_name)
 
     def create(self, spec: runtime.ContainerCreate) -> str:
         api = self._api()

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from nodeagent import errors, identity
 from nodeagent import runtime as rt
 
+STOP_EXIT_CODE = 143  # a stopped container's exit code: SIGTERM, as `docker stop` reports it
+
 
 @dataclasses.dataclass
 class Container:
@@ -36,7 +38,6 @@ class Container:
     exit_code: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    starts: int = 0
 
     def observed(self) -> rt.ObservedContainer:
         """As one `docker ps -a` line shows it: no start/finish times (those need an inspect)."""
@@ -46,7 +47,7 @@ class Container:
             labels=dict(self.labels),
             image=self.spec.image,
             state=self.state,
-            exit_code=self.exit_code if self.state in ("exited", "dead") else None,
+            exit_code=self.exit_code,
             created_at=self.created_at,
         )
 
@@ -61,7 +62,6 @@ class MemoryRuntime:
         pullable: Callable[[str], bool] = lambda image: False,
         node_name: str | None = None,
         clock: Callable[[], float] = time.time,
-        stop_exit_code: int = 143,
     ) -> None:
         """`images` are present from the start; `pullable(image)` says whether a pull succeeds.
         `node_name` scopes the runtime as DockerRuntime's does (label io.nodeagent.node)."""
@@ -69,7 +69,6 @@ class MemoryRuntime:
         self.pullable = pullable
         self.node_name = node_name
         self.clock = clock
-        self.stop_exit_code = stop_exit_code
         self.available = True  # False: every call raises RuntimeUnavailable, as a stopped engine would
         self.exec_results: dict[tuple[str, ...], int] = {}
         self.calls: dict[str, int] = {}
@@ -87,10 +86,14 @@ class MemoryRuntime:
             raise errors.RuntimeUnavailable(f"{name}: container runtime unavailable")
 
     def _get(self, container_id: str, what: str) -> Container:
-        c = self.containers.get(container_id) or self._by_name(container_id)
+        c = self.find(container_id)
         if c is None:
             raise errors.ContainerRuntimeError(f"{what} {container_id}: no such container")
         return c
+
+    def find(self, ref: str) -> Container | None:
+        """A container by id or name, as Docker resolves either."""
+        return self.containers.get(ref) or self._by_name(ref)
 
     def _by_name(self, name: str) -> Container | None:
         return next((c for c in self.containers.values() if c.spec.name == name), None)
@@ -149,9 +152,7 @@ class MemoryRuntime:
                 return existing.id
             if spec.image not in self.images:
                 raise errors.ContainerRuntimeError(f"create {spec.name}: image {spec.image} is not present")
-            labels = dict(spec.labels)
-            if self.node_name and identity.LABEL_MANAGED in labels:
-                labels[identity.LABEL_NODE] = self.node_name
+            labels = rt.node_scoped_labels(spec.labels, self.node_name)
             cid = f"{next(self._ids):012x}"
             c = Container(cid, spec, labels, created_at=self.clock())
             self.containers[cid] = c
@@ -166,22 +167,21 @@ class MemoryRuntime:
                 return  # Docker: 304, not an error
             c.state, c.exit_code, c.finished_at = "running", None, None
             c.started_at = self.clock()
-            c.starts += 1
             self._emit("start", c)
 
     def stop(self, container_id: str, timeout: int) -> None:
         self._call("stop")
         with self.lock:
-            c = self.containers.get(container_id) or self._by_name(container_id)
+            c = self.find(container_id)
             if c is None or c.state != "running":
                 return
-            self._exit(c, self.stop_exit_code)
+            self._exit(c, STOP_EXIT_CODE)
             self._emit("stop", c)
 
     def remove(self, container_id: str) -> None:
         self._call("remove")
         with self.lock:
-            c = self.containers.get(container_id) or self._by_name(container_id)
+            c = self.find(container_id)
             if c is None:
                 return
             if c.state == "running":
@@ -216,10 +216,6 @@ class MemoryRuntime:
                 self._subscribers.remove(q)
 
     # --- test hooks -----------------------------------------------------------------------------
-
-    def add_image(self, image: str) -> None:
-        with self.lock:
-            self.images.add(image)
 
     def exit(self, container_id: str, exit_code: int = 1) -> None:
         """The container's process ends by itself (a crash, or a run to completion)."""

@@ -48,7 +48,7 @@ class Ordered(memory.MemoryRuntime):
 
     def _record(self, call: str, ref: str) -> None:
         with self.lock:
-            c = self.containers.get(ref) or self._by_name(ref)
+            c = self.find(ref)
             pod = c.labels.get(identity.LABEL_POD_NAME, "") if c is not None else ""
         with self._log_lock:
             self.log.append((call, pod))
