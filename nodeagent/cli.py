@@ -228,7 +228,7 @@ def plan_json(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, Any
                         "name": pod.name,
                         "revision": pod.spec_hash,
                         "upToDate": pod.spec_hash == d.desired.spec_hash and pod.name == d.desired.name,
-                        "adopted": pod.owner != identity.owner_daemonset(d.namespace, d.name),
+                        "adopted": pod.owner != d.desired.owner,
                     }
                     for pod in d.pods
                 ],
@@ -474,8 +474,7 @@ def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) 
     out.write("\n")
     prow = [["NAMESPACE", "POD", "READY", "STATUS", "RESTARTS", "AGE", "REVISION"]]
     for ps in pods + orphans:
-        apps = [c for c in ps.containers if c.name not in _NOT_APP]
-        ready = f"{sum(c.ready for c in apps)}/{len(apps) or 1}"
+        ready = f"{sum(c.ready for c in ps.containers)}/{len(ps.containers) or 1}"  # app containers
         age = status.age(now - ps.started_at) if ps.started_at is not None else "<none>"
         rev = ps.revision + (" (orphaned)" if ps in orphans else "" if ps.up_to_date else " (outdated)")
         prow.append([ps.namespace, ps.name, ready, ps.status, str(ps.restart_count), age, rev])
@@ -483,9 +482,6 @@ def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) 
         _table(prow, out)
     else:
         out.write("No pods.\n")
-
-
-_NOT_APP = frozenset({"POD"})  # the sandbox's container name (podconfig.SANDBOX_CONTAINER)
 
 
 def cmd_status(cfg: settings.Settings, output: str, out: TextIO) -> int:
@@ -552,16 +548,7 @@ def cmd_delete_pod(cfg: settings.Settings, pod: str, out: TextIO) -> int:
     if found is None:
         print(f"nodeagent: pod {key[0]}/{key[1]} not found on this node", file=sys.stderr)
         return EXIT_FAILED
-    action = plan.Action(
-        verb=plan.DELETE,
-        namespace=found.namespace,
-        pod=found.name,
-        owner=found.owner,
-        reason="deleted by `nodeagent delete pod`",
-        container_ids=found.all_ids,
-        grace_seconds=plan.recorded_grace(found),
-        pre_stop=plan.pre_stop_hooks(found.containers),
-    )
+    action = plan.delete_action(found, "deleted by `nodeagent delete pod`")
     host = execute.HostInfo(node_name=_node_name(cfg), host_ip="", state_dir=cfg.state_dir)
     [outcome] = execute.Executor(runtime, host).apply([action])
     if not outcome.ok:

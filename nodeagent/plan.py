@@ -450,11 +450,6 @@ def _recorded_grace(pod: ObservedPod, fallback: int | None) -> int:
     return DEFAULT_GRACE if fallback is None else fallback
 
 
-def recorded_grace(pod: ObservedPod) -> int:
-    """The grace period a pod was created with (`nodeagent delete pod` stops it with that)."""
-    return _recorded_grace(pod, None)
-
-
 def pre_stop_hooks(containers: Iterable[rt.ObservedContainer]) -> tuple[tuple[str, str], ...]:
     """The preStop hooks (recorded on the containers) that run before these running containers stop."""
     return tuple(
@@ -462,7 +457,9 @@ def pre_stop_hooks(containers: Iterable[rt.ObservedContainer]) -> tuple[tuple[st
     )
 
 
-def _delete(pod: ObservedPod, reason: str, fallback_grace: int | None = None) -> Action:
+def delete_action(pod: ObservedPod, reason: str, fallback_grace: int | None = None) -> Action:
+    """Delete the whole pod: its preStop hooks, then every container with the grace period it was
+    created with (the planner's, and `nodeagent delete pod`'s)."""
     ids = pod.all_ids
     grace = _recorded_grace(pod, fallback_grace)
     return Action(
@@ -505,7 +502,7 @@ def _container_actions(
     if pod is not None and pod.sandbox is not None and not pod.sandbox.running:
         # the pod's network namespace died with its sandbox: the kubelet kills and recreates the pod
         why = f"pod sandbox {pod.sandbox.state}; the pod will be recreated"
-        actions.append(_delete(pod, why, spec.termination_grace_period_seconds))
+        actions.append(delete_action(pod, why, spec.termination_grace_period_seconds))
         pod = None
     elif (
         pod is not None
@@ -513,7 +510,7 @@ def _container_actions(
         and pod.sandbox is None
         and (pod.containers or pod.init_containers)
     ):
-        actions.append(_delete(pod, "pod sandbox is gone; the pod will be recreated"))
+        actions.append(delete_action(pod, "pod sandbox is gone; the pod will be recreated"))
         pod = None
     if spec.init_containers and (pod is None or not pod.containers):
         init_actions, done = _init_actions(desired, pod, inputs, waiting)
@@ -741,7 +738,7 @@ def plan(inputs: Inputs) -> Plan:
         current = [p for p in owned if p.spec_hash == desired.spec_hash and p.name == desired.name]
         for p in owned:
             if p not in current:
-                actions.append(_delete(p, "static pod manifest changed", _grace(p, desired)))
+                actions.append(delete_action(p, "static pod manifest changed", _grace(p, desired)))
         actions += _container_actions(desired, current[0] if current else None, inputs, waiting)
         sp_plans.append(
             StaticPodPlan(
@@ -769,7 +766,7 @@ def plan(inputs: Inputs) -> Plan:
             continue
         kind = owner.split("/", 1)[0]
         what = "static pod manifest" if kind == "Pod" else "DaemonSet"
-        other.append(_delete(p, f"{what} {owner.split('/', 1)[-1]} is no longer in any source"))
+        other.append(delete_action(p, f"{what} {owner.split('/', 1)[-1]} is no longer in any source"))
     # old attempts of containers that live on in a newer attempt
     for p in pods.values():
         for c in p.stale:
@@ -952,14 +949,14 @@ def _plan_daemonset(
 
     if not decision.should_continue_running:
         why = "; ".join(decision.reasons) or "DaemonSet should not run on this node"
-        return [_delete(p, why, grace) for p in owned]
+        return [delete_action(p, why, grace) for p in owned]
 
     if decision.evict_after_seconds is not None and owned:
         since = inputs.noexecute_since.get((ds.metadata.namespace, ds.metadata.name), inputs.now)
         deadline = since + decision.evict_after_seconds
         if inputs.now >= deadline:
             why = "tolerationSeconds elapsed for a NoExecute taint: " + "; ".join(decision.reasons)
-            return [_delete(p, why, grace) for p in owned]
+            return [delete_action(p, why, grace) for p in owned]
         waiting.append(Waiting(desired.namespace, desired.name, "", "TolerationSeconds", deadline))
 
     if not decision.should_run and current is None and not outdated:
@@ -985,7 +982,7 @@ def _plan_daemonset(
         if available:
             for p in outdated:
                 why = f"replaced by revision {desired.spec_hash}, which is available (maxSurge)"
-                actions.append(_delete(p, why, grace))
+                actions.append(delete_action(p, why, grace))
         else:
             if at is not None:
                 wakes.append(at)  # ready, waiting out minReadySeconds
@@ -996,7 +993,7 @@ def _plan_daemonset(
 
     for p in outdated:
         actions.append(
-            _delete(p, f"pod template changed: revision {p.spec_hash} -> {desired.spec_hash}", grace)
+            delete_action(p, f"pod template changed: revision {p.spec_hash} -> {desired.spec_hash}", grace)
         )
     actions += _container_actions(desired, current, inputs, waiting)
     return actions
