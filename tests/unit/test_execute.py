@@ -39,19 +39,20 @@ def daemonset(name: str, spec: model.PodSpec) -> model.DaemonSet:
 
 
 class Ordered(memory.MemoryRuntime):
-    """The in-memory runtime, recording (call, pod label) in the order calls happen."""
+    """The in-memory runtime, recording (call, pod label, role) in the order calls happen."""
 
     def __init__(self, **kw: object) -> None:
         super().__init__(images=(IMAGE, localimage.PAUSE_TAG), node_name="node-a", **kw)  # type: ignore[arg-type]
-        self.log: list[tuple[str, str]] = []
+        self.log: list[tuple[str, str, str]] = []
         self._log_lock = threading.Lock()
 
     def _record(self, call: str, ref: str) -> None:
         with self.lock:
             c = self.find(ref)
             pod = c.labels.get(identity.LABEL_POD_NAME, "") if c is not None else ""
+            role = c.labels.get(identity.LABEL_ROLE, identity.ROLE_APP) if c is not None else ""
         with self._log_lock:
-            self.log.append((call, pod))
+            self.log.append((call, pod, role))
 
     def create(self, spec: rt.ContainerCreate) -> str:
         cid = super().create(spec)
@@ -61,6 +62,10 @@ class Ordered(memory.MemoryRuntime):
     def stop(self, container_id: str, timeout: int) -> None:
         self._record("stop", container_id)
         super().stop(container_id, timeout)
+
+    def exec(self, container_id: str, command: tuple[str, ...], timeout: float) -> int:
+        self._record("exec", container_id)
+        return super().exec(container_id, command, timeout)
 
 
 def inputs(dss: list[model.DaemonSet], observed: list[rt.ObservedContainer]) -> plan.Inputs:
@@ -94,16 +99,20 @@ def test_pods_are_applied_concurrently_deletes_first_and_one_failure_aborts_noth
     failed = [o for o in outcomes if not o.ok]
     assert [o.action.pod for o in failed] == [plan.desired_daemon_pod(broken).name]
     assert sum(o.ok and o.action.verb == plan.CREATE for o in outcomes) == 20
-    last_stop = max(i for i, (call, _) in enumerate(runtime.log) if call == "stop")
-    first_create = min(i for i, (call, _) in enumerate(runtime.log) if call == "create")
+    last_stop = max(i for i, (call, *_) in enumerate(runtime.log) if call == "stop")
+    first_create = min(i for i, (call, *_) in enumerate(runtime.log) if call == "create")
     assert last_stop < first_create, "every delete finishes before the first create"
 
 
 def test_single_worker_gives_the_same_result(tmp_path: Path) -> None:
-    runtime = Ordered()
     dss = [daemonset(f"d{i}", pod_spec("main")) for i in range(4)]
-    outcomes = executor(runtime, tmp_path, workers=1).apply(plan.plan(inputs(dss, [])).actions)
-    assert all(o.ok for o in outcomes) and len(runtime.list_managed()) == 4
+    results = []
+    for workers in (1, execute.WORKERS):
+        runtime = Ordered()
+        outcomes = executor(runtime, tmp_path, workers=workers).apply(plan.plan(inputs(dss, [])).actions)
+        assert all(o.ok for o in outcomes) and len(runtime.list_managed()) == 4
+        results.append([(o.action.verb, o.action.pod, o.ok) for o in outcomes])
+    assert results[0] == results[1]
 
 
 def test_multi_container_pod_gets_a_sandbox_that_its_containers_join(tmp_path: Path) -> None:
@@ -117,7 +126,7 @@ def test_multi_container_pod_gets_a_sandbox_that_its_containers_join(tmp_path: P
     for c in pod.containers:
         made = runtime.by_name(c.name)
         assert made is not None and made.spec.network_mode == f"container:{sandbox.spec.name}"
-    assert runtime.log[0] == ("create", pod.name) and runtime.by_name(pod.sandbox.name) is not None
+    assert runtime.log[0] == ("create", pod.name, identity.ROLE_SANDBOX), "the sandbox is made first"
     # deleted whole, the sandbox last
     runtime.log.clear()
     assert all(
@@ -125,7 +134,7 @@ def test_multi_container_pod_gets_a_sandbox_that_its_containers_join(tmp_path: P
     )
     assert runtime.list_managed() == []
     stopped = [call for call in runtime.log if call[0] == "stop"]
-    assert len(stopped) == 3
+    assert len(stopped) == 3 and stopped[-1][2] == identity.ROLE_SANDBOX
 
 
 def test_init_containers_get_their_role_and_index_and_the_sandbox(tmp_path: Path) -> None:
@@ -154,8 +163,10 @@ def test_pre_stop_hook_is_recorded_on_the_container_and_run_before_the_stop(tmp_
     assert json.loads(c.labels[plan.LABEL_PRE_STOP]) == {"exec": ["touch", "/x"]}
     [delete] = plan.plan(inputs([], [c])).actions
     assert delete.pre_stop == ((c.id, c.labels[plan.LABEL_PRE_STOP]),)
-    executor(runtime, tmp_path).apply([delete])
-    assert runtime.calls.get("exec") == 1 and runtime.list_managed() == []
+    runtime.log.clear()
+    [done] = executor(runtime, tmp_path).apply([delete])
+    assert done.ok and runtime.calls.get("exec") == 1 and runtime.list_managed() == []
+    assert [call for call, *_ in runtime.log] == ["exec", "stop"], "the hook runs before the stop"
 
 
 def test_failed_post_start_hook_kills_the_container(tmp_path: Path) -> None:
