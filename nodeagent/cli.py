@@ -21,6 +21,7 @@ import nodeagent
 from nodeagent import agent as agent_mod
 from nodeagent import (
     errors,
+    fleet,
     health,
     identity,
     logs,
@@ -404,7 +405,29 @@ def cmd_sync(cfg: settings.Settings, dry_run: bool, output: str, out: TextIO) ->
             out.write(f"waiting  {_waiting(w, a.clock())}\n")
         for e in result.desired.errors:
             out.write(f"error: {e.render()}\n")
+    if cfg.status_server and not dry_run:
+        report_sync(cfg, a, result)
     return EXIT_FAILED if result.failed else EXIT_OK
+
+
+SYNC_REPORT_TIMEOUT = 5.0  # a cron job or an Ansible run must not hang on a status server that never answers
+
+
+def report_sync(cfg: settings.Settings, a: agent_mod.Agent, result: agent_mod.PassResult) -> bool:
+    """`sync`'s one status report (`"mode": "sync"`), so a node that is only synced shows in the fleet view.
+
+    It describes what runs after the pass (observed again when the pass acted). A report that cannot be
+    delivered is a logged warning, never the sync's failure: the node's work is done either way.
+    """
+    if result.outcomes and a.runtime is not None:
+        result = a.reconcile(dry_run=True)
+    reporter = report.Reporter(
+        cfg.status_server or "", a.node.name, timeout=SYNC_REPORT_TIMEOUT, auth=report.credentials_for(cfg)
+    )
+    try:
+        return reporter.post(node_report(a, result, mode=fleet.MODE_SYNC))
+    finally:
+        reporter.stop()
 
 
 # --- status -----------------------------------------------------------------------------------
@@ -705,12 +728,16 @@ class _MeteredReconciler(reconciler.Reconciler):
             return super().run_once()
 
 
-def node_report(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, Any]:
-    """What `run` reports to its status server: the node and its `status -o json` document."""
+def node_report(
+    a: agent_mod.Agent, result: agent_mod.PassResult, mode: str = fleet.MODE_AGENT
+) -> dict[str, Any]:
+    """What `run` (mode agent) and `sync` (mode sync) report to the status server: the node and its
+    `status -o json` document."""
     return {
         **a.node.to_json(),
         "status": status_json(a, result),
         "agentVersion": nodeagent.__version__,
+        "mode": mode,
         "errors": [e.render() for e in result.desired.errors],
     }
 
@@ -807,6 +834,8 @@ def print_fleet(doc: dict[str, Any], out: TextIO) -> None:
     for n in doc["nodes"]:
         taints = ",".join(f"{t.get('key')}:{t.get('effect')}" for t in n.get("taints", [])) or "<none>"
         seen = status.age(float(n.get("lastSeenSecondsAgo", 0)))
+        if n.get("mode") == fleet.MODE_SYNC:
+            seen = f"last synced {seen} ago"  # no agent runs there: it reports when it is synced
         ready = "Ready" if n["ready"] else "NotReady"
         nrows.append([n["name"], ready, taints, seen, str(n.get("pods", 0)), n.get("agentVersion", "")])
     if len(nrows) > 1:

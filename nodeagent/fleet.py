@@ -6,6 +6,10 @@ Kubernetes node controller's `node-monitor-grace-period`). DaemonSet counters ar
 DaemonSetStatus fields summed over nodes, the way the DaemonSet controller counts them: pods on a node
 that stopped reporting still count as desired, current and up to date (nobody removed them), but not
 as ready or available (the node controller marks such pods not ready).
+
+A report says how the node is managed (`mode`): by a running agent (`run`, reporting every 10 s), or by
+`nodeagent sync` (cron, Ansible, by hand), which reports once per pass. A synced node is shown with the
+time it was last synced; it goes NotReady after the grace period like any other node.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_GRACE = 40.0
+
+MODE_AGENT = "agent"  # `nodeagent run`
+MODE_SYNC = "sync"  # one `nodeagent sync` pass
+MODES = (MODE_AGENT, MODE_SYNC)
 
 # DaemonSetStatus fields, summed over nodes; numberUnavailable is derived (desired - available).
 COUNTERS = (
@@ -44,10 +52,12 @@ class NodeReport:
     received_at: float
     agent_version: str = ""
     errors: tuple[str, ...] = ()
+    mode: str = MODE_AGENT
 
 
 def parse_report(doc: object, name: str, now: float) -> NodeReport:
-    """Check a posted report (`{name, labels, taints, status, agentVersion?, errors?}`)."""
+    """Check a posted report (`{name, labels, taints, status, agentVersion?, mode?, errors?}`); a report
+    without a mode (from an older agent) is a running agent's."""
     if not isinstance(doc, dict):
         raise ReportError("the report must be a JSON object")
     if doc.get("name") != name:
@@ -76,6 +86,9 @@ def parse_report(doc: object, name: str, now: float) -> NodeReport:
     errs = doc.get("errors") or []
     if not isinstance(errs, list):
         raise ReportError("errors must be a list")
+    mode = doc.get("mode") or MODE_AGENT
+    if mode not in MODES:
+        raise ReportError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     return NodeReport(
         name=name,
         labels={str(k): str(v) for k, v in labels.items()},
@@ -84,6 +97,7 @@ def parse_report(doc: object, name: str, now: float) -> NodeReport:
         received_at=now,
         agent_version=str(doc.get("agentVersion") or ""),
         errors=tuple(str(e) for e in errs),
+        mode=str(mode),
     )
 
 
@@ -115,6 +129,7 @@ class Fleet:
                     "lastSeen": _iso(r.received_at),
                     "lastSeenSecondsAgo": round(max(0.0, now - r.received_at), 1),
                     "agentVersion": r.agent_version,
+                    "mode": r.mode,
                     "pods": len(pods),
                     "errors": list(r.errors),
                 }

@@ -20,8 +20,9 @@ the Kubernetes schema are warned about as `unknown field`, as kubectl's strict d
 
 Deliberate differences from the API server, all in the direction of more precise reports:
 subPath/subPathExpr/mountPropagation and downward-API item errors carry the element index Kubernetes
-leaves out; `terminationGracePeriodSeconds` must not be negative; Gt/Lt node-affinity values must be
-integers (the scheduler would fail on them later); `rollingUpdate` under `type: OnDelete` is a warning.
+leaves out; `terminationGracePeriodSeconds` must not be negative; `rollingUpdate` under `type: OnDelete`
+is a warning. A Gt/Lt node-affinity value that is not an integer is accepted, as Kubernetes does, with a
+warning that its term can never match (the scheduler fails such a term).
 """
 
 from __future__ import annotations
@@ -1162,7 +1163,16 @@ _SYSCTL_ERROR = f"must have at most 253 characters and match regex ^{_SYSCTL.pat
 # --- scheduling: affinity and tolerations ------------------------------------------------------
 
 
-def _node_selector_term(w: Walker, raw: Raw, path: str) -> model.NodeSelectorTerm:
+_NEVER_MATCHES = (
+    "not an integer: Kubernetes accepts it, but its scheduler fails a Gt/Lt requirement on it, so this "
+    "term can never match"
+)
+
+
+def _node_selector_term(w: Walker, raw: Raw, path: str, *, required: bool) -> model.NodeSelectorTerm:
+    """ValidateNodeSelectorTerm. Values are checked as label values in required terms only: Kubernetes
+    does so for new objects (AllowInvalidLabelValueInRequiredNodeAffinity is false unless the old object
+    had one), and always allows them in preferred terms."""
     exprs = []
     for p, r in w.objects(raw, "matchExpressions", path, REQUIREMENT_FIELDS):
         key = w.str_(r, "key", p)
@@ -1180,13 +1190,15 @@ def _node_selector_term(w: Walker, raw: Raw, path: str) -> model.NodeSelectorTer
         elif op in ("Gt", "Lt"):
             if len(values) != 1:
                 w.error(vpath, v.required("must be specified single value when `operator` is 'Lt' or 'Gt'"))
-            else:
-                if v.small_int(values[0]) is None:
-                    w.error(v.index(vpath, 0), v.invalid(values[0], "must be an integer"))
+            elif v.parse_int64(values[0]) is None:  # labels.NewRequirement's strconv.ParseInt
+                w.warn(v.index(vpath, 0), f"{v.fmt(values[0])}: {_NEVER_MATCHES}")
         else:
             w.error(child(p, "operator"), v.invalid(op, "not a valid selector operator"))
         for msg in v.qualified_name(key):
             w.error(child(p, "key"), v.invalid(key, msg))
+        for i, value in enumerate(values if required else ()):
+            for msg in v.label_value(value):
+                w.error(v.index(vpath, i), v.invalid(value, msg))
         exprs.append(model.NodeSelectorRequirement(key, op, values))
     match_fields = []
     for p, r in w.objects(raw, "matchFields", path, REQUIREMENT_FIELDS):
@@ -1235,7 +1247,7 @@ def _affinity(w: Walker, s: Raw, spath: str) -> model.Affinity | None:
                 w.error(
                     child(rpath, "nodeSelectorTerms"), v.required("must have at least one node selector term")
                 )
-            required = tuple(_node_selector_term(w, t, p) for p, t in terms)
+            required = tuple(_node_selector_term(w, t, p, required=True) for p, t in terms)
         preferred = []
         for p, pref in w.objects(na, _PREFERRED_TERMS, napath, fields("weight", "preference")):
             weight = w.int_(pref, "weight", p, 0)
@@ -1244,7 +1256,7 @@ def _affinity(w: Walker, s: Raw, spath: str) -> model.Affinity | None:
             term_raw = w.obj(pref, "preference", p, NODE_SELECTOR_TERM_FIELDS) or {}
             preferred.append(
                 model.PreferredSchedulingTerm(
-                    weight, _node_selector_term(w, term_raw, child(p, "preference"))
+                    weight, _node_selector_term(w, term_raw, child(p, "preference"), required=False)
                 )
             )
         if preferred:
@@ -1328,15 +1340,42 @@ def _volumes(w: Walker, s: Raw, spath: str) -> tuple[list[model.Volume], set[str
     return out, names
 
 
+# In the order validateVolumeSource checks them: with two sources, the first of these is validated and
+# every other one is reported "may not specify more than 1 volume type".
 _VOLUME_TYPES = (
-    "hostPath",
     "emptyDir",
+    "hostPath",
+    "gitRepo",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
     "secret",
-    "configMap",
+    "nfs",
+    "iscsi",
+    "glusterfs",
+    "flocker",
+    "persistentVolumeClaim",
+    "rbd",
+    "cinder",
+    "cephfs",
+    "quobyte",
     "downwardAPI",
+    "fc",
+    "flexVolume",
+    "configMap",
+    "azureFile",
+    "vsphereVolume",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "azureDisk",
+    "storageos",
     "projected",
-    *UNSUPPORTED_VOLUME_TYPES,
+    "scaleIO",
+    "csi",
+    "ephemeral",
+    "image",
 )
+# The paths validateVolumeSource names those errors at, where they differ from the field name (sic).
+_VOLUME_TYPE_ERROR_PATHS = {"cephfs": "cephFS", "downwardAPI": "downwarAPI"}
 
 
 def _volume_source(w: Walker, raw: Raw, path: str) -> model.VolumeSource:
@@ -1344,7 +1383,8 @@ def _volume_source(w: Walker, raw: Raw, path: str) -> model.VolumeSource:
     if not present:  # SetDefaults_Volume: a volume without a source is an emptyDir
         return model.EmptyDirVolumeSource()
     for extra in present[1:]:
-        w.error(child(path, extra), v.forbidden("may not specify more than 1 volume type"))
+        where = child(path, _VOLUME_TYPE_ERROR_PATHS.get(extra, extra))
+        w.error(where, v.forbidden("may not specify more than 1 volume type"))
     typ = present[0]
     p = child(path, typ)
     if typ in UNSUPPORTED_VOLUME_TYPES:

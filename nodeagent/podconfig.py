@@ -396,13 +396,17 @@ def milli_cpu_to_shares(milli: int) -> int:
 
 
 def cpu_shares(container: model.Container) -> int | None:
-    """requests.cpu (defaulting to limits.cpu) → shares; None leaves Docker's default weight.
+    """requests.cpu (defaulting to limits.cpu) → shares; None leaves Docker's default weight (1024).
 
     The kubelet would give a request-less container 2 shares; under kubepods that is fair, but on a host
-    shared with plain Docker containers it would starve the pod, so we keep the engine's default.
+    shared with plain Docker containers it would starve the pod, so we keep the engine's default. An
+    explicit `requests.cpu: "0"` is no request too: the kubelet treats 0 and unset alike
+    (`MilliCPUToShares(0)` = 2 either way), so we do as well. Any positive request is honoured, even 2.
     """
     q = container.resources.requests.get("cpu", container.resources.limits.get("cpu"))
-    return milli_cpu_to_shares(q.milli()) if q is not None else None
+    if q is None or q.milli() <= 0:
+        return None
+    return milli_cpu_to_shares(q.milli())
 
 
 # --- networking -------------------------------------------------------------------------------

@@ -16,19 +16,15 @@ Reasons use the scheduler plugins' words so users can search for them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from nodeagent import model, node
+from nodeagent import model, node, validation
 
 REASON_NODE_NAME = "node(s) didn't match the requested node name"
 REASON_NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 
 NODE_NAME_FIELD = "metadata.name"
-
-_INT64_RE = re.compile(r"[+-]?[0-9]+")
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def untolerated_taint_reason(taint: model.Taint) -> str:
@@ -148,12 +144,7 @@ def _eviction_delay(taints: Iterable[model.Taint], tolerations: Sequence[model.T
 # --- label and node selectors -----------------------------------------------------------------
 
 
-def _parse_int64(value: str) -> int | None:
-    """strconv.ParseInt(value, 10, 64): optional sign, decimal digits, within int64; else None."""
-    if not _INT64_RE.fullmatch(value):
-        return None
-    number = int(value)
-    return number if _INT64_MIN <= number <= _INT64_MAX else None
+_parse_int64 = validation.parse_int64  # strconv.ParseInt(value, 10, 64), as validation reads Gt/Lt values
 
 
 def _requirement_valid(key: str, operator: str, values: Sequence[str]) -> bool:

@@ -11,8 +11,9 @@ Endpoints (JSON unless said otherwise; with `--token-file` every one but `/healt
                                   from `If-None-Match` when `etag` is absent), then 200 with the new
                                   bundle; after S seconds (default 30, at most 300) 304. A client that
                                   does not know the ETag yet gets the bundle at once.
-    POST /nodes/<name>/status     a node's report: {name, labels, taints, status, agentVersion, errors}
-                                  where status is the `nodeagent status -o json` document; 204.
+    POST /nodes/<name>/status     a node's report: {name, labels, taints, status, agentVersion, mode,
+                                  errors} where status is the `nodeagent status -o json` document and
+                                  mode is "agent" (`run`) or "sync" (one `sync` pass); 204.
     GET  /api/nodes               {"nodes": [{name, ready, labels, taints, lastSeen, ...}]}
     GET  /api/daemonsets          {"daemonSets": [{namespace, name, desiredNumberScheduled, ...}]}
     GET  /api/fleet               both, plus the files of DIR that fail validation (`errors`)
@@ -584,7 +585,8 @@ def render_html(doc: Mapping[str, Any], refresh: int = 5) -> str:
             "Ready" if n["ready"] else "NotReady",
             ",".join(f"{k}={v}" for k, v in n["labels"].items() if not k.startswith("kubernetes.io/")),
             ",".join(f"{t.get('key')}={t.get('value', '')}:{t.get('effect')}" for t in n["taints"]) or "-",
-            f"{n['lastSeenSecondsAgo']:.0f}s ago",
+            ("last synced " if n.get("mode") == fleet.MODE_SYNC else "")
+            + f"{n['lastSeenSecondsAgo']:.0f}s ago",
             str(n["pods"]),
         ]
         for n in doc["nodes"]

@@ -1,7 +1,8 @@
 """The real-world DaemonSet corpus on the real engine: what `docker inspect` shows is what the manifest says.
 
-For each manifest of ../shared/corpus/daemonsets/ that a plain Linux node runs (the others are skipped, with
-Kubernetes' reason in the test id), one `nodeagent sync` runs it with:
+For each corpus manifest (../shared/corpus/daemonsets/ or NODEAGENT_CORPUS, see tests/corpus.py) that a plain
+Linux node runs (the others are skipped, with Kubernetes' reason in the test id), one `nodeagent sync` runs it
+with:
 - its images supplied locally: the busybox test image tagged under each image name (no registry here).
   `imagePullPolicy: Always` (explicit, or the default for `:latest` and untagged images) and digest
   references cannot be satisfied offline: the original manifest is synced first and must fail cleanly
@@ -39,8 +40,8 @@ import yaml
 
 from nodeagent import manifests, model, node, scheduling
 from nodeagent.runtime import docker as docker_rt
+from tests.corpus import corpus_params, require_corpus
 from tests.integration.conftest import TEST_LABEL
-from tests.unit.test_corpus import corpus_files
 
 NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
 LINUX_LABELS = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
@@ -64,21 +65,19 @@ def plain_linux_node(name: str = "corpus-node") -> node.Node:
     return node.build(name, {**LINUX_LABELS, "kubernetes.io/hostname": name}, (), False)
 
 
+def param(path: Path) -> Any:
+    case = load_case(path)
+    decision = scheduling.decide(plain_linux_node(), case.daemonset.spec.template.spec)
+    if decision.should_run:
+        return pytest.param(case, id=path.stem)
+    why = "; ".join(decision.reasons)
+    return pytest.param(
+        case, id=f"{path.stem}-skipped-not-for-a-plain-linux-node", marks=pytest.mark.skip(why)
+    )
+
+
 def params() -> list[Any]:
-    out = []
-    for path in corpus_files():
-        case = load_case(path)
-        decision = scheduling.decide(plain_linux_node(), case.daemonset.spec.template.spec)
-        if decision.should_run:
-            out.append(pytest.param(case, id=path.stem))
-        else:
-            why = "; ".join(decision.reasons)
-            out.append(
-                pytest.param(
-                    case, id=f"{path.stem}-skipped-not-for-a-plain-linux-node", marks=pytest.mark.skip(why)
-                )
-            )
-    return out
+    return corpus_params(param)
 
 
 # --- what the test supplies: images, ConfigMaps, Secrets, host paths ----------------------------------
@@ -366,6 +365,7 @@ def test_corpus_manifest_runs_as_it_says(
     image_tags: list[str],
     host_paths: list[str],
 ) -> None:
+    require_corpus()
     ds = case.daemonset
     spec = ds.spec.template.spec
     node_name = f"corpus-{uuid.uuid4().hex[:8]}"

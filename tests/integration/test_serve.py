@@ -325,3 +325,60 @@ def _answers(url: str) -> bool:
         return http.request("GET", url, timeout=1.0).status == 200
     except http.FetchError:
         return False
+
+
+@pytest.mark.docker
+def test_sync_reports_once_to_serve_and_an_undeliverable_report_is_only_a_warning(
+    tmp_path: Path, mdir: Path, docker_runtime: docker_rt.DockerRuntime, test_image: str
+) -> None:
+    """`nodeagent sync` with statusServer: the synced node is in the fleet view with the pods the pass
+    started and mode sync; a status server that refuses or never answers costs a warning, not exit 1."""
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    node = f"node-{ns}"
+    put(mdir, "web", ds_doc("web", test_image, ns))
+    s = start_serve(mdir)
+    silent = socket.socket()  # accepts connections (the kernel's backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    config = tmp_path / "config.yaml"
+
+    def sync(status_server: str) -> subprocess.CompletedProcess[str]:
+        raw = {
+            "node": {"name": node},
+            "sources": [{"url": s.url + "/manifests"}],
+            "stateDir": str(tmp_path / "state"),
+            "statusServer": status_server,
+        }
+        config.write_text(yaml.safe_dump(raw))
+        return subprocess.run(
+            [NODEAGENT, "--config", str(config), "--log-format", "json", "sync"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    try:
+        r = sync(s.url)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "create" in r.stdout and "status_report_failed" not in r.stderr
+        (n,) = http.get_json(s.url + "/api/nodes")["nodes"]
+        # the report describes the node after the pass: the pod it just started is there
+        assert (n["name"], n["mode"], n["ready"], n["pods"]) == (node, "sync", True, 1)
+        (web,) = fleet(s)["daemonSets"]
+        assert (web["currentNumberScheduled"], web["numberReady"]) == (1, 1)
+        page = http.request("GET", s.url + "/").body.decode()
+        assert "last synced" in page
+        table = subprocess.run(
+            [NODEAGENT, "status", "--server", s.url], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        assert "last synced" in table, table
+
+        for dead in (f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{silent.getsockname()[1]}"):
+            r = sync(dead)
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert "Nothing to do" in r.stdout
+            warnings = [json.loads(line) for line in r.stderr.splitlines() if "status_report_failed" in line]
+            assert [w["level"] for w in warnings] == ["warning"], r.stderr
+    finally:
+        silent.close()
+        s.stop()
+        for c in docker_runtime.list_labelled(f"{identity.LABEL_POD_NAMESPACE}={ns}"):
+            docker_runtime.remove(c.id)

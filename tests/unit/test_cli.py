@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.corpus import require_corpus
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "example.yaml"
-CORPUS = Path(os.environ.get("NODEAGENT_CORPUS", REPO.parent / "shared" / "corpus" / "daemonsets"))
 
 
 def nodeagent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -98,8 +99,7 @@ def test_validate_json(tmp_path: Path) -> None:
 
 
 def test_validate_corpus() -> None:
-    assert CORPUS.is_dir(), f"corpus not found at {CORPUS} (set NODEAGENT_CORPUS)"
-    r = nodeagent("validate", str(CORPUS))
+    r = nodeagent("validate", str(require_corpus()))
     assert r.returncode == 0, r.stdout[-3000:]
     assert not [line for line in r.stdout.splitlines() if not line.startswith("warning: ")]
 

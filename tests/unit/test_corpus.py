@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from nodeagent import manifests, model
-
-
-def corpus_dir() -> Path:
-    """NODEAGENT_CORPUS, else <repo>/../shared/corpus/daemonsets."""
-    env = os.environ.get("NODEAGENT_CORPUS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared/corpus/daemonsets"
-
-
-def corpus_files() -> list[Path]:
-    directory = corpus_dir()
-    if not directory.is_dir():  # collected at import: fail loudly rather than silently testing nothing
-        return []
-    return sorted(directory.glob("*.yaml"))
+from tests.corpus import corpus_files, corpus_params, require_corpus
 
 
 def test_corpus_is_present() -> None:
-    directory = corpus_dir()
-    assert directory.is_dir(), f"DaemonSet corpus not found at {directory} (set NODEAGENT_CORPUS)"
+    directory = require_corpus()
     assert len(corpus_files()) >= 30, f"expected the DaemonSet corpus in {directory}"
 
 
-@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", corpus_params(lambda p: pytest.param(p, id=p.name)))
 def test_corpus_file_loads_without_errors(path: Path) -> None:
+    require_corpus()
     result = manifests.load_file(str(path))
     assert [p.render() for p in result.errors] == []
     assert result.failed == ()
@@ -46,6 +31,7 @@ def test_corpus_file_loads_without_errors(path: Path) -> None:
 
 def test_corpus_placeholders_stay_strings() -> None:
     """26, 28 and 37 carry placeholders to substitute before apply; Kubernetes accepts them as strings."""
+    require_corpus()
     by_prefix = {p.name[:2]: p for p in corpus_files()}
     docs = {n: manifests.load_file(str(by_prefix[n])).documents for n in ("26", "28", "37") if n in by_prefix}
     assert set(docs) == {"26", "28", "37"}

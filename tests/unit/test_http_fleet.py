@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
 
-from nodeagent import fleet, manifests, serve
+from nodeagent import cli, fleet, manifests, serve
 from tests.unit import test_http_bundle as bundles
 
 
@@ -137,3 +138,30 @@ def test_html_page_escapes_and_refreshes() -> None:
     assert "http-equiv='refresh'" in page
     assert "&lt;x&gt;" in page and "n&amp;1" in page and "NotReady" in page and "&lt;bad&gt;" in page
     assert "<x>" not in page
+
+
+def test_a_synced_node_shows_when_it_was_last_synced_and_goes_not_ready_like_the_others() -> None:
+    """`nodeagent sync` reports once per pass with mode sync; no mode is a running agent (older agents)."""
+    f = fleet.Fleet(grace=40)
+    f.report(fleet.parse_report({**report("s", ds_status("log", 1, 1)), "mode": "sync"}, "s", 100.0))
+    f.report(fleet.parse_report(report("a", ds_status("log", 1, 1)), "a", 100.0))
+    nodes = {n["name"]: n for n in f.nodes_json(110.0)}
+    assert (nodes["s"]["mode"], nodes["s"]["ready"], nodes["s"]["pods"]) == ("sync", True, 1)
+    assert nodes["s"]["lastSeen"] == "1970-01-01T00:01:40Z" and nodes["s"]["lastSeenSecondsAgo"] == 10.0
+    assert nodes["a"]["mode"] == "agent"
+    later = {n["name"]: n for n in f.nodes_json(141.0)}  # 41 s after the sync: past the grace period
+    assert [later[n]["ready"] for n in "as"] == [False, False]
+    assert f.daemonsets_json(141.0)[0]["numberReady"] == 0
+
+    page = serve.render_html({"daemonSets": [], "nodes": f.nodes_json(110.0), "errors": []})
+    assert page.count("last synced 10s ago") == 1 and ">10s ago<" in page  # a's cell: no "synced"
+
+    out = io.StringIO()
+    cli.print_fleet({"daemonSets": [], "nodes": f.nodes_json(110.0)}, out)
+    rows = {line.split()[0]: line for line in out.getvalue().splitlines()[2:]}
+    assert "last synced 10s ago" in rows["s"] and "synced" not in rows["a"]
+
+
+def test_a_report_with_an_unknown_mode_is_refused() -> None:
+    with pytest.raises(fleet.ReportError, match="mode must be one of agent, sync"):
+        fleet.parse_report({**report("a"), "mode": "cron"}, "a", 0.0)

@@ -96,6 +96,7 @@ MATCH_EXPR = "spec.selector.matchExpressions[0]"
 NA = f"{T}.affinity.nodeAffinity"
 REQ = f"{NA}.requiredDuringSchedulingIgnoredDuringExecution"
 TERM0 = f"{REQ}.nodeSelectorTerms[0]"
+PREF = f"{NA}.preferredDuringSchedulingIgnoredDuringExecution"
 RU = "spec.updateStrategy.rollingUpdate"
 RFC1123_LABEL = "a lowercase RFC 1123 label must consist of…"
 
@@ -571,9 +572,9 @@ ERROR_CASES: list[tuple[str, list[tuple[str, object]], str, str]] = [
         'Duplicate value: "data"',
     ),
     (
-        "volume two types",
+        "volume two types",  # validateVolumeSource sees emptyDir first, so hostPath is the extra one
         [(f"{T}.volumes[0].emptyDir", {})],
-        f"{T}.volumes[0].emptyDir",
+        f"{T}.volumes[0].hostPath",
         "Forbidden: may not specify more than 1 volume type",
     ),
     ("hostPath path", [(f"{T}.volumes[0].hostPath", {})], f"{T}.volumes[0].hostPath.path", "Required value"),
@@ -943,20 +944,85 @@ ERROR_CASES: list[tuple[str, list[tuple[str, object]], str, str]] = [
         f"{TERM0}.matchExpressions[0].values",
         "Required value: must be specified single value when `operator` is 'Lt' or 'Gt'",
     ),
+    # ValidateNodeSelectorRequirement checks every value of a required term as a label value (new objects)
     (
-        "node Lt integer",
+        "node In label value",
         [
             (
                 REQ,
                 {
                     "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": "k", "operator": "Lt", "values": ["ten"]}]}
+                        {"matchExpressions": [{"key": "k", "operator": "In", "values": ["-x"]}]}
                     ]
                 },
             )
         ],
         f"{TERM0}.matchExpressions[0].values[0]",
-        'Invalid value: "ten": must be an integer',
+        'Invalid value: "-x": a valid label must be an empty string or consist of alphanumeric characters, '
+        "'-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
+        "'my_value',  or '12345', regex used for validation is "
+        "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+    ),
+    (
+        "node NotIn second label value",
+        [
+            (
+                REQ,
+                {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "k", "operator": "NotIn", "values": ["ok", "a b"]}]}
+                    ]
+                },
+            )
+        ],
+        f"{TERM0}.matchExpressions[0].values[1]",
+        'Invalid value: "a b": a valid label must be…',
+    ),
+    (
+        "node In label value too long",
+        [
+            (
+                REQ,
+                {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "k", "operator": "In", "values": ["v" * 64]}]}
+                    ]
+                },
+            )
+        ],
+        f"{TERM0}.matchExpressions[0].values[0]",
+        f'Invalid value: "{"v" * 64}": must be no more than 63 characters',
+    ),
+    (
+        "node label value in the second term",
+        [
+            (
+                REQ,
+                {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "k", "operator": "Exists"}]},
+                        {"matchExpressions": [{"key": "k", "operator": "In", "values": ["a/b"]}]},
+                    ]
+                },
+            )
+        ],
+        f"{REQ}.nodeSelectorTerms[1].matchExpressions[0].values[0]",
+        'Invalid value: "a/b": a valid label must be…',
+    ),
+    (
+        "node Gt negative integer is no label value",
+        [
+            (
+                REQ,
+                {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "k", "operator": "Gt", "values": ["-1"]}]}
+                    ]
+                },
+            )
+        ],
+        f"{TERM0}.matchExpressions[0].values[0]",
+        'Invalid value: "-1": a valid label must be…',
     ),
     (
         "node key",
@@ -1261,6 +1327,76 @@ VALID_CASES: list[tuple[str, list[tuple[str, object]]]] = [
             )
         ],
     ),
+    # accepted as Kubernetes accepts them (a warning says the term never matches)
+    (
+        "Gt not an integer",
+        [
+            (
+                REQ,
+                {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "k", "operator": "Gt", "values": ["1.5"]}]}
+                    ]
+                },
+            )
+        ],
+    ),
+    (
+        "Lt not an integer",
+        [
+            (
+                REQ,
+                {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "k", "operator": "Lt", "values": ["ten"]}]}
+                    ]
+                },
+            )
+        ],
+    ),
+    (
+        "Lt beyond int64",
+        [
+            (
+                REQ,
+                {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "k", "operator": "Lt", "values": ["9" * 19]}]}
+                    ]
+                },
+            )
+        ],
+    ),
+    (
+        "In empty label value",
+        [
+            (
+                REQ,
+                {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "k", "operator": "In", "values": [""]}]}
+                    ]
+                },
+            )
+        ],
+    ),
+    # preferred terms may carry invalid label values (Kubernetes always allows them there)
+    (
+        "preferred invalid label value",
+        [
+            (
+                PREF,
+                [
+                    {
+                        "weight": 1,
+                        "preference": {
+                            "matchExpressions": [{"key": "k", "operator": "In", "values": ["-x"]}]
+                        },
+                    }
+                ],
+            )
+        ],
+    ),
     (
         "matchFields",
         [
@@ -1417,6 +1553,77 @@ WARNING_CASES: list[tuple[str, list[tuple[str, object]], str, str]] = [
         f'unknown field "{C0}.imagePolicy"; ignored',
     ),
     ("unknown top-level field", [("extra", 1)], "extra", 'unknown field "extra"; ignored'),
+    (
+        "Gt not an integer never matches",
+        [
+            (
+                REQ,
+                {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "k", "operator": "Gt", "values": ["1.5"]}]}
+                    ]
+                },
+            )
+        ],
+        f"{TERM0}.matchExpressions[0].values[0]",
+        '"1.5": not an integer: Kubernetes accepts it, but its scheduler fails a Gt/Lt requirement on it, so '
+        "this term can never match",
+    ),
+    (
+        "Lt beyond int64 never matches, in the second expression of the second term",
+        [
+            (
+                REQ,
+                {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "a", "operator": "Exists"}]},
+                        {
+                            "matchExpressions": [
+                                {"key": "a", "operator": "Exists"},
+                                {"key": "k", "operator": "Lt", "values": ["9" * 19]},
+                            ]
+                        },
+                    ]
+                },
+            )
+        ],
+        f"{REQ}.nodeSelectorTerms[1].matchExpressions[1].values[0]",
+        f'"{"9" * 19}": not an integer: Kubernetes accepts it, but its scheduler fails a Gt/Lt requirement '
+        "on it, so this term can never match",
+    ),
+    (
+        "Gt 1_0 (Python's int() reads 10) never matches",
+        [
+            (
+                REQ,
+                {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "k", "operator": "Gt", "values": ["1_0"]}]}
+                    ]
+                },
+            )
+        ],
+        f"{TERM0}.matchExpressions[0].values[0]",
+        '"1_0": not an integer: Kubernetes accepts it, but its scheduler fails a Gt/Lt requirement on it, so '
+        "this term can never match",
+    ),
+    (
+        "preferred Gt not an integer never matches",
+        [
+            (
+                PREF,
+                [
+                    {
+                        "weight": 1,
+                        "preference": {"matchExpressions": [{"key": "k", "operator": "Gt", "values": ["x"]}]},
+                    }
+                ],
+            )
+        ],
+        f"{PREF}[0].preference.matchExpressions[0].values[0]",
+        '"x": not an integer: Kubernetes accepts it, but its scheduler fails a Gt/Lt requirement on it, so '
+        "this term can never match",
+    ),
 ]
 
 
@@ -1428,6 +1635,46 @@ def test_warning(changes: list[tuple[str, object]], path: str, message: str) -> 
     assert errors == []
     assert obj is not None
     assert (path, message) in warnings
+
+
+def test_an_integer_gt_lt_value_has_no_warning() -> None:
+    for value in ("0", "+7", "-9223372036854775808", "9223372036854775807"):
+        term = {"matchExpressions": [{"key": "k", "operator": "Lt", "values": [value]}]}
+        _, _, warnings = parse(with_((PREF, [{"weight": 1, "preference": term}])))
+        assert not [m for p, m in warnings if p.endswith("values[0]")], value
+
+
+# validateVolumeSource checks the sources in a fixed order; the first present is validated, every later one
+# is "may not specify more than 1 volume type" at its path (cephfs and downwardAPI under Kubernetes' names).
+TWO_SOURCES: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("emptyDir before hostPath", {"hostPath": {"path": "/x"}, "emptyDir": {}}, ["hostPath"]),
+    ("secret before configMap", {"configMap": {"name": "c"}, "secret": {"secretName": "s"}}, ["configMap"]),
+    ("configMap before projected", {"projected": {"sources": []}, "configMap": {"name": "c"}}, ["projected"]),
+    ("downwardAPI is named downwarAPI", {"secret": {"secretName": "s"}, "downwardAPI": {}}, ["downwarAPI"]),
+    ("cephfs is named cephFS", {"hostPath": {"path": "/x"}, "cephfs": {"monitors": ["m"]}}, ["cephFS"]),
+    (
+        "nfs before persistentVolumeClaim",
+        {"persistentVolumeClaim": {"claimName": "c"}, "nfs": {}},
+        ["persistentVolumeClaim"],
+    ),
+    ("gitRepo before secret", {"secret": {"secretName": "s"}, "gitRepo": {"repository": "r"}}, ["secret"]),
+    ("csi before image", {"image": {"reference": "r"}, "csi": {"driver": "d"}}, ["image"]),
+    (
+        "three sources",
+        {"csi": {"driver": "d"}, "configMap": {"name": "c"}, "emptyDir": {}},
+        ["configMap", "csi"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("sources", "paths"), [c[1:] for c in TWO_SOURCES], ids=[c[0] for c in TWO_SOURCES])
+def test_a_volume_with_two_sources_is_reported_where_kubernetes_reports_it(
+    sources: dict[str, Any], paths: list[str]
+) -> None:
+    obj, errors, _ = parse(with_((f"{T}.volumes[0]", {"name": "data", **sources})))
+    assert obj is None
+    forbidden = [p for p, m in errors if m == "Forbidden: may not specify more than 1 volume type"]
+    assert forbidden == [f"{T}.volumes[0].{p}" for p in paths]
 
 
 def test_unsupported_volume_becomes_empty_dir() -> None:
@@ -2029,12 +2276,12 @@ def test_empty_document_object_is_an_error() -> None:
                     REQ,
                     {
                         "nodeSelectorTerms": [
-                            {"matchExpressions": [{"key": "k", "operator": "Gt", "values": ["1_0"]}]}
+                            {"matchExpressions": [{"key": "k", "operator": "Gt", "values": ["\u0661\u0660"]}]}
                         ]
                     },
                 )
             ],
-            f"{TERM0}.matchExpressions[0].values[0]",
+            f"{TERM0}.matchExpressions[0].values[0]",  # Arabic-Indic digits: Python's int() reads 10
         ),
     ],
 )

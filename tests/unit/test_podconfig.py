@@ -350,6 +350,11 @@ def test_reference_without_lookup_is_a_clear_error() -> None:
         ({"cpu": "500m"}, {}, None, 500_000_000, 512),  # request defaults to the limit
         ({"cpu": "2"}, {"cpu": "100m"}, None, 2_000_000_000, 102),
         ({}, {"cpu": "1m"}, None, None, 2),  # MilliCPUToShares minimum
+        # no request keeps Docker's 1024 (2 would starve the pod beside unmanaged containers); an explicit
+        # 0 is no request, as for the kubelet (MilliCPUToShares(0) == MilliCPUToShares(unset) == 2)
+        ({}, {"cpu": "0"}, None, None, None),
+        ({"cpu": "0"}, {}, None, None, None),  # request defaults to the limit: 0, no request
+        ({"cpu": "1"}, {"cpu": "0"}, None, 1_000_000_000, None),
         ({}, {"cpu": "0.25"}, None, None, 256),
         ({}, {"cpu": "1000"}, None, None, 262144),  # maximum
     ],

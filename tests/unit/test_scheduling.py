@@ -4,7 +4,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from nodeagent import model, node, scheduling
+from nodeagent import manifests, model, node, scheduling
 
 NoSchedule, NoExecute, PreferNoSchedule = "NoSchedule", "NoExecute", "PreferNoSchedule"
 AFFINITY = "node(s) didn't match Pod's node affinity/selector"
@@ -538,3 +538,63 @@ def test_decision_is_frozen() -> None:
     d = scheduling.Decision(True, True)
     with pytest.raises(AttributeError):
         d.should_run = False  # type: ignore[misc]
+
+
+# --- Gt/Lt values that are not integers, as loaded from a manifest -----------------------------------
+
+
+def _expr(key: str, op: str, *values: str) -> dict[str, object]:
+    return {"key": key, "operator": op, "values": list(values)} if values else {"key": key, "operator": op}
+
+
+def _spec_from_manifest(terms: list[list[dict[str, object]]]) -> model.PodSpec:
+    """The pod spec of a DaemonSet manifest with these required node-affinity terms; it must load."""
+    doc = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "d"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "d"}},
+            "template": {
+                "metadata": {"labels": {"app": "d"}},
+                "spec": {
+                    "containers": [{"name": "c", "image": "busybox"}],
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [{"matchExpressions": t} for t in terms]
+                            }
+                        }
+                    },
+                },
+            },
+        },
+    }
+    obj, errors, _ = manifests.parse_object(doc, "f.yaml", 0)
+    assert [p.render() for p in errors] == []
+    assert isinstance(obj, model.DaemonSet)
+    return obj.spec.template.spec
+
+
+@pytest.mark.parametrize(
+    ("terms", "should_run"),
+    [
+        ([[_expr("cpus", "Gt", "4")]], True),  # an integer: compared
+        ([[_expr("cpus", "Gt", "1.5")]], False),  # accepted, but the term never matches
+        ([[_expr("cpus", "Lt", "1_0")]], False),
+        ([[_expr("cpus", "Lt", "99999999999999999999")]], False),  # beyond int64
+        ([[_expr("cpus", "Gt", "1.5")], [_expr("zone", "In", "a")]], True),  # another term matches
+        ([[_expr("cpus", "Gt", "1.5")], [_expr("zone", "In", "b")]], False),
+        ([[_expr("zone", "In", "b")], [_expr("cpus", "Lt", "x")], [_expr("zone", "Exists")]], True),
+        ([[_expr("zone", "Exists"), _expr("cpus", "Gt", "1.5")]], False),  # ANDed in its own term: fails
+    ],
+)
+def test_a_gt_lt_value_that_is_no_integer_fails_its_term_only(
+    terms: list[list[dict[str, object]]], should_run: bool
+) -> None:
+    """Kubernetes' nodeaffinity: a requirement labels.NewRequirement cannot parse fails its term; the
+    terms are ORed, so another term may still match (DaemonSet controller: NodeShouldRunDaemonPod)."""
+    decision = scheduling.decide(make_node({"cpus": "8", "zone": "a"}), _spec_from_manifest(terms))
+    assert decision.should_run is should_run
+    if not should_run:
+        assert decision.reasons == (AFFINITY,)
