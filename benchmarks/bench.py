@@ -29,7 +29,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from nodeagent import localimage
+from nodeagent import hangingregistry, localimage
 from nodeagent.runtime import docker as docker_rt
 
 IMAGE = "nodeagent-bench/busybox:latest"
@@ -39,7 +39,8 @@ NAMESPACE = f"bench-{RUN_ID}"
 NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
 
 
-def daemonset(name: str, *, image: str = IMAGE) -> str:
+def daemonset(name: str, *, image: str = IMAGE, grace: int = 1, policy: str = "Never") -> str:
+    """A DaemonSet of one busybox `sleep`: as PID 1, `sleep` ignores SIGTERM, so a stop waits out `grace`."""
     return f"""apiVersion: apps/v1
 kind: DaemonSet
 metadata: {{name: {name}, namespace: {NAMESPACE}}}
@@ -48,11 +49,11 @@ spec:
   template:
     metadata: {{labels: {{app: {name}}}}}
     spec:
-      terminationGracePeriodSeconds: 1
+      terminationGracePeriodSeconds: {grace}
       containers:
         - name: main
           image: {image}
-          imagePullPolicy: Never
+          imagePullPolicy: {policy}
           command: ["sleep", "1000000"]
 """
 
@@ -75,14 +76,17 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-class StartEvents:
-    """Docker `start` events, by container name, with the engine's own timestamps."""
+class ContainerEvents:
+    """Docker `start` and `kill` (a stop's SIGTERM) events, by container name, with the engine's own
+    timestamps."""
 
     def __init__(self, client: docker.DockerClient) -> None:
         self._client = client
-        self._starts: dict[str, float] = {}
+        self._seen: dict[tuple[str, str], float] = {}
         self._cond = threading.Condition()
-        self._stream: Any = client.api.events(decode=True, filters={"type": "container", "event": "start"})
+        self._stream: Any = client.api.events(
+            decode=True, filters={"type": "container", "event": ["start", "kill"]}
+        )
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -91,21 +95,21 @@ class StartEvents:
             for ev in self._stream:
                 name = ev.get("Actor", {}).get("Attributes", {}).get("name", "")
                 with self._cond:
-                    self._starts[name] = ev["timeNano"] / 1e9
+                    self._seen[(ev.get("Action", ""), name)] = ev["timeNano"] / 1e9
                     self._cond.notify_all()
         except Exception:  # the stream is closed at the end
             return
 
-    def wait(self, predicate: Callable[[str], bool], timeout: float = 30.0) -> float:
+    def wait(self, predicate: Callable[[str], bool], timeout: float = 30.0, action: str = "start") -> float:
         deadline = time.time() + timeout
         with self._cond:
             while True:
-                for name, t in self._starts.items():
-                    if predicate(name):
+                for (seen, name), t in self._seen.items():
+                    if seen == action and predicate(name):
                         return t
                 left = deadline - time.time()
                 if left <= 0:
-                    raise TimeoutError("no start event")
+                    raise TimeoutError(f"no {action} event")
                 self._cond.wait(left)
 
     def close(self) -> None:
@@ -136,7 +140,11 @@ def agent_process(root: Path) -> Iterator[subprocess.Popen[bytes]]:
         yield proc
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # an agent that cannot end while a stop is in flight
+            proc.kill()
+            proc.wait()
 
 
 class ServeProcess:
@@ -194,18 +202,21 @@ def raw_create_start(client: docker.DockerClient, name: str) -> None:
 # --- measures -----------------------------------------------------------------------------------
 
 
-def bench_reaction(client: docker.DockerClient, events: StartEvents, trials: int) -> dict[str, Any]:
+def reaction_ms(root: Path, events: ContainerEvents, name: str) -> float:
+    """One trial: DaemonSet `name` written into the agent's watched directory -> its container started."""
+    t0 = time.time()
+    write_atomic(root / "ds" / f"{name}.yaml", daemonset(name))
+    return (events.wait(pod_of(name), timeout=120) - t0) * 1000
+
+
+def bench_reaction(client: docker.DockerClient, events: ContainerEvents, trials: int) -> dict[str, Any]:
     """File written into the watched directory -> its container started, against raw create+start."""
     agent_ms: list[float] = []
     raw_ms: list[float] = []
     with agent_dirs() as root, agent_process(root):
         time.sleep(1.5)  # let the agent start and do its first pass
         for i in range(trials):
-            name = f"react{i}"
-            t0 = time.time()
-            write_atomic(root / "ds" / f"{name}.yaml", daemonset(name))
-            t = events.wait(pod_of(name))
-            agent_ms.append((t - t0) * 1000)
+            agent_ms.append(reaction_ms(root, events, f"react{i}"))
             t0 = time.time()
             raw_name = f"bench-raw-{RUN_ID}-{i}"
             raw_create_start(client, raw_name)
@@ -220,7 +231,69 @@ def bench_reaction(client: docker.DockerClient, events: StartEvents, trials: int
     }
 
 
-def bench_http_reaction(events: StartEvents, trials: int) -> dict[str, Any]:
+STOP_GRACE = 30  # seconds the stopping pod takes: its PID 1 ignores SIGTERM
+
+
+def bench_reaction_under_load(
+    events: ContainerEvents, trials: int, load: Callable[[Path, int], None], prefix: str
+) -> dict[str, Any]:
+    """The reaction trial, first plain, then each right after `load(root, i)` has put slow work in flight
+    (in the same agent): one owner's slow work must not delay another owner's new pod."""
+    plain_ms: list[float] = []
+    loaded_ms: list[float] = []
+    with agent_dirs() as root, agent_process(root):
+        time.sleep(1.5)  # let the agent start and do its first pass
+        for i in range(trials):
+            plain_ms.append(reaction_ms(root, events, f"{prefix}plain{i}"))
+        for i in range(trials):
+            load(root, i)
+            loaded_ms.append(reaction_ms(root, events, f"{prefix}{i}"))
+    return {
+        "agent_p50_ms": statistics.median(loaded_ms),
+        "agent_p95_ms": percentile(loaded_ms, 0.95),
+        "plain_p50_ms": statistics.median(plain_ms),
+        "plain_p95_ms": percentile(plain_ms, 0.95),
+        "trials": trials,
+    }
+
+
+def bench_reaction_while_stopping(events: ContainerEvents, trials: int) -> dict[str, Any]:
+    """Reaction while another pod is stopping for STOP_GRACE s: a DaemonSet whose `sleep` ignores
+    SIGTERM is withdrawn, and the trial's file is written once the engine has sent that SIGTERM."""
+
+    def stopping(root: Path, i: int) -> None:
+        name = f"stopper{i}"
+        path = root / "ds" / f"{name}.yaml"
+        write_atomic(path, daemonset(name, grace=STOP_GRACE))
+        events.wait(pod_of(name), timeout=120)
+        path.unlink()
+        events.wait(pod_of(name), timeout=120, action="kill")
+
+    return {**bench_reaction_under_load(events, trials, stopping, "stopreact"), "grace_s": STOP_GRACE}
+
+
+def bench_reaction_while_pull_hangs(events: ContainerEvents, trials: int) -> dict[str, Any]:
+    """Reaction while an image pull hangs: a DaemonSet's image is on a registry that accepts
+    connections and never answers, and the trial's file is written once the engine is connected to it
+    (a retry of an earlier trial's pull may be the one connected: some pull hangs either way)."""
+    with hangingregistry.HangingRegistry() as registry:
+
+        def hanging(root: Path, i: int) -> None:
+            before = registry.accepted
+            image = registry.image(f"hang{i}")
+            write_atomic(
+                root / "ds" / f"hang{i}.yaml", daemonset(f"hang{i}", image=image, policy="IfNotPresent")
+            )
+            deadline = time.monotonic() + 60
+            while registry.accepted == before:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the engine never connected to the hanging registry")
+                time.sleep(0.01)
+
+        return bench_reaction_under_load(events, trials, hanging, "pullreact")
+
+
+def bench_http_reaction(events: ContainerEvents, trials: int) -> dict[str, Any]:
     """A DaemonSet file written into `serve`'s directory -> its container started on a watching node."""
     agent_ms: list[float] = []
     serve_dir = Path(tempfile.mkdtemp(prefix="nodeagent-bench-serve-"))
@@ -507,6 +580,21 @@ def table(results: dict[str, Any]) -> str:
                 "p50 within 100 ms of raw",
             )
         )
+    for key, what in (
+        ("reaction_stopping", f"reaction while another pod is stopping for {STOP_GRACE} s"),
+        ("reaction_pull_hang", "reaction while a pull hangs"),
+    ):
+        x = results.get(key)
+        if x:
+            gap = x["agent_p50_ms"] - x["plain_p50_ms"]
+            rows.append(
+                (
+                    f"{what} (p50/p95, {x['trials']} trials)",
+                    f"{x['agent_p50_ms']:.0f} / {x['agent_p95_ms']:.0f} ms",
+                    f"plain reaction, same agent {x['plain_p50_ms']:.0f} / {x['plain_p95_ms']:.0f} ms",
+                    f"p50 within 100 ms of plain: {'met' if gap <= 100 else 'NOT met'} ({gap:+.0f} ms)",
+                )
+            )
     h = results.get("http_reaction")
     if h:
         rows.append(
@@ -561,13 +649,19 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-MEASURES = ("reaction", "http", "cold", "fleet")
+MEASURES = ("reaction", "stopping", "pullhang", "http", "cold", "fleet")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (few trials, small fleet)")
     parser.add_argument("--trials", type=int, default=None, help="reaction trials (default 20, quick 3)")
+    parser.add_argument(
+        "--loaded-trials",
+        type=int,
+        default=None,
+        help="trials of the reactions under load, stopping and pullhang (default 10, quick 2)",
+    )
     parser.add_argument("--count", type=int, default=None, help="cold-start DaemonSets (default 50, quick 5)")
     parser.add_argument(
         "--nodes", type=int, default=None, help="simulated fleet nodes (default 1000, quick 50)"
@@ -581,6 +675,7 @@ def main() -> int:
     if only - set(MEASURES):
         parser.error(f"--only takes {', '.join(MEASURES)}")
     trials = args.trials or (3 if args.quick else 20)
+    loaded_trials = args.loaded_trials or (2 if args.quick else 10)
     count = args.count or (5 if args.quick else 50)
     nodes = args.nodes or (50 if args.quick else 1000)
     fleet_seconds = args.fleet_seconds or (10.0 if args.quick else 60.0)
@@ -589,7 +684,7 @@ def main() -> int:
     client = docker.from_env()
     built_image = not docker_rt.DockerRuntime().image_present(IMAGE)
     localimage.ensure_busybox_image(docker_rt.DockerRuntime(), IMAGE, {BENCH_LABEL: "image"})
-    events = StartEvents(client)
+    events = ContainerEvents(client)
     results: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -602,6 +697,12 @@ def main() -> int:
     try:
         if "reaction" in only:
             results["reaction"] = bench_reaction(client, events, trials)
+            cleanup(client)
+        if "stopping" in only:
+            results["reaction_stopping"] = bench_reaction_while_stopping(events, loaded_trials)
+            cleanup(client)
+        if "pullhang" in only:
+            results["reaction_pull_hang"] = bench_reaction_while_pull_hangs(events, loaded_trials)
             cleanup(client)
         if "http" in only:
             results["http_reaction"] = bench_http_reaction(

@@ -111,6 +111,10 @@ class Settings:
     images_dir: str | None = None  # image tarballs to `docker load` before pulling
     status_server: str | None = None  # URL that node status is reported to (`nodeagent serve`)
     healthz: HealthzConfig = field(default_factory=HealthzConfig)
+    # image pulls (the kubelet's keys; unlike the kubelet, parallel by default: pulls.py says why)
+    serialize_image_pulls: bool = False
+    max_parallel_image_pulls: int | None = 5  # None: unbounded
+    image_pull_deadline: float = 300.0  # seconds without progress before a pull is ErrImagePull
     config_path: str | None = None
 
 
@@ -250,6 +254,9 @@ _TOP_KEYS = (
     "imagesDir",
     "statusServer",
     "healthz",
+    "serializeImagePulls",
+    "maxParallelImagePulls",
+    "imagePullDeadline",
 )
 _NODE_KEYS = ("name", "labels", "taints", "unschedulable")
 _TAINT_KEYS = ("key", "value", "effect")
@@ -356,7 +363,37 @@ class _Parser:
             images_dir=self.opt(top, "imagesDir", "", self.path_),
             status_server=self.opt(top, "statusServer", "", self.url),
             healthz=self.healthz(top.get("healthz")),
+            **self.image_pulls(top),
         )
+
+    def image_pulls(self, top: Mapping[str, Any]) -> dict[str, Any]:
+        """The kubelet's validation: maxParallelImagePulls is a positive number, and more than 1 only
+        with serializeImagePulls false. Absent, it is 5 (the kubelet: unbounded); null is unbounded."""
+        defaults = Settings()
+        serialize = self.opt(top, "serializeImagePulls", "", self.boolean) or defaults.serialize_image_pulls
+        limit: int | None = defaults.max_parallel_image_pulls
+        if "maxParallelImagePulls" in top:
+            limit = self.opt(top, "maxParallelImagePulls", "", self.positive_int)
+            if serialize and (limit is None or limit > 1):
+                self.fail(
+                    "maxParallelImagePulls",
+                    "cannot be larger than 1 (or null) unless serializeImagePulls is false",
+                )
+        elif serialize:
+            limit = 1
+        deadline = _or(self.opt(top, "imagePullDeadline", "", self.duration), defaults.image_pull_deadline)
+        return {
+            "serialize_image_pulls": serialize,
+            "max_parallel_image_pulls": limit,
+            "image_pull_deadline": deadline,
+        }
+
+    def positive_int(self, value: object, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"must be a whole number, got {_show(value)}")
+        if value < 1:
+            self.fail(path, f"must be a positive number, got {value}")
+        return value
 
     def node(self, raw: object) -> NodeConfig:
         d = self.mapping(raw, "node", _NODE_KEYS)

@@ -7,7 +7,7 @@ in-memory implementations. Nothing outside `runtime/docker.py` imports the `dock
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -129,8 +129,10 @@ class ContainerRuntime(Protocol):
 
     def image_present(self, image: str) -> bool: ...
 
-    def pull(self, image: str) -> None:
-        """Pull an image; raises errors.ImagePullError."""
+    def pull(self, image: str, on_progress: Callable[[int, int], None] | None = None) -> None:
+        """Pull an image; raises errors.ImagePullError. `on_progress(current, total)` is called whenever
+        the engine reports activity, with the bytes downloaded and the bytes known so far (summed over
+        layers; total 0 while unknown)."""
         ...
 
     def create(self, spec: ContainerCreate) -> str:

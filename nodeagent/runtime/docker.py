@@ -18,13 +18,16 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import docker
+import docker.auth
 import docker.errors
 import docker.types
 import docker.utils
+import requests.exceptions
+import urllib3.exceptions
 
 from nodeagent import errors, identity, localimage, runtime
 
@@ -36,6 +39,9 @@ MIN_CPU_QUOTA = 1_000  # the kubelet's minQuotaPeriod
 EVENT_WINDOW = 4.0  # seconds per events request: `stop` is seen this quickly; longer costs less when idle
 EVENT_ACTIONS = ("create", "start", "die", "destroy", "oom", "stop", "pause", "unpause")
 EXEC_POLL = 0.05
+# A pull's longest silence from the engine before it is given up (imagePullDeadline's default): docker-py
+# streams a pull without any timeout, and the engine says nothing while a registry does not answer.
+PULL_IDLE_TIMEOUT = 300.0
 SYSTEMPATHS_UNCONFINED = "systempaths=unconfined"
 
 # Linux capabilities by bit number (linux/capability.h), as Docker spells them without CAP_.
@@ -146,14 +152,21 @@ class DockerRuntime:
     """`runtime.ContainerRuntime` on a Docker engine (default: DOCKER_HOST or the local socket)."""
 
     def __init__(
-        self, base_url: str | None = None, timeout: float = 60.0, node_name: str | None = None
+        self,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        node_name: str | None = None,
+        pull_idle_timeout: float = PULL_IDLE_TIMEOUT,
     ) -> None:
         """`node_name` scopes this runtime to one node's containers (label io.nodeagent.node): they are
         the only ones `list_managed` returns, and every container it creates carries that label, so
-        several agents (a test, a simulation, two nodes on one engine) never touch each other's pods."""
+        several agents (a test, a simulation, two nodes on one engine) never touch each other's pods.
+        `pull_idle_timeout` ends a pull the engine has said nothing about for that long, so a thread
+        of a pull the agent gave up on (imagePullDeadline) ends soon after it."""
         self._node_name = node_name
         self._base_url = base_url
         self._timeout = timeout
+        self._pull_idle_timeout = pull_idle_timeout
         self._client: Any = None
         self._lock = threading.Lock()
         self._caps_lock = threading.Lock()
@@ -374,20 +387,46 @@ class DockerRuntime:
             raise
         return True
 
-    def pull(self, image: str) -> None:
+    def pull(self, image: str, on_progress: Callable[[int, int], None] | None = None) -> None:
         repository, tag = docker.utils.parse_repository_tag(image)
+        tally = PullTally()
         try:
-            stream = self._api().pull(repository, tag=tag or "latest", stream=True, decode=True)
-            for line in stream:
-                if isinstance(line, dict) and line.get("error"):
+            for line in self._pull_stream(repository, tag or "latest"):
+                if not isinstance(line, dict):
+                    continue
+                if line.get("error"):
                     raise errors.ImagePullError(f"pull {image}: {line['error']}")
+                tally.update(line)
+                if on_progress is not None:
+                    on_progress(tally.current, tally.total)
         except errors.NodeAgentError:
             raise
+        except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
+            msg = f"pull {image}: the engine reported nothing for {self._pull_idle_timeout:g} s"
+            raise errors.ImagePullError(msg) from exc
         except docker.errors.DockerException as exc:  # the engine refused: no such image, bad reference, auth
             raise errors.ImagePullError(f"pull {image}: {_explain(exc)}") from exc
         except OSError as exc:  # requests' connection errors: the engine, not the image, is the problem
             msg = f"pull {image}: docker engine unavailable: {_explain(exc)}"
             raise errors.RuntimeUnavailable(msg) from exc
+
+    def _pull_stream(self, repository: str, tag: str) -> Iterator[Any]:
+        """docker-py's `pull(stream=True, decode=True)` with a read timeout: docker-py streams a pull with
+        none, so a registry that never answers would hold the calling thread as long as the engine waits."""
+        api = self._api()
+        headers = {}
+        registry, _ = docker.auth.resolve_repository_name(repository)
+        auth_header = docker.auth.get_config_header(api, registry)
+        if auth_header:
+            headers["X-Registry-Auth"] = auth_header
+        response = api._post(
+            api._url("/images/create"),
+            params={"fromImage": repository, "tag": tag},
+            headers=headers,
+            stream=True,
+            timeout=self._pull_idle_timeout,
+        )
+        return api._stream_helper(response, decode=True)  # type: ignore[no-any-return]
 
     def load_images(self, path: str) -> list[str]:
         """`docker load` of an image tarball; returns the loaded image names (or ids)."""
@@ -554,6 +593,36 @@ class DockerRuntime:
             except (errors.NodeAgentError, docker.errors.DockerException, OSError):
                 return
             since = until
+
+
+class PullTally:
+    """Bytes downloaded and bytes known of a pull, summed over its layers from the engine's JSON lines:
+    `Downloading` carries a layer's progressDetail {current, total}; `Download complete` makes it whole."""
+
+    def __init__(self) -> None:
+        self._layers: dict[str, tuple[int, int]] = {}
+
+    def update(self, line: dict[str, Any]) -> None:
+        layer = str(line.get("id") or "")
+        status = line.get("status")
+        if not layer:
+            return
+        if status == "Downloading":
+            detail = line.get("progressDetail") or {}
+            current, total = detail.get("current"), detail.get("total")
+            if isinstance(current, int) and isinstance(total, int) and total > 0:
+                self._layers[layer] = (current, total)
+        elif status in ("Download complete", "Pull complete") and layer in self._layers:
+            total = self._layers[layer][1]
+            self._layers[layer] = (total, total)
+
+    @property
+    def current(self) -> int:
+        return sum(c for c, _ in self._layers.values())
+
+    @property
+    def total(self) -> int:
+        return sum(t for _, t in self._layers.values())
 
 
 def _event(raw: Any) -> runtime.RuntimeEvent | None:

@@ -6,7 +6,8 @@ create is found, never duplicated); `create` needs the image present; `list_mana
 containers labelled `io.nodeagent.managed=true` (and, when scoped, of its node), without start/finish
 times, which cost a `timestamps` call as an inspect would; `stop` and `remove` of a missing container
 are not errors; lifecycle changes are delivered by `events`. Containers never run anything: they stay
-running until stopped, or until a test calls `exit` (a crash) on them.
+running until stopped, or until a test calls `exit` (a crash) on them. A pull of an image in `hanging`
+blocks until its event is set: a registry that never answers.
 
 `calls` counts calls by method, so tests and benchmarks can check how many a pass made.
 """
@@ -71,6 +72,8 @@ class MemoryRuntime:
         self.clock = clock
         self.available = True  # False: every call raises RuntimeUnavailable, as a stopped engine would
         self.exec_results: dict[tuple[str, ...], int] = {}
+        self.hanging: dict[str, threading.Event] = {}  # pulls of these images wait for the event
+        self.image_sizes: dict[str, int] = {}  # bytes a pull of the image reports as progress
         self.calls: dict[str, int] = {}
         self.lock = threading.RLock()
         self.containers: dict[str, Container] = {}
@@ -137,10 +140,19 @@ class MemoryRuntime:
         with self.lock:
             return image in self.images
 
-    def pull(self, image: str) -> None:
+    def pull(self, image: str, on_progress: Callable[[int, int], None] | None = None) -> None:
+        """A pull of an image in `hanging` waits for its event (a registry that never answers, until a
+        test lets it go); a pullable image reports `image_sizes[image]` bytes of progress, then arrives."""
         self._call("pull")
+        gate = self.hanging.get(image)
+        if gate is not None:
+            gate.wait()
         if not self.pullable(image):
             raise errors.ImagePullError(f"pull {image}: repository does not exist or may require login")
+        size = self.image_sizes.get(image, 0)
+        if on_progress is not None:
+            on_progress(0, size)
+            on_progress(size, size)
         with self.lock:
             self.images.add(image)
 

@@ -7,6 +7,7 @@
 - `docker_cleanup`: function-scoped; removes this session's test containers after the test.
 - `cleanup_by_label(runtime, selector)`: the helper behind both finalizers.
 - `name_prefix`: prefix container names with it, so parallel sessions never collide.
+- `hanging_registry`: "127.0.0.1:PORT" of a registry that accepts connections and never answers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import docker
 import docker.errors
 import pytest
 
-from nodeagent import errors, localimage
+from nodeagent import errors, hangingregistry, localimage
 from nodeagent.runtime import docker as docker_runtime_mod
 
 TEST_LABEL = "io.nodeagent.test"
@@ -133,3 +134,11 @@ def docker_cleanup(docker_runtime: docker_runtime_mod.DockerRuntime) -> Iterator
 def name_prefix() -> str:
     """A container-name prefix unique to this session (parallel sessions share one engine)."""
     return f"natest-{SESSION_ID}"
+
+
+@pytest.fixture
+def hanging_registry() -> Iterator[str]:
+    """ "127.0.0.1:PORT" of a registry that accepts connections and never answers (pull
+    `<it>/name:tag`); closed after the test, so the engine's pulls from it end."""
+    with hangingregistry.HangingRegistry() as registry:
+        yield registry.address

@@ -74,9 +74,9 @@ class Recorder:
         self.calls.append("image_present")
         return self.inner.image_present(image)
 
-    def pull(self, image: str) -> None:
+    def pull(self, image: str, on_progress: Callable[[int, int], None] | None = None) -> None:
         self.calls.append("pull")
-        self.inner.pull(image)
+        self.inner.pull(image, on_progress)
 
     def load_images(self, path: str) -> list[str]:
         self.calls.append("load_images")

@@ -82,6 +82,7 @@ def test_defaults() -> None:
     assert s.status_server is None
     assert s.healthz == settings.HealthzConfig(address="127.0.0.1:10258", enabled=True)
     assert (s.healthz.host, s.healthz.port) == ("127.0.0.1", 10258)
+    assert (s.serialize_image_pulls, s.max_parallel_image_pulls, s.image_pull_deadline) == (False, 5, 300.0)
     assert s.config_path is None
 
 
@@ -499,6 +500,77 @@ def test_null_values_mean_defaults() -> None:
     assert s.node == settings.NodeConfig()
     assert s.sources == ()
     assert s.state_dir == "/var/lib/nodeagent"
+
+
+# --- image pulls ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "serialize", "limit", "deadline"),
+    [
+        ({}, False, 5, 300.0),
+        ({"maxParallelImagePulls": 2, "imagePullDeadline": "90s"}, False, 2, 90.0),
+        ({"maxParallelImagePulls": None}, False, None, 300.0),  # null: unbounded, as the kubelet's nil
+        ({"serializeImagePulls": True}, True, 1, 300.0),
+        ({"serializeImagePulls": True, "maxParallelImagePulls": 1}, True, 1, 300.0),
+        ({"serializeImagePulls": False, "imagePullDeadline": 3}, False, 5, 3.0),
+    ],
+)
+def test_image_pull_keys(raw: dict[str, Any], serialize: bool, limit: int | None, deadline: float) -> None:
+    s = parse(raw)
+    assert (s.serialize_image_pulls, s.max_parallel_image_pulls, s.image_pull_deadline) == (
+        serialize,
+        limit,
+        deadline,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"serializeImagePulls": True, "maxParallelImagePulls": 3},
+            "config.yaml: maxParallelImagePulls: cannot be larger than 1 (or null) unless "
+            "serializeImagePulls is false",
+        ),
+        (
+            {"serializeImagePulls": True, "maxParallelImagePulls": None},
+            "config.yaml: maxParallelImagePulls: cannot be larger than 1 (or null) unless "
+            "serializeImagePulls is false",
+        ),
+        (
+            {"maxParallelImagePulls": 0},
+            "config.yaml: maxParallelImagePulls: must be a positive number, got 0",
+        ),
+        (
+            {"maxParallelImagePulls": "5"},
+            'config.yaml: maxParallelImagePulls: must be a whole number, got "5"',
+        ),
+        (
+            {"maxParallelImagePulls": 2.5},
+            "config.yaml: maxParallelImagePulls: must be a whole number, got 2.5",
+        ),
+        (
+            {"maxParallelImagePulls": True},
+            "config.yaml: maxParallelImagePulls: must be a whole number, got true",
+        ),
+        (
+            {"serializeImagePulls": "yes"},
+            'config.yaml: serializeImagePulls: must be true or false, got "yes"',
+        ),
+        (
+            {"imagePullDeadline": "0s"},
+            'config.yaml: imagePullDeadline: must be a positive duration, got "0s"',
+        ),
+        ({"imagePullDeadline": "soon"}, 'config.yaml: imagePullDeadline: invalid duration "soon"'),
+        (
+            {"imagePullDeadlin": "1m"},
+            'config.yaml: imagePullDeadlin: unknown key (did you mean "imagePullDeadline"?)',
+        ),
+    ],
+)
+def test_image_pull_key_errors(raw: dict[str, Any], message: str) -> None:
+    assert error_of(raw) == message
 
 
 # --- docker, statusServer, healthz -------------------------------------------------------------
