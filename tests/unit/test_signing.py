@@ -85,11 +85,11 @@ def test_key_file_errors_name_the_file(tmp_path: Path) -> None:
     raw = bytearray(base64.b64decode(sec.splitlines()[1]))
     raw[2:4] = b"Sc"  # a password-protected key
     with pytest.raises(errors.ConfigError, match="minisign -G -W"):
-        signing.parse_secret_key("c\n" + base64.b64encode(bytes(raw)).decode(), "k.key")
+        signing.parse_secret_key("untrusted comment: c\n" + base64.b64encode(bytes(raw)).decode(), "k.key")
     raw[2:4] = b"\0\0"
     raw[70] ^= 1  # the seed
     with pytest.raises(errors.ConfigError, match="checksum does not match"):
-        signing.parse_secret_key("c\n" + base64.b64encode(bytes(raw)).decode(), "k.key")
+        signing.parse_secret_key("untrusted comment: c\n" + base64.b64encode(bytes(raw)).decode(), "k.key")
 
 
 def test_minisign_key_and_signature_verify_here(tmp_path: Path) -> None:
