@@ -544,6 +544,10 @@ def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) 
         _table(prow, out)
     else:
         out.write("No pods.\n")
+    if result.desired.errors:  # invalid or policy-refused manifests: why a DaemonSet is held back
+        out.write("\nErrors (the last good version stays in force):\n")
+        for e in result.desired.errors:
+            out.write(f"  {e.render()}\n")
 
 
 def cmd_status(cfg: settings.Settings, output: str, out: TextIO) -> int:

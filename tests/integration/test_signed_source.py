@@ -17,11 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 from nodeagent import serve, settings, signing
 from nodeagent.sources import http
 from tests.integration.test_http_source import ds_doc, images, put, wait_for
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()  # cli.main bound the logger to this test's captured stderr
 
 
 class FileHost:

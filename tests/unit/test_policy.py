@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 from nodeagent import cli, errors, identity, manifests, model, policy, settings
 from nodeagent.sources import files
 from tests.unit.test_corpus import corpus_files
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()  # cli.main bound the logger to this test's captured stderr
+
 
 BASE = policy.BASELINE
 RESTRICTED = policy.RESTRICTED
@@ -565,3 +575,45 @@ def test_corpus_most_real_daemonsets_violate_baseline_and_the_messages_are_psas(
     assert any("hostPath volumes (volume" in m for msgs in baseline.values() for m in msgs)
     # privileged never refuses anything
     assert not any(corpus_verdicts(policy.PRIVILEGED).values())
+
+
+def test_plan_shows_the_refusal_and_holds_back_only_that_daemonset(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "static").mkdir()
+    (tmp_path / "ds" / "a.yaml").write_text(
+        yaml.safe_dump_all([ds_yaml("hostnet", "img", hostNetwork=True), ds_yaml("fine", "img")])
+    )
+    static = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rootfs"}}
+    static["spec"] = host_path_spec("/", False)
+    (tmp_path / "static" / "p.yaml").write_text(yaml.safe_dump(static))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "node": {"name": "n1"},
+                "stateDir": "state",
+                "docker": {"host": f"unix://{tmp_path}/no-engine.sock"},
+                "sources": [{"directory": "ds", "policy": "baseline"}],
+                "staticPodPath": "static",
+                "staticPodAllowedHostPaths": [{"pathPrefix": "/var/log", "readOnly": True}],
+            }
+        )
+    )
+    assert cli.main(["--config", str(config), "plan", "-o", "json"]) == cli.EXIT_OK
+    doc = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in doc["daemonSets"]] == ["fine"]
+    assert doc["staticPods"] == []
+    assert [(e["name"], e["path"], e["message"]) for e in doc["errors"]] == [
+        (
+            "hostnet",
+            "spec.template.spec",
+            'violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true)',
+        ),
+        (
+            "rootfs",
+            "spec.volumes[0].hostPath.path",
+            'hostPath "/" is not allowed by the allowedHostPaths of this source (/var/log)',
+        ),
+    ]

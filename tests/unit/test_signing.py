@@ -7,11 +7,19 @@ import base64
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from nodeagent import cli, errors, signing
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()  # cli.main bound the logger to this test's captured stderr
 
 
 def minisign() -> str:
