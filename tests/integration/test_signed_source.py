@@ -20,7 +20,7 @@ import pytest
 import structlog
 import yaml
 
-from nodeagent import serve, settings, signing
+from nodeagent import policy, serve, settings, signing
 from nodeagent.sources import http
 from tests.integration.test_http_source import ds_doc, images, put, wait_for
 
@@ -254,3 +254,23 @@ def test_serve_without_a_signing_key_has_no_signature(tmp_path: Path) -> None:
         assert src.snapshot() is None and src.failure is not None and "unsigned" in src.failure.message
     finally:
         server.stop()
+
+
+def test_a_remote_source_with_a_policy_holds_back_only_the_refused_daemonset(
+    tmp_path: Path, host: FileHost
+) -> None:
+    """Policy and signature together: a correctly signed bundle is still held to the source's policy."""
+    pub, key = keypair(tmp_path, "fleet")
+    cfg = settings.HttpSource(url=host.url, public_key_file=str(pub), policy=policy.Policy(policy.BASELINE))
+    src = http.HttpSource("remote", cfg, lambda: None, state_dir=str(tmp_path / "state"), watch=False)
+    host.publish(bundle(ds_doc("a"), ds_doc("b")), key)
+    src.relist()
+    assert images(src) == {"a": "busybox:1.36", "b": "busybox:1.36"}
+    host.publish(bundle(ds_doc("a", "busybox:1.37", hostPID=True), ds_doc("b", "busybox:1.37")), key)
+    src.relist()
+    shot = src.snapshot()
+    assert shot is not None and shot.ok and src.failure is None
+    assert images(src) == {"a": "busybox:1.36", "b": "busybox:1.37"}
+    assert [(e.name, e.message) for e in shot.errors] == [
+        ("a", 'violates PodSecurity "baseline:latest": host namespaces (hostPID=true)')
+    ]
