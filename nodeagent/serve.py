@@ -11,6 +11,8 @@ Endpoints (JSON unless said otherwise; with `--token-file` every one but `/healt
                                   from `If-None-Match` when `etag` is absent), then 200 with the new
                                   bundle; after S seconds (default 30, at most 300) 304. A client that
                                   does not know the ETag yet gets the bundle at once.
+    GET  /manifests.minisig       with --signing-key: the bundle's minisign signature (also sent with every
+                                  bundle as `X-Nodeagent-Signature`, base64); 404 without a key
     POST /nodes/<name>/status     a node's report: {name, labels, taints, status, agentVersion, errors}
                                   where status is the `nodeagent status -o json` document; 204.
     GET  /api/nodes               {"nodes": [{name, ready, labels, taints, lastSeen, ...}]}
