@@ -28,6 +28,11 @@ from them). An agent started while its source is down loads it, so a node reboot
 runs what it ran; while the source stays down the snapshot carries a source-level error, which holds
 every removal (the planner removes nothing while such an error stands).
 
+Signatures (`publicKeyFile`, nodeagent.signing): a new 200 body must carry a minisign signature made
+with the pinned key, from the `X-Nodeagent-Signature` header (`serve --signing-key`) or fetched from
+the bundle URL with `.minisig` appended to its path. Unsigned, tampered or wrongly signed is a failure of
+the whole fetch like any other: the last good bundle stays, and nothing unverified is cached.
+
 Secrets stay out of logs and errors: the token is never logged, and URLs are shown without their
 query string or user info (`display_url`).
 
