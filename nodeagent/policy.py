@@ -439,6 +439,7 @@ _RESTRICTED_OK_VOLUMES = frozenset(
         "csi",
         "downwardAPI",
         "emptyDir",
+        "image",  # allowed since 1.33
         "ephemeral",
         "persistentVolumeClaim",
         "projected",

@@ -249,6 +249,7 @@ RESTRICTED_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
                 {"name": "n", "nfs": {"server": "s", "path": "/"}},
                 {"name": "ok", "emptyDir": {}},
                 {"name": "pvc", "persistentVolumeClaim": {"claimName": "c"}},
+                {"name": "img", "image": {"reference": "registry.example/data:1"}},
             ]
         ),
         ['restricted volume types (volumes "h", "n" use restricted volume types "hostPath", "nfs")'],
