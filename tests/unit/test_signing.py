@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from nodeagent import cli, errors, signing
+from nodeagent import cli, errors, settings, signing
 
 
 @pytest.fixture(autouse=True)
@@ -175,3 +175,29 @@ def test_sign_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         cli.main(["sign", str(tmp_path / "missing.yaml"), "--key", str(tmp_path / "k.key")]) == cli.EXIT_USAGE
     )
     assert not (tmp_path / "missing.yaml.minisig").exists()
+
+
+def test_a_bad_key_is_a_config_error_at_start(tmp_path: Path) -> None:
+    (tmp_path / "bad.pub").write_text("untrusted comment: x\nAAAA\n")
+    raw = {"sources": [{"url": "https://fleet.example/m", "publicKeyFile": "bad.pub"}]}
+    with pytest.raises(
+        errors.ConfigError,
+        match=r"sources\[0\]\.publicKeyFile: .*bad\.pub: not a minisign Ed25519 public key",
+    ):
+        settings.from_dict(raw, str(tmp_path))
+    pub, _ = signing.generate()
+    (tmp_path / "good.pub").write_text(pub)
+    raw["sources"][0]["publicKeyFile"] = "good.pub"
+    assert settings.from_dict(raw, str(tmp_path)).sources[0].public_key_file == str(tmp_path / "good.pub")  # type: ignore[union-attr]
+    # serve refuses to start with an unusable signing key (exit 2), before it listens
+    (tmp_path / "dir").mkdir()
+    args = [
+        "serve",
+        "--dir",
+        str(tmp_path / "dir"),
+        "--listen",
+        "127.0.0.1:0",
+        "--signing-key",
+        str(tmp_path / "bad.pub"),
+    ]
+    assert cli.main(args) == cli.EXIT_USAGE
