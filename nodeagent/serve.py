@@ -241,13 +241,15 @@ class Publisher:
                     daemonsets.append((d.obj.metadata.namespace, d.obj.metadata.name))
         body = render_bundle(objects)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        signature = b""
+        if self._signer is not None:  # outside the lock (scans are serialised): watchers are not held up
+            current = self.bundle()
+            same = current is not None and current.etag == etag
+            signature = current.signature if current is not None and same else self._signer(body)
         with self._cond:
             old = self._bundle
             if old is not None and old.etag == etag and old.errors == tuple(errors):
                 return
-            signature = old.signature if old is not None and old.etag == etag else b""
-            if self._signer is not None and not signature:
-                signature = self._signer(body)
             self._bundle = Bundle(
                 body, etag, len(objects), tuple(sorted(daemonsets)), tuple(errors), time.time(), signature
             )
