@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/example.yaml
 EXAMPLE_IMAGE ?= busybox:stable
 
-.PHONY: run test unit lint check busybox bench test-faults clean install uninstall test-systemd demo demo-tour demo-down test-demo
+.PHONY: run test unit lint check busybox minisign bench test-faults clean install uninstall test-systemd demo demo-tour demo-down test-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,22 @@ busybox:
 	  else echo "warning: no static busybox; offline images need: apt-get install busybox-static" >&2; fi; \
 	fi
 
+# Signed-bundle tests check interoperability with the real minisign tool; install it when missing.
+minisign:
+	@if ! command -v minisign >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's minisign (signed bundles are tested against it)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq minisign >/dev/null; \
+	  else echo "warning: no minisign; the interoperability tests need: apt-get install minisign" >&2; fi; \
+	fi
+
 # The agent in the foreground on the examples in config/ (Ctrl-C stops the agent, not the pods).
 run: $(STAMP) busybox
 	$(BIN)/python -m nodeagent.localimage $(EXAMPLE_IMAGE)
 	$(BIN)/nodeagent --config $(CONFIG) plan
 	$(BIN)/nodeagent --config $(CONFIG) --log-format console run
 
-test: $(STAMP) busybox
+test: $(STAMP) busybox minisign
 	$(BIN)/pytest -q
 
 # The fault suite: SIGKILL mid-sync, engine restarts (an engine of its own), broken sources, crash loops,
@@ -38,7 +47,7 @@ test: $(STAMP) busybox
 test-faults: $(STAMP) busybox
 	FUZZ_EXAMPLES=10000 $(BIN)/pytest -q -p no:cacheprovider tests/faults
 
-unit: $(STAMP)
+unit: $(STAMP) minisign
 	$(BIN)/pytest -q tests/unit
 
 lint: $(STAMP)

@@ -71,6 +71,7 @@ def build_sources(
                     on_change,
                     relist_interval=cfg.resync_interval,
                     watch=watch,
+                    pol=src.policy,
                 )
             )
         else:
@@ -92,6 +93,7 @@ def build_sources(
                 relist_interval=cfg.resync_interval,
                 allowed_kinds=files.STATIC_POD_SOURCE_KINDS,
                 watch=watch,
+                pol=cfg.static_pod_policy,
             )
         )
     return out
@@ -439,9 +441,10 @@ class Agent:
             self.node = node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable)
             self.backoff = plan.Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.reset_after)
             self.host = dataclasses.replace(self.host, node_name=self.node.name, state_dir=cfg.state_dir)
-            if (old.sources, old.static_pod_path, old.resync_interval) != (
+            if (old.sources, old.static_pod_path, old.static_pod_policy, old.resync_interval) != (
                 cfg.sources,
                 cfg.static_pod_path,
+                cfg.static_pod_policy,
                 cfg.resync_interval,
             ):
                 self.stop_sources()

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a check or an action failed, 2 usage or config error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from nodeagent import (
     model,
     node,
     plan,
+    policy,
     reconciler,
     report,
     settings,
@@ -62,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="lint manifests (files or directories)")
     v.add_argument("paths", nargs="+", metavar="PATH")
     v.add_argument("-o", "--output", default="text", choices=("text", "json"))
+    v.add_argument(
+        "--policy",
+        default="privileged",
+        choices=("privileged", "baseline", "restricted"),
+        help="also check the Pod Security Standards level a source would enforce (default: privileged)",
+    )
 
     pl = sub.add_parser(
         "plan", help="what this node should run, what it runs, and the actions a sync would take"
@@ -88,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--token-file", help="require `Authorization: Bearer <contents>`")
     sv.add_argument("--client-ca", help="require client certificates signed by this CA (mutual TLS)")
     sv.add_argument("--grace", type=float, default=40.0, help="seconds of silence before a node is NotReady")
+    sv.add_argument(
+        "--signing-key",
+        metavar="FILE",
+        help="sign each bundle with this minisign secret key (`minisign -G -W`); served as "
+        "/manifests.minisig and in the X-Nodeagent-Signature header",
+    )
+
+    sg = sub.add_parser("sign", help="sign a bundle with a minisign key: writes FILE.minisig")
+    sg.add_argument("file", metavar="FILE")
+    sg.add_argument("--key", required=True, metavar="K", help="minisign secret key without a password")
+    sg.add_argument("--output", metavar="SIG", help="where to write the signature (default: FILE.minisig)")
+    sg.add_argument("--trusted-comment", help="signed comment (default: timestamp and file name)")
 
     orph = sub.add_parser(
         "orphan",
@@ -114,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         if args.command == "validate":
-            return cmd_validate(args.paths, args.output, sys.stdout)
+            return cmd_validate(args.paths, args.output, sys.stdout, args.policy)
+        if args.command == "sign":
+            return cmd_sign(args.file, args.key, args.output, args.trusted_comment)
         if args.command == "version":
             print(f"nodeagent {nodeagent.__version__}")
             return EXIT_OK
@@ -157,8 +179,16 @@ def _problem_json(p: model.Problem) -> dict[str, object]:
     }
 
 
-def cmd_validate(paths: Sequence[str], output: str, out: TextIO) -> int:
+def cmd_validate(paths: Sequence[str], output: str, out: TextIO, level: str = "privileged") -> int:
     result = manifests.load_paths(paths)
+    if level != policy.PRIVILEGED:  # as a source with `policy: LEVEL` would refuse them
+        pol = policy.Policy(level)
+        checked = [(d, policy.problems(d, pol)) for d in result.documents]
+        result = dataclasses.replace(
+            result,
+            documents=tuple(d for d, refused in checked if not refused),
+            errors=tuple(sorted((*result.errors, *(p for _, ps in checked for p in ps)), key=_where)),
+        )
     if output == "json":
         doc = {
             "valid": not result.errors,
@@ -178,6 +208,38 @@ def cmd_validate(paths: Sequence[str], output: str, out: TextIO) -> int:
             file=sys.stderr,
         )
     return EXIT_FAILED if result.errors else EXIT_OK
+
+
+def _where(p: model.Problem) -> tuple[str, int]:
+    return (p.file, -1 if p.document is None else p.document)
+
+
+# --- sign ---------------------------------------------------------------------------------------
+
+
+def cmd_sign(file: str, key_file: str, output: str | None, trusted_comment: str | None) -> int:
+    """`nodeagent sign FILE --key K`: FILE.minisig, as `minisign -S -s K -m FILE` writes it."""
+    from nodeagent import signing
+
+    key = signing.load_secret_key(key_file)  # a ConfigError: exit 2 with the file named
+    try:
+        with open(file, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        print(f"nodeagent sign: cannot read {file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        sig = signing.sign(data, key, file_name=file, trusted_comment=trusted_comment)
+    except ValueError as exc:
+        print(f"nodeagent sign: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    target = output or file + signing.SUFFIX
+    tmp = f"{target}.tmp{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        fh.write(sig)
+    os.replace(tmp, target)
+    print(f"wrote {target} (key {key.id_hex})", file=sys.stderr)
+    return EXIT_OK
 
 
 # --- agent wiring for one-shot commands --------------------------------------------------------
@@ -505,6 +567,10 @@ def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) 
         _table(prow, out)
     else:
         out.write("No pods.\n")
+    if result.desired.errors:  # invalid or policy-refused manifests: why a DaemonSet is held back
+        out.write("\nErrors (the last good version stays in force):\n")
+        for e in result.desired.errors:
+            out.write(f"  {e.render()}\n")
 
 
 def cmd_status(cfg: settings.Settings, output: str, out: TextIO) -> int:
@@ -775,10 +841,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token_file=args.token_file,
         client_ca=args.client_ca,
         grace=args.grace,
+        signing_key=args.signing_key,
     )
     try:
         server = serve.Server(cfg)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, errors.ConfigError) as exc:
         print(f"nodeagent serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     done = threading.Event()

@@ -37,7 +37,11 @@ ROLE_SANDBOX = "sandbox"
 
 def _canonical(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: _canonical(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.metadata.get("hash", True)  # model.NOT_HASHED: checked by policies, never applied
+        }
     if isinstance(value, quantity.Quantity):
         return str(value.value)
     if isinstance(value, Fraction):

@@ -1061,6 +1061,26 @@ def _warn_fields(w: Walker, d: Raw, path: str, table: Mapping[str, str]) -> None
             w.warn(child(path, name), reason)
 
 
+def _unapplied_security(sc: Raw) -> tuple[model.SELinuxOptions | None, bool | None, str | None]:
+    """seLinuxOptions, windowsOptions.hostProcess and appArmorProfile.type: never applied (a warning
+    says so), read only for a source's policy (nodeagent.policy). Read leniently: a value of the wrong
+    type counts as unset here, since these fields never were validated beyond the warning."""
+
+    def text(d: object, key: str) -> str:
+        value = d.get(key) if isinstance(d, dict) else None
+        return value if isinstance(value, str) else ""
+
+    raw_se, raw_win, raw_aa = sc.get("seLinuxOptions"), sc.get("windowsOptions"), sc.get("appArmorProfile")
+    host_process = raw_win.get("hostProcess") if isinstance(raw_win, dict) else None
+    return (
+        model.SELinuxOptions(*(text(raw_se, k) for k in ("user", "role", "type", "level")))
+        if isinstance(raw_se, dict)
+        else None,
+        host_process if isinstance(host_process, bool) else None,
+        text(raw_aa, "type") if isinstance(raw_aa, dict) else None,
+    )
+
+
 def _security_context(w: Walker, c: Raw, cpath: str) -> model.SecurityContext | None:
     path = child(cpath, "securityContext")
     sc = w.obj(c, "securityContext", cpath, SECURITY_CONTEXT_FIELDS)
@@ -1096,6 +1116,7 @@ def _security_context(w: Walker, c: Raw, cpath: str) -> model.SecurityContext | 
     if proc_mount is not None and proc_mount not in ("Default", "Unmasked"):
         w.error(child(path, "procMount"), v.unsupported(proc_mount, ["Default", "Unmasked"]))
     seccomp, profile = _seccomp(w, sc, path)
+    unapplied = _unapplied_security(sc)
     return model.SecurityContext(
         privileged=privileged,
         capabilities=caps,
@@ -1107,6 +1128,9 @@ def _security_context(w: Walker, c: Raw, cpath: str) -> model.SecurityContext | 
         seccomp_profile=seccomp,
         seccomp_localhost_profile=profile,
         proc_mount=proc_mount,
+        se_linux_options=unapplied[0],
+        windows_host_process=unapplied[1],
+        app_armor_profile=unapplied[2],
     )
 
 
@@ -1144,6 +1168,7 @@ def _pod_security_context(w: Walker, s: Raw, spath: str) -> model.PodSecurityCon
     if policy is not None and policy not in ("Always", "OnRootMismatch"):
         w.error(child(path, "fsGroupChangePolicy"), v.unsupported(policy, ["Always", "OnRootMismatch"]))
     seccomp, profile = _seccomp(w, sc, path)
+    unapplied = _unapplied_security(sc)
     return model.PodSecurityContext(
         run_as_user=_id(w, sc, "runAsUser", path),
         run_as_group=_id(w, sc, "runAsGroup", path),
@@ -1153,6 +1178,9 @@ def _pod_security_context(w: Walker, s: Raw, spath: str) -> model.PodSecurityCon
         sysctls=tuple(sysctls),
         seccomp_profile=seccomp,
         seccomp_localhost_profile=profile,
+        se_linux_options=unapplied[0],
+        windows_host_process=unapplied[1],
+        app_armor_profile=unapplied[2],
     )
 
 
@@ -1336,7 +1364,8 @@ def _volumes(w: Walker, s: Raw, spath: str) -> tuple[list[model.Volume], set[str
             w.error(child(p, "name"), v.duplicate(name))
         if len(w.errors) == before:
             names.add(name)
-        out.append(model.Volume(name, source))
+        declared = next((t for t in UNSUPPORTED_VOLUME_TYPES if raw.get(t) is not None), "")
+        out.append(model.Volume(name, source, declared))
     return out, names
 
 

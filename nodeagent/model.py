@@ -235,6 +235,20 @@ class Capabilities:
     drop: tuple[str, ...] = ()
 
 
+# Fields that nodeagent does not apply but that a source's policy checks (nodeagent.policy). They are
+# left out of the spec hash (identity.spec_hash): changing them changes nothing that runs, and adding
+# them must not make every running pod look outdated.
+NOT_HASHED = {"hash": False}
+
+
+@dataclass(frozen=True)
+class SELinuxOptions:
+    user: str = ""
+    role: str = ""
+    type: str = ""
+    level: str = ""
+
+
 @dataclass(frozen=True)
 class SecurityContext:
     privileged: bool | None = None
@@ -247,6 +261,9 @@ class SecurityContext:
     seccomp_profile: str | None = None  # RuntimeDefault, Unconfined, Localhost
     proc_mount: str | None = None
     seccomp_localhost_profile: str | None = None  # the profile file when seccomp_profile is Localhost
+    se_linux_options: SELinuxOptions | None = field(default=None, metadata=NOT_HASHED)
+    windows_host_process: bool | None = field(default=None, metadata=NOT_HASHED)
+    app_armor_profile: str | None = field(default=None, metadata=NOT_HASHED)  # its type
 
 
 @dataclass(frozen=True)
@@ -265,6 +282,9 @@ class PodSecurityContext:
     sysctls: tuple[Sysctl, ...] = ()
     seccomp_profile: str | None = None
     seccomp_localhost_profile: str | None = None  # the profile file when seccomp_profile is Localhost
+    se_linux_options: SELinuxOptions | None = field(default=None, metadata=NOT_HASHED)
+    windows_host_process: bool | None = field(default=None, metadata=NOT_HASHED)
+    app_armor_profile: str | None = field(default=None, metadata=NOT_HASHED)  # its type
 
 
 @dataclass(frozen=True)
@@ -385,6 +405,9 @@ VolumeSource = (
 class Volume:
     name: str
     source: VolumeSource
+    # the type as written (`nfs`, `csi`, ...), where `source` stands in for it (an unsupported type
+    # becomes an emptyDir); "" when `source` is the type written
+    declared_type: str = field(default="", metadata=NOT_HASHED)
 
 
 # --- pods and daemonsets ----------------------------------------------------------------------

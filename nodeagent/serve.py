@@ -11,6 +11,8 @@ Endpoints (JSON unless said otherwise; with `--token-file` every one but `/healt
                                   from `If-None-Match` when `etag` is absent), then 200 with the new
                                   bundle; after S seconds (default 30, at most 300) 304. A client that
                                   does not know the ETag yet gets the bundle at once.
+    GET  /manifests.minisig       with --signing-key: the bundle's minisign signature (also sent with every
+                                  bundle as `X-Nodeagent-Signature`, base64); 404 without a key
     POST /nodes/<name>/status     a node's report: {name, labels, taints, status, agentVersion, mode,
                                   errors} where status is the `nodeagent status -o json` document and
                                   mode is "agent" (`run`) or "sync" (one `sync` pass); 204.
@@ -31,6 +33,7 @@ empty `List`, which withdraws everything.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -41,7 +44,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import server as http_server
 from typing import Any
@@ -57,6 +60,7 @@ from nodeagent.sources import files
 log = structlog.get_logger(__name__)
 
 MAX_REPORT = 4 * 1024 * 1024
+SIGNATURE_HEADER = "X-Nodeagent-Signature"  # base64 of the bundle's .minisig (signing.HEADER)
 MAX_WATCH = 300.0
 EMPTY_LIST = {"apiVersion": "v1", "kind": "List", "items": []}
 
@@ -72,6 +76,7 @@ class Bundle:
     daemonsets: tuple[tuple[str, str], ...]
     errors: tuple[model.Problem, ...]
     published_at: float
+    signature: bytes = b""  # the .minisig of `body` when serve signs (--signing-key)
 
 
 def _raw_documents(data: bytes) -> list[object] | None:
@@ -150,8 +155,14 @@ def render_bundle(objects: list[object]) -> bytes:
 class Publisher:
     """Keeps the bundle of DIR current; `wait_change` is the watch primitive."""
 
-    def __init__(self, directory: str, relist_interval: float = 30.0) -> None:
+    def __init__(
+        self,
+        directory: str,
+        relist_interval: float = 30.0,
+        signer: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         self.directory = os.path.abspath(directory)
+        self._signer = signer
         self._files: dict[str, _File] = {}
         self._scan_lock = threading.Lock()
         self._cond = threading.Condition()
@@ -231,12 +242,17 @@ class Publisher:
                     daemonsets.append((d.obj.metadata.namespace, d.obj.metadata.name))
         body = render_bundle(objects)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        signature = b""
+        if self._signer is not None:  # outside the lock (scans are serialised): watchers are not held up
+            current = self.bundle()
+            same = current is not None and current.etag == etag
+            signature = current.signature if current is not None and same else self._signer(body)
         with self._cond:
             old = self._bundle
             if old is not None and old.etag == etag and old.errors == tuple(errors):
                 return
             self._bundle = Bundle(
-                body, etag, len(objects), tuple(sorted(daemonsets)), tuple(errors), time.time()
+                body, etag, len(objects), tuple(sorted(daemonsets)), tuple(errors), time.time(), signature
             )
             self._cond.notify_all()
         if old is None or old.etag != etag:
@@ -275,6 +291,7 @@ class ServeConfig:
     client_ca: str | None = None
     grace: float = fleet.DEFAULT_GRACE
     relist_interval: float = 30.0
+    signing_key: str | None = None  # minisign secret key: every bundle is signed
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -345,7 +362,13 @@ class Server:
     def __init__(self, cfg: ServeConfig, clock: Any = time.time) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.publisher = Publisher(cfg.directory, cfg.relist_interval)
+        signer: Callable[[bytes], bytes] | None = None
+        if cfg.signing_key:
+            from nodeagent import signing
+
+            key = signing.load_secret_key(cfg.signing_key)  # ConfigError names the file
+            signer = lambda body: signing.sign(body, key, file_name="manifests")  # noqa: E731
+        self.publisher = Publisher(cfg.directory, cfg.relist_interval, signer)
         self.fleet = fleet.Fleet(grace=cfg.grace)
         self.fleet_lock = threading.Lock()
         self.tls_context: ssl.SSLContext | None = None
@@ -459,6 +482,8 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             return
         if parts.path == "/manifests":
             self._manifests(parse_qs(parts.query))
+        elif parts.path == "/manifests.minisig":
+            self._signature()
         elif parts.path == "/api/fleet":
             self._json(app.fleet_json())
         elif parts.path == "/api/nodes":
@@ -531,10 +556,20 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             self._send(503, b"no bundle yet: the directory could not be read\n", "text/plain")
             return
         headers = {"ETag": b.etag, "Cache-Control": "no-cache", "X-Nodeagent-Watch": "1"}
+        if b.signature:  # the signature of exactly this body, so no second request can race a change
+            headers[SIGNATURE_HEADER] = base64.b64encode(b.signature).decode()
         if inm is not None and _etag_matches(inm, b.etag):
             self._send(304, b"", "application/yaml", headers)
             return
         self._send(200, b.body, "application/yaml", headers)
+
+    def _signature(self) -> None:
+        """The current bundle's .minisig (for agents that fetch `<bundle URL>.minisig`)."""
+        b = self.server.app.publisher.bundle()
+        if b is None or not b.signature:
+            self._send(404, b"no signature: serve runs without --signing-key\n", "text/plain")
+            return
+        self._send(200, b.signature, "text/plain", {"ETag": b.etag, "Cache-Control": "no-cache"})
 
     def _json(self, doc: object) -> None:
         self._send(200, (json.dumps(doc, indent=2) + "\n").encode(), "application/json")

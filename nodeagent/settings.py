@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from nodeagent import errors, model, node
+from nodeagent import errors, model, node, policy
 
 ENV_CONFIG = "NODEAGENT_CONFIG"
 DEFAULT_CONFIG_PATH = "/etc/nodeagent/config.yaml"
@@ -53,6 +53,7 @@ class DirectorySource:
     """A directory of manifests, watched and relisted."""
 
     directory: str
+    policy: policy.Policy = policy.DEFAULT  # `policy` and `allowedHostPaths`
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class HttpSource:
     client_key: str | None = None
     token_file: str | None = None  # sent as `Authorization: Bearer <contents>`, re-read on each poll
     headers: Mapping[str, str] = field(default_factory=dict)
+    policy: policy.Policy = policy.DEFAULT  # `policy` and `allowedHostPaths`
+    public_key_file: str | None = None  # a minisign public key: the bundle must carry its signature
 
 
 SourceConfig = DirectorySource | HttpSource
@@ -104,6 +107,7 @@ class Settings:
     node: NodeConfig = field(default_factory=NodeConfig)
     sources: tuple[SourceConfig, ...] = ()
     static_pod_path: str | None = None
+    static_pod_policy: policy.Policy = policy.DEFAULT  # `staticPodPolicy`, `staticPodAllowedHostPaths`
     state_dir: str = DEFAULT_STATE_DIR
     docker_host: str | None = None  # None: DOCKER_HOST or the default socket
     resync_interval: float = 30.0
@@ -247,6 +251,8 @@ _TOP_KEYS = (
     "node",
     "sources",
     "staticPodPath",
+    "staticPodPolicy",
+    "staticPodAllowedHostPaths",
     "stateDir",
     "docker",
     "resyncInterval",
@@ -260,8 +266,21 @@ _TOP_KEYS = (
 )
 _NODE_KEYS = ("name", "labels", "taints", "unschedulable")
 _TAINT_KEYS = ("key", "value", "effect")
-_DIRECTORY_KEYS = ("directory",)
-_HTTP_KEYS = ("url", "pollInterval", "timeout", "caFile", "clientCert", "clientKey", "tokenFile", "headers")
+_POLICY_KEYS = ("policy", "allowedHostPaths")
+_DIRECTORY_KEYS = ("directory", *_POLICY_KEYS)
+_HTTP_KEYS = (
+    "url",
+    "pollInterval",
+    "timeout",
+    "caFile",
+    "clientCert",
+    "clientKey",
+    "tokenFile",
+    "headers",
+    *_POLICY_KEYS,
+    "publicKeyFile",
+)
+_HOST_PATH_KEYS = ("pathPrefix", "readOnly")
 _DOCKER_KEYS = ("host",)
 _BACKOFF_KEYS = ("initial", "max", "resetAfter")
 _HEALTHZ_KEYS = ("address", "enabled")
@@ -356,6 +375,7 @@ class _Parser:
             node=self.node(top.get("node")),
             sources=self.sources(top.get("sources")),
             static_pod_path=self.opt(top, "staticPodPath", "", self.path_),
+            static_pod_policy=self.policy(top, "", "staticPodPolicy", "staticPodAllowedHostPaths"),
             state_dir=self.opt(top, "stateDir", "", self.path_) or defaults.state_dir,
             docker_host=self.opt(docker, "host", "docker", lambda v, p: self.url(v, p, _DOCKER_SCHEMES)),
             resync_interval=_or(self.opt(top, "resyncInterval", "", self.duration), defaults.resync_interval),
@@ -467,7 +487,10 @@ class _Parser:
 
     def directory_source(self, d: dict[str, Any], path: str) -> DirectorySource:
         self.mapping(d, path, _DIRECTORY_KEYS)
-        return DirectorySource(directory=self.path_(d["directory"], _join(path, "directory")))
+        return DirectorySource(
+            directory=self.path_(d["directory"], _join(path, "directory")),
+            policy=self.policy(d, path, "policy", "allowedHostPaths"),
+        )
 
     def http_source(self, d: dict[str, Any], path: str) -> HttpSource:
         self.mapping(d, path, _HTTP_KEYS)
@@ -489,7 +512,47 @@ class _Parser:
             client_key=client_key,
             token_file=self.opt(d, "tokenFile", path, self.path_),
             headers=headers,
+            policy=self.policy(d, path, "policy", "allowedHostPaths"),
+            public_key_file=self.opt(d, "publicKeyFile", path, self.public_key),
         )
+
+    def policy(self, d: Mapping[str, Any], path: str, level_key: str, paths_key: str) -> policy.Policy:
+        """A Pod Security Standards level and PodSecurityPolicy-style allowedHostPaths (nodeagent.policy)."""
+        level = self.opt(d, level_key, path, self.string) or policy.PRIVILEGED
+        if level not in policy.LEVELS:
+            self.fail(
+                _join(path, level_key),
+                f"unsupported value {_show(level)}: must be one of {', '.join(policy.LEVELS)}",
+            )
+        raw = d.get(paths_key)
+        if raw is None:
+            return policy.Policy(level)
+        lpath = _join(path, paths_key)
+        if not isinstance(raw, list):
+            self.fail(lpath, f"must be a list of {{pathPrefix, readOnly}}, got {_type_name(raw)}")
+        rules = []
+        for i, item in enumerate(raw):
+            ipath = f"{lpath}[{i}]"
+            entry = self.mapping(item, ipath, _HOST_PATH_KEYS)
+            if entry.get("pathPrefix") is None:
+                self.fail(_join(ipath, "pathPrefix"), "required")
+            prefix = self.string(entry["pathPrefix"], _join(ipath, "pathPrefix"))
+            if not prefix.startswith("/"):
+                self.fail(_join(ipath, "pathPrefix"), f"must be an absolute path, got {_show(prefix)}")
+            read_only = _or(self.opt(entry, "readOnly", ipath, self.boolean), False)
+            rules.append(policy.HostPathRule(os.path.normpath(prefix), read_only))
+        return policy.Policy(level, tuple(rules))
+
+    def public_key(self, value: object, path: str) -> str:
+        """A minisign public key file, read now so a bad key stops the agent at start (exit 2)."""
+        from nodeagent import signing  # cryptography is imported only when a key is configured
+
+        key_path = self.path_(value, path)
+        try:
+            signing.load_public_key(key_path)
+        except errors.ConfigError as exc:
+            self.fail(path, str(exc))
+        return key_path
 
     def backoff(self, raw: object) -> BackoffConfig:
         d = self.mapping(raw, "backoff", _BACKOFF_KEYS)

@@ -37,7 +37,7 @@ from watchdog import events as wd_events
 from watchdog import observers as wd_observers
 from watchdog.observers import api as wd_api
 
-from nodeagent import manifests, model
+from nodeagent import manifests, model, policy
 from nodeagent.sources import snapshot as snap
 
 log = structlog.get_logger(__name__)
@@ -71,9 +71,17 @@ class FileContent:
 
 
 def merge_file(
-    previous: FileContent | None, result: model.LoadResult, file: str, allowed_kinds: Collection[str]
+    previous: FileContent | None,
+    result: model.LoadResult,
+    file: str,
+    allowed_kinds: Collection[str],
+    pol: policy.Policy = policy.DEFAULT,
 ) -> FileContent:
-    """Combine a fresh load of `file` with its previous content, keeping good versions of what failed."""
+    """Combine a fresh load of `file` with its previous content, keeping good versions of what failed.
+
+    The one place every source's documents pass: a kind the source may not define, or a pod (template)
+    its policy refuses, fails that document like a validation error, so its last good version stays.
+    """
     old_docs = previous.documents if previous is not None else ()
     errors = list(result.errors)
     failed: set[int] = set()
@@ -98,6 +106,9 @@ def merge_file(
                     f"(allowed: {', '.join(sorted(allowed_kinds))})",
                 )
             )
+            failed.add(doc.index)
+        elif refused := policy.problems(doc, pol):
+            errors.extend(refused)
             failed.add(doc.index)
         elif doc.index not in failed:
             fresh.append(doc)
@@ -186,8 +197,10 @@ class DirectorySource:
         allowed_kinds: Collection[str] = DAEMONSET_SOURCE_KINDS,
         watch: bool = True,
         retry_interval: float = 1.0,
+        pol: policy.Policy = policy.DEFAULT,
     ) -> None:
         self.name = name
+        self._policy = pol
         self.path = os.path.abspath(path)
         self._on_change = on_change
         self._relist_interval = relist_interval
@@ -289,7 +302,7 @@ class DirectorySource:
                 loaded = manifests.load_file(full)
                 if signature is not None and signature[2] == 0:
                     loaded = _truncated(full)  # a write in progress (`>` truncates first), not a withdrawal
-                content = merge_file(previous, loaded, full, self._allowed_kinds)
+                content = merge_file(previous, loaded, full, self._allowed_kinds, self._policy)
                 self._report(full, previous, content)
                 files[name] = (signature, content)
             for name in self._files.keys() - files.keys():

@@ -28,6 +28,11 @@ from them). An agent started while its source is down loads it, so a node reboot
 runs what it ran; while the source stays down the snapshot carries a source-level error, which holds
 every removal (the planner removes nothing while such an error stands).
 
+Signatures (`publicKeyFile`, nodeagent.signing): a new 200 body must carry a minisign signature made
+with the pinned key, from the `X-Nodeagent-Signature` header (`serve --signing-key`) or fetched from
+the bundle URL with `.minisig` appended to its path. Unsigned, tampered or wrongly signed is a failure of
+the whole fetch like any other: the last good bundle stays, and nothing unverified is cached.
+
 Secrets stay out of logs and errors: the token is never logged, and URLs are shown without their
 query string or user info (`display_url`).
 
@@ -56,7 +61,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import structlog
 import yaml
 
-from nodeagent import errors, manifests, metrics, model, settings
+from nodeagent import errors, manifests, metrics, model, policy, settings
 from nodeagent.sources import files
 from nodeagent.sources import snapshot as snap
 
@@ -315,7 +320,11 @@ def _short(body: bytes) -> str:
 
 
 def interpret(
-    body: bytes, file: str, previous: files.FileContent | None, allowed_kinds: Collection[str]
+    body: bytes,
+    file: str,
+    previous: files.FileContent | None,
+    allowed_kinds: Collection[str],
+    pol: policy.Policy = policy.DEFAULT,
 ) -> tuple[files.FileContent | None, str]:
     """A fetched body as the content now in force, or (None, why) when the whole body must be ignored.
 
@@ -329,7 +338,7 @@ def interpret(
         return None, f"unusable body: {why}"
     if not result.documents and not result.errors and not _explicit_list(body):
         return None, "empty body (only an explicit empty `kind: List` withdraws everything)"
-    return files.merge_file(previous, result, file, allowed_kinds), ""
+    return files.merge_file(previous, result, file, allowed_kinds, pol), ""
 
 
 def _explicit_list(body: bytes) -> bool:
@@ -343,11 +352,13 @@ def _explicit_list(body: bytes) -> bool:
         return False
 
 
-def replay(bodies: list[bytes], file: str, allowed_kinds: Collection[str]) -> files.FileContent | None:
+def replay(
+    bodies: list[bytes], file: str, allowed_kinds: Collection[str], pol: policy.Policy = policy.DEFAULT
+) -> files.FileContent | None:
     """Rebuild the content in force from the cached chain of bodies, oldest first."""
     content: files.FileContent | None = None
     for body in bodies:
-        new, _ = interpret(body, file, content, allowed_kinds)
+        new, _ = interpret(body, file, content, allowed_kinds, pol)
         if new is not None:
             content = new
     return content
@@ -582,8 +593,59 @@ class HttpSource:
                 time.monotonic() - started
             )
         self._watch_supported = resp.headers.get(WATCH_HEADER.lower(), "") == "1"
+        if resp.status == 200 and self.cfg.public_key_file:
+            why = self._unsigned(resp, ctx)
+            if why:
+                metrics.SOURCE_FETCHES.labels(source=self.name, result="invalid").inc()
+                if not self._stop.is_set():
+                    self._failed(why)
+                return "error"
         with self._apply_lock:
             return self._apply(resp)
+
+    def _unsigned(self, resp: Response, ctx: ssl.SSLContext | None) -> str:
+        """Why the body is not signed by the pinned key ("" when it is). The signature comes with the
+        response (`serve --signing-key` sends it in a header, so it matches this very body) or from
+        the bundle URL with `.minisig` appended to its path (minisign's convention, any static host)."""
+        from nodeagent import signing  # cryptography is imported only when a key is pinned
+
+        with self._lock:
+            if self._state.bodies and self._state.bodies[-1] == resp.body and not self._state.from_cache:
+                return ""  # the body in force, verified when it was accepted
+        assert self.cfg.public_key_file is not None
+        try:
+            key = signing.load_public_key(self.cfg.public_key_file)  # re-read: a rotated key applies
+        except errors.ConfigError as exc:
+            return f"bundle signature: {exc}"
+        header = resp.headers.get(signing.HEADER.lower())
+        try:
+            minisig = signing.from_header(header) if header is not None else self._fetch_signature(ctx)
+            signing.verify(resp.body, minisig, key)
+        except (signing.SignatureError, FetchError) as exc:
+            return f"bundle signature: {exc}"
+        return ""
+
+    def _fetch_signature(self, ctx: ssl.SSLContext | None) -> bytes:
+        from nodeagent import signing
+
+        parts = urlsplit(self.cfg.url)
+        url = parts._replace(path=(parts.path or "/") + signing.SUFFIX).geturl()
+        hdrs = {"Accept": "*/*", **self.cfg.headers, **bearer(self.cfg.token_file)}
+        resp = request(
+            "GET",
+            url,
+            headers=hdrs,
+            timeout=self.cfg.timeout,
+            context=ctx,
+            max_body=64 * 1024,
+            register=self._register,
+            connections=self._connections,
+        )
+        if resp.status == 404:
+            raise FetchError(f"unsigned: {display_url(url)} not found (HTTP 404)")
+        if resp.status != 200:
+            raise FetchError(f"{display_url(url)}: HTTP {resp.status}")
+        return resp.body
 
     def _apply(self, resp: Response) -> str:
         if resp.status == 304:
@@ -606,7 +668,7 @@ class HttpSource:
             metrics.SOURCE_FETCHES.labels(source=self.name, result="not_modified").inc()
             self._succeeded(None, resp)
             return "not_modified"
-        content, why = interpret(resp.body, self.url, previous, self._allowed_kinds)
+        content, why = interpret(resp.body, self.url, previous, self._allowed_kinds, self.cfg.policy)
         if content is None:
             metrics.SOURCE_FETCHES.labels(source=self.name, result="invalid").inc()
             self._failed(why)
@@ -675,7 +737,7 @@ class HttpSource:
         cached = read_cache(self._state_dir, self.cfg.url)
         if cached is None:
             return
-        content = replay(cached.bodies, self.url, self._allowed_kinds)
+        content = replay(cached.bodies, self.url, self._allowed_kinds, self.cfg.policy)
         if content is None:
             self._log.warning("source_cache_unusable", file=cache_paths(self._state_dir, self.cfg.url)[0])
             return

@@ -1,0 +1,687 @@
+"""Per-source policy: the Pod Security Standards (as k8s.io/pod-security-admission checks them) and
+PodSecurityPolicy's `allowedHostPaths`. Pure: a pod template in, the reasons it is refused out.
+
+Static pods and shared sources are a known persistence path (a pod with hostPID and a hostPath of `/`
+owns the host), so each source can be held to a level:
+
+- `privileged` (the default): no checks;
+- `baseline`: the checks that stop known privilege escalations (host namespaces, privileged
+  containers, added capabilities, hostPath volumes, host ports, AppArmor, SELinux, /proc mount,
+  seccomp, sysctls, Windows host processes, probe and lifecycle hosts);
+- `restricted`: baseline plus the hardening best practices (no privilege escalation, drop ALL
+  capabilities, a restricted set of volume types, non-root, seccomp RuntimeDefault or Localhost).
+
+The checks, their order and their messages are pod-security-admission's at its latest version, so
+a refusal reads like the API server's: `violates PodSecurity "baseline:latest": host namespaces
+(hostNetwork=true), privileged (container "x" must not set securityContext.privileged=true)`. Checks
+run in PSA's order: the baseline checks that every level shares, then (for baseline) the ones that
+restricted replaces, or (for restricted) the restricted ones. Fields nodeagent does not apply
+(seLinuxOptions, appArmorProfile, windowsOptions) are still checked: a manifest a cluster refuses is
+refused here too. Ephemeral containers do not exist here, and `hostUsers` is ignored (so user
+namespaces do not relax runAsNonRoot or procMount).
+
+`allowedHostPaths` is separate from the level (PodSecurityPolicy had it; PSA has nothing finer than
+"no hostPath"): every hostPath must be under one listed prefix (whole path components: `/var/log`
+allows `/var/log` and `/var/log/pods`, not `/var/logs`), and when that entry says `readOnly`, every
+mount of the volume must be read-only.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from nodeagent import model
+
+PRIVILEGED, BASELINE, RESTRICTED = "privileged", "baseline", "restricted"
+LEVELS = (PRIVILEGED, BASELINE, RESTRICTED)
+
+
+@dataclass(frozen=True)
+class HostPathRule:
+    """One `allowedHostPaths` entry."""
+
+    path_prefix: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a source may define. `allowed_host_paths=None` puts no limit on hostPath volumes."""
+
+    level: str = PRIVILEGED
+    allowed_host_paths: tuple[HostPathRule, ...] | None = None
+
+    @property
+    def enforcing(self) -> bool:
+        return self.level != PRIVILEGED or self.allowed_host_paths is not None
+
+    def describe(self) -> str:
+        text = self.level
+        if self.allowed_host_paths is not None:
+            paths = ", ".join(
+                r.path_prefix + (" (readOnly)" if r.read_only else "") for r in self.allowed_host_paths
+            )
+            text += f", allowedHostPaths: {paths or 'none'}"
+        return text
+
+
+DEFAULT = Policy()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A failed check: PSA's ForbiddenReason and ForbiddenDetail."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One reason an object is refused, at a field path (relative to the object)."""
+
+    path: str
+    message: str
+
+
+# --- helpers, as PSA's ------------------------------------------------------------------------
+
+
+def _pluralize(singular: str, plural: str, n: int) -> str:
+    return singular if n == 1 else plural
+
+
+def _join_quote(items: Iterable[str]) -> str:
+    items = list(items)
+    return '"' + '", "'.join(items) + '"' if items else ""
+
+
+def _containers(spec: model.PodSpec) -> tuple[model.Container, ...]:
+    """PSA's visitContainers order: init containers, then containers."""
+    return spec.init_containers + spec.containers
+
+
+def _setters(pod: bool, containers: Sequence[str]) -> list[str]:
+    out = ["pod"] if pod else []
+    if containers:
+        out.append(f"{_pluralize('container', 'containers', len(containers))} {_join_quote(containers)}")
+    return out
+
+
+Check = Callable[[model.ObjectMeta, model.PodSpec], CheckResult | None]
+
+
+# --- baseline ---------------------------------------------------------------------------------
+
+_APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
+
+
+def app_armor_profile(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    bad_values: set[str] = set()
+    pod = (
+        spec.security_context.app_armor_profile is not None
+        and spec.security_context.app_armor_profile
+        not in (
+            "RuntimeDefault",
+            "Localhost",
+        )
+    )
+    if pod:
+        bad_values.add(spec.security_context.app_armor_profile or "")
+    containers = []
+    for c in _containers(spec):
+        t = c.security_context.app_armor_profile if c.security_context else None
+        if t is not None and t not in ("RuntimeDefault", "Localhost"):
+            containers.append(c.name)
+            bad_values.add(t)
+    setters = _setters(pod, containers)
+    values = sorted(bad_values)
+    annotations = sorted(
+        f'{k}="{v}"'
+        for k, v in meta.annotations.items()
+        if k.startswith(_APPARMOR_ANNOTATION)
+        and v not in ("", "runtime/default")
+        and not v.startswith("localhost/")
+    )
+    if annotations:
+        values += annotations
+        setters.append(_pluralize("annotation", "annotations", len(annotations)))
+    if not setters:
+        return None
+    return CheckResult(
+        _pluralize("forbidden AppArmor profile", "forbidden AppArmor profiles", len(values)),
+        f"{' and '.join(setters)} must not set AppArmor profile type to {_join_quote(values)}",
+    )
+
+
+def host_namespaces(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    found = [
+        name
+        for name, on in (
+            ("hostNetwork", spec.host_network),
+            ("hostPID", spec.host_pid),
+            ("hostIPC", spec.host_ipc),
+        )
+        if on
+    ]
+    return CheckResult("host namespaces", ", ".join(f"{n}=true" for n in found)) if found else None
+
+
+def host_ports(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    containers, ports = [], set()
+    for c in _containers(spec):
+        used = [str(p.host_port) for p in c.ports if p.host_port]
+        if used:
+            containers.append(c.name)
+            ports.update(used)
+    if not containers:
+        return None
+    return CheckResult(
+        "hostPort",
+        f"{_pluralize('container', 'containers', len(containers))} {_join_quote(containers)} "
+        f"{_pluralize('uses', 'use', len(containers))} {_pluralize('hostPort', 'hostPorts', len(ports))} "
+        + ", ".join(sorted(ports)),
+    )
+
+
+def _hosts(handler: model.ProbeHandler | None) -> list[str]:
+    if isinstance(handler, model.HTTPGetAction | model.TCPSocketAction) and handler.host:
+        return [handler.host]
+    return []
+
+
+def host_probes_and_host_lifecycle(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    containers: set[str] = set()
+    hosts: set[str] = set()
+    for c in _containers(spec):
+        found: list[str] = []
+        for probe in (c.liveness_probe, c.readiness_probe, c.startup_probe):
+            found += _hosts(probe.handler if probe else None)
+        if c.lifecycle is not None:
+            for hook in (c.lifecycle.post_start, c.lifecycle.pre_stop):
+                found += _hosts(hook.handler if hook else None)
+        if found:
+            containers.add(c.name)
+            hosts.update(found)
+    if not containers:
+        return None
+    return CheckResult(
+        "probe or lifecycle host",
+        f"{_pluralize('container', 'containers', len(containers))} {_join_quote(sorted(containers))} "
+        f"{_pluralize('uses', 'use', len(containers))} "
+        f"{_pluralize('probe or lifecycle host', 'probe or lifecycle hosts', len(hosts))} "
+        f"{_join_quote(sorted(hosts))}",
+    )
+
+
+def privileged(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    bad = [c.name for c in _containers(spec) if c.security_context and c.security_context.privileged]
+    if not bad:
+        return None
+    return CheckResult(
+        "privileged",
+        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
+        "must not set securityContext.privileged=true",
+    )
+
+
+def proc_mount(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    bad, types = [], set()
+    for c in _containers(spec):
+        pm = c.security_context.proc_mount if c.security_context else None
+        if pm is not None and pm != "Default":
+            bad.append(c.name)
+            types.add(pm)
+    if not bad:
+        return None
+    return CheckResult(
+        "procMount",
+        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
+        f"must not set securityContext.procMount to {_join_quote(sorted(types))}",
+    )
+
+
+_SELINUX_TYPES = ("", "container_t", "container_init_t", "container_kvm_t")
+
+
+def se_linux_options(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    bad_types: set[str] = set()
+    set_user = set_role = False
+
+    def valid(opts: model.SELinuxOptions) -> bool:
+        nonlocal set_user, set_role
+        ok = True
+        if opts.type not in _SELINUX_TYPES:
+            ok = False
+            bad_types.add(opts.type)
+        if opts.user:
+            ok, set_user = False, True
+        if opts.role:
+            ok, set_role = False, True
+        return ok
+
+    pod_opts = spec.security_context.se_linux_options
+    pod = pod_opts is not None and not valid(pod_opts)
+    containers = []
+    for c in _containers(spec):
+        opts = c.security_context.se_linux_options if c.security_context else None
+        if opts is not None and not valid(opts):
+            containers.append(c.name)
+    setters = _setters(pod, containers)
+    if not setters:
+        return None
+    data = []
+    if bad_types:
+        data.append(f"{_pluralize('type', 'types', len(bad_types))} {_join_quote(sorted(bad_types))}")
+    if set_user:
+        data.append("user may not be set")
+    if set_role:
+        data.append("role may not be set")
+    return CheckResult(
+        "seLinuxOptions",
+        f"{' and '.join(setters)} set forbidden securityContext.seLinuxOptions: {'; '.join(data)}",
+    )
+
+
+# PSA's allowed sysctls as of 1.32 (1.0's five, net.ipv4.ip_local_reserved_ports from 1.27, the TCP
+# keepalive and FIN timeout ones from 1.29, tcp_rmem and tcp_wmem from 1.32).
+SAFE_SYSCTLS = frozenset(
+    {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+        "net.ipv4.tcp_rmem",
+        "net.ipv4.tcp_wmem",
+    }
+)
+
+
+def sysctls(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    bad = [s.name for s in spec.security_context.sysctls if s.name not in SAFE_SYSCTLS]
+    return CheckResult("forbidden sysctls", ", ".join(bad)) if bad else None
+
+
+def windows_host_process(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    bad = [
+        c.name for c in _containers(spec) if c.security_context and c.security_context.windows_host_process
+    ]
+    setters = _setters(bool(spec.security_context.windows_host_process), bad)
+    if not setters:
+        return None
+    return CheckResult(
+        "hostProcess",
+        f"{' and '.join(setters)} must not set securityContext.windowsOptions.hostProcess=true",
+    )
+
+
+# --- baseline only (restricted has stricter versions) -----------------------------------------
+
+ALLOWED_CAPABILITIES = frozenset(
+    {
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    }
+)
+
+
+def capabilities_baseline(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    bad, caps = [], set()
+    for c in _containers(spec):
+        added = (
+            c.security_context.capabilities.add
+            if c.security_context and c.security_context.capabilities
+            else ()
+        )
+        extra = [cap for cap in added if cap not in ALLOWED_CAPABILITIES]
+        if extra:
+            bad.append(c.name)
+            caps.update(extra)
+    if not bad:
+        return None
+    return CheckResult(
+        "non-default capabilities",
+        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
+        f"must not include {_join_quote(sorted(caps))} in securityContext.capabilities.add",
+    )
+
+
+def host_path_volumes(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    bad = [v.name for v in spec.volumes if isinstance(v.source, model.HostPathVolumeSource)]
+    if not bad:
+        return None
+    return CheckResult("hostPath volumes", f"{_pluralize('volume', 'volumes', len(bad))} {_join_quote(bad)}")
+
+
+def seccomp_profile_baseline(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    pod = spec.security_context.seccomp_profile == "Unconfined"
+    bad = [
+        c.name
+        for c in _containers(spec)
+        if c.security_context is not None and c.security_context.seccomp_profile == "Unconfined"
+    ]
+    setters = _setters(pod, bad)
+    if not setters:
+        return None
+    return CheckResult(
+        "seccompProfile",
+        f'{" and ".join(setters)} must not set securityContext.seccompProfile.type to "Unconfined"',
+    )
+
+
+# --- restricted -------------------------------------------------------------------------------
+
+
+def allow_privilege_escalation(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    bad = [
+        c.name
+        for c in _containers(spec)
+        if c.security_context is None or c.security_context.allow_privilege_escalation is not False
+    ]
+    if not bad:
+        return None
+    return CheckResult(
+        "allowPrivilegeEscalation != false",
+        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
+        "must set securityContext.allowPrivilegeEscalation=false",
+    )
+
+
+def capabilities_restricted(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    missing_drop, adding, caps = [], [], set()
+    for c in _containers(spec):
+        capabilities = c.security_context.capabilities if c.security_context else None
+        if capabilities is None:
+            missing_drop.append(c.name)
+            continue
+        if "ALL" not in capabilities.drop:
+            missing_drop.append(c.name)
+        extra = [cap for cap in capabilities.add if cap != "NET_BIND_SERVICE"]
+        if extra:
+            adding.append(c.name)
+            caps.update(extra)
+    details = []
+    if missing_drop:
+        details.append(
+            f"{_pluralize('container', 'containers', len(missing_drop))} {_join_quote(missing_drop)} "
+            'must set securityContext.capabilities.drop=["ALL"]'
+        )
+    if adding:
+        details.append(
+            f"{_pluralize('container', 'containers', len(adding))} {_join_quote(adding)} "
+            f"must not include {_join_quote(sorted(caps))} in securityContext.capabilities.add"
+        )
+    return CheckResult("unrestricted capabilities", "; ".join(details)) if details else None
+
+
+_RESTRICTED_OK_VOLUMES = frozenset(
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "image",  # allowed since 1.33
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+)
+
+
+def volume_type(volume: model.Volume) -> str:
+    """The volume's type as written in the manifest."""
+    if volume.declared_type:
+        return volume.declared_type
+    return {
+        model.HostPathVolumeSource: "hostPath",
+        model.EmptyDirVolumeSource: "emptyDir",
+        model.ConfigMapVolumeSource: "configMap",
+        model.SecretVolumeSource: "secret",
+        model.DownwardAPIVolumeSource: "downwardAPI",
+        model.ProjectedVolumeSource: "projected",
+    }.get(type(volume.source), "unknown")
+
+
+def restricted_volumes(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    bad, types = [], set()
+    for v in spec.volumes:
+        t = volume_type(v)
+        if t not in _RESTRICTED_OK_VOLUMES:
+            bad.append(v.name)
+            types.add(t if t in _KNOWN_RESTRICTED else "unknown")
+    if not bad:
+        return None
+    return CheckResult(
+        "restricted volume types",
+        f"{_pluralize('volume', 'volumes', len(bad))} {_join_quote(bad)} "
+        f"{_pluralize('uses', 'use', len(bad))} "
+        f"{_pluralize('restricted volume type', 'restricted volume types', len(types))} "
+        f"{_join_quote(sorted(types))}",
+    )
+
+
+# the types PSA names; any other (image, for one) is "unknown" in its message
+_KNOWN_RESTRICTED = frozenset(
+    {
+        "hostPath",
+        "gcePersistentDisk",
+        "awsElasticBlockStore",
+        "gitRepo",
+        "nfs",
+        "iscsi",
+        "glusterfs",
+        "rbd",
+        "flexVolume",
+        "cinder",
+        "cephfs",
+        "flocker",
+        "fc",
+        "azureFile",
+        "vsphereVolume",
+        "quobyte",
+        "azureDisk",
+        "photonPersistentDisk",
+        "portworxVolume",
+        "scaleIO",
+        "storageos",
+    }
+)
+
+
+def run_as_non_root(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    pod_value = spec.security_context.run_as_non_root
+    pod_bad, pod_ok = pod_value is False, pod_value is True
+    explicit, implicit = [], []
+    for c in _containers(spec):
+        value = c.security_context.run_as_non_root if c.security_context else None
+        if value is not None:
+            if not value:
+                explicit.append(c.name)
+        elif not pod_ok:
+            implicit.append(c.name)
+    setters = _setters(pod_bad, explicit)
+    if setters:
+        return CheckResult(
+            "runAsNonRoot != true", f"{' and '.join(setters)} must not set securityContext.runAsNonRoot=false"
+        )
+    if implicit:
+        return CheckResult(
+            "runAsNonRoot != true",
+            f"pod or {_pluralize('container', 'containers', len(implicit))} {_join_quote(implicit)} "
+            "must set securityContext.runAsNonRoot=true",
+        )
+    return None
+
+
+def run_as_user(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    bad = [c.name for c in _containers(spec) if c.security_context and c.security_context.run_as_user == 0]
+    setters = _setters(spec.security_context.run_as_user == 0, bad)
+    if not setters:
+        return None
+    return CheckResult("runAsUser=0", f"{' and '.join(setters)} must not set runAsUser=0")
+
+
+def seccomp_profile_restricted(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    valid = ("RuntimeDefault", "Localhost")
+    pod_type = spec.security_context.seccomp_profile
+    pod_bad = pod_type is not None and pod_type not in valid
+    pod_set = pod_type is not None and not pod_bad
+    bad_values = {pod_type} if pod_bad and pod_type is not None else set()
+    explicit, implicit = [], []
+    for c in _containers(spec):
+        t = c.security_context.seccomp_profile if c.security_context else None
+        if t is not None:
+            if t not in valid:
+                explicit.append(c.name)
+                bad_values.add(t)
+        elif not pod_set:
+            implicit.append(c.name)
+    setters = _setters(pod_bad, explicit)
+    if setters:
+        return CheckResult(
+            "seccompProfile",
+            f"{' and '.join(setters)} must not set securityContext.seccompProfile.type to "
+            f"{_join_quote(sorted(bad_values))}",
+        )
+    if implicit:
+        return CheckResult(
+            "seccompProfile",
+            f"pod or {_pluralize('container', 'containers', len(implicit))} {_join_quote(implicit)} "
+            'must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"',
+        )
+    return None
+
+
+# PSA's evaluation order: the baseline checks shared by both levels (by check ID, as Go runs the
+# check files' init functions), then baseline's overlapping checks or the restricted checks.
+SHARED_BASELINE: tuple[Check, ...] = (
+    app_armor_profile,
+    host_namespaces,
+    host_ports,
+    host_probes_and_host_lifecycle,
+    privileged,
+    proc_mount,
+    se_linux_options,
+    sysctls,
+    windows_host_process,
+)
+BASELINE_ONLY: tuple[Check, ...] = (capabilities_baseline, host_path_volumes, seccomp_profile_baseline)
+RESTRICTED_CHECKS: tuple[Check, ...] = (
+    allow_privilege_escalation,
+    capabilities_restricted,
+    restricted_volumes,
+    run_as_non_root,
+    run_as_user,
+    seccomp_profile_restricted,
+)
+
+
+def evaluate(level: str, meta: model.ObjectMeta, spec: model.PodSpec) -> list[CheckResult]:
+    """The failed checks of `level` for a pod, in PSA's order."""
+    if level == PRIVILEGED:
+        return []
+    if level not in LEVELS:
+        raise ValueError(f"unknown Pod Security level {level!r}")
+    checks = SHARED_BASELINE + (BASELINE_ONLY if level == BASELINE else RESTRICTED_CHECKS)
+    return [r for r in (check(meta, spec) for check in checks) if r is not None]
+
+
+def message(level: str, results: Sequence[CheckResult]) -> str:
+    """PSA's refusal text: `violates PodSecurity "LEVEL:latest": reason (detail), ...`."""
+    reasons = ", ".join(f"{r.reason} ({r.detail})" if r.detail else r.reason for r in results)
+    return f'violates PodSecurity "{level}:latest": {reasons}'
+
+
+# --- allowedHostPaths ---------------------------------------------------------------------------
+
+
+def _under(path: str, prefix: str) -> bool:
+    """PodSecurityPolicy's prefix match: whole path components, `..` never escapes."""
+    path, prefix = posixpath.normpath(path), posixpath.normpath(prefix)
+    if prefix == "/":
+        return True
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def host_path_violations(spec: model.PodSpec, rules: Sequence[HostPathRule], prefix: str) -> list[Violation]:
+    """Each hostPath volume outside every rule, and each writable mount of one its rule makes read-only."""
+    out: list[Violation] = []
+    read_only: set[str] = set()
+    allowed = ", ".join(r.path_prefix for r in rules) or "none"
+    for i, v in enumerate(spec.volumes):
+        if not isinstance(v.source, model.HostPathVolumeSource):
+            continue
+        matching = [r for r in rules if _under(v.source.path, r.path_prefix)]
+        if not matching:
+            out.append(
+                Violation(
+                    f"{prefix}volumes[{i}].hostPath.path",
+                    f'hostPath "{v.source.path}" is not allowed by the allowedHostPaths of this source '
+                    f"({allowed})",
+                )
+            )
+        elif all(r.read_only for r in matching):
+            read_only.add(v.name)  # PSP: allowed when one matching entry allows it writable
+    if read_only:
+        for kind, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
+            for ci, c in enumerate(containers):
+                for mi, m in enumerate(c.volume_mounts):
+                    if m.name in read_only and not m.read_only:
+                        out.append(
+                            Violation(
+                                f"{prefix}{kind}[{ci}].volumeMounts[{mi}].readOnly",
+                                f'must be true: allowedHostPaths allows volume "{m.name}" read-only only',
+                            )
+                        )
+    return out
+
+
+# --- objects ------------------------------------------------------------------------------------
+
+
+def check(obj: model.KubeObject, pol: Policy) -> list[Violation]:
+    """Why `obj` may not come from a source with policy `pol` ([] when it may)."""
+    if not pol.enforcing:
+        return []
+    if isinstance(obj, model.DaemonSet):
+        meta, spec, prefix = obj.spec.template.metadata, obj.spec.template.spec, "spec.template.spec."
+    elif isinstance(obj, model.Pod):
+        meta, spec, prefix = obj.metadata, obj.spec, "spec."
+    else:
+        return []
+    out = []
+    results = evaluate(pol.level, meta, spec)
+    if results:
+        out.append(Violation(prefix.rstrip("."), message(pol.level, results)))
+    if pol.allowed_host_paths is not None:
+        out += host_path_violations(spec, pol.allowed_host_paths, prefix)
+    return out
+
+
+def problems(doc: model.Document, pol: Policy) -> list[model.Problem]:
+    """`check` as validation errors of the document (file, document index, kind, name, path)."""
+    obj = doc.obj
+    return [
+        model.Problem(doc.file, doc.index, obj.kind, obj.metadata.name, v.path, v.message)
+        for v in check(obj, pol)
+    ]
