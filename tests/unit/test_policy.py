@@ -16,7 +16,7 @@ import yaml
 
 from nodeagent import cli, errors, identity, manifests, model, policy, settings
 from nodeagent.sources import files
-from tests.unit.test_corpus import corpus_files
+from tests.corpus import corpus_files, require_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -555,6 +555,7 @@ def corpus_verdicts(level: str) -> dict[str, list[str]]:
 
 
 def test_corpus_most_real_daemonsets_violate_baseline_and_the_messages_are_psas() -> None:
+    require_corpus()
     baseline = corpus_verdicts(BASE)
     restricted = corpus_verdicts(RESTRICTED)
     assert len(baseline) >= 30
