@@ -198,8 +198,7 @@ class Publisher:
                 if not manifests.is_manifest_filename(name) or os.path.isdir(full):
                     continue
                 try:
-                    with open(full, "rb") as fh:
-                        data = fh.read()
+                    data = manifests.read_manifest_file(full)  # never blocks on a FIFO
                 except OSError as exc:
                     old = self._files.get(name)
                     problem = model.Problem(full, None, "", "", "", f"cannot read {full}: {exc.strerror}")
