@@ -629,7 +629,10 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         reporter.start()
     reload_requested = threading.Event()
     notifier = sd.Notifier()
-    monitor = health.Monitor(loop)
+    def stuck_sources() -> list[str]:
+        return [p.message for s in a.sources if (p := _stuck(s)) is not None]
+
+    monitor = health.Monitor(loop, stuck_sources=stuck_sources)
     status_line = ["starting"]
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -879,6 +882,11 @@ def cmd_node_delete(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(f"node {_clean(args.name)} deleted")
     return EXIT_OK
+
+
+def _stuck(source: object) -> model.Problem | None:
+    stuck = getattr(source, "stuck_problem", None)
+    return stuck() if callable(stuck) else None
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")

@@ -145,6 +145,7 @@ def _identity_hints(errors: Iterable[model.Problem], index: int) -> set[tuple[st
 
 
 FULL_RELIST_EVERY = 10
+STUCK_AFTER = 30.0  # a scan running longer than this is reported (status, /readyz)
 
 
 def report_problems(logger: Any, previous: FileContent | None, content: FileContent) -> None:
@@ -201,6 +202,7 @@ class DirectorySource:
         self._files: dict[str, tuple[_Signature | None, FileContent]] = {}
         self._available: bool | None = None  # None: never tried
         self._failure: model.Problem | None = None
+        self._scan_started: float | None = None  # monotonic, while a scan runs
 
         self._state_lock = threading.Lock()  # guards _snapshot
         self._snapshot: snap.Snapshot | None = None
@@ -239,14 +241,39 @@ class DirectorySource:
             self._thread = None
 
     def snapshot(self) -> snap.Snapshot | None:
-        """The current full snapshot; None until the directory was listed successfully once."""
+        """The current full snapshot; None until the directory was listed successfully once. While a
+        scan is stuck, the last one marked not ok with the reason (so removals are held and `status`
+        says why)."""
+        stuck = self.stuck_problem()
         with self._state_lock:
-            return self._snapshot
+            shot = self._snapshot
+        if stuck is not None and shot is not None:
+            return replace(shot, ok=False, errors=(stuck, *shot.errors))
+        return shot
 
     @property
     def failure(self) -> model.Problem | None:
         """Why the directory cannot be read right now (also before the first good listing), or None."""
-        return self._failure
+        return self.stuck_problem() or self._failure
+
+    def stuck_problem(self, now: float | None = None) -> model.Problem | None:
+        """A Problem when the current scan has run for longer than STUCK_AFTER (a hung filesystem: a
+        read that never returns cannot be interrupted, but it can be reported)."""
+        started = self._scan_started
+        if started is None:
+            return None
+        running = (time.monotonic() if now is None else now) - started
+        if running <= STUCK_AFTER:
+            return None
+        return model.Problem(
+            file=self.path,
+            document=None,
+            kind="",
+            name="",
+            path="",
+            message=f"source {self.name}: a scan of the directory has been stuck for {running:.0f}s "
+            "(a hung filesystem?); the last good content stays in force",
+        )
 
     def relist(self) -> None:
         """Rescan synchronously, re-reading every file (the safety net, and `nodeagent sync`'s one pass)."""
@@ -257,52 +284,59 @@ class DirectorySource:
     def _scan(self, force: Collection[str] | None) -> None:
         """List the directory and re-read files that changed, or all of them when `force` is None."""
         with self._scan_lock:
+            self._scan_started = time.monotonic()
             try:
-                names = sorted(os.listdir(self.path))
-            except OSError as exc:
-                self._unavailable(exc)
-                return
-            if self._available is False:
-                self._log.info("source_recovered")
-            self._available = True
-            self._failure = None
+                self._scan_locked(force)
+            finally:
+                self._scan_started = None
 
-            files: dict[str, tuple[_Signature | None, FileContent]] = {}
-            for name in names:
-                if not manifests.is_manifest_filename(name):
-                    continue
-                full = os.path.join(self.path, name)
-                if os.path.isdir(full):
-                    continue  # not recursive, as the kubelet
-                signature = _signature(full)
-                old = self._files.get(name)
-                if (
-                    old is not None
-                    and force is not None
-                    and name not in force
-                    and signature is not None
-                    and old[0] == signature
-                ):
-                    files[name] = old
-                    continue
-                previous = old[1] if old is not None else None
-                loaded = manifests.load_file(full)
-                if signature is not None and signature[2] == 0:
-                    loaded = _truncated(full)  # a write in progress (`>` truncates first), not a withdrawal
-                content = merge_file(previous, loaded, full, self._allowed_kinds)
-                self._report(full, previous, content)
-                files[name] = (signature, content)
-            for name in self._files.keys() - files.keys():
-                self._log.info("manifest_withdrawn", file=os.path.join(self.path, name))
-            self._files = files
-            new = snap.Snapshot(
-                source=self.name,
-                documents=tuple(d for _, c in files.values() for d in c.documents),
-                errors=tuple(p for _, c in files.values() for p in c.errors),
-                warnings=tuple(p for _, c in files.values() for p in c.warnings),
-                ok=True,
-            )
-            self._publish(new, good=True)
+    def _scan_locked(self, force: Collection[str] | None) -> None:
+        try:
+            names = sorted(os.listdir(self.path))
+        except OSError as exc:
+            self._unavailable(exc)
+            return
+        if self._available is False:
+            self._log.info("source_recovered")
+        self._available = True
+        self._failure = None
+
+        files: dict[str, tuple[_Signature | None, FileContent]] = {}
+        for name in names:
+            if not manifests.is_manifest_filename(name):
+                continue
+            full = os.path.join(self.path, name)
+            if os.path.isdir(full):
+                continue  # not recursive, as the kubelet
+            signature = _signature(full)
+            old = self._files.get(name)
+            if (
+                old is not None
+                and force is not None
+                and name not in force
+                and signature is not None
+                and old[0] == signature
+            ):
+                files[name] = old
+                continue
+            previous = old[1] if old is not None else None
+            loaded = manifests.load_file(full)
+            if signature is not None and signature[2] == 0:
+                loaded = _truncated(full)  # a write in progress (`>` truncates first), not a withdrawal
+            content = merge_file(previous, loaded, full, self._allowed_kinds)
+            self._report(full, previous, content)
+            files[name] = (signature, content)
+        for name in self._files.keys() - files.keys():
+            self._log.info("manifest_withdrawn", file=os.path.join(self.path, name))
+        self._files = files
+        new = snap.Snapshot(
+            source=self.name,
+            documents=tuple(d for _, c in files.values() for d in c.documents),
+            errors=tuple(p for _, c in files.values() for p in c.errors),
+            warnings=tuple(p for _, c in files.values() for p in c.warnings),
+            ok=True,
+        )
+        self._publish(new, good=True)
 
     def _unavailable(self, exc: OSError) -> None:
         reason = exc.strerror or str(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,46 @@ def test_a_non_manifest_file_is_not_echoed(tmp_path: Path) -> None:
     result = manifests.load_paths([str(tmp_path)])
     assert result.errors
     assert all("root:x" not in p.message and "alice" not in p.message for p in result.errors)
+
+
+def test_a_stuck_scan_shows_in_failure_snapshot_and_readiness(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typing import Any, cast
+
+    from nodeagent import health
+    from nodeagent.sources import files
+
+    (tmp_path / "a.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    src = files.DirectorySource("d", str(tmp_path), lambda: None, watch=False)
+    src.relist()
+    shot = src.snapshot()
+    assert shot is not None and shot.ok and src.failure is None
+
+    release = threading.Event()
+    real = manifests.load_file
+
+    def hang(path: str) -> Any:
+        release.wait(30)  # a read on a hung filesystem
+        return real(path)
+
+    monkeypatch.setattr(manifests, "load_file", hang)
+    monkeypatch.setattr(files, "STUCK_AFTER", 0.2)
+    t = threading.Thread(target=src.relist, daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 10
+        while src.failure is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        failure = src.failure
+        assert failure is not None and "stuck" in failure.message
+        shot = src.snapshot()
+        assert shot is not None and not shot.ok and shot.errors[0] == failure
+        loop = cast(Any, type("Loop", (), {"passes": 1, "resync_interval": 30.0})())
+        monitor = health.Monitor(loop, stuck_sources=lambda: [failure.message])
+        ready, why = monitor.readiness()
+        assert not ready and "stuck" in why
+    finally:
+        release.set()
+        t.join(10)
+    assert src.failure is None and src.snapshot() is not None
