@@ -109,8 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument(
         "--max-connections",
         type=int,
-        default=1000,
-        help="open connections at once (default 1000, lowered to fit the open-file limit)",
+        default=10_000,
+        help="open connections at once (default 10000, lowered to fit the open-file limit)",
     )
 
     nd = sub.add_parser("node", help="manage the nodes a `nodeagent serve` knows")
