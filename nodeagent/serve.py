@@ -1,7 +1,7 @@
 """`nodeagent serve`: a directory of manifests as an HTTP source for a fleet, plus the fleet view.
 
-Endpoints (JSON unless said otherwise; with `--token-file` every one but `/healthz` needs
-`Authorization: Bearer <token>`):
+Endpoints (JSON unless said otherwise; with `--token-file`, `--node-tokens` or `--client-ca` every one
+but `/healthz` needs a credential, see `Server.identify`):
 
     GET  /manifests               the bundle: the valid manifests of DIR as multi-document YAML
                                   (each document a JSON object), strong ETag, `X-Nodeagent-Watch: 1`;
@@ -12,7 +12,10 @@ Endpoints (JSON unless said otherwise; with `--token-file` every one but `/healt
                                   bundle; after S seconds (default 30, at most 300) 304. A client that
                                   does not know the ETag yet gets the bundle at once.
     POST /nodes/<name>/status     a node's report: {name, labels, taints, status, agentVersion, errors}
-                                  where status is the `nodeagent status -o json` document; 204.
+                                  where status is the `nodeagent status -o json` document; 204, or 400
+                                  naming the bad field, 413 over --max-report-bytes (before reading
+                                  it), 429 beyond --max-nodes, 403 with another node's credential.
+    DELETE /nodes/<name>          forget a node (`nodeagent node delete`); 204, 404 if unknown.
     GET  /api/nodes               {"nodes": [{name, ready, labels, taints, lastSeen, ...}]}
     GET  /api/daemonsets          {"daemonSets": [{namespace, name, desiredNumberScheduled, ...}]}
     GET  /api/fleet               both, plus the files of DIR that fail validation (`errors`)
@@ -562,10 +565,11 @@ class Server:
         no restart).
 
         - no --token-file, --node-tokens or --client-ca: everyone, for everything (loopback use);
-        - the shared token (--token-file): any node (the simple mode: every holder is trusted alike);
+        - the shared token (--token-file): any node, in every mode (the simple mode, and the
+          operators' credential for `node delete`);
         - a per-node token (a file in --node-tokens named after the node): that node only;
-        - with --client-ca, the verified client certificate's CN names the node; a token, if also
-          required, must then belong to that node or be the shared one.
+        - with --client-ca, the verified client certificate's CN names the node (its only node unless
+          it also presents the shared token); a per-node token must then name the same node.
         """
         cfg = self.cfg
         cn = _common_name(cert) if cfg.client_ca else None
@@ -581,7 +585,7 @@ class Server:
             if not presented:
                 return None
             if cfg.token_file and self._shared_token_matches(presented):
-                return Identity(f"node:{cn}" if cn else "shared-token", frozenset(nodes) if nodes else None)
+                return Identity("shared-token", None)
             owner = self._node_token_owner(presented) if cfg.node_tokens else None
             if owner is None:
                 return None

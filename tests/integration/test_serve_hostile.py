@@ -210,3 +210,28 @@ def test_a_watch_whose_client_has_gone_frees_its_connection(server: serve.Server
     wait_for(lambda: any(c.state == "watch" for c in list(server.httpd._open.values())))
     sock.close()
     wait_for(lambda: server.httpd.open_connections() == 0, timeout=10)
+
+
+def test_mtls_with_tokens_the_node_token_must_match_the_cn(mdir: Path, pki: Pki, tmp_path: Path) -> None:
+    tokens = tmp_path / "node-tokens"
+    tokens.mkdir()
+    (tokens / "node-a").write_text("token-a\n")
+    (tokens / "node-b").write_text("token-b\n")
+    shared = tmp_path / "shared"
+    shared.write_text("admin\n")
+    s = start_serve(
+        mdir,
+        tls_cert=str(pki.server_cert),
+        tls_key=str(pki.server_key),
+        client_ca=str(pki.ca),
+        node_tokens=str(tokens),
+        token_file=str(shared),
+    )
+    try:
+        ctx = http.ssl_context(str(pki.ca), str(pki.client_cert), str(pki.client_key))  # CN node-a
+        assert post(s.url + "/nodes/node-a/status", report("node-a"), "token-a", context=ctx) == 204
+        assert post(s.url + "/nodes/node-a/status", report("node-a"), "token-b", context=ctx) == 401
+        assert post(s.url + "/nodes/node-a/status", report("node-a"), context=ctx) == 401
+        assert post(s.url + "/nodes/node-b/status", report("node-b"), "admin", context=ctx) == 204
+    finally:
+        s.stop()
