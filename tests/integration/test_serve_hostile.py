@@ -235,3 +235,25 @@ def test_mtls_with_tokens_the_node_token_must_match_the_cn(mdir: Path, pki: Pki,
         assert post(s.url + "/nodes/node-b/status", report("node-b"), "admin", context=ctx) == 204
     finally:
         s.stop()
+
+
+def test_a_numeric_secret_value_is_never_shown_on_the_fleet_page_logs_or_status(mdir: Path) -> None:
+    import structlog.testing
+
+    (mdir / "s.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: default}\n"
+        "stringData: {password: 918273645}\n"
+    )
+    with structlog.testing.capture_logs() as logs:
+        s = start_serve(mdir)
+    try:
+        doc = s.fleet_json()
+        assert any(e["path"] == "stringData[password]" for e in doc["errors"])
+        page = http.request("GET", s.url + "/").body.decode()
+        api = http.request("GET", s.url + "/api/fleet").body.decode()
+        out = io.StringIO()
+        assert cli.cmd_fleet_status(s.url, "table", out, None, None) == 0
+        for text in (page, api, out.getvalue(), repr(logs)):
+            assert "918273645" not in text
+    finally:
+        s.stop()
