@@ -629,6 +629,7 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         reporter.start()
     reload_requested = threading.Event()
     notifier = sd.Notifier()
+
     def stuck_sources() -> list[str]:
         return [p.message for s in a.sources if (p := _stuck(s)) is not None]
 

@@ -162,3 +162,20 @@ def test_a_stuck_scan_shows_in_failure_snapshot_and_readiness(
         release.set()
         t.join(10)
     assert src.failure is None and src.snapshot() is not None
+
+
+def test_a_fifo_in_the_images_directory_is_skipped_not_opened(tmp_path: Path) -> None:
+    from nodeagent.sources import images
+
+    os.mkfifo(tmp_path / "x.tar")
+    opened: list[str] = []
+
+    def load(path: str) -> list[str]:
+        opened.append(path)  # the real loader opens it, which blocks on a FIFO
+        return []
+
+    d = images.ImagesDirectory(str(tmp_path), load, lambda: None, watch=False)
+    t = threading.Thread(target=d.scan, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive() and not opened
