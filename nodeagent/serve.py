@@ -307,9 +307,20 @@ class Identity:
     nodes: frozenset[str] | None
 
 
+def unprotected_warning(cfg: ServeConfig, host: str, url: str) -> str:
+    """Non-empty when anyone who can reach a non-loopback address may read and post everything."""
+    if cfg.token_file or cfg.node_tokens or cfg.client_ca or is_loopback(host):
+        return ""
+    return (
+        f"serving on {url} WITHOUT AUTHENTICATION: anyone who can reach it can read every "
+        "manifest (Secrets included) and post or delete any node's status; use --token-file, "
+        "--node-tokens or --client-ca"
+    )
+
+
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
+    if host == "localhost":
+        return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -537,15 +548,7 @@ class Server:
             log.warning("serve_unauthenticated", warning=self.unprotected_warning())
 
     def unprotected_warning(self) -> str:
-        """Non-empty when anyone who can reach a non-loopback address may read and post everything."""
-        cfg = self.cfg
-        if cfg.token_file or cfg.node_tokens or cfg.client_ca or is_loopback(self.host):
-            return ""
-        return (
-            f"serving on {self.url} WITHOUT AUTHENTICATION: anyone who can reach it can read every "
-            "manifest (Secrets included) and post or delete any node's status; use --token-file, "
-            "--node-tokens or --client-ca"
-        )
+        return unprotected_warning(self.cfg, self.host, self.url)
 
     def stop(self) -> None:
         self.publisher.stop()

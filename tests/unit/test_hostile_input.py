@@ -179,3 +179,29 @@ def test_a_fifo_in_the_images_directory_is_skipped_not_opened(tmp_path: Path) ->
     t.start()
     t.join(10)
     assert not t.is_alive() and not opened
+
+
+@pytest.mark.parametrize(
+    ("host", "auth", "warned"),
+    [
+        ("0.0.0.0", {}, True),
+        ("::", {}, True),
+        ("10.1.2.3", {}, True),
+        ("127.0.0.1", {}, False),
+        ("::1", {}, False),
+        ("localhost", {}, False),
+        ("0.0.0.0", {"token_file": "t"}, False),
+        ("0.0.0.0", {"node_tokens": "d"}, False),
+        ("0.0.0.0", {"client_ca": "ca"}, False),
+    ],
+)
+def test_serve_warns_loudly_without_authentication_off_loopback(
+    host: str, auth: dict[str, str], warned: bool
+) -> None:
+    from nodeagent import serve
+
+    cfg = serve.ServeConfig("/d", **auth)  # type: ignore[arg-type]
+    text = serve.unprotected_warning(cfg, host, f"http://{host}:8080")
+    assert bool(text) == warned
+    if warned:
+        assert "WITHOUT AUTHENTICATION" in text
