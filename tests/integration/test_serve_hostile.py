@@ -63,6 +63,10 @@ def test_a_malformed_report_is_400_naming_the_field_and_breaks_nothing(server: s
     assert resp.status == 400
     assert b"status.daemonSets[0].pods" in resp.body
     assert post(server.url + "/nodes/n2/status", report("n2", numberReady="1")) == 400
+    evil = "evil\x1b]0;owned\x07"
+    assert post(server.url + "/nodes/evil%1B%5D0%3Bowned%07/status", report(evil)) == 400
+    labelled = {**report("n3"), "labels": {"a": "\x1b[2J"}}
+    assert post(server.url + "/nodes/n3/status", labelled) == 400
     for path in ("/", "/api/fleet", "/api/nodes", "/api/daemonsets"):
         assert http.request("GET", server.url + path).status == 200
     out = io.StringIO()
