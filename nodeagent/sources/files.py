@@ -202,7 +202,8 @@ class DirectorySource:
         self._files: dict[str, tuple[_Signature | None, FileContent]] = {}
         self._available: bool | None = None  # None: never tried
         self._failure: model.Problem | None = None
-        self._scan_started: float | None = None  # monotonic, while a scan runs
+        self._scans: dict[object, float] = {}  # scans running (or waiting for the lock): monotonic start
+        self._scans_lock = threading.Lock()
 
         self._state_lock = threading.Lock()  # guards _snapshot
         self._snapshot: snap.Snapshot | None = None
@@ -259,7 +260,8 @@ class DirectorySource:
     def stuck_problem(self, now: float | None = None) -> model.Problem | None:
         """A Problem when the current scan has run for longer than STUCK_AFTER (a hung filesystem: a
         read that never returns cannot be interrupted, but it can be reported)."""
-        started = self._scan_started
+        with self._scans_lock:
+            started = min(self._scans.values(), default=None)
         if started is None:
             return None
         running = (time.monotonic() if now is None else now) - started
@@ -282,61 +284,65 @@ class DirectorySource:
     # --- scanning ---------------------------------------------------------------------------------
 
     def _scan(self, force: Collection[str] | None) -> None:
-        """List the directory and re-read files that changed, or all of them when `force` is None."""
-        with self._scan_lock:
-            self._scan_started = time.monotonic()
-            try:
-                self._scan_locked(force)
-            finally:
-                self._scan_started = None
+        """`_scan_locked`, timed: a scan (or the wait for one) running too long is `stuck_problem`."""
+        token = object()
+        with self._scans_lock:
+            self._scans[token] = time.monotonic()
+        try:
+            self._scan_locked(force)
+        finally:
+            with self._scans_lock:
+                del self._scans[token]
 
     def _scan_locked(self, force: Collection[str] | None) -> None:
-        try:
-            names = sorted(os.listdir(self.path))
-        except OSError as exc:
-            self._unavailable(exc)
-            return
-        if self._available is False:
-            self._log.info("source_recovered")
-        self._available = True
-        self._failure = None
+        """List the directory and re-read files that changed, or all of them when `force` is None."""
+        with self._scan_lock:
+            try:
+                names = sorted(os.listdir(self.path))
+            except OSError as exc:
+                self._unavailable(exc)
+                return
+            if self._available is False:
+                self._log.info("source_recovered")
+            self._available = True
+            self._failure = None
 
-        files: dict[str, tuple[_Signature | None, FileContent]] = {}
-        for name in names:
-            if not manifests.is_manifest_filename(name):
-                continue
-            full = os.path.join(self.path, name)
-            if os.path.isdir(full):
-                continue  # not recursive, as the kubelet
-            signature = _signature(full)
-            old = self._files.get(name)
-            if (
-                old is not None
-                and force is not None
-                and name not in force
-                and signature is not None
-                and old[0] == signature
-            ):
-                files[name] = old
-                continue
-            previous = old[1] if old is not None else None
-            loaded = manifests.load_file(full)
-            if signature is not None and signature[2] == 0:
-                loaded = _truncated(full)  # a write in progress (`>` truncates first), not a withdrawal
-            content = merge_file(previous, loaded, full, self._allowed_kinds)
-            self._report(full, previous, content)
-            files[name] = (signature, content)
-        for name in self._files.keys() - files.keys():
-            self._log.info("manifest_withdrawn", file=os.path.join(self.path, name))
-        self._files = files
-        new = snap.Snapshot(
-            source=self.name,
-            documents=tuple(d for _, c in files.values() for d in c.documents),
-            errors=tuple(p for _, c in files.values() for p in c.errors),
-            warnings=tuple(p for _, c in files.values() for p in c.warnings),
-            ok=True,
-        )
-        self._publish(new, good=True)
+            files: dict[str, tuple[_Signature | None, FileContent]] = {}
+            for name in names:
+                if not manifests.is_manifest_filename(name):
+                    continue
+                full = os.path.join(self.path, name)
+                if os.path.isdir(full):
+                    continue  # not recursive, as the kubelet
+                signature = _signature(full)
+                old = self._files.get(name)
+                if (
+                    old is not None
+                    and force is not None
+                    and name not in force
+                    and signature is not None
+                    and old[0] == signature
+                ):
+                    files[name] = old
+                    continue
+                previous = old[1] if old is not None else None
+                loaded = manifests.load_file(full)
+                if signature is not None and signature[2] == 0:
+                    loaded = _truncated(full)  # a write in progress (`>` truncates first), not a withdrawal
+                content = merge_file(previous, loaded, full, self._allowed_kinds)
+                self._report(full, previous, content)
+                files[name] = (signature, content)
+            for name in self._files.keys() - files.keys():
+                self._log.info("manifest_withdrawn", file=os.path.join(self.path, name))
+            self._files = files
+            new = snap.Snapshot(
+                source=self.name,
+                documents=tuple(d for _, c in files.values() for d in c.documents),
+                errors=tuple(p for _, c in files.values() for p in c.errors),
+                warnings=tuple(p for _, c in files.values() for p in c.warnings),
+                ok=True,
+            )
+            self._publish(new, good=True)
 
     def _unavailable(self, exc: OSError) -> None:
         reason = exc.strerror or str(exc)
