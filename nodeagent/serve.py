@@ -65,7 +65,7 @@ log = structlog.get_logger(__name__)
 
 MAX_REPORT = 1024 * 1024  # a node's report (a few hundred bytes per pod): larger is answered 413
 MAX_WATCH = 300.0
-MAX_CONNECTIONS = 10_000  # and never more than the open-file limit allows (Server.connection_limit)
+MAX_CONNECTIONS = 10_000  # and never more than the open-file limit allows (connection_limit)
 FD_RESERVE = 64  # file descriptors kept for everything but connections (files, inotify, TLS, logs)
 HEADER_TIMEOUT = 10.0  # a new connection must deliver its first request's headers within this
 IDLE_TIMEOUT = 60.0  # a kept-alive connection must deliver its next request within this
