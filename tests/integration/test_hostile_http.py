@@ -218,3 +218,20 @@ def test_a_token_over_plain_http_is_warned_about_once(hosts: list[Host], tmp_pat
     assert len(warnings) == 2
     assert any("token" in w for w in warnings) and any("Secrets" in w for w in warnings)
     assert "tok\n" not in repr(logs)
+
+
+def test_the_status_reporter_warns_once_about_a_token_over_plain_http(tmp_path: Path) -> None:
+    from nodeagent import report
+
+    token = tmp_path / "token"
+    token.write_text("report-token\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    auth = settings.HttpSource(url=f"http://127.0.0.1:{port}/manifests", token_file=str(token))
+    r = report.Reporter(f"http://127.0.0.1:{port}", "n", auth=auth, timeout=2)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            r.post({"name": "n"})
+    assert [e["event"] for e in logs].count("status_server_plain_http") == 1
+    assert "report-token" not in repr(logs)
