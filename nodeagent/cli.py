@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -87,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--server", metavar="URL", help="show the fleet of this `nodeagent serve` instead")
     st.add_argument("--token-file", help="bearer token for --server")
     st.add_argument("--ca-file", help="CA bundle to verify an https --server")
+    st.add_argument("--client-cert", help="client certificate (PEM) for a --server that requires mTLS")
+    st.add_argument("--client-key", help="the client certificate's key (PEM)")
 
     sv = sub.add_parser("serve", help="serve a manifest directory to a fleet, and collect node status")
     sv.add_argument("--dir", required=True, help="directory of manifests to publish")
@@ -102,6 +105,38 @@ def _parser() -> argparse.ArgumentParser:
         help="sign each bundle with this minisign secret key (`minisign -G -W`); served as "
         "/manifests.minisig and in the X-Nodeagent-Signature header",
     )
+    sv.add_argument(
+        "--node-tokens",
+        metavar="DIR",
+        help="per-node bearer tokens: a file per node, named after it; a node may post only its own status",
+    )
+    sv.add_argument(
+        "--node-expiry",
+        type=float,
+        default=24 * 3600.0,
+        metavar="SECONDS",
+        help="forget a node NotReady for this long (default one day)",
+    )
+    sv.add_argument("--max-nodes", type=int, default=10_000, help="nodes known at once (default 10000)")
+    sv.add_argument(
+        "--max-report-bytes", type=int, default=1024 * 1024, help="largest node report (default 1 MiB)"
+    )
+    sv.add_argument(
+        "--max-connections",
+        type=int,
+        default=10_000,
+        help="open connections at once (default 10000, lowered to fit the open-file limit)",
+    )
+
+    nd = sub.add_parser("node", help="manage the nodes a `nodeagent serve` knows")
+    nd_sub = nd.add_subparsers(dest="node_command", required=True)
+    nd_del = nd_sub.add_parser("delete", help="forget a node (it re-registers if it reports again)")
+    nd_del.add_argument("name", metavar="NAME")
+    nd_del.add_argument("--server", metavar="URL", required=True, help="the `nodeagent serve` URL")
+    nd_del.add_argument("--token-file", help="bearer token for --server")
+    nd_del.add_argument("--ca-file", help="CA bundle to verify an https --server")
+    nd_del.add_argument("--client-cert", help="client certificate (PEM) for mTLS")
+    nd_del.add_argument("--client-key", help="the client certificate's key (PEM)")
 
     sg = sub.add_parser("sign", help="sign a bundle with a minisign key: writes FILE.minisig")
     sg.add_argument("file", metavar="FILE")
@@ -143,7 +178,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return cmd_serve(args)
         if args.command == "status" and args.server:
-            return cmd_fleet_status(args.server, args.output, sys.stdout, args.token_file, args.ca_file)
+            return cmd_fleet_status(
+                args.server,
+                args.output,
+                sys.stdout,
+                args.token_file,
+                args.ca_file,
+                client_cert=args.client_cert,
+                client_key=args.client_key,
+            )
+        if args.command == "node":
+            return cmd_node_delete(args)
         cfg = settings.load(args.config or settings.default_config_path())
         if args.command == "plan":
             return cmd_plan(cfg, args.output, sys.stdout)
@@ -359,6 +404,7 @@ def plan_json(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, Any
 def _table(rows: list[list[str]], out: TextIO) -> None:
     if not rows:
         return
+    rows = [[_clean(c) for c in r] for r in rows]  # cells may hold remote text (node names, errors)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         out.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
@@ -672,7 +718,11 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         reporter.start()
     reload_requested = threading.Event()
     notifier = sd.Notifier()
-    monitor = health.Monitor(loop)
+
+    def stuck_sources() -> list[str]:
+        return [p.message for s in a.sources if (p := _stuck(s)) is not None]
+
+    monitor = health.Monitor(loop, stuck_sources=stuck_sources)
     status_line = ["starting"]
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -840,14 +890,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_key=args.tls_key or args.tls_cert,
         token_file=args.token_file,
         client_ca=args.client_ca,
+        node_tokens=args.node_tokens,
         grace=args.grace,
         signing_key=args.signing_key,
+        node_expiry=args.node_expiry,
+        max_nodes=args.max_nodes,
+        max_report=args.max_report_bytes,
+        max_connections=args.max_connections,
     )
     try:
         server = serve.Server(cfg)
     except (ValueError, OSError, errors.ConfigError) as exc:
         print(f"nodeagent serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    warning = server.unprotected_warning()
+    if warning:
+        bar = "!" * 78
+        print(f"{bar}\nWARNING: {warning}\n{bar}", file=sys.stderr)
     done = threading.Event()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -862,12 +921,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_fleet_status(url: str, output: str, out: TextIO, token_file: str | None, ca_file: str | None) -> int:
+def cmd_fleet_status(
+    url: str,
+    output: str,
+    out: TextIO,
+    token_file: str | None,
+    ca_file: str | None,
+    *,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+) -> int:
     """`status --server URL`: the fleet, like `kubectl get ds -A` and `kubectl get nodes`."""
     from nodeagent.sources import http
 
     try:
-        ctx = http.ssl_context(ca_file) if url.startswith("https:") else None
+        ctx = http.ssl_context(ca_file, client_cert, client_key) if url.startswith("https:") else None
         doc = http.get_json(url.rstrip("/") + "/api/fleet", headers=http.bearer(token_file), context=ctx)
     except http.FetchError as exc:
         print(f"nodeagent: {exc}", file=sys.stderr)
@@ -875,8 +943,53 @@ def cmd_fleet_status(url: str, output: str, out: TextIO, token_file: str | None,
     if output == "json":
         out.write(json.dumps(doc, indent=2) + "\n")
         return EXIT_OK
-    print_fleet(doc, out)
+    try:
+        print_fleet(doc, out)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        print(f"nodeagent: {url}: the fleet document has an unexpected shape", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def cmd_node_delete(args: argparse.Namespace) -> int:
+    """`node delete NAME --server URL`: the server forgets the node (DELETE /nodes/NAME)."""
+    from urllib.parse import quote
+
+    from nodeagent.sources import http
+
+    url = args.server.rstrip("/") + "/nodes/" + quote(args.name, safe="")
+    try:
+        ctx = (
+            http.ssl_context(args.ca_file, args.client_cert, args.client_key)
+            if url.startswith("https:")
+            else None
+        )
+        resp = http.request("DELETE", url, headers=http.bearer(args.token_file), context=ctx)
+    except http.FetchError as exc:
+        print(f"nodeagent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if resp.status == 404:
+        print(f"nodeagent: node {_clean(args.name)} is not known to {http.display_url(url)}", file=sys.stderr)
+        return EXIT_FAILED
+    if not 200 <= resp.status < 300:
+        why = _clean(resp.body[:200].decode("utf-8", "replace").strip())
+        print(f"nodeagent: {http.display_url(url)}: HTTP {resp.status} {why}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"node {_clean(args.name)} deleted")
+    return EXIT_OK
+
+
+def _stuck(source: object) -> model.Problem | None:
+    stuck = getattr(source, "stuck_problem", None)
+    return stuck() if callable(stuck) else None
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _clean(text: object) -> str:
+    """Remote text made safe for a terminal: control characters (escape sequences) become `?`."""
+    return _CONTROL.sub("?", str(text))
 
 
 def print_fleet(doc: dict[str, Any], out: TextIO) -> None:
@@ -911,7 +1024,8 @@ def print_fleet(doc: dict[str, Any], out: TextIO) -> None:
         out.write("No nodes have reported.\n")
     for e in doc.get("errors", []):
         where = e["file"] + (f"#{e['document']}" if e.get("document") is not None else "")
-        out.write(f"error: {where}: {e['path'] + ': ' if e.get('path') else ''}{e['message']}\n")
+        line = f"error: {where}: {e['path'] + ': ' if e.get('path') else ''}{e['message']}"
+        out.write(_clean(line) + "\n")
 
 
 if __name__ == "__main__":

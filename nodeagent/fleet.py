@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_GRACE = 40.0
+DEFAULT_EXPIRY = 24 * 3600.0  # NotReady this long (after the grace period): forgotten
+DEFAULT_MAX_NODES = 10_000
 
 MODE_AGENT = "agent"  # `nodeagent run`
 MODE_SYNC = "sync"  # one `nodeagent sync` pass
@@ -37,79 +39,198 @@ COUNTERS = (
 _READY_ONLY = ("numberReady", "numberAvailable")
 
 
+MAX_ERRORS = 100  # a report's `errors` beyond this are dropped (with a note), each clipped to
+MAX_ERROR_CHARS = 2000
+MAX_STRING = 253  # names, namespaces, taint keys and values, versions
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
 class ReportError(ValueError):
-    """A node report does not have the expected shape; the message says where."""
+    """A node report does not have the expected shape; the message names the field path."""
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+
+@dataclass(frozen=True)
+class DaemonSetReport:
+    """One DaemonSet as one node sees it: the DaemonSetStatus counters (0 or 1 each) and its pods."""
+
+    namespace: str
+    name: str
+    counters: tuple[int, ...]  # in COUNTERS order
+    pods: int
 
 
 @dataclass(frozen=True)
 class NodeReport:
-    """What one agent said last, and when it arrived (server clock)."""
+    """What one agent said last, and when it arrived (server clock): only what the fleet view shows,
+    typed and bounded, never the raw document (a node cannot make `serve` keep megabytes)."""
 
     name: str
     labels: Mapping[str, str]
-    taints: tuple[Mapping[str, str], ...]
-    status: Mapping[str, Any]
+    taints: tuple[Taint, ...]
+    daemonsets: tuple[DaemonSetReport, ...]
+    static_pods: int
     received_at: float
     agent_version: str = ""
     errors: tuple[str, ...] = ()
     mode: str = MODE_AGENT
 
 
+class _Checker:
+    """Typed reads of the posted JSON; the first problem raises ReportError naming its path."""
+
+    def obj(self, raw: object, path: str) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise ReportError(f"{path}: must be an object, got {_kind(raw)}")
+        return raw
+
+    def lst(self, raw: object, path: str) -> list[Any]:
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise ReportError(f"{path}: must be a list, got {_kind(raw)}")
+        return raw
+
+    def str_(self, raw: object, path: str, *, required: bool = False, limit: int = MAX_STRING) -> str:
+        if raw is None and not required:
+            return ""
+        if not isinstance(raw, str) or (required and not raw):
+            raise ReportError(f"{path}: must be a non-empty string, got {_kind(raw)}")
+        if len(raw) > limit:
+            raise ReportError(f"{path}: longer than {limit} characters")
+        if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in raw):
+            raise ReportError(f"{path}: must not contain control characters")
+        return raw
+
+    def count(self, raw: object, path: str) -> int:
+        if raw is None:
+            return 0
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 1_000_000:
+            raise ReportError(f"{path}: must be an integer between 0 and 1000000, got {_kind(raw)}")
+        return raw
+
+    def objects(self, raw: object, path: str) -> int:
+        """A list of objects (pods), of which only the number is kept."""
+        items = self.lst(raw, path)
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ReportError(f"{path}[{i}]: must be an object, got {_kind(item)}")
+        return len(items)
+
+
+def _kind(raw: object) -> str:
+    """A value's JSON type, never the value (a report is untrusted input, and may be huge)."""
+    if raw is None:
+        return "null"
+    if isinstance(raw, bool):
+        return "a boolean"
+    if isinstance(raw, int | float):
+        return "a number"
+    if isinstance(raw, str):
+        return "a string" if raw else "an empty string"
+    if isinstance(raw, list):
+        return "a list"
+    if isinstance(raw, dict):
+        return "an object"
+    return type(raw).__name__
+
+
 def parse_report(doc: object, name: str, now: float) -> NodeReport:
-    """Check a posted report (`{name, labels, taints, status, agentVersion?, mode?, errors?}`); a report
-    without a mode (from an older agent) is a running agent's."""
+    """Check a posted report (`{name, labels, taints, status, agentVersion?, mode?, errors?}`) against the
+    schema the fleet view reads; anything else in it is ignored and not kept. A report without a mode
+    (from an older agent) is a running agent's."""
+    c = _Checker()
     if not isinstance(doc, dict):
         raise ReportError("the report must be a JSON object")
     if doc.get("name") != name:
-        raise ReportError(f"name {doc.get('name')!r} does not match the URL's node {name!r}")
-    labels = doc.get("labels") or {}
-    if not isinstance(labels, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise ReportError("labels must map strings to strings")
-    taints = doc.get("taints") or []
-    if not isinstance(taints, list) or not all(isinstance(t, dict) for t in taints):
-        raise ReportError("taints must be a list of objects")
-    status = doc.get("status") or {}
-    if not isinstance(status, dict):
-        raise ReportError("status must be an object (the `status -o json` document)")
-    daemonsets = status.get("daemonSets") or []
-    if not isinstance(daemonsets, list) or not all(isinstance(d, dict) for d in daemonsets):
-        raise ReportError("status.daemonSets must be a list of objects")
-    for i, d in enumerate(daemonsets):
-        for key in ("namespace", "name"):
-            if not isinstance(d.get(key), str):
-                raise ReportError(f"status.daemonSets[{i}].{key} must be a string")
-        for key in COUNTERS:
-            if not isinstance(d.get(key, 0), int):
-                raise ReportError(f"status.daemonSets[{i}].{key} must be an integer")
-    errs = doc.get("errors") or []
-    if not isinstance(errs, list):
-        raise ReportError("errors must be a list")
+        raise ReportError("name: does not match the node name in the URL")
+    labels: dict[str, str] = {}
+    for k, v in c.obj(doc.get("labels"), "labels").items():
+        labels[c.str_(k, "labels", limit=317)] = c.str_(v, f"labels[{k}]", limit=63)
+    taints = []
+    for i, t in enumerate(c.lst(doc.get("taints"), "taints")):
+        t = c.obj(t, f"taints[{i}]")
+        effect = c.str_(t.get("effect"), f"taints[{i}].effect")
+        if effect and effect not in TAINT_EFFECTS:
+            raise ReportError(f"taints[{i}].effect: must be one of {', '.join(TAINT_EFFECTS)}")
+        taints.append(
+            Taint(
+                c.str_(t.get("key"), f"taints[{i}].key"), c.str_(t.get("value"), f"taints[{i}].value"), effect
+            )
+        )
+    status = c.obj(doc.get("status"), "status")
+    daemonsets = []
+    for i, d in enumerate(c.lst(status.get("daemonSets"), "status.daemonSets")):
+        p = f"status.daemonSets[{i}]"
+        d = c.obj(d, p)
+        daemonsets.append(
+            DaemonSetReport(
+                namespace=c.str_(d.get("namespace"), f"{p}.namespace", required=True),
+                name=c.str_(d.get("name"), f"{p}.name", required=True),
+                counters=tuple(c.count(d.get(k), f"{p}.{k}") for k in COUNTERS),
+                pods=c.objects(d.get("pods"), f"{p}.pods"),
+            )
+        )
+    static_pods = c.objects(status.get("staticPods"), "status.staticPods")
+    errs = c.lst(doc.get("errors"), "errors")
+    errors = [str(e)[:MAX_ERROR_CHARS] if isinstance(e, str) else f"<{_kind(e)}>" for e in errs[:MAX_ERRORS]]
+    if len(errs) > MAX_ERRORS:
+        errors.append(f"... and {len(errs) - MAX_ERRORS} more error(s) not kept")
     mode = doc.get("mode") or MODE_AGENT
     if mode not in MODES:
-        raise ReportError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        raise ReportError(f"mode: must be one of {', '.join(MODES)}")
     return NodeReport(
         name=name,
-        labels={str(k): str(v) for k, v in labels.items()},
-        taints=tuple({str(k): str(v) for k, v in t.items()} for t in taints),
-        status=status,
+        labels=labels,
+        taints=tuple(taints),
+        daemonsets=tuple(daemonsets),
+        static_pods=static_pods,
         received_at=now,
-        agent_version=str(doc.get("agentVersion") or ""),
-        errors=tuple(str(e) for e in errs),
+        agent_version=c.str_(doc.get("agentVersion"), "agentVersion"),
+        errors=tuple(errors),
         mode=str(mode),
     )
 
 
 @dataclass
 class Fleet:
-    """The latest report of every node; not thread-safe (serve guards it with a lock)."""
+    """The latest report of every node; not thread-safe (serve guards it with a lock).
+
+    A node NotReady for longer than `expiry` is forgotten (it re-registers with its next report);
+    `max_nodes` caps how many are known at once.
+    """
 
     grace: float = DEFAULT_GRACE
     nodes: dict[str, NodeReport] = field(default_factory=dict)
+    expiry: float = DEFAULT_EXPIRY
+    max_nodes: int = DEFAULT_MAX_NODES
 
-    def report(self, r: NodeReport) -> None:
+    def report(self, r: NodeReport) -> bool:
+        """Record a report; False (nothing recorded) when it is a new node and the fleet is full."""
+        if r.name not in self.nodes and len(self.nodes) >= self.max_nodes:
+            self.expire(r.received_at)
+            if len(self.nodes) >= self.max_nodes:
+                return False
         self.nodes[r.name] = r
+        return True
+
+    def delete(self, name: str) -> bool:
+        return self.nodes.pop(name, None) is not None
+
+    def expire(self, now: float) -> list[str]:
+        """Forget nodes NotReady for longer than `expiry`; their names."""
+        gone = [n for n, r in self.nodes.items() if now - r.received_at > self.grace + self.expiry]
+        for n in gone:
+            del self.nodes[n]
+        return gone
 
     def ready(self, r: NodeReport, now: float) -> bool:
         return now - r.received_at <= self.grace
@@ -118,19 +239,17 @@ class Fleet:
         out = []
         for name in sorted(self.nodes):
             r = self.nodes[name]
-            pods = [p for d in r.status.get("daemonSets") or [] for p in d.get("pods") or []]
-            pods += list(r.status.get("staticPods") or [])
             out.append(
                 {
                     "name": name,
                     "ready": self.ready(r, now),
                     "labels": dict(sorted(r.labels.items())),
-                    "taints": [dict(t) for t in r.taints],
+                    "taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in r.taints],
                     "lastSeen": _iso(r.received_at),
                     "lastSeenSecondsAgo": round(max(0.0, now - r.received_at), 1),
                     "agentVersion": r.agent_version,
                     "mode": r.mode,
-                    "pods": len(pods),
+                    "pods": sum(d.pods for d in r.daemonsets) + r.static_pods,
                     "errors": list(r.errors),
                 }
             )
@@ -141,12 +260,11 @@ class Fleet:
         sums: dict[tuple[str, str], dict[str, int]] = {key: dict.fromkeys(COUNTERS, 0) for key in known}
         for r in self.nodes.values():
             ready = self.ready(r, now)
-            for d in r.status.get("daemonSets") or []:
-                key = (str(d["namespace"]), str(d["name"]))
-                total = sums.setdefault(key, dict.fromkeys(COUNTERS, 0))
-                for c in COUNTERS:
+            for d in r.daemonsets:
+                total = sums.setdefault((d.namespace, d.name), dict.fromkeys(COUNTERS, 0))
+                for c, n in zip(COUNTERS, d.counters, strict=True):
                     if ready or c not in _READY_ONLY:
-                        total[c] += int(d.get(c, 0))
+                        total[c] += n
         out = []
         for (namespace, name), total in sorted(sums.items()):
             unavailable = max(0, total["desiredNumberScheduled"] - total["numberAvailable"])

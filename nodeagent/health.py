@@ -63,8 +63,10 @@ class Monitor:
         stale_after: float | None = None,
         stall_after: float = STALL_AFTER,
         clock: Callable[[], float] = time.time,
+        stuck_sources: Callable[[], list[str]] = list,
     ) -> None:
         self.loop = loop
+        self.stuck_sources = stuck_sources  # why sources are stuck (a scan that never returns)
         self.clock = clock
         self.started_at = clock()
         self.stale_after = loop.resync_interval + STALE_GRACE if stale_after is None else stale_after
@@ -73,6 +75,15 @@ class Monitor:
     @property
     def ready(self) -> bool:
         return self.loop.passes > 0
+
+    def readiness(self) -> tuple[bool, str]:
+        """`/readyz`: the first pass done and no source stuck (its content may be going stale)."""
+        if not self.ready:
+            return False, "first sync not done"
+        stuck = self.stuck_sources()
+        if stuck:
+            return False, "; ".join(stuck)
+        return True, "ok"
 
     def check(self) -> Verdict:
         return evaluate(
@@ -128,8 +139,8 @@ def _handler(monitor: Monitor) -> type[http.server.BaseHTTPRequestHandler]:
                 v = monitor.check()
                 self._reply(200 if v.healthy else 503, f"{'ok' if v.healthy else 'unhealthy'}: {v.reason}\n")
             elif path == "/readyz":
-                ok = monitor.ready
-                self._reply(200 if ok else 503, "ok\n" if ok else "first sync not done\n")
+                ok, why = monitor.readiness()
+                self._reply(200 if ok else 503, why + "\n")
             elif path == "/metrics":
                 self._reply(200, metrics.exposition(), metrics.CONTENT_TYPE)
             else:

@@ -33,6 +33,7 @@ import ipaddress
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 
@@ -398,19 +399,122 @@ _Loader.yaml_implicit_resolvers = {
 }
 LOADER: type[yaml.SafeLoader] = _Loader  # the dialect, for `serve` (which keeps raw documents)
 
+# At most this many nodes may be reached through aliases in one document, beyond the nodes written
+# out. Real manifests use a handful of anchors; an "alias bomb" (nested anchors, each aliased ten times)
+# expands nine lines into billions of nodes when the document is walked or re-serialised.
+MAX_ALIAS_EXPANSION = 10_000
+
+
+class DocumentBoundError(yaml.YAMLError):
+    """A document that is refused before it is constructed: excessive aliasing, a recursive alias,
+    or a duplicate mapping key. `path` is the field path where it was found."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _key_text(node: yaml.Node) -> str | None:
+    return node.value if isinstance(node, yaml.ScalarNode) else None
+
+
+def _check_node_graph(root: yaml.Node, limit: int = MAX_ALIAS_EXPANSION) -> None:
+    """Refuse a composed document whose aliases expand too far, that aliases itself, or that repeats a
+    mapping key (kubectl's strict decoding rejects duplicates; PyYAML would let the last one win).
+
+    Linear in the nodes written out: each node is walked once and an alias use adds its (memoised)
+    expanded size without being walked again.
+    """
+    size: dict[int, int] = {}  # id(node) -> nodes in its full expansion
+    active: set[int] = set()  # nodes on the current path (an alias to one of them is a cycle)
+    expanded = 0  # nodes reached through aliases
+    # iterative post-order walk: (node, path, children done?)
+    stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
+    while stack:
+        node, path, done = stack.pop()
+        nid = id(node)
+        if done:
+            children = _children(node, path)
+            size[nid] = 1 + sum(size[id(c)] for c, _ in children)
+            active.discard(nid)
+            continue
+        if nid in size:  # a second use: an alias
+            expanded += size[nid]
+            if expanded > limit:
+                raise DocumentBoundError(
+                    path,
+                    f"excessive YAML aliasing: aliases expand to more than {limit} nodes (an alias bomb?)",
+                )
+            continue
+        if nid in active:
+            raise DocumentBoundError(path, "recursive YAML alias: a node contains an alias to itself")
+        active.add(nid)
+        stack.append((node, path, True))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, _ in node.value:
+                text = _key_text(k)
+                if text is None or text == "<<":
+                    continue
+                if text in seen:
+                    line = k.start_mark.line + 1 if k.start_mark is not None else 0
+                    raise DocumentBoundError(
+                        _join_path(path, text),
+                        f"duplicate key {json.dumps(text)} (line {line}; also on line {seen[text]})",
+                    )
+                seen[text] = k.start_mark.line + 1 if k.start_mark is not None else 0
+        for sub, sub_path in reversed(_children(node, path)):
+            stack.append((sub, sub_path, False))
+
+
+def _children(node: yaml.Node, path: str) -> list[tuple[yaml.Node, str]]:
+    if isinstance(node, yaml.SequenceNode):
+        return [(c, f"{path}[{i}]") for i, c in enumerate(node.value)]
+    if isinstance(node, yaml.MappingNode):
+        out: list[tuple[yaml.Node, str]] = []
+        for k, val in node.value:
+            name = _key_text(k)
+            out.append((k, path))
+            out.append((val, _join_path(path, name if name is not None else "<key>")))
+        return out
+    return []
+
+
+def _join_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _bounded_construct_document(self: yaml.SafeLoader, node: yaml.Node) -> object:
+    _check_node_graph(node)
+    return yaml.SafeLoader.construct_document(self, node)
+
+
+_Loader.construct_document = _bounded_construct_document
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """json.loads hook: a repeated key sends the text to the YAML reader, which names key and path."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key")
+    return out
+
 
 def _parse_stream(text: str, source: str) -> tuple[list[object], model.Problem | None]:
     """All documents of a YAML (or JSON) stream, and the syntax error that stopped it, if any."""
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
-            return [json.loads(text)], None
+            return [json.loads(text, object_pairs_hook=_no_duplicate_keys)], None
         except (ValueError, RecursionError):
             pass  # not plain JSON: YAML either reads it or explains what is wrong, with a position
     docs: list[object] = []
     try:
         for doc in yaml.load_all(text, Loader=LOADER):
             docs.append(doc)
+    except DocumentBoundError as exc:
+        return docs, model.Problem(source, len(docs), "", "", exc.path, exc.message)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -477,11 +581,59 @@ def _parse_document(
     return ([obj] if obj is not None else []), errs, warns
 
 
+MAX_FILE = 16 * 1024 * 1024  # a manifest file larger than this is refused (as an HTTP bundle is)
+
+
+class NotRegularFile(OSError):
+    """A path that is not a regular file (a FIFO, socket or device): never opened for reading."""
+
+
+def read_manifest_file(path: str, limit: int | None = None) -> bytes:
+    """The bytes of a regular file (a symlink to one is fine), without ever blocking on a FIFO.
+
+    The path is checked before it is opened (a FIFO would block `open`, a device could have side
+    effects), opened with O_NONBLOCK, and checked again on the open descriptor (it may have been
+    swapped in between). A file larger than `limit` is refused, not read.
+    """
+    limit = MAX_FILE if limit is None else limit
+    kinds = {
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFSOCK: "a socket",
+        stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device",
+        stat.S_IFDIR: "a directory",
+    }
+
+    def check(st: os.stat_result) -> None:
+        if not stat.S_ISREG(st.st_mode):
+            what = kinds.get(stat.S_IFMT(st.st_mode), "not a regular file")
+            raise NotRegularFile(0, f"not a regular file ({what}); only regular files are read")
+        if st.st_size > limit:
+            raise NotRegularFile(0, f"file larger than {limit} bytes; refused")
+
+    check(os.stat(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        check(os.fstat(fd))
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, min(1024 * 1024, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise NotRegularFile(0, f"file larger than {limit} bytes; refused")
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def load_file(path: str) -> model.LoadResult:
     """Load one file; an unreadable file is an error naming it, and keeps its previous version."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = read_manifest_file(path)
     except OSError as exc:
         return _unreadable(path, exc)
     return load_text(data, path)
@@ -499,7 +651,7 @@ def load_paths(paths: Sequence[str]) -> model.LoadResult:
                 continue
             for name in names:
                 full = os.path.join(path, name)
-                if is_manifest_filename(name) and os.path.isfile(full):
+                if is_manifest_filename(name) and not os.path.isdir(full):  # a FIFO is an error
                     results.append(load_file(full))
         else:
             results.append(load_file(path))

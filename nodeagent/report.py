@@ -66,6 +66,7 @@ class Reporter:
         self._sent: Mapping[str, Any] | None = None
         self._stopping = False
         self._failing = False
+        self._warned_plain = False
         self._thread: threading.Thread | None = None
         self._log = log.bind(status_server=http.display_url(self.url))
         self.sent = 0  # successful posts (for tests and debugging)
@@ -103,6 +104,15 @@ class Reporter:
         try:
             headers = dict(self._auth.headers) if self._auth else {}
             headers.update(http.bearer(self._auth.token_file if self._auth else None))
+            if (
+                not self._warned_plain
+                and urlsplit(self.url).scheme == "http"
+                and any(k.lower() == "authorization" for k in headers)
+            ):
+                self._warned_plain = True
+                self._log.warning(
+                    "status_server_plain_http", warning="a bearer token is sent over plain http; use https"
+                )
             http.post_json(
                 self.url,
                 report,

@@ -1,7 +1,7 @@
 """`nodeagent serve`: a directory of manifests as an HTTP source for a fleet, plus the fleet view.
 
-Endpoints (JSON unless said otherwise; with `--token-file` every one but `/healthz` needs
-`Authorization: Bearer <token>`):
+Endpoints (JSON unless said otherwise; with `--token-file`, `--node-tokens` or `--client-ca` every one
+but `/healthz` needs a credential, see `Server.identify`):
 
     GET  /manifests               the bundle: the valid manifests of DIR as multi-document YAML
                                   (each document a JSON object), strong ETag, `X-Nodeagent-Watch: 1`;
@@ -13,9 +13,12 @@ Endpoints (JSON unless said otherwise; with `--token-file` every one but `/healt
                                   does not know the ETag yet gets the bundle at once.
     GET  /manifests.minisig       with --signing-key: the bundle's minisign signature (also sent with every
                                   bundle as `X-Nodeagent-Signature`, base64); 404 without a key
-    POST /nodes/<name>/status     a node's report: {name, labels, taints, status, agentVersion, mode,
-                                  errors} where status is the `nodeagent status -o json` document and
-                                  mode is "agent" (`run`) or "sync" (one `sync` pass); 204.
+    POST /nodes/<name>/status     a node's report: {name, labels, taints, status, agentVersion, mode, errors}
+                                  where status is the `nodeagent status -o json` document and mode is
+                                  "agent" (`run`) or "sync" (one `sync` pass); 204, or 400 naming the bad
+                                  field, 413 over --max-report-bytes (before reading it), 429 beyond
+                                  --max-nodes, 403 with another node's credential.
+    DELETE /nodes/<name>          forget a node (`nodeagent node delete`); 204, 404 if unknown.
     GET  /api/nodes               {"nodes": [{name, ready, labels, taints, lastSeen, ...}]}
     GET  /api/daemonsets          {"daemonSets": [{namespace, name, desiredNumberScheduled, ...}]}
     GET  /api/fleet               both, plus the files of DIR that fail validation (`errors`)
@@ -35,11 +38,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import hmac
 import html
+import ipaddress
 import json
 import os
+import resource
+import select
 import socket
 import ssl
 import threading
@@ -55,13 +62,19 @@ import yaml
 
 import nodeagent
 from nodeagent import fleet, manifests, metrics, model
+from nodeagent.node import dns1123_subdomain_error as node_name_error
 from nodeagent.sources import files
 
 log = structlog.get_logger(__name__)
 
-MAX_REPORT = 4 * 1024 * 1024
+MAX_REPORT = 1024 * 1024  # a node's report (a few hundred bytes per pod): larger is answered 413
 SIGNATURE_HEADER = "X-Nodeagent-Signature"  # base64 of the bundle's .minisig (signing.HEADER)
 MAX_WATCH = 300.0
+MAX_CONNECTIONS = 10_000  # and never more than the open-file limit allows (connection_limit)
+FD_RESERVE = 64  # file descriptors kept for everything but connections (files, inotify, TLS, logs)
+HEADER_TIMEOUT = 10.0  # a new connection must deliver its first request's headers within this
+IDLE_TIMEOUT = 60.0  # a kept-alive connection must deliver its next request within this
+WATCH_CHECK = 5.0  # how often a held watch looks whether its client is still there
 EMPTY_LIST = {"apiVersion": "v1", "kind": "List", "items": []}
 
 
@@ -187,6 +200,10 @@ class Publisher:
     def failure(self) -> str | None:
         return self._failure
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def bundle(self) -> Bundle | None:
         with self._cond:
             return self._bundle
@@ -210,8 +227,7 @@ class Publisher:
                 if not manifests.is_manifest_filename(name) or os.path.isdir(full):
                     continue
                 try:
-                    with open(full, "rb") as fh:
-                        data = fh.read()
+                    data = manifests.read_manifest_file(full)  # never blocks on a FIFO
                 except OSError as exc:
                     old = self._files.get(name)
                     problem = model.Problem(full, None, "", "", "", f"cannot read {full}: {exc.strerror}")
@@ -287,11 +303,46 @@ class ServeConfig:
     listen: str = "127.0.0.1:8080"
     tls_cert: str | None = None
     tls_key: str | None = None
-    token_file: str | None = None
-    client_ca: str | None = None
+    token_file: str | None = None  # the shared token (the simple mode): may post any node's status
+    client_ca: str | None = None  # mTLS; the certificate's CN is the node it may post for
+    node_tokens: str | None = None  # a directory: one token file per node, named after the node
     grace: float = fleet.DEFAULT_GRACE
     relist_interval: float = 30.0
     signing_key: str | None = None  # minisign secret key: every bundle is signed
+    max_report: int = MAX_REPORT
+    max_nodes: int = fleet.DEFAULT_MAX_NODES
+    node_expiry: float = fleet.DEFAULT_EXPIRY
+    max_connections: int = MAX_CONNECTIONS
+    header_timeout: float = HEADER_TIMEOUT
+    idle_timeout: float = IDLE_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request is. `nodes` is the set of node names it may post status for (None: any)."""
+
+    name: str  # for logs: "anonymous", "shared-token", "node:NAME"
+    nodes: frozenset[str] | None
+
+
+def unprotected_warning(cfg: ServeConfig, host: str, url: str) -> str:
+    """Non-empty when anyone who can reach a non-loopback address may read and post everything."""
+    if cfg.token_file or cfg.node_tokens or cfg.client_ca or is_loopback(host):
+        return ""
+    return (
+        f"serving on {url} WITHOUT AUTHENTICATION: anyone who can reach it can read every "
+        "manifest (Secrets included) and post or delete any node's status; use --token-file, "
+        "--node-tokens or --client-ca"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -301,35 +352,128 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+class _Conn:
+    """One open connection: what the reaper and the connection limit need to know about it."""
+
+    __slots__ = ("deadline", "opened", "sock", "state")
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock  # the live socket (the TLS one once wrapped)
+        self.opened = time.monotonic()
+        self.state = "waiting"  # waiting for a request (evictable), "busy" or "watch"
+        self.deadline = deadline  # while waiting: when the request's headers must be complete
+
+
+_current = threading.local()  # the _Conn of the connection a handler thread serves
+
+
 class TrackingHTTPServer(http_server.ThreadingHTTPServer):
-    """A threading HTTP server that knows its open connections, so stopping it can end them: agents
-    keep theirs alive between requests, and a handler thread would otherwise outlive the server."""
+    """A threading HTTP server that knows its open connections, so stopping it can end them, a
+    connection flood cannot exhaust threads or file descriptors, and slow clients are cut off.
+
+    - at most `max_connections` at once: a new one beyond that evicts the connection that has waited
+      longest for a request (idle keep-alives and clients that never send anything go first); when all
+      are busy, the new one is closed at once;
+    - a connection must deliver a request's headers within `header_timeout` of being accepted (TLS
+      handshake included) and within `idle_timeout` of its previous answer; a reaper thread shuts
+      down those that do not, so a slow-loris client holds a thread for seconds, not forever;
+    - accept() failing for lack of file descriptors pauses accepting briefly instead of spinning.
+    """
 
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], handler: type[http_server.BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[http_server.BaseHTTPRequestHandler],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        header_timeout: float = HEADER_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
         super().__init__(address, handler)
-        self._open: set[socket.socket] = set()
+        self._open: dict[socket.socket, _Conn] = {}
         self._open_lock = threading.Lock()
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self._reaper_stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="serve-reaper", daemon=True)
+        self._reaper.start()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                time.sleep(0.05)  # out of descriptors: the reaper or closing clients will free some
+            raise
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        evict: socket.socket | None = None
         with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
+            if len(self._open) >= self.max_connections:
+                waiting = [c for c in self._open.values() if c.state == "waiting"]
+                if not waiting:
+                    full = True
+                else:
+                    full = False
+                    oldest = min(waiting, key=lambda c: c.opened)
+                    oldest.state = "evicted"
+                    evict = oldest.sock
+            else:
+                full = False
+            if not full:
+                self._open[request] = _Conn(request, time.monotonic() + self.header_timeout)
+        if evict is not None:
+            with contextlib.suppress(OSError):
+                evict.shutdown(socket.SHUT_RDWR)
+        if full:
+            log.debug("connection_refused_limit", client=client_address[0])
+            with contextlib.suppress(OSError):
+                request.close()
+            return
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError:  # no thread could be started: drop the connection, keep serving
+            self.shutdown_request(request)
 
     def shutdown_request(self, request: Any) -> None:
         with self._open_lock:
-            self._open.discard(request)
+            self._open.pop(request, None)
         super().shutdown_request(request)
+
+    def connection(self, request: Any) -> _Conn | None:
+        with self._open_lock:
+            return self._open.get(request)
+
+    def open_connections(self) -> int:
+        with self._open_lock:
+            return len(self._open)
+
+    def _reap(self) -> None:
+        while not self._reaper_stop.wait(0.5):
+            now = time.monotonic()
+            with self._open_lock:
+                late = [c for c in self._open.values() if c.state == "waiting" and now > c.deadline]
+                for c in late:
+                    c.state = "evicted"
+            for c in late:
+                with contextlib.suppress(OSError):
+                    c.sock.shutdown(socket.SHUT_RDWR)
+
+    def server_close(self) -> None:
+        self._reaper_stop.set()
+        super().server_close()
 
     def drop_connections(self) -> None:
         """End every open connection (after `shutdown`, as a server that dies does)."""
         with self._open_lock:
-            open_now, self._open = list(self._open), set()
-        for sock in open_now:
+            open_now, self._open = list(self._open.values()), {}
+        for c in open_now:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                c.sock.shutdown(socket.SHUT_RDWR)
 
 
 class _HTTPServer(TrackingHTTPServer):
@@ -340,9 +484,10 @@ class _HTTPServer(TrackingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """TLS handshakes happen here, on the request's own thread, so a slow client blocks no one."""
+        conn = self.connection(request)
         ctx = self.app.tls_context
         if ctx is not None:
-            request.settimeout(10.0)
+            request.settimeout(self.header_timeout)
             try:
                 request = ctx.wrap_socket(request, server_side=True)
             except (ssl.SSLError, OSError) as exc:
@@ -350,7 +495,13 @@ class _HTTPServer(TrackingHTTPServer):
                 with contextlib.suppress(OSError):
                     request.close()
                 return
-        super().finish_request(request, client_address)
+            if conn is not None:
+                conn.sock = request
+        _current.conn = conn
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            _current.conn = None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("request_failed", client=client_address[0], exc_info=True)
@@ -369,7 +520,9 @@ class Server:
             key = signing.load_secret_key(cfg.signing_key)  # ConfigError names the file
             signer = lambda body: signing.sign(body, key, file_name="manifests")  # noqa: E731
         self.publisher = Publisher(cfg.directory, cfg.relist_interval, signer)
-        self.fleet = fleet.Fleet(grace=cfg.grace)
+        self.fleet = fleet.Fleet(grace=cfg.grace, expiry=cfg.node_expiry, max_nodes=cfg.max_nodes)
+        self._node_tokens: tuple[tuple[int, float], dict[bytes, str]] | None = None
+        self._node_tokens_lock = threading.Lock()
         self.fleet_lock = threading.Lock()
         self.tls_context: ssl.SSLContext | None = None
         if cfg.tls_cert:
@@ -381,8 +534,17 @@ class Server:
             self.tls_context = ctx
         elif cfg.client_ca:
             raise ValueError("--client-ca needs --tls-cert and --tls-key")
+        if cfg.node_tokens and not os.path.isdir(cfg.node_tokens):
+            raise ValueError(f"--node-tokens {cfg.node_tokens}: not a directory")
         host, port = split_listen(cfg.listen)
-        self.httpd = _HTTPServer((host, port), _Handler)
+        self.host = host
+        self.httpd = _HTTPServer(
+            (host, port),
+            _Handler,
+            max_connections=connection_limit(cfg.max_connections),
+            header_timeout=cfg.header_timeout,
+            idle_timeout=cfg.idle_timeout,
+        )
         self.httpd.app = self
         self._thread: threading.Thread | None = None
 
@@ -400,8 +562,17 @@ class Server:
         )
         self._thread.start()
         log.info(
-            "serve_started", url=self.url, directory=self.publisher.directory, version=nodeagent.__version__
+            "serve_started",
+            url=self.url,
+            directory=self.publisher.directory,
+            version=nodeagent.__version__,
+            max_connections=self.httpd.max_connections,
         )
+        if self.unprotected_warning():
+            log.warning("serve_unauthenticated", warning=self.unprotected_warning())
+
+    def unprotected_warning(self) -> str:
+        return unprotected_warning(self.cfg, self.host, self.url)
 
     def stop(self) -> None:
         self.publisher.stop()
@@ -413,23 +584,84 @@ class Server:
             self._thread = None
 
     def authorized(self, header: str | None) -> bool:
-        """Bearer token check against the token file, re-read on each request (rotation needs no restart)."""
-        if not self.cfg.token_file:
-            return True
+        """Whether the Authorization header gets in (any identity); see `identify`."""
+        return self.identify(header, None) is not None
+
+    def identify(self, header: str | None, cert: Mapping[str, Any] | None) -> Identity | None:
+        """Who the request is, or None (401). Token files are re-read as they change (rotation needs
+        no restart).
+
+        - no --token-file, --node-tokens or --client-ca: everyone, for everything (loopback use);
+        - the shared token (--token-file): any node, in every mode (the simple mode, and the
+          operators' credential for `node delete`);
+        - a per-node token (a file in --node-tokens named after the node): that node only;
+        - with --client-ca, the verified client certificate's CN names the node (its only node unless
+          it also presents the shared token); a per-node token must then name the same node.
+        """
+        cfg = self.cfg
+        cn = _common_name(cert) if cfg.client_ca else None
+        if cfg.client_ca and not cn:
+            return None
+        presented = ""
+        if header and header.startswith("Bearer "):
+            presented = header[len("Bearer ") :].strip()
+        nodes: set[str] | None = None
+        if cn:
+            nodes = {cn}
+        if cfg.token_file or cfg.node_tokens:
+            if not presented:
+                return None
+            if cfg.token_file and self._shared_token_matches(presented):
+                return Identity("shared-token", None)
+            owner = self._node_token_owner(presented) if cfg.node_tokens else None
+            if owner is None:
+                return None
+            if nodes is not None and owner not in nodes:
+                return None  # the certificate and the token name different nodes
+            return Identity(f"node:{owner}", frozenset({owner}))
+        if cn:
+            return Identity(f"node:{cn}", frozenset({cn}))
+        return Identity("anonymous", None)
+
+    def _shared_token_matches(self, presented: str) -> bool:
+        assert self.cfg.token_file
         try:
             with open(self.cfg.token_file, encoding="utf-8") as fh:
                 token = fh.read().strip()
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             log.error("serve_token_unreadable", file=self.cfg.token_file)
             return False
-        if not token or not header or not header.startswith("Bearer "):
-            return False
-        return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), token.encode())
+        return bool(token) and hmac.compare_digest(presented.encode(), token.encode())
+
+    def _node_token_owner(self, presented: str) -> str | None:
+        """The node whose token file holds `presented`; the directory is re-read when it changes (and
+        at least every 5 s, as a file rewritten in place does not change the directory)."""
+        directory = self.cfg.node_tokens
+        assert directory
+        try:
+            st = os.stat(directory)
+        except OSError:
+            log.error("serve_node_tokens_unreadable", directory=directory)
+            return None
+        now = time.monotonic()
+        with self._node_tokens_lock:
+            cached = self._node_tokens
+            if cached is None or cached[0][0] != st.st_mtime_ns or now - cached[0][1] > 5.0:
+                cached = ((st.st_mtime_ns, now), _read_node_tokens(directory))
+                self._node_tokens = cached
+        digest = hashlib.sha256(presented.encode()).digest()
+        return cached[1].get(digest)
+
+    def delete_node(self, name: str) -> bool:
+        with self.fleet_lock:
+            return self.fleet.delete(name)
 
     def fleet_json(self) -> dict[str, Any]:
         now = self.clock()
         b = self.publisher.bundle()
         with self.fleet_lock:
+            for name in self.fleet.expire(now):
+                log.info("node_expired", node=name)
             nodes = self.fleet.nodes_json(now)
             daemonsets = self.fleet.daemonsets_json(now, b.daemonsets if b else ())
         errs = [
@@ -459,15 +691,84 @@ class Server:
         return {"daemonSets": daemonsets, "nodes": nodes, "errors": errs, "bundle": bundle}
 
 
+def connection_limit(wanted: int) -> int:
+    """`wanted`, lowered to what the open-file limit leaves after FD_RESERVE (each connection is a
+    descriptor: past the limit accept() fails, and a server that keeps retrying it spins)."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(8, min(wanted, soft - FD_RESERVE))
+
+
+def _read_node_tokens(directory: str) -> dict[bytes, str]:
+    """sha256(token) -> node name, for every regular file of `directory` (dot-files skipped)."""
+    out: dict[bytes, str] = {}
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return out
+    for name in names:
+        if name.startswith("."):
+            continue
+        try:
+            data = manifests.read_manifest_file(os.path.join(directory, name), 64 * 1024)
+            token = data.decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            continue  # a FIFO or unreadable file names no node
+        if token:
+            out[hashlib.sha256(token.encode()).digest()] = name
+    return out
+
+
+def _common_name(cert: Mapping[str, Any] | None) -> str:
+    """The subject CN of a verified peer certificate (`SSLSocket.getpeercert()`), or ""."""
+    if not cert:
+        return ""
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return ""
+
+
 class _Handler(http_server.BaseHTTPRequestHandler):
     server: _HTTPServer
     protocol_version = "HTTP/1.1"
     server_version = f"nodeagent-serve/{nodeagent.__version__}"
-    timeout = 60.0  # idle keep-alive connections are dropped after this
+    timeout = IDLE_TIMEOUT  # each read; the reaper bounds the whole wait for a request
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall between
+    _conn: _Conn | None = None
+    _first = True
+    identity: Identity | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # access logs would be one line per poll per node; metrics count requests instead
+
+    def setup(self) -> None:
+        self._conn = getattr(_current, "conn", None)
+        super().setup()
+
+    def handle_one_request(self) -> None:
+        c = self._conn
+        if c is not None:
+            if c.state == "evicted":
+                self.close_connection = True
+                return
+            wait = self.server.header_timeout if self._first else self.server.idle_timeout
+            c.deadline = time.monotonic() + wait
+            c.state = "waiting"
+        self._first = False
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        c = self._conn
+        if ok and c is not None and c.state == "waiting":
+            c.state = "busy"
+        return ok
 
     # --- dispatch ---------------------------------------------------------------------------------
 
@@ -507,36 +808,94 @@ class _Handler(http_server.BaseHTTPRequestHandler):
         app = self.server.app
         parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
         if not self._auth():
+            self.close_connection = True  # the body was not read
             return
+        self.close_connection = True  # until the body is read
         if len(parts) != 3 or parts[0] != "nodes" or parts[2] != "status" or not parts[1]:
             self._send(404, b"not found\n", "text/plain")
+            return
+        name = parts[1]
+        if node_name_error(name):
+            self._send(400, f"node name: {node_name_error(name)}\n".encode(), "text/plain")
+            return
+        if not self._may_act_for(name):
+            return
+        limit = app.cfg.max_report
+        keep_alive = self.headers.get("Connection", "").lower() != "close"
+        if self.headers.get("Transfer-Encoding"):
+            self._send(411, b"Content-Length required (no chunked reports)\n", "text/plain")
             return
         try:
             length = int(self.headers.get("Content-Length") or "0")
         except ValueError:
             length = -1
-        if not 0 < length <= MAX_REPORT:
-            self._send(413 if length > MAX_REPORT else 400, b"bad Content-Length\n", "text/plain")
+        if length > limit:  # answered before reading the body; the connection is not reused
+            self._send(413, f"report larger than {limit} bytes\n".encode(), "text/plain")
             return
+        if length <= 0:
+            self._send(400, b"bad Content-Length\n", "text/plain")
+            return
+        body = self.rfile.read(length)
+        self.close_connection = not keep_alive or len(body) < length
         try:
-            doc = json.loads(self.rfile.read(length))
-            report = fleet.parse_report(doc, parts[1], app.clock())
-        except (ValueError, fleet.ReportError) as exc:
-            self._send(400, f"{exc}\n".encode(), "text/plain")
+            doc = json.loads(body)
+            report = fleet.parse_report(doc, name, app.clock())
+        except (ValueError, RecursionError, fleet.ReportError) as exc:
+            why = str(exc) if isinstance(exc, fleet.ReportError) else "the body is not JSON"
+            self._send(400, f"bad report: {why}\n".encode(), "text/plain")
             return
         with app.fleet_lock:
-            first = parts[1] not in app.fleet.nodes
-            app.fleet.report(report)
+            first = name not in app.fleet.nodes
+            recorded = app.fleet.report(report)
+        if not recorded:
+            log.warning("node_refused_fleet_full", node=name, max_nodes=app.cfg.max_nodes)
+            self._send(
+                429,
+                b"too many nodes (--max-nodes); remove gone ones with `nodeagent node delete`\n",
+                "text/plain",
+            )
+            return
         if first:
-            log.info("node_registered", node=parts[1], client=self.client_address[0])
+            log.info("node_registered", node=name, client=self.client_address[0])
         self._send(204, b"", "text/plain")
+
+    def do_DELETE(self) -> None:
+        """`DELETE /nodes/<name>`: forget a node (`nodeagent node delete`)."""
+        app = self.server.app
+        parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
+        if not self._auth():
+            return
+        if len(parts) != 2 or parts[0] != "nodes" or not parts[1]:
+            self._send(404, b"not found\n", "text/plain")
+            return
+        if not self._may_act_for(parts[1]):
+            return
+        if app.delete_node(parts[1]):
+            log.info("node_deleted", node=parts[1], by=self.identity.name if self.identity else "")
+            self._send(204, b"", "text/plain")
+        else:
+            self._send(404, b"no such node\n", "text/plain")
 
     # --- helpers ----------------------------------------------------------------------------------
 
     def _auth(self) -> bool:
-        if self.server.app.authorized(self.headers.get("Authorization")):
+        cert = None
+        if isinstance(self.connection, ssl.SSLSocket):
+            with contextlib.suppress(ValueError, ssl.SSLError):
+                cert = self.connection.getpeercert()
+        self.identity = self.server.app.identify(self.headers.get("Authorization"), cert)
+        if self.identity is not None:
             return True
         self._send(401, b"unauthorized\n", "text/plain", {"WWW-Authenticate": "Bearer"})
+        return False
+
+    def _may_act_for(self, node: str) -> bool:
+        """A node identity may post (or delete) only its own status: 403 otherwise."""
+        ident = self.identity
+        if ident is None or ident.nodes is None or node in ident.nodes:
+            return True
+        log.warning("node_identity_mismatch", node=node, identity=ident.name, client=self.client_address[0])
+        self._send(403, b"forbidden: this credential belongs to another node\n", "text/plain")
         return False
 
     def _manifests(self, query: Mapping[str, list[str]]) -> None:
@@ -549,7 +908,17 @@ class _Handler(http_server.BaseHTTPRequestHandler):
                 wait = min(MAX_WATCH, max(0.0, float(query.get("timeout", ["30"])[0])))
             except ValueError:
                 wait = 30.0
-            b = publisher.wait_change(etag, wait)
+            if self._conn is not None:
+                self._conn.state = "watch"
+            deadline = time.monotonic() + wait
+            while True:  # in short slices, so a watch whose client has gone frees its thread promptly
+                left = deadline - time.monotonic()
+                b = publisher.wait_change(etag, max(0.0, min(WATCH_CHECK, left)))
+                if left <= WATCH_CHECK or (b is not None and b.etag != etag) or publisher.stopping:
+                    break
+                if self._client_gone():
+                    self.close_connection = True
+                    return
         else:
             b = publisher.bundle()
         if b is None:
@@ -570,6 +939,14 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             self._send(404, b"no signature: serve runs without --signing-key\n", "text/plain")
             return
         self._send(200, b.signature, "text/plain", {"ETag": b.etag, "Cache-Control": "no-cache"})
+
+    def _client_gone(self) -> bool:
+        """During a watch the client sends nothing: a readable socket means it closed (or misbehaves)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def _json(self, doc: object) -> None:
         self._send(200, (json.dumps(doc, indent=2) + "\n").encode(), "application/json")

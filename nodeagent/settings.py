@@ -38,6 +38,9 @@ def default_config_path() -> str:
 # --- the settings -----------------------------------------------------------------------------
 
 
+MIN_RESYNC = 1.0  # seconds; resyncInterval below this is a config error
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """`node:` — what the agent says about this node; node.build() adds the well-known labels."""
@@ -110,7 +113,7 @@ class Settings:
     static_pod_policy: policy.Policy = policy.DEFAULT  # `staticPodPolicy`, `staticPodAllowedHostPaths`
     state_dir: str = DEFAULT_STATE_DIR
     docker_host: str | None = None  # None: DOCKER_HOST or the default socket
-    resync_interval: float = 30.0
+    resync_interval: float = 30.0  # at least MIN_RESYNC
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
     images_dir: str | None = None  # image tarballs to `docker load` before pulling
     status_server: str | None = None  # URL that node status is reported to (`nodeagent serve`)
@@ -331,6 +334,11 @@ class _Parser:
             self.fail(path, f"must be true or false, got {_show(value)}")
         return value
 
+    def at_least(self, value: float, minimum: float, path: str) -> float:
+        if value < minimum:
+            self.fail(path, f"must be at least {minimum:g}s (a shorter interval only burns CPU)")
+        return value
+
     def duration(self, value: object, path: str) -> float:
         try:
             seconds = parse_duration(value)
@@ -378,7 +386,11 @@ class _Parser:
             static_pod_policy=self.policy(top, "", "staticPodPolicy", "staticPodAllowedHostPaths"),
             state_dir=self.opt(top, "stateDir", "", self.path_) or defaults.state_dir,
             docker_host=self.opt(docker, "host", "docker", lambda v, p: self.url(v, p, _DOCKER_SCHEMES)),
-            resync_interval=_or(self.opt(top, "resyncInterval", "", self.duration), defaults.resync_interval),
+            resync_interval=self.at_least(
+                _or(self.opt(top, "resyncInterval", "", self.duration), defaults.resync_interval),
+                MIN_RESYNC,
+                "resyncInterval",
+            ),
             backoff=self.backoff(top.get("backoff")),
             images_dir=self.opt(top, "imagesDir", "", self.path_),
             status_server=self.opt(top, "statusServer", "", self.url),
@@ -499,6 +511,8 @@ class _Parser:
         for name in headers:
             if not _HEADER_NAME.fullmatch(name):
                 self.fail(f"{_join(path, 'headers')}[{name}]", f"invalid header name {_show(name)}")
+            if any(c in headers[name] for c in "\r\n\0"):  # the value may be a credential: not shown
+                self.fail(f"{_join(path, 'headers')}[{name}]", "the value must not contain CR, LF or NUL")
         client_cert = self.opt(d, "clientCert", path, self.path_)
         client_key = self.opt(d, "clientKey", path, self.path_)
         if client_key is not None and client_cert is None:

@@ -22,6 +22,8 @@ from nodeagent import model
 
 def fmt(value: object) -> str:
     """A bad value printed the way field.Error prints it: strings quoted, numbers bare, objects as JSON."""
+    if isinstance(value, _Kind):
+        return str(value)
     if isinstance(value, str):
         return json.dumps(value)
     if value is None:
@@ -441,15 +443,24 @@ class Walker:
         return out
 
 
+class _Kind(str):
+    """A value's type shown in its place, printed bare (`fmt` would quote a plain str)."""
+
+
 def _short(value: object) -> object:
-    """Keep messages readable: containers are summarised, not printed whole."""
-    if isinstance(value, dict):
-        return "<object>"
-    if isinstance(value, list):
-        return "<array>"
-    if isinstance(value, str | int | float | bool) or value is None:
+    """A value of the wrong type, summarised by its type: never echoed, since it may be a Secret's
+    (an unquoted number in `stringData`) or the content of a file that is not a manifest at all."""
+    if value is None or isinstance(value, bool):
         return value
-    return str(value)
+    if isinstance(value, dict):
+        return _Kind("<object>")
+    if isinstance(value, list):
+        return _Kind("<array>")
+    if isinstance(value, str):
+        return _Kind("<string>")
+    if isinstance(value, int | float):
+        return _Kind("<number>")
+    return _Kind(f"<{type(value).__name__}>")
 
 
 def fields(*names: str) -> frozenset[str]:

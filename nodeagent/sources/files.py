@@ -156,6 +156,7 @@ def _identity_hints(errors: Iterable[model.Problem], index: int) -> set[tuple[st
 
 
 FULL_RELIST_EVERY = 10
+STUCK_AFTER = 30.0  # a scan running longer than this is reported (status, /readyz)
 
 
 def report_problems(logger: Any, previous: FileContent | None, content: FileContent) -> None:
@@ -214,6 +215,8 @@ class DirectorySource:
         self._files: dict[str, tuple[_Signature | None, FileContent]] = {}
         self._available: bool | None = None  # None: never tried
         self._failure: model.Problem | None = None
+        self._scans: dict[object, float] = {}  # scans running (or waiting for the lock): monotonic start
+        self._scans_lock = threading.Lock()
 
         self._state_lock = threading.Lock()  # guards _snapshot
         self._snapshot: snap.Snapshot | None = None
@@ -252,14 +255,40 @@ class DirectorySource:
             self._thread = None
 
     def snapshot(self) -> snap.Snapshot | None:
-        """The current full snapshot; None until the directory was listed successfully once."""
+        """The current full snapshot; None until the directory was listed successfully once. While a
+        scan is stuck, the last one marked not ok with the reason (so removals are held and `status`
+        says why)."""
+        stuck = self.stuck_problem()
         with self._state_lock:
-            return self._snapshot
+            shot = self._snapshot
+        if stuck is not None and shot is not None:
+            return replace(shot, ok=False, errors=(stuck, *shot.errors))
+        return shot
 
     @property
     def failure(self) -> model.Problem | None:
         """Why the directory cannot be read right now (also before the first good listing), or None."""
-        return self._failure
+        return self.stuck_problem() or self._failure
+
+    def stuck_problem(self, now: float | None = None) -> model.Problem | None:
+        """A Problem when the current scan has run for longer than STUCK_AFTER (a hung filesystem: a
+        read that never returns cannot be interrupted, but it can be reported)."""
+        with self._scans_lock:
+            started = min(self._scans.values(), default=None)
+        if started is None:
+            return None
+        running = (time.monotonic() if now is None else now) - started
+        if running <= STUCK_AFTER:
+            return None
+        return model.Problem(
+            file=self.path,
+            document=None,
+            kind="",
+            name="",
+            path="",
+            message=f"source {self.name}: a scan of the directory has been stuck for {running:.0f}s "
+            "(a hung filesystem?); the last good content stays in force",
+        )
 
     def relist(self) -> None:
         """Rescan synchronously, re-reading every file (the safety net, and `nodeagent sync`'s one pass)."""
@@ -268,6 +297,17 @@ class DirectorySource:
     # --- scanning ---------------------------------------------------------------------------------
 
     def _scan(self, force: Collection[str] | None) -> None:
+        """`_scan_locked`, timed: a scan (or the wait for one) running too long is `stuck_problem`."""
+        token = object()
+        with self._scans_lock:
+            self._scans[token] = time.monotonic()
+        try:
+            self._scan_locked(force)
+        finally:
+            with self._scans_lock:
+                del self._scans[token]
+
+    def _scan_locked(self, force: Collection[str] | None) -> None:
         """List the directory and re-read files that changed, or all of them when `force` is None."""
         with self._scan_lock:
             try:

@@ -180,12 +180,17 @@ def request(
 ) -> Response:
     """One HTTP(S) request, following up to 5 redirects; any transport failure is a FetchError.
 
-    `timeout` bounds connecting and each read. `register` is told the live connection (and None when
-    done), so another thread can abort a long-poll by shutting its socket down. With `connections`,
-    the connection to the first origin is taken from and given back to it (keep-alive).
+    `timeout` bounds the whole request, redirects and a slowly dripping body included (a timer shuts
+    the socket down when it runs out). `register` is told the live connection (and None when done),
+    so another thread can abort a long-poll by shutting its socket down. With `connections`, the
+    connection to the first origin is taken from and given back to it (keep-alive).
+
+    Redirects: https -> http is refused (a downgrade would expose the token and the bundle), and the
+    caller's headers (the token and any custom `headers:`) are sent to the first origin only.
     """
     sent = dict(headers or {})
     origin = urlsplit(url)[:2]
+    deadline = time.monotonic() + timeout
     hops = 0
     while hops <= MAX_REDIRECTS:
         parts = urlsplit(url)
@@ -194,23 +199,27 @@ def request(
             port = parts.port
         except ValueError as exc:
             raise FetchError(f"invalid URL {where}: {exc}") from exc
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise FetchError(f"{where}: timed out after {timeout:g}s")
         key: Origin = (parts.scheme, parts.hostname or "", port)
         pool = connections if parts[:2] == origin else None
         conn = pool.take(key) if pool is not None else None
         reused = conn is not None
         if conn is not None:
-            conn.timeout = timeout
+            conn.timeout = left
             if conn.sock is not None:
-                conn.sock.settimeout(timeout)
+                conn.sock.settimeout(left)
         elif parts.scheme == "https":
             ctx = context if context is not None else ssl_context()
-            conn = http.client.HTTPSConnection(parts.hostname or "", port, timeout=timeout, context=ctx)
+            conn = http.client.HTTPSConnection(parts.hostname or "", port, timeout=left, context=ctx)
         elif parts.scheme == "http":
-            conn = http.client.HTTPConnection(parts.hostname or "", port, timeout=timeout)
+            conn = http.client.HTTPConnection(parts.hostname or "", port, timeout=left)
         else:
             raise FetchError(f"unsupported URL scheme {parts.scheme!r} in {where}")
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         keep = False
+        timer = _Deadline(conn, left)
         try:
             if register is not None:
                 register(conn)
@@ -219,32 +228,52 @@ def request(
             location = resp.getheader("Location")
             if resp.status in (301, 302, 303, 307, 308) and location:
                 resp.read(64 * 1024)
-                url = urljoin(url, location)
+                new_url = urljoin(url, location)
+                if parts.scheme == "https" and urlsplit(new_url).scheme != "https":
+                    raise FetchError(
+                        f"{where}: refused a redirect from https to {display_url(new_url)} "
+                        "(a downgrade to plain http)"
+                    )
+                url = new_url
                 if resp.status == 303:
                     method, body = "GET", None
                 if urlsplit(url)[:2] != origin:
-                    sent.pop("Authorization", None)  # never hand a token to another host
+                    # never hand a token or custom headers (any case) to another host
+                    sent = {k: v for k, v in sent.items() if k.lower() in _CROSS_ORIGIN_HEADERS}
                 hops += 1
                 continue
             data = resp.read(max_body + 1)
             if len(data) > max_body:
                 raise FetchError(f"{where}: body larger than {max_body} bytes")
             hdrs = {k.lower(): v for k, v in resp.getheaders()}
-            keep = pool is not None and not resp.will_close
+            keep = pool is not None and not resp.will_close and not timer.fired
+            if timer.fired:
+                raise TimeoutError
             return Response(resp.status, hdrs, data, url)
         except _STALE as exc:
+            if timer.fired:
+                raise FetchError(f"{where}: timed out after {timeout:g}s") from exc
             if reused:
                 continue  # the server closed our idle connection: once more on a new one
             raise FetchError(f"{where}: {exc.strerror or exc}") from exc
         except ssl.SSLError as exc:
+            if timer.fired:
+                raise FetchError(f"{where}: timed out after {timeout:g}s") from exc
             raise FetchError(f"{where}: TLS error: {exc.reason or exc}") from exc
         except TimeoutError as exc:
             raise FetchError(f"{where}: timed out after {timeout:g}s") from exc
         except OSError as exc:
+            if timer.fired:
+                raise FetchError(f"{where}: timed out after {timeout:g}s") from exc
             raise FetchError(f"{where}: {exc.strerror or exc}") from exc
         except http.client.HTTPException as exc:
-            raise FetchError(f"{where}: bad HTTP response: {type(exc).__name__} {exc}") from exc
+            if timer.fired:
+                raise FetchError(f"{where}: timed out after {timeout:g}s") from exc
+            raise FetchError(f"{where}: bad HTTP response: {type(exc).__name__}") from exc
+        except ValueError as exc:  # http.client refuses a header value with CR/LF: never echo it
+            raise FetchError(f"{where}: invalid header value (a line break or control character)") from exc
         finally:
+            timer.cancel()
             if register is not None:
                 register(None)
             if keep and pool is not None:
@@ -252,6 +281,31 @@ def request(
             else:
                 conn.close()
     raise FetchError(f"{display_url(url)}: more than {MAX_REDIRECTS} redirects")
+
+
+_CROSS_ORIGIN_HEADERS = frozenset({"accept", "content-type"})  # what may follow a redirect elsewhere
+
+
+class _Deadline:
+    """Shuts a connection's socket down when the whole request's time is up, so a server dripping a
+    byte at a time cannot hold a fetch past its `timeout` (socket timeouts bound each read only)."""
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+        self.fired = False
+        self._conn = conn
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 def bearer(token_file: str | None) -> dict[str, str]:
@@ -267,6 +321,12 @@ def bearer(token_file: str | None) -> dict[str, str]:
         ) from exc
     if not token:
         raise FetchError(f"tokenFile {token_file} is empty")
+    if not all(" " < c < "\x7f" for c in token):
+        # never echo it: a header with a line break would be a traceback printing the token
+        raise FetchError(
+            f"tokenFile {token_file}: the token must be one line of printable ASCII without spaces "
+            "(it contains a line break, a space or a control character)"
+        )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -489,6 +549,8 @@ class HttpSource:
         self._failures = 0
         self._watch_supported = False
         self._cache_tried = False
+        self._plain = urlsplit(cfg.url).scheme == "http"
+        self._warned: set[str] = set()  # plain-http warnings already given (once each)
 
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -571,6 +633,8 @@ class HttpSource:
             ctx = None
             if urlsplit(self.cfg.url).scheme == "https":
                 ctx = ssl_context(self.cfg.ca_file, self.cfg.client_cert, self.cfg.client_key)
+            if self._plain and any(k.lower() == "authorization" for k in hdrs):
+                self._warn_plain("token", "a bearer token or Authorization header is sent over plain http")
             url = self._watch_url(hdrs.get("If-None-Match")) if watch else self.cfg.url
             timeout = self.cfg.timeout + (self._watch_seconds if watch else 0.0)
             resp = request(
@@ -674,8 +738,17 @@ class HttpSource:
             self._failed(why)
             return "error"
         metrics.SOURCE_FETCHES.labels(source=self.name, result="ok").inc()
+        if self._plain and any(d.obj.kind == "Secret" for d in content.documents):
+            self._warn_plain("secrets", "the bundle carries Secrets over plain http")
         self._succeeded(content, resp)
         return "changed"
+
+    def _warn_plain(self, what: str, message: str) -> None:
+        """Once per source and kind: anyone on the path can read (and change) what plain http carries."""
+        if what in self._warned:
+            return
+        self._warned.add(what)
+        self._log.warning("source_plain_http", warning=message + "; use https")
 
     def _succeeded(self, content: files.FileContent | None, resp: Response) -> None:
         """A 200 with a usable body (`content`), or a 304 (None): publish, cache, log a recovery."""

@@ -57,6 +57,7 @@ class ImagesDirectory:
         self._settle = settle
         self._watch = watch
         self._imported: dict[str, _Signature] = {}
+        self._not_regular: set[str] = set()  # warned about once
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -93,6 +94,14 @@ class ImagesDirectory:
             loaded: list[str] = []
             for name in names:
                 path = os.path.join(self.path, name)
+                if not os.path.isfile(path):  # a FIFO would block the import for good; a dir is no tarball
+                    if path not in self._not_regular:
+                        self._not_regular.add(path)
+                        log.warning(
+                            "image_tarball_not_regular", file=path, error="not a regular file; skipped"
+                        )
+                    continue
+                self._not_regular.discard(path)
                 sig = _signature(path)
                 if sig is None or self._imported.get(path) == sig:
                     continue

@@ -163,5 +163,5 @@ def test_a_synced_node_shows_when_it_was_last_synced_and_goes_not_ready_like_the
 
 
 def test_a_report_with_an_unknown_mode_is_refused() -> None:
-    with pytest.raises(fleet.ReportError, match="mode must be one of agent, sync"):
+    with pytest.raises(fleet.ReportError, match="mode: must be one of agent, sync"):
         fleet.parse_report({**report("a"), "mode": "cron"}, "a", 0.0)
