@@ -68,7 +68,9 @@ class Executor:
         lookup: podconfig.Lookup | None = None,
         clock: Callable[[], float] = time.time,
         workers: int = WORKERS,
+        on_progress: Callable[[plan.Action, str], None] | None = None,
     ) -> None:
+        self._progress = on_progress or (lambda action, text: None)
         self._rt = runtime
         self._host = host
         self._lookup = lookup
@@ -105,6 +107,11 @@ class Executor:
                 for f in [pool.submit(run, g) for g in groups]:
                     f.result()
         return [o for o in outcomes if o is not None]
+
+    def apply_owner(self, actions: Iterable[plan.Action]) -> list[Outcome]:
+        """One owner's unit of work (see workers), in the order given: `plan.Plan.by_owner` puts a pod's
+        delete before its successor's create; one failure never aborts the rest."""
+        return [self._apply_logged(a) for a in actions]
 
     def _apply_logged(self, action: plan.Action) -> Outcome:
         try:
@@ -145,15 +152,45 @@ class Executor:
         raise errors.NodeAgentError(f"unknown action {action.verb!r}")
 
     def _delete(self, action: plan.Action) -> Outcome:
-        """Stop and remove every container of the pod (the sandbox comes last in the plan's list), each
-        app container after its preStop hook, all within the grace period; then the pod's directories."""
-        self.run_pre_stop(action.pre_stop, action.grace_seconds)
-        for cid in action.container_ids:
+        """Stop every container of the pod in parallel under ONE grace period, each after its own preStop
+        hook, which counts against that period (the kubelet's killContainersWithSyncResult and
+        killContainer); the sandbox (last in the plan's list) is stopped after them. Then remove them all,
+        then the pod's directories."""
+        sandbox = action.sandbox_id if action.sandbox_id in action.container_ids else None
+        ids = [cid for cid in action.container_ids if cid != sandbox]
+        deadline = time.monotonic() + action.grace_seconds
+        hooks = dict(action.pre_stop)
+        errors_seen: list[errors.NodeAgentError] = []
+
+        def kill(cid: str) -> None:
+            raw = hooks.get(cid)
+            if raw:
+                self._pre_stop_one(cid, raw, deadline - MIN_STOP_AFTER_HOOK)
+            grace = (
+                max(int(deadline - time.monotonic() + 0.5), MIN_STOP_AFTER_HOOK)
+                if raw
+                else action.grace_seconds
+            )
             try:
-                self._rt.stop(cid, action.grace_seconds)
+                self._rt.stop(cid, grace)
             except errors.ContainerRuntimeError as exc:
                 log.info("stop_failed_removing_anyway", container_id=cid[:12], error=str(exc))
-            self._rt.remove(cid)
+
+        threads = [threading.Thread(target=kill, args=(cid,), daemon=True, name="stop") for cid in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if sandbox is not None:
+            kill(sandbox)
+            ids.append(sandbox)
+        for cid in ids:
+            try:
+                self._rt.remove(cid)
+            except errors.NodeAgentError as exc:
+                errors_seen.append(exc)
+        if errors_seen:
+            raise errors_seen[0]
         if action.owner:
             volumes.remove_pod_dirs(self._host.state_dir, identity.pod_uid(action.owner, action.pod))
         return Outcome(action, True)
@@ -273,7 +310,7 @@ class Executor:
             return None
         hook = json.loads(raw)
         if "sleep" in hook:
-            time.sleep(float(hook["sleep"]))
+            time.sleep(min(float(hook["sleep"]), POST_START_TIMEOUT))  # capped, as exec and httpGet are
             return None
         result = self._run_hook(cid, hook, POST_START_TIMEOUT)
         if result is None or result.success:
@@ -373,11 +410,13 @@ class Executor:
                     f'Container image "{image}" is not present with pull policy of Never',
                 )
         elif policy == "Always" or not present:
+            self._progress(action, f"pulling image {image}")
             try:
                 self._rt.pull(image)
             except errors.ImagePullError as exc:
                 result = Outcome(action, False, ERR_IMAGE_PULL, str(exc))
         pulled[image] = result
+        self._progress(action, "")
         return result
 
 

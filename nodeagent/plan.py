@@ -20,6 +20,7 @@ the DaemonSet controller does): OnDelete keeps it until it is deleted, RollingUp
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -154,6 +155,7 @@ class Action:
     container_ids: tuple[str, ...] = ()  # what to stop/remove/start
     grace_seconds: int = 30
     pre_stop: tuple[tuple[str, str], ...] = ()  # (container id, LABEL_PRE_STOP) of those stopped
+    sandbox_id: str = ""  # delete: the pod's sandbox, stopped after its other containers
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"action": self.verb, "pod": self.pod, "reason": self.reason}
@@ -252,6 +254,10 @@ class Inputs:
     # probe verdicts by container id (the running agent's prober, or stateDir/probes.json)
     health: Mapping[str, Health] = field(default_factory=dict)
     ownership: Ownership = field(default_factory=Ownership)
+    # owners whose work is in flight on their worker, with what their pods show meanwhile
+    # (Terminating, ContainerCreating, ...): their actions wait, reported as `waiting`
+    busy: Mapping[str, str] = field(default_factory=dict)
+    terminating: frozenset[tuple[str, str]] = frozenset()  # pods a busy worker is stopping
 
 
 @dataclass(frozen=True)
@@ -294,6 +300,8 @@ class Plan:
     readiness: Mapping[str, Readiness] = field(default_factory=dict)  # by container id
     ownership: Ownership = field(default_factory=Ownership)  # after this plan: what the agent saves
     orphans: tuple[ObservedPod, ...] = ()  # ownerless pods kept running
+    unowned: tuple[ObservedPod, ...] = ()  # pods whose owner is in no source (withdrawn, being removed)
+    terminating: frozenset[tuple[str, str]] = frozenset()  # pods being stopped (Inputs.terminating)
 
     @property
     def actions(self) -> tuple[Action, ...]:
@@ -302,6 +310,26 @@ class Plan:
         acts += [a for s in self.static_pods for a in s.actions]
         acts += self.other_actions
         return tuple(sorted(acts, key=lambda a: VERB_ORDER[a.verb]))
+
+    def by_owner(self) -> dict[str, tuple[Action, ...]]:
+        """The actions grouped per owner (one unit of work each), each group in the order it is applied:
+        a rolling update's delete of the old pod comes before the create of the new one."""
+        groups: dict[str, list[Action]] = defaultdict(list)
+        for d in self.daemonsets:
+            groups[d.desired.owner] += d.actions
+        for s in self.static_pods:
+            groups[s.desired.owner] += s.actions
+        for a in self.other_actions:
+            groups[work_owner(a)].append(a)
+        return {
+            o: tuple(sorted(acts, key=lambda a: VERB_ORDER[a.verb])) for o, acts in groups.items() if acts
+        }
+
+
+def work_owner(a: Action) -> str:
+    """The worker an action outside any current DaemonSet or static pod runs on: its pod's owner label
+    (a withdrawn DaemonSet), or the pod itself when it has none."""
+    return a.owner or identity.owner_pod(a.namespace, a.pod)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -471,6 +499,7 @@ def delete_action(pod: ObservedPod, reason: str, fallback_grace: int | None = No
         container_ids=ids,
         grace_seconds=grace,
         pre_stop=pre_stop_hooks(pod.containers),
+        sandbox_id=pod.sandbox.id if pod.sandbox is not None else "",
     )
 
 
@@ -783,6 +812,8 @@ def plan(inputs: Inputs) -> Plan:
             )
 
     wake = min([w.until for w in waiting] + wakes, default=None)
+    if inputs.busy:
+        ds_plans, sp_plans, other = _hold_busy(inputs, ds_plans, sp_plans, other, waiting)
     return Plan(
         daemonsets=tuple(ds_plans),
         static_pods=tuple(sp_plans),
@@ -792,7 +823,47 @@ def plan(inputs: Inputs) -> Plan:
         readiness=_readiness(pods, inputs, ds_plans, sp_plans),
         ownership=ownership,
         orphans=tuple(orphans),
+        unowned=tuple(p for key, p in sorted(pods.items()) if key not in claimed and owner_of(p) != ORPHANED),
+        terminating=frozenset(k for k in inputs.terminating if k in pods),
     )
+
+
+def _hold_busy(
+    inputs: Inputs,
+    ds_plans: list[DaemonSetPlan],
+    sp_plans: list[StaticPodPlan],
+    other: list[Action],
+    waiting: list[Waiting],
+) -> tuple[list[DaemonSetPlan], list[StaticPodPlan], list[Action]]:
+    """Owners with work in flight get no actions this pass: their pods are reported `waiting` with the
+    busy reason (finished work wakes the loop, and the next pass plans them afresh)."""
+
+    def hold(actions: Iterable[Action], owner: str) -> None:
+        for key in dict.fromkeys((a.namespace, a.pod) for a in actions):
+            reason = "Terminating" if key in inputs.terminating else inputs.busy[owner]
+            w = Waiting(key[0], key[1], "", reason, inputs.now)
+            if w not in waiting:
+                waiting.append(w)
+
+    out_ds = []
+    for d in ds_plans:
+        if d.actions and d.desired.owner in inputs.busy:
+            hold(d.actions, d.desired.owner)
+            d = dataclasses.replace(d, actions=())
+        out_ds.append(d)
+    out_sp = []
+    for s in sp_plans:
+        if s.actions and s.desired.owner in inputs.busy:
+            hold(s.actions, s.desired.owner)
+            s = dataclasses.replace(s, actions=())
+        out_sp.append(s)
+    kept = []
+    for a in other:
+        if work_owner(a) in inputs.busy:
+            hold((a,), work_owner(a))
+        else:
+            kept.append(a)
+    return out_ds, out_sp, kept
 
 
 # --- readiness ----------------------------------------------------------------------------------
