@@ -284,7 +284,7 @@ def plan_json(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, Any
                 "pod": w.pod,
                 "container": w.container,
                 "reason": w.reason,
-                "until": w.until,
+                "until": None if w.busy else w.until,
             }
             for w in p.waiting
         ],
@@ -303,6 +303,8 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
 
 def _waiting(w: plan.Waiting, now: float) -> str:
     target = f"{w.namespace}/{w.pod}" + (f" container {w.container}" if w.container else "")
+    if w.busy:
+        return f"{target}: {w.reason}, its worker is at it"
     return f"{target}: {w.reason}, next try in {max(0.0, w.until - now):.0f}s"
 
 
@@ -745,7 +747,7 @@ def node_report(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, A
 def _status_line(result: agent_mod.PassResult, doc: dict[str, Any]) -> str:
     """systemd's STATUS=: pods running, pods failing (backoff, failed actions, Failed phase), sources."""
     pods = [p for d in doc["status"]["daemonSets"] for p in d["pods"]] + doc["status"]["staticPods"]
-    failing = {w.pod for w in result.plan.waiting} | {o.action.pod for o in result.failed}
+    failing = {w.pod for w in result.plan.waiting if not w.busy} | {o.action.pod for o in result.failed}
     failing |= {p["name"] for p in pods if p["phase"] == "Failed"}
     return sd.summary(
         running=sum(1 for p in pods if p["phase"] == "Running"),

@@ -173,6 +173,7 @@ class Waiting:
     container: str
     reason: str  # CrashLoopBackOff, ImagePullBackOff, ...
     until: float
+    busy: bool = False  # the owner's worker is at it (Terminating, ContainerCreating): no deadline
 
 
 @dataclass(frozen=True)
@@ -841,7 +842,7 @@ def _hold_busy(
     def hold(actions: Iterable[Action], owner: str) -> None:
         for key in dict.fromkeys((a.namespace, a.pod) for a in actions):
             reason = "Terminating" if key in inputs.terminating else inputs.busy[owner]
-            w = Waiting(key[0], key[1], "", reason, inputs.now)
+            w = Waiting(key[0], key[1], "", reason, inputs.now, busy=True)
             if w not in waiting:
                 waiting.append(w)
 
