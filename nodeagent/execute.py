@@ -212,42 +212,34 @@ class Executor:
             t.join(max(deadline - time.monotonic(), 0.0))
 
     def _pre_stop_one(self, cid: str, raw: str, deadline: float) -> None:
-        try:
-            hook = json.loads(raw)
-        except ValueError:
+        hook = decode_hook(raw)
+        if hook is None:
             log.warning("pre_stop_unreadable", container_id=cid[:12])
             return
-        timeout = max(deadline - time.monotonic(), 0.1)
-        if not isinstance(hook, dict):
-            return
-        if "sleep" in hook:
-            time.sleep(min(float(hook["sleep"]), timeout))
-            return
-        result = self._run_hook(cid, hook, timeout)
+        result = self._run_hook(cid, hook, max(deadline - time.monotonic(), 0.1))
         if result is not None and not result.success:
             log.warning("pre_stop_hook_failed", container_id=cid[:12], error=result.message)
 
-    def _run_hook(self, cid: str, hook: Mapping[str, object], timeout: float) -> probes.Result | None:
-        """One exec or httpGet hook as recorded by hook_label (tcpSocket hooks are not run)."""
-        if "exec" in hook:
-            command = tuple(str(x) for x in hook["exec"])  # type: ignore[attr-defined]
-            return probes.exec_probe(self._rt, cid, command, timeout)
-        get = hook.get("httpGet")
-        if isinstance(get, dict):
-            host = str(hook.get("host") or "")
-            if not host:
-                container_ip = getattr(self._rt, "container_ip", None)
-                target = str(hook.get("via") or cid)
-                host = str(container_ip(target)) if container_ip is not None else ""
-            action = model.HTTPGetAction(
-                port=int(get["port"]),
-                path=str(get.get("path", "/")),
-                host=str(get.get("host", "")),
-                scheme=str(get.get("scheme", "HTTP")),
-                http_headers=tuple(model.HTTPHeader(str(n), str(v)) for n, v in get.get("headers", [])),
-            )
-            return probes.http_probe(action, host or "127.0.0.1", action.port, timeout)  # type: ignore[arg-type]
-        return None
+    def _run_hook(self, cid: str, hook: Hook, timeout: float) -> probes.Result | None:
+        """One hook, through the probes' handler code (exec, httpGet); a sleep hook sleeps, at most
+        `timeout`. None when there was nothing to run."""
+        if hook.sleep is not None:
+            time.sleep(max(min(hook.sleep, timeout), 0.0))
+            return None
+        if hook.handler is None:
+            return None
+        host = hook.host
+        if not host and isinstance(hook.handler, model.HTTPGetAction):
+            container_ip = getattr(self._rt, "container_ip", None)
+            host = str(container_ip(hook.via or cid)) if container_ip is not None else ""
+        return probes.run_handler(
+            hook.handler,
+            runtime=self._rt,
+            container_id=cid,
+            container=_NO_CONTAINER,
+            host=host or "127.0.0.1",
+            timeout=timeout,
+        )
 
     def _create(self, action: plan.Action) -> Outcome:
         desired = action.desired
@@ -305,14 +297,10 @@ class Executor:
     ) -> Outcome | None:
         """lifecycle.postStart right after the start; on failure the container is killed, as the kubelet
         does (FailedPostStartHook), and its restart policy with the crash-loop backoff applies."""
-        raw = hook_label(container, spec, sandbox, "postStart")
-        if not raw:
+        hook = hook_for(container, spec, sandbox, "postStart")
+        if hook is None:
             return None
-        hook = json.loads(raw)
-        if "sleep" in hook:
-            time.sleep(min(float(hook["sleep"]), POST_START_TIMEOUT))  # capped, as exec and httpGet are
-            return None
-        result = self._run_hook(cid, hook, POST_START_TIMEOUT)
+        result = self._run_hook(cid, hook, POST_START_TIMEOUT)  # a sleep is capped too
         if result is None or result.success:
             return None
         log.warning("post_start_hook_failed", pod=action.pod, container=container.name, error=result.message)
@@ -427,41 +415,101 @@ def _phase(verb: str) -> int:
     return {plan.DELETE: _PHASE_DELETE, plan.REMOVE: _PHASE_REMOVE}.get(verb, _PHASE_RUN)
 
 
-def hook_label(container: model.Container, spec: model.PodSpec, sandbox: str, which: str) -> str:
-    """A lifecycle hook as JSON (recorded on the container for preStop): exec, httpGet or sleep.
+_NO_CONTAINER = model.Container(name="", image="")  # hooks carry resolved ports: no name to look up
 
-    httpGet goes to the hook's host, else 127.0.0.1 for a hostNetwork pod, else the pod IP (asked of
-    the sandbox `via`, or of the container itself at run time). tcpSocket hooks are deprecated and
-    never run by the kubelet; validation warns about them.
+
+@dataclass(frozen=True)
+class Hook:
+    """A lifecycle hook, typed: run by the probes' handler code, recorded on its container as JSON
+    (LABEL_PRE_STOP) so a pod whose manifest is gone still runs its own preStop hook.
+
+    httpGet goes to `host` when set (the hook's own host, or 127.0.0.1 for a hostNetwork pod), else to
+    the pod IP, asked at run time of the sandbox `via`, or of the container itself.
     """
+
+    handler: model.ExecAction | model.HTTPGetAction | None = None  # httpGet with its port resolved
+    sleep: float | None = None
+    host: str = ""
+    via: str = ""
+
+
+def hook_for(container: model.Container, spec: model.PodSpec, sandbox: str, which: str) -> Hook | None:
+    """The container's postStart or preStop hook; None when it has none or one we do not run
+    (tcpSocket hooks are deprecated and never run by the kubelet; validation warns about them)."""
     lc = container.lifecycle
     hook = None if lc is None else (lc.pre_stop if which == "preStop" else lc.post_start)
     if hook is None:
-        return ""
-    doc: dict[str, object]
+        return None
     h = hook.handler
     if hook.sleep_seconds is not None:
-        doc = {"sleep": hook.sleep_seconds}
-    elif isinstance(h, model.ExecAction):
-        doc = {"exec": list(h.command)}
-    elif isinstance(h, model.HTTPGetAction):
+        return Hook(sleep=float(hook.sleep_seconds))
+    if isinstance(h, model.ExecAction):
+        return Hook(handler=h)
+    if isinstance(h, model.HTTPGetAction):
         port = probes.resolve_port(h.port, container)
         if port is None:
-            return ""
+            return None
+        return Hook(
+            handler=dataclasses.replace(h, port=port),
+            host="127.0.0.1" if spec.host_network else "",
+            via=sandbox,
+        )
+    return None
+
+
+def encode_hook(hook: Hook) -> str:
+    doc: dict[str, object]
+    if hook.sleep is not None:
+        doc = {"sleep": int(hook.sleep) if hook.sleep == int(hook.sleep) else hook.sleep}
+    elif isinstance(hook.handler, model.ExecAction):
+        doc = {"exec": list(hook.handler.command)}
+    elif isinstance(hook.handler, model.HTTPGetAction):
+        h = hook.handler
         doc = {
             "httpGet": {
-                "port": port,
+                "port": h.port,
                 "path": h.path,
                 "host": h.host,
                 "scheme": h.scheme,
                 "headers": [[x.name, x.value] for x in h.http_headers],
             },
-            "host": "127.0.0.1" if spec.host_network else "",
-            "via": sandbox,
+            "host": hook.host,
+            "via": hook.via,
         }
     else:
         return ""
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def decode_hook(raw: str) -> Hook | None:
+    """A hook as encode_hook wrote it (on a container, possibly by an older agent); None if unreadable."""
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            return None
+        if "sleep" in doc:
+            return Hook(sleep=float(doc["sleep"]))
+        if "exec" in doc:
+            return Hook(handler=model.ExecAction(tuple(str(x) for x in doc["exec"])))
+        get = doc.get("httpGet")
+        if isinstance(get, dict):
+            action = model.HTTPGetAction(
+                port=int(get["port"]),
+                path=str(get.get("path", "/")),
+                host=str(get.get("host", "")),
+                scheme=str(get.get("scheme", "HTTP")),
+                http_headers=tuple(model.HTTPHeader(str(n), str(v)) for n, v in get.get("headers", [])),
+            )
+            return Hook(handler=action, host=str(doc.get("host") or ""), via=str(doc.get("via") or ""))
+    except (ValueError, TypeError, KeyError):
+        return None
+    return None
+
+
+def hook_label(container: model.Container, spec: model.PodSpec, sandbox: str, which: str) -> str:
+    """A lifecycle hook as the JSON recorded on the container (preStop), "" when there is none."""
+    hook = hook_for(container, spec, sandbox, which)
+    return "" if hook is None else encode_hook(hook)
 
 
 def refs_digest(spec: model.PodSpec, namespace: str, lookup: podconfig.Lookup) -> str:
