@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from nodeagent import errors, identity, localimage, model, plan, podconfig, probes, volumes
+from nodeagent import errors, identity, labels, localimage, model, plan, podconfig, probes, volumes
 from nodeagent import runtime as rt
 
 log = structlog.get_logger(__name__)
@@ -262,16 +262,15 @@ class Executor:
             init_index=index if init else None,
             lookup=self._lookup,
         )
-        labels = dict(create.labels)
-        labels[plan.LABEL_BACKOFF_STEP] = str(action.backoff_step)
-        labels[plan.LABEL_GRACE] = str(spec.termination_grace_period_seconds)
-        if desired.selector_hash:
-            labels[plan.LABEL_SELECTOR] = desired.selector_hash
-        labels[plan.LABEL_POD_LABELS] = json.dumps(dict(desired.template.metadata.labels), sort_keys=True)
-        pre_stop = hook_label(container, spec, ctx.sandbox, "preStop")
-        if pre_stop:
-            labels[plan.LABEL_PRE_STOP] = pre_stop
-        create = dataclasses.replace(create, labels=labels)
+        meta = dataclasses.replace(
+            labels.decode(create.labels),
+            backoff_step=action.backoff_step,
+            grace=spec.termination_grace_period_seconds,
+            selector_hash=desired.selector_hash,
+            pod_labels=desired.template.metadata.labels,
+            pre_stop=hook_label(container, spec, ctx.sandbox, "preStop"),
+        )
+        create = dataclasses.replace(create, labels={**create.labels, **labels.encode(meta)})
         if action.verb == plan.RESTART:
             # a running container restarted for a failed liveness probe: its preStop hook, then stop it
             # (with the grace period the action carries) before its successor starts, so they never
@@ -314,10 +313,12 @@ class Executor:
         """Create and start the pod's sandbox (idempotent: found by its deterministic name); the pod's
         containers join its network and IPC namespaces, and its address is the pod IP."""
         create = podconfig.sandbox_create(ctx, self.pause_image())
-        labels = dict(create.labels)
-        labels[plan.LABEL_POD_LABELS] = json.dumps(dict(ctx.metadata.labels), sort_keys=True)
-        labels[plan.LABEL_GRACE] = str(ctx.spec.termination_grace_period_seconds)
-        cid = self._rt.create(dataclasses.replace(create, labels=labels))
+        meta = dataclasses.replace(
+            labels.decode(create.labels),
+            pod_labels=ctx.metadata.labels,
+            grace=ctx.spec.termination_grace_period_seconds,
+        )
+        cid = self._rt.create(dataclasses.replace(create, labels={**create.labels, **labels.encode(meta)}))
         self._rt.start(cid)  # already running: a no-op
         pod_ip = ctx.pod_ip
         container_ip = getattr(self._rt, "container_ip", None)

@@ -28,23 +28,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from nodeagent import identity, model, node, podconfig, scheduling
+from nodeagent import identity, labels, model, node, podconfig, scheduling
 from nodeagent import runtime as rt
 
-LABEL_BACKOFF_STEP = "io.nodeagent.backoff-step"
-# terminationGracePeriodSeconds of the pod a container was made for: a pod whose manifest is gone is
-# still stopped with the grace period it asked for
-LABEL_GRACE = "io.nodeagent.grace-period"
+# labels of ours the planner reads (the scheme, with encode and decode, is nodeagent.labels)
+LABEL_BACKOFF_STEP = labels.BACKOFF_STEP
+LABEL_GRACE = labels.GRACE
 DEFAULT_GRACE = 30
-# the DaemonSet selector a pod was made under: Kubernetes keeps it immutable, and an agent restarted after
-# the selector was edited must still refuse the change (the merger's memory of it is gone)
-LABEL_SELECTOR = "io.nodeagent.selector-hash"
-# the pod template's labels (JSON): an orphaned pod is adopted by a DaemonSet whose selector matches them,
-# evaluated from Docker alone, as the DaemonSet controller matches a pod's labels
-LABEL_POD_LABELS = "io.nodeagent.pod-labels"
-# the container's lifecycle.preStop hook (JSON, written by execute): a pod whose manifest is gone still
-# runs it before it is stopped, as the kubelet runs the deleted pod's own hook
-LABEL_PRE_STOP = "io.nodeagent.pre-stop"
+LABEL_SELECTOR = labels.SELECTOR
+LABEL_POD_LABELS = labels.POD_LABELS
+LABEL_PRE_STOP = labels.PRE_STOP
 # on a DaemonSet: when it is withdrawn, leave its pods running, ownerless (kubectl delete --cascade=orphan)
 ANNOTATION_ORPHAN = "nodeagent.io/orphan-on-delete"
 ORPHANED = ""  # the effective owner of an orphaned pod
@@ -338,10 +331,7 @@ def work_owner(a: Action) -> str:
 
 def _int_label(c: rt.ObservedContainer, key: str) -> int:
     """A numeric label of ours; a missing or mangled one counts as 0 (it only shapes timing and order)."""
-    try:
-        return int(c.labels.get(key, "0"))
-    except ValueError:
-        return 0
+    return labels.integer(c.labels, key) or 0
 
 
 def attempt_of(c: rt.ObservedContainer) -> int:
@@ -468,12 +458,7 @@ def _recorded_grace(pod: ObservedPod, fallback: int | None) -> int:
 
     Containers made before the label existed fall back to the current template's, else the default.
     """
-    found = []
-    for c in pod.containers:
-        try:
-            found.append(int(c.labels.get(LABEL_GRACE, "")))
-        except ValueError:
-            continue
+    found = [g for c in pod.containers if (g := labels.integer(c.labels, LABEL_GRACE)) is not None]
     if found:
         return max(found)
     return DEFAULT_GRACE if fallback is None else fallback
@@ -936,15 +921,8 @@ def pod_available(
 def pod_template_labels(p: ObservedPod) -> dict[str, str] | None:
     """The template labels recorded on the pod's containers (None for pods made before the label)."""
     for c in p.containers:
-        raw = c.labels.get(LABEL_POD_LABELS)
-        if raw is None:
-            continue
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            return None
-        if isinstance(doc, dict):
-            return {str(k): str(v) for k, v in doc.items()}
+        if LABEL_POD_LABELS in c.labels:
+            return labels.pod_labels(c.labels)
     return None
 
 
@@ -991,8 +969,8 @@ def _ownership(inputs: Inputs, pods: Mapping[tuple[str, str], ObservedPod]) -> O
         for key, p in sorted(pods.items()):
             if owners.get(key) != ORPHANED or p.namespace != ds.metadata.namespace:
                 continue
-            labels = pod_template_labels(p)
-            if labels is not None and scheduling.label_selector_matches(ds.spec.selector, labels):
+            recorded = pod_template_labels(p)
+            if recorded is not None and scheduling.label_selector_matches(ds.spec.selector, recorded):
                 owners[key] = owner
     alive = {p.owner for p in pods.values()}
     policy = {o: why for o, why in policy.items() if o in present or o in alive}
