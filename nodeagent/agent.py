@@ -396,10 +396,12 @@ class Agent:
             for owner, actions in p.by_owner().items():
                 self.workers.submit(_unit(owner, actions, executor))
             if not wait:
+                self.workers.crashes()  # logged by the worker; the next pass retries the owner
                 finished = tuple(self._last_drained)
                 self._after(p, state, executor, observed, changed=bool(finished))
                 return PassResult(p, finished, state, busy)
         self.workers.wait_idle()
+        self.workers.reraise()
         with self._lock:
             done = self.workers.drain()
             self._fold(done)

@@ -113,6 +113,7 @@ class WorkerMap:
         self._idle = threading.Condition(self._lock)
         self._slots: dict[str, _Slot] = {}
         self._finished: list[object] = []
+        self._crashed: list[BaseException] = []
 
     def submit(self, unit: Unit) -> bool:
         """Run `unit` on its owner's worker; True when it started now, False when it waits as the owner's
@@ -134,11 +135,14 @@ class WorkerMap:
 
     def _work(self, unit: Unit) -> None:
         while True:
+            outcomes: list[object] = []
             try:
                 outcomes = list(unit.run())
-            except Exception:  # a bug in one unit must not kill its owner's worker for good
-                log.exception("work_crashed", owner=unit.owner)
-                outcomes = []
+            except BaseException as exc:  # the owner is freed whatever happened; `sync` re-raises it
+                if isinstance(exc, Exception):
+                    log.exception("work_crashed", owner=unit.owner)
+                with self._lock:
+                    self._crashed.append(exc)
             with self._lock:
                 self._finished.extend(outcomes)
                 slot = self._slots[unit.owner]
@@ -206,6 +210,19 @@ class WorkerMap:
         with self._lock:
             out, self._finished = self._finished, []
         return out
+
+    def crashes(self) -> list[BaseException]:
+        """Exceptions units ended with since the last call (each was logged when it was an Exception)."""
+        with self._lock:
+            crashed, self._crashed = self._crashed, []
+        return crashed
+
+    def reraise(self) -> None:
+        """Raise the first exception a unit ended with since the last call (`sync` and tests: as if the
+        work had run in the caller's thread)."""
+        crashed = self.crashes()
+        if crashed:
+            raise crashed[0]
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no unit is in flight (`sync`); False when `timeout` ran out first."""

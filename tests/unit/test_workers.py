@@ -182,3 +182,21 @@ def test_actions_grouped_per_owner_keep_delete_before_create() -> None:
     groups = plan.plan(inputs).by_owner()
     assert [a.verb for a in groups[DESIRED.owner]] == [plan.DELETE, plan.CREATE]
     assert [a.verb for a in groups[gone.owner]] == [plan.DELETE]
+
+
+def test_a_unit_dying_frees_its_owner_and_sync_sees_why(
+    wm: tuple[workers.WorkerMap, Clock, list[str]],
+) -> None:
+    m, _, _ = wm
+
+    class Died(BaseException):
+        pass
+
+    def die() -> list[object]:
+        raise Died
+
+    m.submit(unit("Pod/ns/p", die))
+    assert m.wait_idle(5) and m.busy() == {}
+    with pytest.raises(Died):
+        m.reraise()
+    m.reraise()  # reported once
