@@ -1,5 +1,8 @@
 """Apply a plan's actions to the container runtime, in a fixed order; one failure never aborts the rest.
 
+`apply_owner` is one owner's unit of work (run by its worker, see workers); `apply` applies a whole plan
+phase by phase (`nodeagent delete pod`, tests).
+
 Every action is idempotent: a create finds a container of the same deterministic name and reuses it,
 a remove of a container that is gone succeeds, so a pass cut short by a crash is simply finished by the
 next one.
