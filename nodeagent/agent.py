@@ -22,7 +22,20 @@ from dataclasses import dataclass
 
 import structlog
 
-from nodeagent import desired, errors, execute, identity, model, node, plan, podconfig, probes, settings
+from nodeagent import (
+    desired,
+    errors,
+    execute,
+    identity,
+    metrics,
+    model,
+    node,
+    plan,
+    podconfig,
+    probes,
+    settings,
+    workers,
+)
 from nodeagent import runtime as rt
 from nodeagent.sources import files
 from nodeagent.sources import http as http_source
@@ -35,9 +48,13 @@ STATIC_SOURCE = "staticPodPath"
 
 @dataclass(frozen=True)
 class PassResult:
+    """A pass: its plan, the outcomes of work that finished (in `run`: since the last pass; in `sync`
+    and tests: this pass's own work, waited for), and the owners still busy when it was planned."""
+
     plan: plan.Plan
     outcomes: tuple[execute.Outcome, ...]
     desired: desired.DesiredState
+    busy: Mapping[str, workers.Busy] = dataclasses.field(default_factory=dict)
 
     @property
     def failed(self) -> tuple[execute.Outcome, ...]:
@@ -124,7 +141,11 @@ class Agent:
         self.failures: dict[tuple[str, str], plan.Failure] = load_failures(cfg.state_dir)
         self.noexecute_since: dict[tuple[str, str], float] = {}
         self._times: dict[str, tuple[float | None, float | None]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # held briefly: a pass plans and dispatches, it never waits for work
+        self._save_lock = threading.Lock()
+        self._last_drained: list[execute.Outcome] = []
+        self.publish_workers = False  # `run`: keep stateDir/workers.json current for `status`
+        self.workers = workers.WorkerMap(on_done=on_change, on_change=self._workers_changed)
         self._caps_detected = False  # withheld capabilities: detected once, when a pod first needs them
         self.prober: probes.Prober | None = None  # `run` only (start_prober); one-shots read probes.json
         self._probe_facts: dict[str, tuple[float, str]] = {}  # container id -> (StartedAt, pod IP)
@@ -148,7 +169,8 @@ class Agent:
 
         def imported() -> None:
             # pods held back for a missing image (ErrImagePull, ErrImageNeverPull) may start now
-            self.failures.clear()
+            with self._lock:
+                self.failures = {}
             self._on_change()
 
         return images_source.ImagesDirectory(
@@ -230,8 +252,10 @@ class Agent:
         state: desired.DesiredState,
         observed: tuple[rt.ObservedContainer, ...],
         ownership: plan.Ownership | None = None,
+        busy: Mapping[str, workers.Busy] | None = None,
     ) -> plan.Plan:
         now = self.clock()
+        busy = busy or {}
         daemonsets = tuple(plan.DaemonSetInput(e.obj, e.source) for _, e in sorted(state.daemonsets.items()))
         statics = tuple(plan.StaticPodInput(e.obj, e.source) for _, e in sorted(state.static_pods.items()))
         self._track_noexecute(daemonsets, now)
@@ -250,6 +274,8 @@ class Agent:
             hold_removals=any(not (e.kind and e.name) for e in state.errors),
             health=self.health(),
             ownership=ownership if ownership is not None else load_ownership(self.settings.state_dir),
+            busy={o: b.reason for o, b in busy.items()},
+            terminating=frozenset(k for b in busy.values() for k in b.terminating),
         )
         return plan.plan(inputs)
 
@@ -343,37 +369,112 @@ class Agent:
             if key not in seen:
                 del self.noexecute_since[key]
 
-    def reconcile(self, *, dry_run: bool = False) -> PassResult:
-        """One level-triggered pass: desired, observed, plan, execute."""
+    def reconcile(self, *, dry_run: bool = False, wait: bool = True) -> PassResult:
+        """One level-triggered pass: desired, observed, plan, dispatch each owner's actions to its worker.
+
+        The lock is held only to plan and dispatch. `wait=False` (`run`) returns at once, with the
+        outcomes of work that finished since the last pass; `wait=True` (`sync`, tests) then waits for
+        this pass's work and returns its outcomes in the plan's order."""
         with self._lock:
+            self._fold(self.workers.drain())
             state = self.desired_state()
             observed = self.observe()
             ownership = load_ownership(self.settings.state_dir)
             state = refuse_changed_selectors(state, observed, ownership)
-            p = self.compute(state, observed, ownership)
+            busy = self.workers.busy()
+            if dry_run and not busy:
+                busy = load_workers(self.settings.state_dir)  # what a running agent has in flight
+            p = self.compute(state, observed, ownership, busy)
             if dry_run or self.runtime is None:
-                return PassResult(p, (), state)
+                return PassResult(p, (), state, busy)
             if p.ownership != ownership:
                 save_ownership(self.settings.state_dir, p.ownership, ownership)
-            executor = execute.Executor(self.runtime, self._host_for(state), lookup=state.lookup)
-            outcomes = executor.apply(p.actions)
-            self._refresh_volumes(p, state, executor)
-            self._update_probes(p, observed, changed=any(o.ok for o in outcomes))
-            wanted = {d.desired.key for d in p.daemonsets} | {s.desired.key for s in p.static_pods}
-            failures = execute.record_failures(self.failures, outcomes, self.clock())
-            failures = {k: f for k, f in failures.items() if k in wanted}
-            if failures != self.failures:
-                save_failures(self.settings.state_dir, failures)
-            self.failures = failures
-            return PassResult(p, tuple(outcomes), state)
+            executor = execute.Executor(
+                self.runtime,
+                self._host_for(state),
+                lookup=state.lookup,
+                on_progress=lambda a, text: self.workers.set_detail(plan.work_owner(a), text),
+            )
+            for owner, actions in p.by_owner().items():
+                self.workers.submit(_unit(owner, actions, executor))
+            if not wait:
+                self.workers.crashes()  # logged by the worker; the next pass retries the owner
+                finished = tuple(self._last_drained)
+                self._after(p, state, executor, observed, changed=bool(finished))
+                return PassResult(p, finished, state, busy)
+        self.workers.wait_idle()
+        self.workers.reraise()
+        with self._lock:
+            done = self.workers.drain()
+            self._fold(done)
+            self._after(
+                p,
+                state,
+                executor,
+                observed,
+                changed=any(isinstance(o, execute.Outcome) and o.ok for o in done),
+            )
+            order = {id(a): i for i, a in enumerate(p.actions)}
+            outcomes = sorted(
+                (o for o in done if isinstance(o, execute.Outcome)),
+                key=lambda o: order.get(id(o.action), len(order)),
+            )
+            return PassResult(p, tuple(outcomes), state, busy)
 
-    def _refresh_volumes(self, p: plan.Plan, state: desired.DesiredState, executor: execute.Executor) -> None:
+    def _fold(self, finished: list[object]) -> None:
+        """Record finished work's failures (the planner backs off on them); call with the lock held."""
+        outcomes = [o for o in finished if isinstance(o, execute.Outcome)]
+        self._last_drained = outcomes
+        if not outcomes:
+            return
+        failures = execute.record_failures(self.failures, outcomes, self.clock())
+        if failures != self.failures:
+            save_failures(self.settings.state_dir, failures)
+        self.failures = failures
+
+    def _after(
+        self,
+        p: plan.Plan,
+        state: desired.DesiredState,
+        executor: execute.Executor,
+        observed: tuple[rt.ObservedContainer, ...],
+        *,
+        changed: bool,
+    ) -> None:
+        """The quick per-pass chores: volume refresh of idle pods, probe targets, forgetting failures of
+        pods nothing wants, stuck workers reported."""
+        busy = self.workers.busy()
+        self._refresh_volumes(p, state, executor, skip=set(busy))
+        self._update_probes(p, observed, changed=changed)
+        wanted = {d.desired.key for d in p.daemonsets} | {s.desired.key for s in p.static_pods}
+        failures = {k: f for k, f in self.failures.items() if k in wanted}
+        if failures != self.failures:
+            save_failures(self.settings.state_dir, failures)
+        self.failures = failures
+        stuck = self.workers.stuck()
+        metrics.WORKERS_STUCK.set(len(stuck))
+        metrics.WORKERS_BUSY.set(len(busy))
+
+    def _workers_changed(self) -> None:
+        """The busy set changed: `run` rewrites stateDir/workers.json for `status` in other processes."""
+        if not self.publish_workers:
+            return
+        with self._save_lock:
+            save_workers(self.settings.state_dir, self.workers.busy())
+
+    def _refresh_volumes(
+        self, p: plan.Plan, state: desired.DesiredState, executor: execute.Executor, skip: set[str]
+    ) -> None:
         """Update running pods' ConfigMap/Secret files in place when those objects changed, as the
         kubelet's volume sync does; cheap when nothing changed (one digest per pod, kept in memory)."""
         digests: dict[tuple[str, str], str] = {}
         wanted = [(d.desired, d.pods) for d in p.daemonsets] + [(s.desired, s.pods) for s in p.static_pods]
         for want, pods in wanted:
             spec = want.template.spec
+            if want.owner in skip:  # its worker is creating or stopping it: next pass
+                if want.key in self._volume_digests:
+                    digests[want.key] = self._volume_digests[want.key]
+                continue
             if not execute.volume_refs(spec) or not any(
                 pod.name == want.name and pod.spec_hash == want.spec_hash for pod in pods
             ):
@@ -434,27 +535,76 @@ class Agent:
         return self.host
 
     def reload(self, cfg: settings.Settings) -> None:
-        """Apply a new config: node labels and taints at once; sources rebuilt only if they changed."""
-        with self._lock:
-            old = self.settings
-            self.settings = cfg
-            self.node = node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable)
-            self.backoff = plan.Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.reset_after)
-            self.host = dataclasses.replace(self.host, node_name=self.node.name, state_dir=cfg.state_dir)
-            if (old.sources, old.static_pod_path, old.static_pod_policy, old.resync_interval) != (
-                cfg.sources,
-                cfg.static_pod_path,
-                cfg.static_pod_policy,
-                cfg.resync_interval,
-            ):
-                self.stop_sources()
-                self.sources = build_sources(cfg, self._on_change, watch=self._watch)
-                self.merger = desired.Merger([s.name for s in self.sources])
-                if self._watch:
-                    self.start_sources()
+        """Apply a new config: node labels and taints at once; sources rebuilt only if they changed.
+
+        Never waits for a pass or for workers: each field is swapped whole, and the next pass (the
+        caller wakes it) plans with the new values."""
+        old = self.settings
+        self.settings = cfg
+        self.node = node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable)
+        self.backoff = plan.Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.reset_after)
+        self.host = dataclasses.replace(self.host, node_name=self.node.name, state_dir=cfg.state_dir)
+        if (old.sources, old.static_pod_path, old.static_pod_policy, old.resync_interval) != (
+            cfg.sources,
+            cfg.static_pod_path,
+            cfg.static_pod_policy,
+            cfg.resync_interval,
+        ):
+            self.stop_sources()
+            new = build_sources(cfg, self._on_change, watch=self._watch)
+            merger = desired.Merger([s.name for s in new])
+            with self._lock:  # a pass reads both; it holds the lock for a moment only (no work)
+                self.sources, self.merger = new, merger
+            if self._watch:
+                self.start_sources()
 
 
 FAILURES_FILE = "failures.json"
+WORKERS_FILE = "workers.json"
+
+
+def _unit(owner: str, actions: tuple[plan.Action, ...], executor: execute.Executor) -> workers.Unit:
+    """One owner's actions as a unit of work, with what its pods show meanwhile and its deadline."""
+    stopping = tuple(dict.fromkeys((a.namespace, a.pod) for a in actions if a.verb == plan.DELETE))
+    grace = sum(a.grace_seconds for a in actions if a.verb in (plan.DELETE, plan.RESTART))
+    creates = any(a.verb in (plan.CREATE, plan.INIT, plan.RESTART) for a in actions)
+    return workers.Unit(
+        owner=owner,
+        run=lambda: executor.apply_owner(actions),
+        pods=tuple(dict.fromkeys((a.namespace, a.pod) for a in actions)),
+        terminating=stopping,
+        reason="ContainerCreating",
+        deadline_seconds=grace + workers.STOP_MARGIN + (workers.CREATE_DEADLINE if creates else 0.0),
+    )
+
+
+def save_workers(state_dir: str, busy: Mapping[str, workers.Busy]) -> None:
+    """stateDir/workers.json: the running agent's work in flight (Terminating pods, pulls, stuck units),
+    with its pid so a file left by an agent that is gone is ignored."""
+    save_json(
+        state_dir,
+        WORKERS_FILE,
+        {"pid": os.getpid(), "workers": [b.to_json() for _, b in sorted(busy.items())]},
+    )
+
+
+def load_workers(state_dir: str) -> dict[str, workers.Busy]:
+    """What a running agent has in flight; nothing when the file is unreadable or its agent is gone."""
+    try:
+        with open(os.path.join(state_dir, WORKERS_FILE), encoding="utf-8") as fh:
+            raw = json.load(fh)
+        pid = int(raw["pid"])
+        if pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return {}
+            except PermissionError:
+                pass
+        out = [workers.Busy.from_json(b) for b in raw["workers"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, AssertionError):
+        return {}
+    return {b.owner: b for b in out}
 
 
 def load_failures(state_dir: str) -> dict[tuple[str, str], plan.Failure]:

@@ -392,7 +392,7 @@ def plan_json(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, Any
                 "pod": w.pod,
                 "container": w.container,
                 "reason": w.reason,
-                "until": w.until,
+                "until": None if w.busy else w.until,
             }
             for w in p.waiting
         ],
@@ -412,6 +412,8 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
 
 def _waiting(w: plan.Waiting, now: float) -> str:
     target = f"{w.namespace}/{w.pod}" + (f" container {w.container}" if w.container else "")
+    if w.busy:
+        return f"{target}: {w.reason}, its worker is at it"
     return f"{target}: {w.reason}, next try in {max(0.0, w.until - now):.0f}s"
 
 
@@ -547,18 +549,32 @@ def status_json(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, A
     return {
         "node": a.node.name,
         "daemonSets": [
-            status.daemonset_status(d, p.waiting, now, p.readiness).to_json() for d in p.daemonsets
+            status.daemonset_status(d, p.waiting, now, p.readiness, p.terminating).to_json()
+            for d in p.daemonsets
         ],
         "staticPods": [
-            ps.to_json() for s in p.static_pods for ps in status.static_pod_status(s, p.waiting, p.readiness)
+            ps.to_json()
+            for s in p.static_pods
+            for ps in status.static_pod_status(s, p.waiting, p.readiness, p.terminating)
         ],
         "orphanedPods": [ps.to_json() for ps in _orphans(p)],
+        "terminatingPods": [ps.to_json() for ps in _withdrawn(p)],
+        "workInFlight": [b.to_json() for _, b in sorted(result.busy.items())],
     }
 
 
 def _orphans(p: plan.Plan) -> list[status.PodStatus]:
     """Ownerless pods (orphaned, not adopted yet): their revision is no DaemonSet's, so never up to date."""
-    return [status.pod_status(o, "", p.waiting, p.readiness) for o in p.orphans]
+    return [status.pod_status(o, "", p.waiting, p.readiness, terminating=p.terminating) for o in p.orphans]
+
+
+def _withdrawn(p: plan.Plan) -> list[status.PodStatus]:
+    """Pods being stopped whose DaemonSet or static pod is in no source any more (just withdrawn)."""
+    return [
+        status.pod_status(o, "", p.waiting, p.readiness, terminating=p.terminating)
+        for o in p.unowned
+        if o.key in p.terminating
+    ]
 
 
 def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) -> None:
@@ -579,7 +595,7 @@ def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) 
     ]
     pods: list[status.PodStatus] = []
     for d in p.daemonsets:
-        s = status.daemonset_status(d, p.waiting, now, p.readiness)
+        s = status.daemonset_status(d, p.waiting, now, p.readiness, p.terminating)
         pods += s.pods
         started = [x.started_at for x in s.pods if x.started_at is not None]
         rows.append(
@@ -596,7 +612,8 @@ def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) 
             ]
         )
     for sp in p.static_pods:
-        pods += status.static_pod_status(sp, p.waiting, p.readiness)
+        pods += status.static_pod_status(sp, p.waiting, p.readiness, p.terminating)
+    pods += _withdrawn(p)
     orphans = _orphans(p)
     if len(rows) > 1:
         _table(rows, out)
@@ -607,12 +624,21 @@ def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) 
     for ps in pods + orphans:
         ready = f"{sum(c.ready for c in ps.containers)}/{len(ps.containers) or 1}"  # app containers
         age = status.age(now - ps.started_at) if ps.started_at is not None else "<none>"
-        rev = ps.revision + (" (orphaned)" if ps in orphans else "" if ps.up_to_date else " (outdated)")
+        rev = ps.revision + (
+            " (orphaned)" if ps in orphans else "" if ps.up_to_date or ps.terminating else " (outdated)"
+        )
         prow.append([ps.namespace, ps.name, ready, ps.status, str(ps.restart_count), age, rev])
     if len(prow) > 1:
         _table(prow, out)
     else:
         out.write("No pods.\n")
+    for b in sorted(result.busy.values(), key=lambda b: b.owner):
+        what = "stopping " + ", ".join(f"{ns}/{n}" for ns, n in b.terminating) if b.terminating else b.reason
+        late = f"; STUCK: past its deadline by {now - b.deadline:.0f}s" if b.stuck else ""
+        detail = f"; {b.detail}" if b.detail else ""
+        out.write(f"\nwork in flight: {b.owner}: {what} for {now - b.started:.0f}s{detail}{late}")
+    if result.busy:
+        out.write("\n")
     if result.desired.errors:  # invalid or policy-refused manifests: why a DaemonSet is held back
         out.write("\nErrors (the last good version stays in force):\n")
         for e in result.desired.errors:
@@ -711,6 +737,7 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
             loop.wake()
 
     a = agent_mod.Agent(cfg, runtime, watch=True, on_change=wake)
+    a.publish_workers = True  # stateDir/workers.json: Terminating pods and work in flight, for `status`
     loop = _MeteredReconciler(a, resync_interval=cfg.resync_interval)
     reporter: report.Reporter | None = None
     if cfg.status_server:
@@ -794,7 +821,9 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         a.stop_prober()
         if reporter is not None:
             reporter.stop()
-    log.info("agent_stopped")
+        a.publish_workers = False
+        agent_mod.save_workers(a.settings.state_dir, {})  # work in flight is left to the engine
+    log.info("agent_stopped", work_left_in_flight=sorted(a.workers.busy()) or None)
     return EXIT_OK
 
 
@@ -861,7 +890,7 @@ def node_report(
 def _status_line(result: agent_mod.PassResult, doc: dict[str, Any]) -> str:
     """systemd's STATUS=: pods running, pods failing (backoff, failed actions, Failed phase), sources."""
     pods = [p for d in doc["status"]["daemonSets"] for p in d["pods"]] + doc["status"]["staticPods"]
-    failing = {w.pod for w in result.plan.waiting} | {o.action.pod for o in result.failed}
+    failing = {w.pod for w in result.plan.waiting if not w.busy} | {o.action.pod for o in result.failed}
     failing |= {p["name"] for p in pods if p["phase"] == "Failed"}
     return sd.summary(
         running=sum(1 for p in pods if p["phase"] == "Running"),

@@ -1,5 +1,8 @@
 """Apply a plan's actions to the container runtime, in a fixed order; one failure never aborts the rest.
 
+`apply_owner` is one owner's unit of work (run by its worker, see workers); `apply` applies a whole plan
+phase by phase (`nodeagent delete pod`, tests).
+
 Every action is idempotent: a create finds a container of the same deterministic name and reuses it,
 a remove of a container that is gone succeeds, so a pass cut short by a crash is simply finished by the
 next one.
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from nodeagent import errors, identity, localimage, model, plan, podconfig, probes, volumes
+from nodeagent import errors, identity, labels, localimage, model, plan, podconfig, probes, volumes
 from nodeagent import runtime as rt
 
 log = structlog.get_logger(__name__)
@@ -68,7 +71,9 @@ class Executor:
         lookup: podconfig.Lookup | None = None,
         clock: Callable[[], float] = time.time,
         workers: int = WORKERS,
+        on_progress: Callable[[plan.Action, str], None] | None = None,
     ) -> None:
+        self._progress = on_progress or (lambda action, text: None)
         self._rt = runtime
         self._host = host
         self._lookup = lookup
@@ -105,6 +110,11 @@ class Executor:
                 for f in [pool.submit(run, g) for g in groups]:
                     f.result()
         return [o for o in outcomes if o is not None]
+
+    def apply_owner(self, actions: Iterable[plan.Action]) -> list[Outcome]:
+        """One owner's unit of work (see workers), in the order given: `plan.Plan.by_owner` puts a pod's
+        delete before its successor's create; one failure never aborts the rest."""
+        return [self._apply_logged(a) for a in actions]
 
     def _apply_logged(self, action: plan.Action) -> Outcome:
         try:
@@ -145,15 +155,45 @@ class Executor:
         raise errors.NodeAgentError(f"unknown action {action.verb!r}")
 
     def _delete(self, action: plan.Action) -> Outcome:
-        """Stop and remove every container of the pod (the sandbox comes last in the plan's list), each
-        app container after its preStop hook, all within the grace period; then the pod's directories."""
-        self.run_pre_stop(action.pre_stop, action.grace_seconds)
-        for cid in action.container_ids:
+        """Stop every container of the pod in parallel under ONE grace period, each after its own preStop
+        hook, which counts against that period (the kubelet's killContainersWithSyncResult and
+        killContainer); the sandbox (last in the plan's list) is stopped after them. Then remove them all,
+        then the pod's directories."""
+        sandbox = action.sandbox_id if action.sandbox_id in action.container_ids else None
+        ids = [cid for cid in action.container_ids if cid != sandbox]
+        deadline = time.monotonic() + action.grace_seconds
+        hooks = dict(action.pre_stop)
+        errors_seen: list[errors.NodeAgentError] = []
+
+        def kill(cid: str) -> None:
+            raw = hooks.get(cid)
+            if raw:
+                self._pre_stop_one(cid, raw, deadline - MIN_STOP_AFTER_HOOK)
+            grace = (
+                max(int(deadline - time.monotonic() + 0.5), MIN_STOP_AFTER_HOOK)
+                if raw
+                else action.grace_seconds
+            )
             try:
-                self._rt.stop(cid, action.grace_seconds)
+                self._rt.stop(cid, grace)
             except errors.ContainerRuntimeError as exc:
                 log.info("stop_failed_removing_anyway", container_id=cid[:12], error=str(exc))
-            self._rt.remove(cid)
+
+        threads = [threading.Thread(target=kill, args=(cid,), daemon=True, name="stop") for cid in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if sandbox is not None:
+            kill(sandbox)
+            ids.append(sandbox)
+        for cid in ids:
+            try:
+                self._rt.remove(cid)
+            except errors.NodeAgentError as exc:
+                errors_seen.append(exc)
+        if errors_seen:
+            raise errors_seen[0]
         if action.owner:
             volumes.remove_pod_dirs(self._host.state_dir, identity.pod_uid(action.owner, action.pod))
         return Outcome(action, True)
@@ -175,42 +215,34 @@ class Executor:
             t.join(max(deadline - time.monotonic(), 0.0))
 
     def _pre_stop_one(self, cid: str, raw: str, deadline: float) -> None:
-        try:
-            hook = json.loads(raw)
-        except ValueError:
+        hook = decode_hook(raw)
+        if hook is None:
             log.warning("pre_stop_unreadable", container_id=cid[:12])
             return
-        timeout = max(deadline - time.monotonic(), 0.1)
-        if not isinstance(hook, dict):
-            return
-        if "sleep" in hook:
-            time.sleep(min(float(hook["sleep"]), timeout))
-            return
-        result = self._run_hook(cid, hook, timeout)
+        result = self._run_hook(cid, hook, max(deadline - time.monotonic(), 0.1))
         if result is not None and not result.success:
             log.warning("pre_stop_hook_failed", container_id=cid[:12], error=result.message)
 
-    def _run_hook(self, cid: str, hook: Mapping[str, object], timeout: float) -> probes.Result | None:
-        """One exec or httpGet hook as recorded by hook_label (tcpSocket hooks are not run)."""
-        if "exec" in hook:
-            command = tuple(str(x) for x in hook["exec"])  # type: ignore[attr-defined]
-            return probes.exec_probe(self._rt, cid, command, timeout)
-        get = hook.get("httpGet")
-        if isinstance(get, dict):
-            host = str(hook.get("host") or "")
-            if not host:
-                container_ip = getattr(self._rt, "container_ip", None)
-                target = str(hook.get("via") or cid)
-                host = str(container_ip(target)) if container_ip is not None else ""
-            action = model.HTTPGetAction(
-                port=int(get["port"]),
-                path=str(get.get("path", "/")),
-                host=str(get.get("host", "")),
-                scheme=str(get.get("scheme", "HTTP")),
-                http_headers=tuple(model.HTTPHeader(str(n), str(v)) for n, v in get.get("headers", [])),
-            )
-            return probes.http_probe(action, host or "127.0.0.1", action.port, timeout)  # type: ignore[arg-type]
-        return None
+    def _run_hook(self, cid: str, hook: Hook, timeout: float) -> probes.Result | None:
+        """One hook, through the probes' handler code (exec, httpGet); a sleep hook sleeps, at most
+        `timeout`. None when there was nothing to run."""
+        if hook.sleep is not None:
+            time.sleep(max(min(hook.sleep, timeout), 0.0))
+            return None
+        if hook.handler is None:
+            return None
+        host = hook.host
+        if not host and isinstance(hook.handler, model.HTTPGetAction):
+            container_ip = getattr(self._rt, "container_ip", None)
+            host = str(container_ip(hook.via or cid)) if container_ip is not None else ""
+        return probes.run_handler(
+            hook.handler,
+            runtime=self._rt,
+            container_id=cid,
+            container=_NO_CONTAINER,
+            host=host or "127.0.0.1",
+            timeout=timeout,
+        )
 
     def _create(self, action: plan.Action) -> Outcome:
         desired = action.desired
@@ -233,16 +265,15 @@ class Executor:
             init_index=index if init else None,
             lookup=self._lookup,
         )
-        labels = dict(create.labels)
-        labels[plan.LABEL_BACKOFF_STEP] = str(action.backoff_step)
-        labels[plan.LABEL_GRACE] = str(spec.termination_grace_period_seconds)
-        if desired.selector_hash:
-            labels[plan.LABEL_SELECTOR] = desired.selector_hash
-        labels[plan.LABEL_POD_LABELS] = json.dumps(dict(desired.template.metadata.labels), sort_keys=True)
-        pre_stop = hook_label(container, spec, ctx.sandbox, "preStop")
-        if pre_stop:
-            labels[plan.LABEL_PRE_STOP] = pre_stop
-        create = dataclasses.replace(create, labels=labels)
+        meta = dataclasses.replace(
+            labels.decode(create.labels),
+            backoff_step=action.backoff_step,
+            grace=spec.termination_grace_period_seconds,
+            selector_hash=desired.selector_hash,
+            pod_labels=desired.template.metadata.labels,
+            pre_stop=hook_label(container, spec, ctx.sandbox, "preStop"),
+        )
+        create = dataclasses.replace(create, labels={**create.labels, **labels.encode(meta)})
         if action.verb == plan.RESTART:
             # a running container restarted for a failed liveness probe: its preStop hook, then stop it
             # (with the grace period the action carries) before its successor starts, so they never
@@ -268,14 +299,10 @@ class Executor:
     ) -> Outcome | None:
         """lifecycle.postStart right after the start; on failure the container is killed, as the kubelet
         does (FailedPostStartHook), and its restart policy with the crash-loop backoff applies."""
-        raw = hook_label(container, spec, sandbox, "postStart")
-        if not raw:
+        hook = hook_for(container, spec, sandbox, "postStart")
+        if hook is None:
             return None
-        hook = json.loads(raw)
-        if "sleep" in hook:
-            time.sleep(float(hook["sleep"]))
-            return None
-        result = self._run_hook(cid, hook, POST_START_TIMEOUT)
+        result = self._run_hook(cid, hook, POST_START_TIMEOUT)  # a sleep is capped too
         if result is None or result.success:
             return None
         log.warning("post_start_hook_failed", pod=action.pod, container=container.name, error=result.message)
@@ -289,10 +316,12 @@ class Executor:
         """Create and start the pod's sandbox (idempotent: found by its deterministic name); the pod's
         containers join its network and IPC namespaces, and its address is the pod IP."""
         create = podconfig.sandbox_create(ctx, self.pause_image())
-        labels = dict(create.labels)
-        labels[plan.LABEL_POD_LABELS] = json.dumps(dict(ctx.metadata.labels), sort_keys=True)
-        labels[plan.LABEL_GRACE] = str(ctx.spec.termination_grace_period_seconds)
-        cid = self._rt.create(dataclasses.replace(create, labels=labels))
+        meta = dataclasses.replace(
+            labels.decode(create.labels),
+            pod_labels=ctx.metadata.labels,
+            grace=ctx.spec.termination_grace_period_seconds,
+        )
+        cid = self._rt.create(dataclasses.replace(create, labels={**create.labels, **labels.encode(meta)}))
         self._rt.start(cid)  # already running: a no-op
         pod_ip = ctx.pod_ip
         container_ip = getattr(self._rt, "container_ip", None)
@@ -373,11 +402,13 @@ class Executor:
                     f'Container image "{image}" is not present with pull policy of Never',
                 )
         elif policy == "Always" or not present:
+            self._progress(action, f"pulling image {image}")
             try:
                 self._rt.pull(image)
             except errors.ImagePullError as exc:
                 result = Outcome(action, False, ERR_IMAGE_PULL, str(exc))
         pulled[image] = result
+        self._progress(action, "")
         return result
 
 
@@ -388,41 +419,101 @@ def _phase(verb: str) -> int:
     return {plan.DELETE: _PHASE_DELETE, plan.REMOVE: _PHASE_REMOVE}.get(verb, _PHASE_RUN)
 
 
-def hook_label(container: model.Container, spec: model.PodSpec, sandbox: str, which: str) -> str:
-    """A lifecycle hook as JSON (recorded on the container for preStop): exec, httpGet or sleep.
+_NO_CONTAINER = model.Container(name="", image="")  # hooks carry resolved ports: no name to look up
 
-    httpGet goes to the hook's host, else 127.0.0.1 for a hostNetwork pod, else the pod IP (asked of
-    the sandbox `via`, or of the container itself at run time). tcpSocket hooks are deprecated and
-    never run by the kubelet; validation warns about them.
+
+@dataclass(frozen=True)
+class Hook:
+    """A lifecycle hook, typed: run by the probes' handler code, recorded on its container as JSON
+    (LABEL_PRE_STOP) so a pod whose manifest is gone still runs its own preStop hook.
+
+    httpGet goes to `host` when set (the hook's own host, or 127.0.0.1 for a hostNetwork pod), else to
+    the pod IP, asked at run time of the sandbox `via`, or of the container itself.
     """
+
+    handler: model.ExecAction | model.HTTPGetAction | None = None  # httpGet with its port resolved
+    sleep: float | None = None
+    host: str = ""
+    via: str = ""
+
+
+def hook_for(container: model.Container, spec: model.PodSpec, sandbox: str, which: str) -> Hook | None:
+    """The container's postStart or preStop hook; None when it has none or one we do not run
+    (tcpSocket hooks are deprecated and never run by the kubelet; validation warns about them)."""
     lc = container.lifecycle
     hook = None if lc is None else (lc.pre_stop if which == "preStop" else lc.post_start)
     if hook is None:
-        return ""
-    doc: dict[str, object]
+        return None
     h = hook.handler
     if hook.sleep_seconds is not None:
-        doc = {"sleep": hook.sleep_seconds}
-    elif isinstance(h, model.ExecAction):
-        doc = {"exec": list(h.command)}
-    elif isinstance(h, model.HTTPGetAction):
+        return Hook(sleep=float(hook.sleep_seconds))
+    if isinstance(h, model.ExecAction):
+        return Hook(handler=h)
+    if isinstance(h, model.HTTPGetAction):
         port = probes.resolve_port(h.port, container)
         if port is None:
-            return ""
+            return None
+        return Hook(
+            handler=dataclasses.replace(h, port=port),
+            host="127.0.0.1" if spec.host_network else "",
+            via=sandbox,
+        )
+    return None
+
+
+def encode_hook(hook: Hook) -> str:
+    doc: dict[str, object]
+    if hook.sleep is not None:
+        doc = {"sleep": int(hook.sleep) if hook.sleep == int(hook.sleep) else hook.sleep}
+    elif isinstance(hook.handler, model.ExecAction):
+        doc = {"exec": list(hook.handler.command)}
+    elif isinstance(hook.handler, model.HTTPGetAction):
+        h = hook.handler
         doc = {
             "httpGet": {
-                "port": port,
+                "port": h.port,
                 "path": h.path,
                 "host": h.host,
                 "scheme": h.scheme,
                 "headers": [[x.name, x.value] for x in h.http_headers],
             },
-            "host": "127.0.0.1" if spec.host_network else "",
-            "via": sandbox,
+            "host": hook.host,
+            "via": hook.via,
         }
     else:
         return ""
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def decode_hook(raw: str) -> Hook | None:
+    """A hook as encode_hook wrote it (on a container, possibly by an older agent); None if unreadable."""
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            return None
+        if "sleep" in doc:
+            return Hook(sleep=float(doc["sleep"]))
+        if "exec" in doc:
+            return Hook(handler=model.ExecAction(tuple(str(x) for x in doc["exec"])))
+        get = doc.get("httpGet")
+        if isinstance(get, dict):
+            action = model.HTTPGetAction(
+                port=int(get["port"]),
+                path=str(get.get("path", "/")),
+                host=str(get.get("host", "")),
+                scheme=str(get.get("scheme", "HTTP")),
+                http_headers=tuple(model.HTTPHeader(str(n), str(v)) for n, v in get.get("headers", [])),
+            )
+            return Hook(handler=action, host=str(doc.get("host") or ""), via=str(doc.get("via") or ""))
+    except (ValueError, TypeError, KeyError):
+        return None
+    return None
+
+
+def hook_label(container: model.Container, spec: model.PodSpec, sandbox: str, which: str) -> str:
+    """A lifecycle hook as the JSON recorded on the container (preStop), "" when there is none."""
+    hook = hook_for(container, spec, sandbox, which)
+    return "" if hook is None else encode_hook(hook)
 
 
 def refs_digest(spec: model.PodSpec, namespace: str, lookup: podconfig.Lookup) -> str:

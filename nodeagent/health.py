@@ -2,8 +2,11 @@
 and `/metrics` on a small loopback HTTP server.
 
 Healthy means the reconcile loop is alive and can see the engine: a pass is not stuck, and when idle,
-a pass completed (which needs Docker to answer the list call) within `stale_after`. A failed *action*
-(an image that cannot be pulled) is not unhealthiness: restarting the agent would not fix it.
+a pass completed (which needs Docker to answer the list call) within `stale_after`. A pass only plans
+and dispatches (pods' work runs on per-owner workers), so a pod slow to stop or pull never makes the
+agent unhealthy; a worker stuck past its own deadline is reported (status, logs, the
+`nodeagent_workers_stuck` gauge) instead. A failed *action* (an image that cannot be pulled) is not
+unhealthiness either: restarting the agent would not fix it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from nodeagent import metrics, reconciler
 
 log = structlog.get_logger(__name__)
 
-STALL_AFTER = 300.0  # a pass running longer than this is stuck (an image pull can take minutes)
+STALL_AFTER = 300.0  # a pass (observe, plan, dispatch: no pod's work) running this long is stuck
 STALE_GRACE = 60.0  # idle: a completed pass is expected every resyncInterval, plus this
 
 

@@ -13,26 +13,26 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from nodeagent import model, quantity
+from nodeagent import labels, model, quantity
 
 HASH_SCHEME = "v1"
 
-LABEL_MANAGED = "io.nodeagent.managed"
-# the node (agent) a container belongs to: agents of other nodes sharing one engine never touch it
-LABEL_NODE = "io.nodeagent.node"
-LABEL_OWNER = "io.nodeagent.owner"
-LABEL_SPEC_HASH = "io.nodeagent.spec-hash"
-LABEL_ATTEMPT = "io.nodeagent.attempt"  # restart attempt, 0 for the first container
-LABEL_ROLE = "io.nodeagent.role"  # app, init or sandbox
-LABEL_INIT_INDEX = "io.nodeagent.init-index"
-LABEL_POD_UID = "io.kubernetes.pod.uid"
-LABEL_POD_NAME = "io.kubernetes.pod.name"
-LABEL_POD_NAMESPACE = "io.kubernetes.pod.namespace"
-LABEL_CONTAINER_NAME = "io.kubernetes.container.name"
+# the label scheme lives in nodeagent.labels (names, encode, decode); these names stay for callers
+LABEL_MANAGED = labels.MANAGED
+LABEL_NODE = labels.NODE
+LABEL_OWNER = labels.OWNER
+LABEL_SPEC_HASH = labels.SPEC_HASH
+LABEL_ATTEMPT = labels.ATTEMPT
+LABEL_ROLE = labels.ROLE
+LABEL_INIT_INDEX = labels.INIT_INDEX
+LABEL_POD_UID = labels.POD_UID
+LABEL_POD_NAME = labels.POD_NAME
+LABEL_POD_NAMESPACE = labels.POD_NAMESPACE
+LABEL_CONTAINER_NAME = labels.CONTAINER_NAME
 
-ROLE_APP = "app"
-ROLE_INIT = "init"
-ROLE_SANDBOX = "sandbox"
+ROLE_APP = labels.ROLE_APP
+ROLE_INIT = labels.ROLE_INIT
+ROLE_SANDBOX = labels.ROLE_SANDBOX
 
 
 def _canonical(value: Any) -> Any:
@@ -135,17 +135,17 @@ def container_labels(
     role: str,
     init_index: int | None = None,
 ) -> dict[str, str]:
-    labels = {
-        LABEL_MANAGED: "true",
-        LABEL_OWNER: owner,
-        LABEL_SPEC_HASH: spec_hash_value,
-        LABEL_ATTEMPT: str(attempt),
-        LABEL_ROLE: role,
-        LABEL_POD_NAME: pod,
-        LABEL_POD_NAMESPACE: namespace,
-        LABEL_POD_UID: pod_uid(owner, pod),
-        LABEL_CONTAINER_NAME: container,
-    }
-    if init_index is not None:
-        labels[LABEL_INIT_INDEX] = str(init_index)
-    return labels
+    """A container's labels (labels.encode): which pod, container, revision, attempt and role it is."""
+    return labels.encode(
+        labels.ContainerLabels(
+            owner=owner,
+            namespace=namespace,
+            pod=pod,
+            container=container,
+            spec_hash=spec_hash_value,
+            attempt=attempt,
+            role=role,
+            pod_uid=pod_uid(owner, pod),
+            init_index=init_index,
+        )
+    )

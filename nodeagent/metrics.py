@@ -51,6 +51,14 @@ STATUS_REPORTS = prometheus_client.Counter(
     "Node status reports sent to the status server, by result (ok, error).",
     ["result"],
 )
+WORKERS_BUSY = prometheus_client.Gauge(
+    "nodeagent_workers_busy",
+    "Owners (DaemonSets, static pods, orphaned pods) whose work is in flight on their worker.",
+)
+WORKERS_STUCK = prometheus_client.Gauge(
+    "nodeagent_workers_stuck",
+    "Owners whose work in flight is past its own deadline (nothing waits for it; see `status`).",
+)
 
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed")
 

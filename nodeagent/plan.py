@@ -20,6 +20,7 @@ the DaemonSet controller does): OnDelete keeps it until it is deleted, RollingUp
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -27,23 +28,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from nodeagent import identity, model, node, podconfig, scheduling
+from nodeagent import identity, labels, model, node, podconfig, scheduling
 from nodeagent import runtime as rt
 
-LABEL_BACKOFF_STEP = "io.nodeagent.backoff-step"
-# terminationGracePeriodSeconds of the pod a container was made for: a pod whose manifest is gone is
-# still stopped with the grace period it asked for
-LABEL_GRACE = "io.nodeagent.grace-period"
+# labels of ours the planner reads (the scheme, with encode and decode, is nodeagent.labels)
+LABEL_BACKOFF_STEP = labels.BACKOFF_STEP
+LABEL_GRACE = labels.GRACE
 DEFAULT_GRACE = 30
-# the DaemonSet selector a pod was made under: Kubernetes keeps it immutable, and an agent restarted after
-# the selector was edited must still refuse the change (the merger's memory of it is gone)
-LABEL_SELECTOR = "io.nodeagent.selector-hash"
-# the pod template's labels (JSON): an orphaned pod is adopted by a DaemonSet whose selector matches them,
-# evaluated from Docker alone, as the DaemonSet controller matches a pod's labels
-LABEL_POD_LABELS = "io.nodeagent.pod-labels"
-# the container's lifecycle.preStop hook (JSON, written by execute): a pod whose manifest is gone still
-# runs it before it is stopped, as the kubelet runs the deleted pod's own hook
-LABEL_PRE_STOP = "io.nodeagent.pre-stop"
+LABEL_SELECTOR = labels.SELECTOR
+LABEL_POD_LABELS = labels.POD_LABELS
+LABEL_PRE_STOP = labels.PRE_STOP
 # on a DaemonSet: when it is withdrawn, leave its pods running, ownerless (kubectl delete --cascade=orphan)
 ANNOTATION_ORPHAN = "nodeagent.io/orphan-on-delete"
 ORPHANED = ""  # the effective owner of an orphaned pod
@@ -154,6 +148,7 @@ class Action:
     container_ids: tuple[str, ...] = ()  # what to stop/remove/start
     grace_seconds: int = 30
     pre_stop: tuple[tuple[str, str], ...] = ()  # (container id, LABEL_PRE_STOP) of those stopped
+    sandbox_id: str = ""  # delete: the pod's sandbox, stopped after its other containers
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"action": self.verb, "pod": self.pod, "reason": self.reason}
@@ -171,6 +166,7 @@ class Waiting:
     container: str
     reason: str  # CrashLoopBackOff, ImagePullBackOff, ...
     until: float
+    busy: bool = False  # the owner's worker is at it (Terminating, ContainerCreating): no deadline
 
 
 @dataclass(frozen=True)
@@ -252,6 +248,10 @@ class Inputs:
     # probe verdicts by container id (the running agent's prober, or stateDir/probes.json)
     health: Mapping[str, Health] = field(default_factory=dict)
     ownership: Ownership = field(default_factory=Ownership)
+    # owners whose work is in flight on their worker, with what their pods show meanwhile
+    # (Terminating, ContainerCreating, ...): their actions wait, reported as `waiting`
+    busy: Mapping[str, str] = field(default_factory=dict)
+    terminating: frozenset[tuple[str, str]] = frozenset()  # pods a busy worker is stopping
 
 
 @dataclass(frozen=True)
@@ -294,6 +294,8 @@ class Plan:
     readiness: Mapping[str, Readiness] = field(default_factory=dict)  # by container id
     ownership: Ownership = field(default_factory=Ownership)  # after this plan: what the agent saves
     orphans: tuple[ObservedPod, ...] = ()  # ownerless pods kept running
+    unowned: tuple[ObservedPod, ...] = ()  # pods whose owner is in no source (withdrawn, being removed)
+    terminating: frozenset[tuple[str, str]] = frozenset()  # pods being stopped (Inputs.terminating)
 
     @property
     def actions(self) -> tuple[Action, ...]:
@@ -303,16 +305,33 @@ class Plan:
         acts += self.other_actions
         return tuple(sorted(acts, key=lambda a: VERB_ORDER[a.verb]))
 
+    def by_owner(self) -> dict[str, tuple[Action, ...]]:
+        """The actions grouped per owner (one unit of work each), each group in the order it is applied:
+        a rolling update's delete of the old pod comes before the create of the new one."""
+        groups: dict[str, list[Action]] = defaultdict(list)
+        for d in self.daemonsets:
+            groups[d.desired.owner] += d.actions
+        for s in self.static_pods:
+            groups[s.desired.owner] += s.actions
+        for a in self.other_actions:
+            groups[work_owner(a)].append(a)
+        return {
+            o: tuple(sorted(acts, key=lambda a: VERB_ORDER[a.verb])) for o, acts in groups.items() if acts
+        }
+
+
+def work_owner(a: Action) -> str:
+    """The worker an action outside any current DaemonSet or static pod runs on: its pod's owner label
+    (a withdrawn DaemonSet), or the pod itself when it has none."""
+    return a.owner or identity.owner_pod(a.namespace, a.pod)
+
 
 # --- helpers ----------------------------------------------------------------------------------
 
 
 def _int_label(c: rt.ObservedContainer, key: str) -> int:
     """A numeric label of ours; a missing or mangled one counts as 0 (it only shapes timing and order)."""
-    try:
-        return int(c.labels.get(key, "0"))
-    except ValueError:
-        return 0
+    return labels.integer(c.labels, key) or 0
 
 
 def attempt_of(c: rt.ObservedContainer) -> int:
@@ -439,12 +458,7 @@ def _recorded_grace(pod: ObservedPod, fallback: int | None) -> int:
 
     Containers made before the label existed fall back to the current template's, else the default.
     """
-    found = []
-    for c in pod.containers:
-        try:
-            found.append(int(c.labels.get(LABEL_GRACE, "")))
-        except ValueError:
-            continue
+    found = [g for c in pod.containers if (g := labels.integer(c.labels, LABEL_GRACE)) is not None]
     if found:
         return max(found)
     return DEFAULT_GRACE if fallback is None else fallback
@@ -471,6 +485,7 @@ def delete_action(pod: ObservedPod, reason: str, fallback_grace: int | None = No
         container_ids=ids,
         grace_seconds=grace,
         pre_stop=pre_stop_hooks(pod.containers),
+        sandbox_id=pod.sandbox.id if pod.sandbox is not None else "",
     )
 
 
@@ -783,6 +798,8 @@ def plan(inputs: Inputs) -> Plan:
             )
 
     wake = min([w.until for w in waiting] + wakes, default=None)
+    if inputs.busy:
+        ds_plans, sp_plans, other = _hold_busy(inputs, ds_plans, sp_plans, other, waiting)
     return Plan(
         daemonsets=tuple(ds_plans),
         static_pods=tuple(sp_plans),
@@ -792,7 +809,47 @@ def plan(inputs: Inputs) -> Plan:
         readiness=_readiness(pods, inputs, ds_plans, sp_plans),
         ownership=ownership,
         orphans=tuple(orphans),
+        unowned=tuple(p for key, p in sorted(pods.items()) if key not in claimed and owner_of(p) != ORPHANED),
+        terminating=frozenset(k for k in inputs.terminating if k in pods),
     )
+
+
+def _hold_busy(
+    inputs: Inputs,
+    ds_plans: list[DaemonSetPlan],
+    sp_plans: list[StaticPodPlan],
+    other: list[Action],
+    waiting: list[Waiting],
+) -> tuple[list[DaemonSetPlan], list[StaticPodPlan], list[Action]]:
+    """Owners with work in flight get no actions this pass: their pods are reported `waiting` with the
+    busy reason (finished work wakes the loop, and the next pass plans them afresh)."""
+
+    def hold(actions: Iterable[Action], owner: str) -> None:
+        for key in dict.fromkeys((a.namespace, a.pod) for a in actions):
+            reason = "Terminating" if key in inputs.terminating else inputs.busy[owner]
+            w = Waiting(key[0], key[1], "", reason, inputs.now, busy=True)
+            if w not in waiting:
+                waiting.append(w)
+
+    out_ds = []
+    for d in ds_plans:
+        if d.actions and d.desired.owner in inputs.busy:
+            hold(d.actions, d.desired.owner)
+            d = dataclasses.replace(d, actions=())
+        out_ds.append(d)
+    out_sp = []
+    for s in sp_plans:
+        if s.actions and s.desired.owner in inputs.busy:
+            hold(s.actions, s.desired.owner)
+            s = dataclasses.replace(s, actions=())
+        out_sp.append(s)
+    kept = []
+    for a in other:
+        if work_owner(a) in inputs.busy:
+            hold((a,), work_owner(a))
+        else:
+            kept.append(a)
+    return out_ds, out_sp, kept
 
 
 # --- readiness ----------------------------------------------------------------------------------
@@ -864,15 +921,8 @@ def pod_available(
 def pod_template_labels(p: ObservedPod) -> dict[str, str] | None:
     """The template labels recorded on the pod's containers (None for pods made before the label)."""
     for c in p.containers:
-        raw = c.labels.get(LABEL_POD_LABELS)
-        if raw is None:
-            continue
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            return None
-        if isinstance(doc, dict):
-            return {str(k): str(v) for k, v in doc.items()}
+        if LABEL_POD_LABELS in c.labels:
+            return labels.pod_labels(c.labels)
     return None
 
 
@@ -919,8 +969,8 @@ def _ownership(inputs: Inputs, pods: Mapping[tuple[str, str], ObservedPod]) -> O
         for key, p in sorted(pods.items()):
             if owners.get(key) != ORPHANED or p.namespace != ds.metadata.namespace:
                 continue
-            labels = pod_template_labels(p)
-            if labels is not None and scheduling.label_selector_matches(ds.spec.selector, labels):
+            recorded = pod_template_labels(p)
+            if recorded is not None and scheduling.label_selector_matches(ds.spec.selector, recorded):
                 owners[key] = owner
     alive = {p.owner for p in pods.values()}
     policy = {o: why for o, why in policy.items() if o in present or o in alive}

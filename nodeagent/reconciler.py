@@ -1,7 +1,9 @@
-"""The long-running loop: coalescing wake-ups, a resync timer, and observe -> plan -> execute.
+"""The long-running loop: coalescing wake-ups, a resync timer, and observe -> plan -> dispatch.
 
-Source changes, Docker events, config reloads and timers only *wake* the loop; every pass recomputes
-from everything, so a lost or doubled event costs latency, never correctness.
+Source changes, Docker events, config reloads, timers and finished work only *wake* the loop; every
+pass recomputes from everything, so a lost or doubled event costs latency, never correctness. A pass
+never waits for a pod's work (see workers): it only plans and hands each owner's actions to its worker,
+so the loop's liveness (health, the systemd watchdog) says nothing about how long one pod takes.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Reconciler:
         started = time.monotonic()
         self.pass_started_at = time.time()
         try:
-            result = self.agent.reconcile()
+            result = self.agent.reconcile(wait=False)  # dispatches; owners' work runs on their workers
             self.last_pass_at = time.time()  # before pass_started_at clears: never looks stale
         except errors.NodeAgentError as exc:
             self.last_pass_ok = False

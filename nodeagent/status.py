@@ -41,9 +41,12 @@ class PodStatus:
     containers: tuple[ContainerStatus, ...]
     ready_since: float | None = None  # when every container was last ready (numberAvailable)
     init_containers: tuple[ContainerStatus, ...] = ()
+    terminating: bool = False  # its worker is stopping it (kubectl: deletionTimestamp set)
 
     def available(self, min_ready_seconds: int, now: float) -> bool:
-        """podutil.IsPodAvailable: ready for at least minReadySeconds."""
+        """podutil.IsPodAvailable: ready for at least minReadySeconds; a terminating pod never is."""
+        if self.terminating:
+            return False
         return self.ready and self.ready_since is not None and now - self.ready_since >= min_ready_seconds
 
     def to_json(self) -> dict[str, object]:
@@ -57,6 +60,7 @@ class PodStatus:
             "ready": self.ready,
             "restartCount": self.restart_count,
             "startTime": self.started_at,
+            "terminating": self.terminating,
             "containers": [
                 {
                     "name": c.name,
@@ -147,9 +151,11 @@ def pod_status(
     readiness: Mapping[str, plan.Readiness] | None = None,
     current_name: str = "",
     init_total: int = 0,
+    terminating: frozenset[tuple[str, str]] = frozenset(),
 ) -> PodStatus:
     """A pod's status; `readiness` (the plan's, from probes) decides `ready`, else a running container
-    counts as ready. Only app containers count (a sandbox or init container is never `ready`)."""
+    counts as ready. Only app containers count (a sandbox or init container is never `ready`). A pod
+    being stopped shows `Terminating`, as kubectl prints a pod with a deletionTimestamp."""
     mine = {w.container: w for w in waiting if (w.namespace, w.pod) == pod.key}
     containers = tuple(_container_status(c, mine, readiness) for c in pod.containers)
     apps = containers  # pod.containers are the app containers (plan.group_pods)
@@ -176,6 +182,8 @@ def pod_status(
     inits = tuple(_container_status(c, mine) for c in pod.init_containers)
     if not pod.containers and (inits or init_total):
         phase, text = "Pending", _init_status(inits, max(init_total, len(inits)))
+    if pod.key in terminating:
+        text = "Terminating"
     return PodStatus(
         namespace=pod.namespace,
         name=pod.name,
@@ -190,6 +198,7 @@ def pod_status(
         containers=containers,
         ready_since=ready_since,
         init_containers=inits,
+        terminating=pod.key in terminating,
     )
 
 
@@ -233,18 +242,23 @@ def daemonset_status(
     waiting: tuple[plan.Waiting, ...],
     now: float,
     readiness: Mapping[str, plan.Readiness] | None = None,
+    terminating: frozenset[tuple[str, str]] = frozenset(),
 ) -> DaemonSetStatus:
     """DaemonSetStatus on one node, counted the way the DaemonSet controller counts it: numberReady from
-    the pods' readiness, numberAvailable from ready for at least minReadySeconds."""
+    the pods' readiness, numberAvailable from ready for at least minReadySeconds (never a pod that is
+    terminating)."""
     inits = len(d.desired.template.spec.init_containers)
-    pods = [pod_status(p, d.desired.spec_hash, waiting, readiness, d.desired.name, inits) for p in d.pods]
+    pods = [
+        pod_status(p, d.desired.spec_hash, waiting, readiness, d.desired.name, inits, terminating)
+        for p in d.pods
+    ]
     if not any(p.name == d.desired.name for p in pods) and d.decision.should_run:
         pending = pending_pod(d.desired, waiting)
         if pending is not None:
             pods.append(pending)
     scheduled = [p for p in pods if p.containers or p.init_containers]
     should_run = d.decision.should_run
-    ready = [p for p in scheduled if p.ready]
+    ready = [p for p in scheduled if p.ready and not p.terminating]
     available = [p for p in ready if p.available(d.min_ready_seconds, now)]
     selector = ",".join(f"{k}={v}" for k, v in sorted(d.desired.template.spec.node_selector.items()))
     return DaemonSetStatus(
@@ -265,9 +279,10 @@ def static_pod_status(
     s: plan.StaticPodPlan,
     waiting: tuple[plan.Waiting, ...],
     readiness: Mapping[str, plan.Readiness] | None = None,
+    terminating: frozenset[tuple[str, str]] = frozenset(),
 ) -> tuple[PodStatus, ...]:
     inits = len(s.desired.template.spec.init_containers)
-    pods = [pod_status(p, s.desired.spec_hash, waiting, readiness, "", inits) for p in s.pods]
+    pods = [pod_status(p, s.desired.spec_hash, waiting, readiness, "", inits, terminating) for p in s.pods]
     if not pods:
         pending = pending_pod(s.desired, waiting)
         if pending is not None:

@@ -10,6 +10,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from nodeagent import execute, identity, localimage, model, plan, status
 from nodeagent import runtime as rt
 from nodeagent.runtime import memory
@@ -223,3 +225,58 @@ def test_hook_labels_for_http_get_with_a_named_port_and_sleep() -> None:
     doc = json.loads(execute.hook_label(c, spec, "", "preStop"))
     assert doc["httpGet"]["port"] == 8080 and doc["httpGet"]["path"] == "/quit" and doc["host"] == "127.0.0.1"
     assert json.loads(execute.hook_label(c, spec, "", "postStart")) == {"sleep": 3}
+
+
+class SlowStop(Ordered):
+    """Each stop takes `seconds` (a SIGTERM-ignoring PID 1 waiting out its grace), counted in flight."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.in_flight = 0
+        self.most_at_once = 0
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        with self._log_lock:
+            self.in_flight += 1
+            self.most_at_once = max(self.most_at_once, self.in_flight)
+        time.sleep(self.seconds)
+        with self._log_lock:
+            self.in_flight -= 1
+        super().stop(container_id, timeout)
+
+
+def test_a_pods_containers_stop_in_parallel_and_its_sandbox_last(tmp_path: Path) -> None:
+    runtime = SlowStop(0.3)
+    ds = daemonset("three", pod_spec("a", "b", "c"))  # more than one container: a sandbox
+    [*_] = executor(runtime, tmp_path).apply(plan.plan(inputs([ds], [])).actions)
+    [delete] = plan.plan(inputs([], runtime.list_managed())).actions
+    assert delete.sandbox_id and delete.container_ids[-1] == delete.sandbox_id
+    runtime.log.clear()
+    [done] = executor(runtime, tmp_path).apply_owner([delete])
+    assert done.ok and runtime.list_managed() == []
+    assert runtime.most_at_once == 3, "the three app containers stop at once, under one grace period"
+    stops = [role for call, _, role in runtime.log if call == "stop"]
+    assert stops[-1] == identity.ROLE_SANDBOX and stops.count(identity.ROLE_SANDBOX) == 1
+
+
+def test_hooks_round_trip_through_their_label_and_a_post_start_sleep_is_capped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    get = model.HTTPGetAction(port="http", path="/quit", http_headers=(model.HTTPHeader("X", "1"),))
+    c = model.Container(
+        name="web", image=IMAGE, ports=(model.ContainerPort(container_port=8080, name="http"),)
+    )
+    for handler, sleep in ((get, None), (model.ExecAction(("true",)), None), (model.ExecAction(()), 5)):
+        lc = model.Lifecycle(pre_stop=model.LifecycleHandler(handler, sleep))
+        spec = replace(pod_spec("web"), containers=(replace(c, lifecycle=lc),))
+        hook = execute.hook_for(spec.containers[0], spec, "sandbox-x", "preStop")
+        assert hook is not None
+        assert execute.decode_hook(execute.encode_hook(hook)) == hook
+    assert execute.decode_hook("not json") is None and execute.decode_hook('{"httpGet": {}}') is None
+
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)  # the hook's sleep, recorded instead of slept
+    ex = executor(Ordered(), tmp_path)
+    assert ex._run_hook("cid", execute.Hook(sleep=3600), execute.POST_START_TIMEOUT) is None
+    assert slept == [execute.POST_START_TIMEOUT], "a postStart sleep never hangs the worker"

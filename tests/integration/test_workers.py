@@ -1,0 +1,326 @@
+"""One slow pod never holds up another (issue 12), on the real engine with `nodeagent run` as a process.
+
+The workloads are hostile on purpose: busybox `sleep` as PID 1 ignores SIGTERM, so each stop waits out
+its grace period (8-12 s here); a preStop hook that sleeps; a registry on loopback that accepts a
+connection and never answers. Every assertion is about order and overlap (the new pod ran while the old
+one had not yet exited), never a wall-clock limit, except the one the issue sets: a pod's containers
+stop in about one grace period, not one per container.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nodeagent import identity, localimage
+from nodeagent.runtime import docker as docker_rt
+from tests.integration.test_agent_run import NODEAGENT, agent_log, agent_proc, cli, start_run
+from tests.integration.test_agent_sync import Home, home, wait_for
+
+__all__ = ["agent_proc", "home"]  # fixtures
+
+pytestmark = pytest.mark.docker
+
+GRACE = 8
+
+
+def sleeper(h: Home, name: str, grace: int = GRACE, **kw: Any) -> dict[str, Any]:
+    """A DaemonSet whose PID 1 is busybox `sleep`: it ignores SIGTERM, so a stop takes the grace period."""
+    return h.ds(
+        name,
+        command="exec sleep 3600",
+        pod={"terminationGracePeriodSeconds": grace, **kw.pop("pod", {})},
+        **kw,
+    )
+
+
+def running(h: Home, name: str) -> bool:
+    """A running app container of DaemonSet `name`."""
+    owner = h.owner(name)
+    return any(
+        c.running
+        and c.labels.get(identity.LABEL_OWNER) == owner
+        and c.labels.get(identity.LABEL_ROLE) == "app"
+        for c in h.containers()
+    )
+
+
+def gone(h: Home, name: str) -> bool:
+    owner = h.owner(name)
+    return not any(c.running and c.labels.get(identity.LABEL_OWNER) == owner for c in h.containers())
+
+
+def in_flight(h: Home) -> dict[str, dict[str, Any]]:
+    """stateDir/workers.json as the running agent keeps it: owner -> its work in flight."""
+    try:
+        doc = json.loads((h.state_dir / "workers.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {w["owner"]: w for w in doc.get("workers", [])}
+
+
+def terminating(h: Home, name: str) -> bool:
+    w = in_flight(h).get(h.owner(name))
+    return w is not None and bool(w["terminating"])
+
+
+def withdraw(h: Home, name: str) -> None:
+    (h.ds_dir / f"{name}.yaml").unlink()
+
+
+def run_until_running(h: Home, procs: list[subprocess.Popen[bytes]], *names: str) -> subprocess.Popen[bytes]:
+    p = start_run(h, procs)
+    try:
+        wait_for(lambda: all(running(h, n) for n in names), timeout=60)
+    except AssertionError:
+        raise AssertionError(agent_log(h)[-3000:]) from None
+    return p
+
+
+# --- a stopping pod -----------------------------------------------------------------------------------
+
+
+def test_withdrawn_pod_stopping_never_holds_up_a_new_daemonset_and_shows_terminating(
+    home: Home, agent_proc: list[subprocess.Popen[bytes]]
+) -> None:
+    home.put("old", sleeper(home, "old"))
+    run_until_running(home, agent_proc, "old")
+    withdraw(home, "old")
+    wait_for(lambda: terminating(home, "old"), timeout=30)
+    home.put("new", home.ds("new"))
+    wait_for(lambda: running(home, "new"), timeout=30)
+    assert running(home, "old"), "the new pod ran while the withdrawn one had not yet exited"
+
+    table = cli(home, "status")
+    doc = json.loads(cli(home, "status", "-o", "json").stdout)
+    assert running(home, "old"), "status was read while the old pod was still stopping"
+    [old_row] = [
+        line for line in table.stdout.splitlines() if line.split()[1:2] and line.split()[1].startswith("old-")
+    ]
+    assert "Terminating" in old_row.split(), table.stdout
+    assert "work in flight: " + home.owner("old") + ": stopping" in table.stdout
+    [pod] = doc["terminatingPods"]
+    assert pod["name"].startswith("old-") and pod["status"] == "Terminating" and pod["terminating"]
+    assert {d["name"] for d in doc["daemonSets"]} == {"new"}, "no source owns the old pod any more"
+    wait_for(lambda: gone(home, "old"), timeout=GRACE + 30)
+    wait_for(lambda: not in_flight(home), timeout=30)
+    assert json.loads(cli(home, "status", "-o", "json").stdout)["terminatingPods"] == []
+
+
+def test_config_reload_while_a_pod_stops_is_applied_at_once(
+    home: Home, agent_proc: list[subprocess.Popen[bytes]]
+) -> None:
+    home.put("old", sleeper(home, "old"))
+    home.put("picky", home.ds("picky", pod={"nodeSelector": {"zone": "a"}}))
+    run_until_running(home, agent_proc, "old")
+    assert not running(home, "picky")
+    withdraw(home, "old")
+    wait_for(lambda: terminating(home, "old"), timeout=30)
+    home.labels = {"zone": "a"}
+    home.write_config()  # the agent watches its config file (and SIGHUP does the same)
+    wait_for(lambda: running(home, "picky"), timeout=30)
+    assert running(home, "old"), "the reload was applied while the old pod was still stopping"
+    assert "config_reloaded" in agent_log(home)
+
+
+def test_pre_stop_hook_sleeping_long_never_holds_up_a_new_daemonset(
+    home: Home, agent_proc: list[subprocess.Popen[bytes]]
+) -> None:
+    hook = {"lifecycle": {"preStop": {"exec": {"command": ["sleep", "30"]}}}}
+    home.put("hooked", home.ds("hooked", pod={"terminationGracePeriodSeconds": 12}, container=hook))
+    run_until_running(home, agent_proc, "hooked")
+    withdraw(home, "hooked")
+    wait_for(lambda: terminating(home, "hooked"), timeout=30)
+    home.put("new", home.ds("new"))
+    wait_for(lambda: running(home, "new"), timeout=30)
+    assert running(home, "hooked"), "the new pod ran while the preStop hook of the old one still ran"
+    wait_for(lambda: gone(home, "hooked"), timeout=12 + 30)
+
+
+def test_sigterm_while_a_stop_is_in_flight_ends_the_agent_and_leaves_the_stop_to_the_engine(
+    home: Home, agent_proc: list[subprocess.Popen[bytes]]
+) -> None:
+    home.put("old", sleeper(home, "old", grace=12))
+    p = run_until_running(home, agent_proc, "old")
+    withdraw(home, "old")
+    wait_for(lambda: terminating(home, "old"), timeout=30)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
+    assert running(home, "old"), "the agent ended while the stop it sent was still in flight"
+    assert "agent_stopped" in agent_log(home)
+    wait_for(lambda: gone(home, "old"), timeout=12 + 30)  # the engine finished the stop on its own
+
+
+def test_two_sigterm_ignoring_containers_stop_in_one_grace_period_not_two(
+    home: Home, docker_runtime: docker_rt.DockerRuntime
+) -> None:
+    localimage.ensure_pause_image(docker_runtime)  # a two-container pod has a sandbox
+    two = sleeper(home, "two")
+    main = two["spec"]["template"]["spec"]["containers"][0]
+    two["spec"]["template"]["spec"]["containers"].append({**main, "name": "second"})
+    home.put("two", two)
+    first = home.sync()
+    assert not first.failed and running(home, "two")
+    withdraw(home, "two")
+    a, _ = home.agent()
+    started = time.monotonic()
+    result = a.reconcile()
+    elapsed = time.monotonic() - started
+    assert [o.action.verb for o in result.outcomes] == ["delete"] and not result.failed
+    assert gone(home, "two") and home.containers() == []
+    assert GRACE - 1 <= elapsed < 1.5 * GRACE, f"stopped in {elapsed:.1f}s; the grace period is {GRACE}s"
+
+
+# --- a hanging image pull -------------------------------------------------------------------------------
+
+
+class Blackhole:
+    """A 'registry' on loopback that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.accepted:
+            c.close()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[Blackhole]:
+    b = Blackhole()
+    yield b
+    b.close()
+
+
+def hanging(h: Home, b: Blackhole) -> dict[str, Any]:
+    return h.ds("hang", container={"image": f"127.0.0.1:{b.port}/x:1", "imagePullPolicy": "Always"})
+
+
+def pulling(h: Home) -> bool:
+    w = in_flight(h).get(h.owner("hang"))
+    return w is not None and w["detail"].startswith("pulling image 127.0.0.1:")
+
+
+def test_a_hanging_pull_never_holds_up_another_pod(
+    home: Home, agent_proc: list[subprocess.Popen[bytes]], blackhole: Blackhole
+) -> None:
+    home.put("hang", hanging(home, blackhole))
+    start_run(home, agent_proc)
+    wait_for(lambda: bool(blackhole.accepted) and pulling(home), timeout=30)
+    home.put("ok", home.ds("ok"))
+    wait_for(lambda: running(home, "ok"), timeout=30)
+    assert pulling(home), "the other pod started while the pull still hung"
+    doc = json.loads(cli(home, "status", "-o", "json").stdout)
+    [hang] = [d for d in doc["daemonSets"] if d["name"] == "hang"]
+    assert [p["status"] for p in hang["pods"]] == ["ContainerCreating"]
+    [work] = [w for w in doc["workInFlight"] if w["owner"] == home.owner("hang")]
+    assert work["detail"] == f"pulling image 127.0.0.1:{blackhole.port}/x:1"
+
+
+def test_a_crashed_container_is_restarted_on_its_backoff_while_a_pull_hangs(
+    home: Home, agent_proc: list[subprocess.Popen[bytes]], blackhole: Blackhole
+) -> None:
+    home.backoff = "{initial: 2s, max: 10s, resetAfter: 10m}"
+    home.write_config()
+    home.put("hang", hanging(home, blackhole))
+    start_run(home, agent_proc)
+    wait_for(lambda: bool(blackhole.accepted) and pulling(home), timeout=30)
+    home.put("crash", home.ds("crash", command="sleep 1; exit 1"))
+
+    def restarted() -> bool:
+        owner = home.owner("crash")
+        return any(
+            c.labels.get(identity.LABEL_OWNER) == owner and c.labels.get(identity.LABEL_ATTEMPT) == "1"
+            for c in home.containers()
+        )
+
+    wait_for(restarted, timeout=30)
+    assert pulling(home), "the crashed container was restarted while the pull still hung"
+
+
+# --- the fleet view follows the node at once (issue 14) ---------------------------------------------------
+
+
+def test_the_fleet_view_shows_started_pods_without_waiting_for_a_resync(
+    tmp_path: Path, docker_runtime: docker_rt.DockerRuntime, test_image: str
+) -> None:
+    from nodeagent.sources import http
+    from tests.integration.test_http_source import ds_doc, put
+    from tests.integration.test_serve import _answers, free_port
+
+    ns = f"t-{time.time_ns() % 10**10}"
+    node = f"node-{ns}"
+    mdir = tmp_path / "manifests"
+    mdir.mkdir()
+    put(mdir, "web", ds_doc("web", test_image, ns))
+    url = f"http://127.0.0.1:{free_port()}"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "node": {"name": node},
+                "sources": [{"url": url + "/manifests", "pollInterval": "1h"}],
+                "stateDir": str(tmp_path / "state"),
+                "statusServer": url,
+                "resyncInterval": "5m",  # only finished work can bring the fresh report in time
+                "healthz": {"enabled": False},
+            }
+        )
+    )
+    log = (tmp_path / "procs.log").open("ab")
+    procs = [
+        subprocess.Popen(
+            [NODEAGENT, "serve", "--dir", str(mdir), "--listen", url.removeprefix("http://")],
+            stdout=log,
+            stderr=log,
+        )
+    ]
+    selector = f"{identity.LABEL_POD_NAMESPACE}={ns}"
+    try:
+        wait_for(lambda: _answers(url + "/healthz"))
+        procs.append(subprocess.Popen([NODEAGENT, "--config", str(config), "run"], stdout=log, stderr=log))
+        wait_for(lambda: any(c.running for c in docker_runtime.list_labelled(selector)), timeout=60)
+
+        def reported() -> bool:
+            nodes = http.get_json(url + "/api/nodes")["nodes"]
+            return [(n["name"], n["pods"]) for n in nodes] == [(node, 1)]
+
+        wait_for(reported, timeout=10)
+        ds = http.get_json(url + "/api/daemonsets")["daemonSets"]
+        assert [(d["name"], d["numberReady"]) for d in ds] == [("web", 1)]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=30)
+        for c in docker_runtime.list_labelled(selector):
+            docker_runtime.remove(c.id)
