@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from nodeagent import desired, errors, execute, identity, model, node, plan, podconfig, probes, settings
+from nodeagent import events as ev
 from nodeagent import runtime as rt
 from nodeagent.sources import files
 from nodeagent.sources import http as http_source
@@ -357,6 +358,10 @@ class Agent:
             outcomes = executor.apply(p.actions)
             self._refresh_volumes(p, state, executor)
             self._update_probes(p, observed, changed=any(o.ok for o in outcomes))
+            # events (stateDir/events.json) for `nodeagent events`/`describe` and the node report
+            ev.record_pass(
+                self.settings.state_dir, p, outcomes, observed, self.health(), self.node.name, self.clock()
+            )
             wanted = {d.desired.key for d in p.daemonsets} | {s.desired.key for s in p.static_pods}
             failures = execute.record_failures(self.failures, outcomes, self.clock())
             failures = {k: f for k, f in failures.items() if k in wanted}
