@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/example.yaml
 EXAMPLE_IMAGE ?= busybox:stable
 
-.PHONY: run test unit lint check busybox bench test-faults clean install uninstall test-systemd demo demo-tour demo-down test-demo
+.PHONY: run test unit lint check busybox promtool bench test-faults clean install uninstall test-systemd demo demo-tour demo-down test-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,16 @@ busybox:
 	    echo "installing Debian's busybox-static (offline images are built from it)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; \
 	  else echo "warning: no static busybox; offline images need: apt-get install busybox-static" >&2; fi; \
+	fi
+
+# promtool (checks contrib/prometheus-alerts.yaml in tests/unit/test_contrib.py), opt-in: only the
+# promtool binary (48 MB) is taken out of Debian's prometheus package (a 19 MB download) into .venv/bin;
+# nothing is installed system-wide and no Prometheus server is started.
+promtool: $(STAMP)
+	@if ! command -v promtool >/dev/null && ! [ -x $(BIN)/promtool ]; then \
+	  tmp=$$(mktemp -d) && chmod 0755 $$tmp && (cd $$tmp && apt-get download prometheus >/dev/null) && \
+	  dpkg-deb --fsys-tarfile $$tmp/prometheus_*.deb | tar -xO ./usr/bin/promtool > $(BIN)/promtool && \
+	  chmod 0755 $(BIN)/promtool && rm -rf $$tmp && echo "promtool extracted to $(BIN)/promtool"; \
 	fi
 
 # The agent in the foreground on the examples in config/ (Ctrl-C stops the agent, not the pods).

@@ -21,8 +21,10 @@ import nodeagent
 from nodeagent import agent as agent_mod
 from nodeagent import (
     errors,
+    events,
     health,
     identity,
+    kubestate,
     logs,
     manifests,
     metrics,
@@ -38,6 +40,7 @@ from nodeagent import runtime as rt
 from nodeagent import systemd as sd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+REPORT_EVENTS = 50  # the newest events a node report carries to serve
 
 log = structlog.get_logger(__name__)
 
@@ -712,6 +715,7 @@ def node_report(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, A
         "status": status_json(a, result),
         "agentVersion": nodeagent.__version__,
         "errors": [e.render() for e in result.desired.errors],
+        "events": [e.to_json() for e in events.recent(events.load(a.settings.state_dir), REPORT_EVENTS)],
     }
 
 
@@ -734,6 +738,7 @@ def _record_metrics(result: agent_mod.PassResult, doc: dict[str, Any]) -> None:
     for p in [p for d in doc["status"]["daemonSets"] for p in d["pods"]] + doc["status"]["staticPods"]:
         phases[p["phase"]] = phases.get(p["phase"], 0) + 1
     metrics.set_pods(phases)
+    kubestate.set_status(doc["status"])  # kube-state-metrics series on the agent's /metrics
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

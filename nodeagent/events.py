@@ -466,3 +466,21 @@ def record_pass(
 ) -> None:
     """The one call the agent makes after a pass's outcomes are known."""
     record(state_dir, derive(p, outcomes, observed, health, node, now), now)
+
+
+# --- the fleet (serve) ------------------------------------------------------------------------------
+
+
+def fleet_events(reports: Iterable[tuple[str, Iterable[Mapping[str, Any]]]]) -> list[dict[str, Any]]:
+    """Every node's reported events (as to_json made them), each marked with its node in `source.host`,
+    newest first; entries that do not parse are dropped (a report is another process's word)."""
+    out: list[Event] = []
+    for node, items in reports:
+        for item in items:
+            try:
+                e = Event.from_json(item)
+            except (TypeError, ValueError, AttributeError):
+                continue
+            out.append(replace(e, source_host=e.source_host or node))
+    out.sort(key=lambda e: e.last_timestamp, reverse=True)
+    return [e.to_json() for e in out]

@@ -27,6 +27,7 @@ COUNTERS = (
     "numberMisscheduled",
 )
 _READY_ONLY = ("numberReady", "numberAvailable")
+MAX_REPORT_EVENTS = 200  # kept per node; a node sends its newest (cli.REPORT_EVENTS)
 
 
 class ReportError(ValueError):
@@ -44,6 +45,7 @@ class NodeReport:
     received_at: float
     agent_version: str = ""
     errors: tuple[str, ...] = ()
+    events: tuple[Mapping[str, Any], ...] = ()  # the node's recent events (events.Event.to_json)
 
 
 def parse_report(doc: object, name: str, now: float) -> NodeReport:
@@ -76,6 +78,9 @@ def parse_report(doc: object, name: str, now: float) -> NodeReport:
     errs = doc.get("errors") or []
     if not isinstance(errs, list):
         raise ReportError("errors must be a list")
+    evs = doc.get("events") or []
+    if not isinstance(evs, list) or not all(isinstance(e, dict) for e in evs):
+        raise ReportError("events must be a list of objects")
     return NodeReport(
         name=name,
         labels={str(k): str(v) for k, v in labels.items()},
@@ -84,6 +89,7 @@ def parse_report(doc: object, name: str, now: float) -> NodeReport:
         received_at=now,
         agent_version=str(doc.get("agentVersion") or ""),
         errors=tuple(str(e) for e in errs),
+        events=tuple(evs[:MAX_REPORT_EVENTS]),
     )
 
 

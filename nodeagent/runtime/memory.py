@@ -71,6 +71,7 @@ class MemoryRuntime:
         self.clock = clock
         self.available = True  # False: every call raises RuntimeUnavailable, as a stopped engine would
         self.exec_results: dict[tuple[str, ...], int] = {}
+        self.log_lines: dict[str, list[tuple[float, bytes]]] = {}  # container id -> (time, line)
         self.calls: dict[str, int] = {}
         self.lock = threading.RLock()
         self.containers: dict[str, Container] = {}
@@ -215,7 +216,37 @@ class MemoryRuntime:
             with self.lock:
                 self._subscribers.remove(q)
 
+    def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: float | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[bytes]:
+        """What `write_log` wrote, line by line (no follow: a memory container never writes by itself)."""
+        self._call("logs")
+        with self.lock:
+            self._get(container_id, "logs of")
+            lines = list(self.log_lines.get(container_id, []))
+        if since is not None:
+            lines = [(t, line) for t, line in lines if t >= since]
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        for t, line in lines:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z "
+            yield (stamp.encode() if timestamps else b"") + line
+
     # --- test hooks -----------------------------------------------------------------------------
+
+    def write_log(self, container_id: str, data: bytes) -> None:
+        """The container prints `data` (one or more lines), now."""
+        with self.lock:
+            c = self._get(container_id, "write log")
+            now = self.clock()
+            for line in data.splitlines(keepends=True):
+                self.log_lines.setdefault(c.id, []).append((now, line))
 
     def exit(self, container_id: str, exit_code: int = 1) -> None:
         """The container's process ends by itself (a crash, or a run to completion)."""

@@ -82,6 +82,18 @@ class Recorder:
         self.calls.append("load_images")
         return self.inner.load_images(path)
 
+    def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: float | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[bytes]:
+        self.calls.append("logs")
+        return self.inner.logs(container_id, follow=follow, tail=tail, since=since, timestamps=timestamps)
+
     def container_ip(self, container_id: str, network: str = "") -> str:
         self.calls.append("container_ip")
         return self.inner.container_ip(container_id, network)

@@ -240,3 +240,19 @@ def test_unhealthy_from_probe_verdicts() -> None:
     [e] = events.from_health(health, [c], "node-a", NOW)
     assert (e.type, e.reason, e.message) == ("Warning", "Unhealthy", "Readiness probe failed: HTTP 500")
     assert events.from_health({c.id: plan.Health(ready=True)}, [c], "node-a", NOW) == []
+
+
+def test_fleet_events_newest_first_marked_with_their_node_and_bad_entries_dropped() -> None:
+    a = ev(message="old", t=NOW).to_json()
+    b = replace(ev(message="new", t=NOW + 5), source_host="").to_json()
+    got = events.fleet_events([("node-a", [a, {"count": "many"}]), ("node-b", [b])])
+    assert [(e["message"], e["source"]["host"]) for e in got] == [("new", "node-b"), ("old", "node-a")]
+
+
+def test_node_report_events_are_checked_and_bounded() -> None:
+    from nodeagent import fleet
+
+    doc = {"name": "n", "status": {}, "events": [ev().to_json()] * (fleet.MAX_REPORT_EVENTS + 1)}
+    assert len(fleet.parse_report(doc, "n", NOW).events) == fleet.MAX_REPORT_EVENTS
+    with pytest.raises(fleet.ReportError, match="events must be a list of objects"):
+        fleet.parse_report({**doc, "events": ["x"]}, "n", NOW)
