@@ -30,6 +30,7 @@ from nodeagent import (
     metrics,
     model,
     node,
+    opscli,
     plan,
     reconciler,
     report,
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("kind", choices=("pod",))
     dl.add_argument("pod", metavar="NAMESPACE/NAME")
 
+    opscli.add_parsers(sub)  # events, describe, logs
     sub.add_parser("version", help="print the version")
     return p
 
@@ -122,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command in opscli.COMMANDS:
+            return opscli.main(args)
         if args.command == "status" and args.server:
             return cmd_fleet_status(args.server, args.output, sys.stdout, args.token_file, args.ca_file)
         cfg = settings.load(args.config or settings.default_config_path())
