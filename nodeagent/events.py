@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -466,6 +467,14 @@ def record_pass(
 ) -> None:
     """The one call the agent makes after a pass's outcomes are known."""
     record(state_dir, derive(p, outcomes, observed, health, node, now), now)
+
+
+def record_outcomes(
+    state_dir: str, outcomes: Iterable[execute.Outcome], observed: Iterable[rt.ObservedContainer], node: str
+) -> None:
+    """Events of actions applied outside a pass (`nodeagent delete pod`), now."""
+    now = time.time()
+    record(state_dir, from_outcomes(outcomes, observed, node, now), now)
 
 
 # --- the fleet (serve) ------------------------------------------------------------------------------

@@ -157,6 +157,11 @@ def test_events_describe_and_logs_of_a_running_pod(home: Home) -> None:
     missing = cli(home, "describe", "ds", f"{home.namespace}/nope")
     assert missing.returncode == 1 and 'daemonsets.apps "nope" not found' in missing.stderr
 
+    assert cli(home, "delete", "pod", f"{home.namespace}/{pod}").returncode == 0
+    killed = cli(home, "events", "--for", f"pod/{home.namespace}/{pod}").stdout
+    assert re.search(rf"Normal\s+Killing\s+pod/{pod}\s+Stopping container main", killed), killed
+    assert re.search(rf"Normal\s+Killing\s+pod/{pod}\s+Stopping container side", killed), killed
+
 
 def cli_bytes(h: Home, *args: str) -> bytes:
     return cli(h, *args).stdout.encode()
