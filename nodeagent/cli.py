@@ -41,7 +41,7 @@ from nodeagent import runtime as rt
 from nodeagent import systemd as sd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-REPORT_EVENTS = 50  # the newest events a node report carries to serve
+REPORT_EVENTS = 20  # the newest events a node report carries to serve
 
 log = structlog.get_logger(__name__)
 

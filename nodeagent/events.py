@@ -34,6 +34,8 @@ MAX_AGE_SECONDS = 3600.0
 AGGREGATE_MAX_EVENTS = 10  # client-go defaultAggregateMaxEvents
 AGGREGATE_INTERVAL = 600.0  # client-go defaultAggregateIntervalInSeconds
 COMBINED = "(combined from similar events): "
+SPAM_BURST = 25  # client-go defaultSpamBurst: occurrences per source and object at once
+SPAM_QPS = 1.0 / 300  # client-go defaultSpamQPS: then one every 5 minutes
 
 # Kubernetes' reasons (pkg/kubelet/events, pkg/controller/daemon)
 PULLING, PULLED, FAILED, BACKOFF = "Pulling", "Pulled", "Failed", "BackOff"
@@ -153,13 +155,19 @@ def parse_time(value: object) -> float:
 # --- merging (pure) -----------------------------------------------------------------------------
 
 
-def merge(stored: Sequence[Event], new: Iterable[Event], now: float) -> list[Event]:
-    """Fold new occurrences into the stored events as client-go's EventCorrelator does, then bound the
-    result (MAX_AGE_SECONDS, MAX_EVENTS, the oldest dropped first). Order: by lastTimestamp."""
+Spam = dict[str, tuple[float, float]]  # source+object -> (tokens, when last counted)
+
+
+def merge(stored: Sequence[Event], new: Iterable[Event], now: float, spam: Spam | None = None) -> list[Event]:
+    """Fold new occurrences into the stored events as client-go's EventCorrelator does (aggregate, count,
+    then the spam filter, which updates `spam` in place when given), then bound the result
+    (MAX_AGE_SECONDS, MAX_EVENTS, the oldest dropped first). Order: by lastTimestamp."""
     out = [e for e in stored if now - e.last_timestamp <= MAX_AGE_SECONDS]
     index = {e.key: i for i, e in enumerate(out)}
     for ev in new:
         ev = _aggregate(out, ev, now)
+        if spam is not None and not _accept(spam, ev, now):
+            continue
         i = index.get(ev.key)
         if i is not None:
             old = out[i]
@@ -171,6 +179,29 @@ def merge(stored: Sequence[Event], new: Iterable[Event], now: float) -> list[Eve
             out.append(ev)
     out.sort(key=lambda e: e.last_timestamp)
     return out[-MAX_EVENTS:]
+
+
+def _spam_key(ev: Event) -> str:
+    o = ev.involved
+    return "/".join((ev.source_host, o.kind, o.namespace, o.name))
+
+
+def _accept(spam: Spam, ev: Event, now: float) -> bool:
+    """EventSourceObjectSpamFilter: a token bucket per source and object, SPAM_BURST deep, refilled at
+    SPAM_QPS; an occurrence without a token is dropped (a crash loop cannot flood the store)."""
+    key = _spam_key(ev)
+    tokens, last = spam.get(key, (float(SPAM_BURST), now))
+    tokens = min(float(SPAM_BURST), tokens + max(0.0, now - last) * SPAM_QPS)
+    if tokens < 1.0:
+        spam[key] = (tokens, now)
+        return False
+    spam[key] = (tokens - 1.0, now)
+    return True
+
+
+def _prune_spam(spam: Spam, now: float) -> Spam:
+    """Buckets that have refilled are the same as no bucket: dropped, so the state stays small."""
+    return {k: v for k, v in spam.items() if v[0] + max(0.0, now - v[1]) * SPAM_QPS < SPAM_BURST}
 
 
 def _aggregate(stored: Sequence[Event], ev: Event, now: float) -> Event:
@@ -201,18 +232,27 @@ def path(state_dir: str) -> str:
 
 def load(state_dir: str) -> list[Event]:
     """The stored events, oldest first; a missing or unreadable store is empty (events are best effort)."""
+    return _load(state_dir)[0]
+
+
+def _load(state_dir: str) -> tuple[list[Event], Spam]:
     try:
         with open(path(state_dir), encoding="utf-8") as fh:
             doc = json.load(fh)
     except (OSError, ValueError):
-        return []
+        return [], {}
     items = doc.get("items") if isinstance(doc, dict) else None
     out: list[Event] = []
     for item in items if isinstance(items, list) else []:
         if isinstance(item, dict):
             with contextlib.suppress(TypeError, ValueError, AttributeError):
                 out.append(Event.from_json(item))
-    return out
+    raw = doc.get("spamFilter") if isinstance(doc, dict) else None
+    spam: Spam = {}
+    for k, v in raw.items() if isinstance(raw, dict) else ():
+        with contextlib.suppress(TypeError, ValueError):
+            spam[str(k)] = (float(v[0]), float(v[1]))
+    return out, spam
 
 
 @contextlib.contextmanager
@@ -231,16 +271,23 @@ def record(state_dir: str, events: Iterable[Event], now: float) -> list[Event]:
     """Merge these occurrences into stateDir/events.json (written atomically: readers never see half a
     file); returns the store. An unwritable stateDir loses events, never a pass."""
     new = list(events)
+    if not new:
+        return load(state_dir)  # a quiet pass reads nothing back and writes nothing
     try:
         with _locked(state_dir):
-            stored = load(state_dir)
-            merged = merge(stored, new, now)
+            stored, spam = _load(state_dir)
+            merged = merge(stored, new, now, spam)
             if merged == stored:
                 return merged
+            doc = {
+                "kind": "EventList",
+                "items": [e.to_json() for e in merged],
+                "spamFilter": {k: list(v) for k, v in _prune_spam(spam, now).items()},
+            }
             fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".events.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump({"kind": "EventList", "items": [e.to_json() for e in merged]}, fh)
+                    json.dump(doc, fh)
                 os.replace(tmp, path(state_dir))
             except BaseException:
                 with contextlib.suppress(OSError):

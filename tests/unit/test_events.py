@@ -81,16 +81,32 @@ def test_record_writes_atomically_and_another_reader_sees_kubernetes_shaped_json
 
 
 def test_concurrent_writers_lose_no_occurrence(tmp_path: Path) -> None:
-    def write() -> None:
+    def write(name: str) -> None:
         for _ in range(20):
-            events.record(str(tmp_path), [ev()], NOW)
+            events.record(str(tmp_path), [replace(ev(), involved=replace(POD, name=name))], NOW)
 
-    threads = [threading.Thread(target=write) for _ in range(4)]
+    threads = [threading.Thread(target=write, args=(f"p{i}",)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert events.load(str(tmp_path))[0].count == 80
+    assert sorted(e.count for e in events.load(str(tmp_path))) == [20, 20, 20, 20]
+
+
+def test_spam_filter_lets_a_burst_through_then_one_every_five_minutes(tmp_path: Path) -> None:
+    """client-go's EventSourceObjectSpamFilter: 25 at once per source and object, then 1 per 300 s."""
+    for i in range(30):
+        events.record(str(tmp_path), [ev(message=f"m{i % 2}")], NOW)
+    assert sum(e.count for e in events.load(str(tmp_path))) == 25
+    events.record(str(tmp_path), [ev(message="m0", t=NOW + 200)], NOW + 200)
+    assert sum(e.count for e in events.load(str(tmp_path))) == 25, "no token yet"
+    events.record(str(tmp_path), [ev(message="m0", t=NOW + 301)], NOW + 301)
+    assert sum(e.count for e in events.load(str(tmp_path))) == 26
+    other = replace(ev(), involved=replace(POD, name="other"))
+    events.record(str(tmp_path), [other], NOW + 302)  # another object has its own bucket
+    assert [
+        e.count for e in events.for_object(events.load(str(tmp_path)), "Pod", POD.namespace, "other")
+    ] == [1]
 
 
 def test_unreadable_store_is_empty_and_unwritable_state_dir_never_raises(tmp_path: Path) -> None:
