@@ -5,7 +5,8 @@ Derivation is pure (outcomes, plan, observed containers, probe health in; events
 client-go's EventCorrelator (tools/record/events_cache.go): an event equal to a stored one in source,
 involved object (with fieldPath), type, reason and message bumps its `count` and `lastTimestamp`; the
 10th distinct message of one object+type+reason within 10 minutes becomes "(combined from similar
-events): ..." and is counted from then on. The store keeps at most MAX_EVENTS events, none older
+events): ..." and is counted from then on; and, as its spam filter, one source+object gets 25
+occurrences at once, then one every 5 minutes. The store keeps at most MAX_EVENTS events, none older
 than MAX_AGE_SECONDS (kube-apiserver's default --event-ttl is one hour).
 """
 
