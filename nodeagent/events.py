@@ -400,8 +400,12 @@ def from_outcomes(
                 if a.verb != plan.START:
                     ev(NORMAL, CREATED, f"Created container: {a.container}", ref)
                 ev(NORMAL, STARTED, f"Started container {a.container}", ref)
-            elif o.reason == execute.ERR_IMAGE_PULL:
+            elif o.reason == execute.ERR_IMAGE_PULL:  # only a pull that was tried fails so
+                ev(NORMAL, PULLING, f'Pulling image "{_image_of(a)}"', ref)
                 ev(WARNING, FAILED, f'Failed to pull image "{_image_of(a)}": {o.message}', ref)
+                ev(WARNING, FAILED, f"Error: {o.reason}", ref)
+            elif o.reason == execute.ERR_IMAGE_NEVER_PULL:
+                ev(WARNING, execute.ERR_IMAGE_NEVER_PULL, o.message, ref)
                 ev(WARNING, FAILED, f"Error: {o.reason}", ref)
             elif o.reason == execute.POST_START_HOOK_ERROR:
                 ev(WARNING, FAILED_POST_START_HOOK, o.message, ref)

@@ -174,15 +174,24 @@ def test_pull_failure_post_start_and_config_errors() -> None:
     ]
     got = events.from_outcomes(outs, [container_for(DESIRED)], "node-a", NOW)
     assert [(e.type, e.reason) for e in got] == [
+        ("Normal", "Pulling"),
         ("Warning", "Failed"),
         ("Warning", "Failed"),
         ("Warning", "FailedPostStartHook"),
         ("Normal", "Killing"),
         ("Warning", "Failed"),
     ]
-    assert got[0].message == 'Failed to pull image "busybox:1": connection refused'
-    assert got[1].message == "Error: ErrImagePull"
-    assert got[4].message == 'Error: secret "s" not found'
+    assert got[0].message == 'Pulling image "busybox:1"'
+    assert got[1].message == 'Failed to pull image "busybox:1": connection refused'
+    assert got[2].message == "Error: ErrImagePull"
+    assert got[5].message == 'Error: secret "s" not found'
+    never = execute.Outcome(_action(plan.CREATE), False, execute.ERR_IMAGE_NEVER_PULL, "not present")
+    assert [
+        (e.reason, e.message) for e in events.from_outcomes([never], [container_for(DESIRED)], "n", NOW)
+    ] == [
+        ("ErrImageNeverPull", "not present"),
+        ("Failed", "Error: ErrImageNeverPull"),
+    ]
 
 
 def _with_volumes(*vols: model.Volume) -> plan.DesiredPod:
