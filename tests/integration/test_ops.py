@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from nodeagent import cli as cli_mod
 from nodeagent import identity
 from nodeagent.sources import http
-from tests.integration.test_agent_run import cli
+from tests.integration.test_agent_run import NODEAGENT, cli
 from tests.integration.test_agent_sync import Home, home, wait_for
 from tests.integration.test_http_source import start_serve
 
@@ -104,6 +105,16 @@ def test_events_describe_and_logs_of_a_running_pod(home: Home) -> None:
     stamped = cli(home, "logs", f"{home.namespace}/{pod}", "-c", "side", "--timestamps").stdout
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z side-car\n", stamped), stamped
     assert cli(home, "logs", f"{home.namespace}/{pod}", "-c", "side", "--since", "1h").stdout == "side-car\n"
+    follow = subprocess.Popen(
+        [NODEAGENT, "--config", str(home.config), "logs", f"{home.namespace}/{pod}", "-c", "side", "-f"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert follow.stdout is not None and follow.stdout.readline() == b"side-car\n"
+        assert follow.poll() is None, "-f keeps streaming while the container runs"
+    finally:
+        follow.terminate()
+        follow.wait(timeout=30)
     none = cli(home, "logs", f"{home.namespace}/{pod}", "-c", "main", "--previous")
     assert none.returncode == 1
     assert f'previous terminated container "main" in pod "{pod}" not found' in none.stderr
