@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent import events, identity, opscli, plan
+from nodeagent import agent, describe, events, identity, opscli, plan, settings
 from nodeagent import runtime as rt
 from nodeagent.runtime import memory
 from tests.unit.test_plan import DESIRED, NOW, container_for, sandbox_for
@@ -170,3 +170,39 @@ def test_plan_keeps_what_logs_previous_reads() -> None:
     removed = {c.id for c in plan.gc_stale(pods[(NS, POD)])}
     kept = [c for c in dead if c.id not in removed]
     assert kept == [opscli.log_target([*dead, running], NS, POD, None, True)]
+
+
+def _memory_agent(tmp_path: Path) -> tuple[agent.Agent, memory.MemoryRuntime]:
+
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "web.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: ops}\n"
+        "spec:\n  containers:\n  - {name: main, image: 'img:1', imagePullPolicy: Never,"
+        " readinessProbe: {tcpSocket: {port: 80}}}\n"
+    )
+    raw = {"node": {"name": "n1"}, "sources": [], "staticPodPath": "static", "stateDir": "state"}
+    cfg = settings.from_dict(raw, str(tmp_path))
+    runtime = memory.MemoryRuntime(images=["img:1"], node_name="n1")
+    a = agent.Agent(cfg, runtime, watch=False)
+    a.relist()
+    return a, runtime
+
+
+def test_describe_a_static_pod_from_a_pass_and_its_events(tmp_path: Path) -> None:
+    a, runtime = _memory_agent(tmp_path)
+    first = a.reconcile()
+    assert [o.ok for o in first.outcomes] == [True]
+    [c] = runtime.list_managed()
+    runtime.exit(c.id, 2)
+    a.reconcile()  # restarts it: attempt 1 runs, attempt 0 is kept
+    facts = opscli.pod_facts(a, a.reconcile(dry_run=True), "ops", "web-n1")
+    assert facts is not None and facts.observed is not None
+    assert [plan.attempt_of(s) for s in facts.observed.stale] == [0]
+    text = describe.describe_pod(facts, NOW)
+    assert "Controlled By:    <none> (static pod)" in text
+    assert "    Last State:     Terminated\n      Reason:       Error\n      Exit Code:    2\n" in text
+    assert "    Restart Count:  1\n" in text
+    assert "    Readiness:      tcp-socket :80 delay=0s timeout=1s period=10s #success=1 #failure=3\n" in text
+    assert "Created container: main" in text and "Started container main" in text
+    assert opscli.pod_facts(a, a.reconcile(dry_run=True), "ops", "nope") is None
