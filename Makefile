@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/example.yaml
 EXAMPLE_IMAGE ?= busybox:stable
 
-.PHONY: run test unit lint check busybox minisign bench test-faults clean install uninstall test-systemd demo demo-tour demo-down test-demo
+.PHONY: run test unit lint check busybox minisign promtool bench test-faults clean install uninstall test-systemd demo demo-tour demo-down test-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +33,28 @@ minisign:
 	  else echo "warning: no minisign; the interoperability tests need: apt-get install minisign" >&2; fi; \
 	fi
 
+# promtool checks contrib/prometheus-alerts.yaml (tests/unit/test_contrib.py): only the promtool binary is
+# taken out of Debian's prometheus package (a 19 MB download) into .venv/bin; nothing is installed
+# system-wide and no Prometheus server is started. Without apt (or root) the check is skipped.
+promtool: $(STAMP)
+	@if ! command -v promtool >/dev/null && ! [ -x $(BIN)/promtool ] && command -v apt-get >/dev/null; then \
+	  tmp=$$(mktemp -d) && chmod 0755 $$tmp && \
+	  if ! (cd $$tmp && apt-get download prometheus >/dev/null 2>&1); then \
+	    apt-get update -qq >/dev/null 2>&1; (cd $$tmp && apt-get download prometheus >/dev/null 2>&1); fi; \
+	  if ls $$tmp/prometheus_*.deb >/dev/null 2>&1 && \
+	    dpkg-deb --fsys-tarfile $$tmp/prometheus_*.deb | tar -xO ./usr/bin/promtool > $(BIN)/promtool.tmp; then \
+	    chmod 0755 $(BIN)/promtool.tmp && mv $(BIN)/promtool.tmp $(BIN)/promtool && echo "promtool extracted to $(BIN)/promtool"; \
+	  else rm -f $(BIN)/promtool.tmp; echo "warning: could not fetch promtool; its rule check is skipped" >&2; fi; \
+	  rm -rf $$tmp; \
+	fi
+
 # The agent in the foreground on the examples in config/ (Ctrl-C stops the agent, not the pods).
 run: $(STAMP) busybox
 	$(BIN)/python -m nodeagent.localimage $(EXAMPLE_IMAGE)
 	$(BIN)/nodeagent --config $(CONFIG) plan
 	$(BIN)/nodeagent --config $(CONFIG) --log-format console run
 
-test: $(STAMP) busybox minisign
+test: $(STAMP) busybox minisign promtool
 	$(BIN)/pytest -q
 
 # The fault suite: SIGKILL mid-sync, engine restarts (an engine of its own), broken sources, crash loops,

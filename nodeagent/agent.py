@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -36,6 +36,7 @@ from nodeagent import (
     settings,
     workers,
 )
+from nodeagent import events as ev
 from nodeagent import runtime as rt
 from nodeagent.sources import files
 from nodeagent.sources import http as http_source
@@ -400,25 +401,19 @@ class Agent:
             if not wait:
                 self.workers.crashes()  # logged by the worker; the next pass retries the owner
                 finished = tuple(self._last_drained)
-                self._after(p, state, executor, observed, changed=bool(finished))
+                self._after(p, state, executor, observed, finished, changed=bool(finished))
                 return PassResult(p, finished, state, busy)
         self.workers.wait_idle()
         self.workers.reraise()
         with self._lock:
             done = self.workers.drain()
             self._fold(done)
-            self._after(
-                p,
-                state,
-                executor,
-                observed,
-                changed=any(isinstance(o, execute.Outcome) and o.ok for o in done),
-            )
             order = {id(a): i for i, a in enumerate(p.actions)}
             outcomes = sorted(
                 (o for o in done if isinstance(o, execute.Outcome)),
                 key=lambda o: order.get(id(o.action), len(order)),
             )
+            self._after(p, state, executor, observed, outcomes, changed=any(o.ok for o in outcomes))
             return PassResult(p, tuple(outcomes), state, busy)
 
     def _fold(self, finished: list[object]) -> None:
@@ -438,14 +433,18 @@ class Agent:
         state: desired.DesiredState,
         executor: execute.Executor,
         observed: tuple[rt.ObservedContainer, ...],
+        outcomes: Sequence[execute.Outcome],
         *,
         changed: bool,
     ) -> None:
-        """The quick per-pass chores: volume refresh of idle pods, probe targets, forgetting failures of
-        pods nothing wants, stuck workers reported."""
+        """The quick per-pass chores: volume refresh of idle pods, probe targets, events of the work that
+        finished (stateDir/events.json, for `events`, `describe` and the node report), forgetting failures
+        of pods nothing wants, stuck workers reported."""
         busy = self.workers.busy()
         self._refresh_volumes(p, state, executor, skip=set(busy))
         self._update_probes(p, observed, changed=changed)
+        now = self.clock()
+        ev.record_pass(self.settings.state_dir, p, outcomes, observed, self.health(), self.node.name, now)
         wanted = {d.desired.key for d in p.daemonsets} | {s.desired.key for s in p.static_pods}
         failures = {k: f for k, f in self.failures.items() if k in wanted}
         if failures != self.failures:

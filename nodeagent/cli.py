@@ -23,14 +23,17 @@ import nodeagent
 from nodeagent import agent as agent_mod
 from nodeagent import (
     errors,
+    events,
     fleet,
     health,
     identity,
+    kubestate,
     logs,
     manifests,
     metrics,
     model,
     node,
+    opscli,
     plan,
     policy,
     reconciler,
@@ -42,6 +45,7 @@ from nodeagent import runtime as rt
 from nodeagent import systemd as sd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+REPORT_EVENTS = 20  # the newest events a node report carries to serve
 
 log = structlog.get_logger(__name__)
 
@@ -156,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("kind", choices=("pod",))
     dl.add_argument("pod", metavar="NAMESPACE/NAME")
 
+    opscli.add_parsers(sub)  # events, describe, logs
     sub.add_parser("version", help="print the version")
     return p
 
@@ -177,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command in opscli.COMMANDS:
+            return opscli.main(args)
         if args.command == "status" and args.server:
             return cmd_fleet_status(
                 args.server,
@@ -712,6 +719,7 @@ def cmd_delete_pod(cfg: settings.Settings, pod: str, out: TextIO) -> int:
     action = plan.delete_action(found, "deleted by `nodeagent delete pod`")
     host = execute.HostInfo(node_name=_node_name(cfg), host_ip="", state_dir=cfg.state_dir)
     [outcome] = execute.Executor(runtime, host).apply([action])
+    events.record_outcomes(cfg.state_dir, [outcome], found.containers + found.init_containers, host.node_name)
     if not outcome.ok:
         print(f"nodeagent: {outcome.message}", file=sys.stderr)
         return EXIT_FAILED
@@ -884,6 +892,7 @@ def node_report(
         "agentVersion": nodeagent.__version__,
         "mode": mode,
         "errors": [e.render() for e in result.desired.errors],
+        "events": [e.to_json() for e in events.recent(events.load(a.settings.state_dir), REPORT_EVENTS)],
     }
 
 
@@ -906,6 +915,7 @@ def _record_metrics(result: agent_mod.PassResult, doc: dict[str, Any]) -> None:
     for p in [p for d in doc["status"]["daemonSets"] for p in d["pods"]] + doc["status"]["staticPods"]:
         phases[p["phase"]] = phases.get(p["phase"], 0) + 1
     metrics.set_pods(phases)
+    kubestate.set_status(doc["status"])  # kube-state-metrics series on the agent's /metrics
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

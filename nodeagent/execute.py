@@ -287,10 +287,7 @@ class Executor:
         except errors.ContainerRuntimeError as exc:
             # keep the container: it shows up as exited/created and the planner backs off on it
             return Outcome(action, False, RUN_CONTAINER_ERROR, str(exc))
-        if not init:
-            # init containers' earlier attempts go as "stale" in a later pass: their records count
-            for old in action.container_ids:
-                self._rt.remove(old)
+        # the earlier attempt stays: the planner's GC keeps the last dead one per container (logs --previous)
         failed_hook = self._post_start(action, cid, container, spec, ctx.sandbox)
         return failed_hook or Outcome(action, True)
 

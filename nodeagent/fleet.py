@@ -37,6 +37,7 @@ COUNTERS = (
     "numberMisscheduled",
 )
 _READY_ONLY = ("numberReady", "numberAvailable")
+MAX_REPORT_EVENTS = 200  # kept per node; a node sends its newest (cli.REPORT_EVENTS)
 
 
 MAX_ERRORS = 100  # a report's `errors` beyond this are dropped (with a note), each clipped to
@@ -57,13 +58,43 @@ class Taint:
 
 
 @dataclass(frozen=True)
+class ContainerReport:
+    """What the fleet's kube-state series need of one container: its restarts and waiting reason."""
+
+    name: str
+    restart_count: int
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PodReport:
+    namespace: str
+    name: str
+    ready: bool
+    containers: tuple[ContainerReport, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields of `status -o json`'s pod that `kubestate` reads."""
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "ready": self.ready,
+            "containers": [
+                {"name": c.name, "restartCount": c.restart_count, "state": c.state, "reason": c.reason}
+                for c in self.containers
+            ],
+        }
+
+
+@dataclass(frozen=True)
 class DaemonSetReport:
     """One DaemonSet as one node sees it: the DaemonSetStatus counters (0 or 1 each) and its pods."""
 
     namespace: str
     name: str
     counters: tuple[int, ...]  # in COUNTERS order
-    pods: int
+    pods: tuple[PodReport, ...]
 
 
 @dataclass(frozen=True)
@@ -75,11 +106,24 @@ class NodeReport:
     labels: Mapping[str, str]
     taints: tuple[Taint, ...]
     daemonsets: tuple[DaemonSetReport, ...]
-    static_pods: int
+    static_pods: tuple[PodReport, ...]
     received_at: float
     agent_version: str = ""
     errors: tuple[str, ...] = ()
     mode: str = MODE_AGENT
+    events: tuple[Mapping[str, Any], ...] = ()  # the node's recent events (events.Event.to_json)
+    node: str = ""  # status.node: the pod uids of static pods derive from it
+
+    def status_doc(self) -> dict[str, Any]:
+        """The kept part of the node's `status -o json` document, in its shape (for `kubestate`)."""
+        return {
+            "node": self.node,
+            "daemonSets": [
+                {"namespace": d.namespace, "name": d.name, "pods": [p.to_json() for p in d.pods]}
+                for d in self.daemonsets
+            ],
+            "staticPods": [p.to_json() for p in self.static_pods],
+        }
 
 
 class _Checker:
@@ -117,13 +161,65 @@ class _Checker:
             raise ReportError(f"{path}: must be an integer between 0 and 1000000, got {_kind(raw)}")
         return raw
 
-    def objects(self, raw: object, path: str) -> int:
-        """A list of objects (pods), of which only the number is kept."""
-        items = self.lst(raw, path)
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise ReportError(f"{path}[{i}]: must be an object, got {_kind(item)}")
-        return len(items)
+    def pods(self, raw: object, path: str) -> tuple[PodReport, ...]:
+        """A list of pods, of which only what the fleet view and its metrics read is kept."""
+        out = []
+        for i, item in enumerate(self.lst(raw, path)):
+            p = self.obj(item, f"{path}[{i}]")
+            containers = []
+            for j, c in enumerate(self.lst(p.get("containers"), f"{path}[{i}].containers")):
+                cp = f"{path}[{i}].containers[{j}]"
+                c = self.obj(c, cp)
+                containers.append(
+                    ContainerReport(
+                        name=self.str_(c.get("name"), f"{cp}.name", limit=253),
+                        restart_count=self.count(c.get("restartCount"), f"{cp}.restartCount"),
+                        state=self.str_(c.get("state"), f"{cp}.state", limit=64),
+                        reason=self.str_(c.get("reason"), f"{cp}.reason", limit=128),
+                    )
+                )
+            ready = p.get("ready", False)
+            if not isinstance(ready, bool):
+                raise ReportError(f"{path}[{i}].ready: must be a boolean, got {_kind(ready)}")
+            out.append(
+                PodReport(
+                    namespace=self.str_(p.get("namespace"), f"{path}[{i}].namespace", limit=253),
+                    name=self.str_(p.get("name"), f"{path}[{i}].name", limit=253),
+                    ready=ready,
+                    containers=tuple(containers),
+                )
+            )
+        return tuple(out)
+
+    def event(self, raw: object, path: str) -> dict[str, Any]:
+        """One of the node's recent events (events.Event.to_json), rebuilt from its checked fields only;
+        the message may carry line breaks from an engine error: they become spaces."""
+        e = self.obj(raw, path)
+        obj = self.obj(e.get("involvedObject"), f"{path}.involvedObject")
+        kind = self.str_(e.get("type"), f"{path}.type")
+        if kind not in ("Normal", "Warning"):
+            raise ReportError(f"{path}.type: must be Normal or Warning")
+        message = e.get("message")
+        if not isinstance(message, str):
+            raise ReportError(f"{path}.message: must be a string, got {_kind(message)}")
+        message = "".join(" " if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in message[:MAX_ERROR_CHARS])
+        src = self.obj(e.get("source"), f"{path}.source")
+        ref = {k: self.str_(obj.get(k), f"{path}.involvedObject.{k}") for k in ("kind", "namespace", "name")}
+        if obj.get("fieldPath"):
+            ref["fieldPath"] = self.str_(obj.get("fieldPath"), f"{path}.involvedObject.fieldPath")
+        return {
+            "type": kind,
+            "reason": self.str_(e.get("reason"), f"{path}.reason", limit=128),
+            "message": message,
+            "involvedObject": ref,
+            "count": self.count(e.get("count"), f"{path}.count"),
+            "firstTimestamp": self.str_(e.get("firstTimestamp"), f"{path}.firstTimestamp", limit=64),
+            "lastTimestamp": self.str_(e.get("lastTimestamp"), f"{path}.lastTimestamp", limit=64),
+            "source": {
+                "component": self.str_(src.get("component"), f"{path}.source.component", limit=64),
+                "host": self.str_(src.get("host"), f"{path}.source.host", limit=253),
+            },
+        }
 
 
 def _kind(raw: object) -> str:
@@ -176,10 +272,11 @@ def parse_report(doc: object, name: str, now: float) -> NodeReport:
                 namespace=c.str_(d.get("namespace"), f"{p}.namespace", required=True),
                 name=c.str_(d.get("name"), f"{p}.name", required=True),
                 counters=tuple(c.count(d.get(k), f"{p}.{k}") for k in COUNTERS),
-                pods=c.objects(d.get("pods"), f"{p}.pods"),
+                pods=c.pods(d.get("pods"), f"{p}.pods"),
             )
         )
-    static_pods = c.objects(status.get("staticPods"), "status.staticPods")
+    static_pods = c.pods(status.get("staticPods"), "status.staticPods")
+    node = c.str_(status.get("node"), "status.node", limit=253)
     errs = c.lst(doc.get("errors"), "errors")
     errors = [str(e)[:MAX_ERROR_CHARS] if isinstance(e, str) else f"<{_kind(e)}>" for e in errs[:MAX_ERRORS]]
     if len(errs) > MAX_ERRORS:
@@ -187,6 +284,8 @@ def parse_report(doc: object, name: str, now: float) -> NodeReport:
     mode = doc.get("mode") or MODE_AGENT
     if mode not in MODES:
         raise ReportError(f"mode: must be one of {', '.join(MODES)}")
+    evs = c.lst(doc.get("events"), "events")
+    events = tuple(c.event(e, f"events[{i}]") for i, e in enumerate(evs[:MAX_REPORT_EVENTS]))
     return NodeReport(
         name=name,
         labels=labels,
@@ -197,6 +296,8 @@ def parse_report(doc: object, name: str, now: float) -> NodeReport:
         agent_version=c.str_(doc.get("agentVersion"), "agentVersion"),
         errors=tuple(errors),
         mode=str(mode),
+        events=events,
+        node=node,
     )
 
 
@@ -249,7 +350,7 @@ class Fleet:
                     "lastSeenSecondsAgo": round(max(0.0, now - r.received_at), 1),
                     "agentVersion": r.agent_version,
                     "mode": r.mode,
-                    "pods": sum(d.pods for d in r.daemonsets) + r.static_pods,
+                    "pods": sum(len(d.pods) for d in r.daemonsets) + len(r.static_pods),
                     "errors": list(r.errors),
                 }
             )

@@ -387,6 +387,23 @@ def group_pods(observed: Iterable[rt.ObservedContainer]) -> dict[tuple[str, str]
     return pods
 
 
+def gc_stale(p: ObservedPod) -> list[rt.ObservedContainer]:
+    """The old attempts to remove: the kubelet's container GC keeps one dead container per container
+    (MaxPerPodContainer=1) so `logs --previous` can read it; a dead current attempt is that one."""
+    current = {_cname(c): c for c in (*p.containers, *p.init_containers)}
+    keep: dict[str, str] = {}  # container name -> id of the newest dead old attempt
+    for c in p.stale:  # oldest first (group_pods sorts by attempt): the last one wins
+        now = current.get(_cname(c))
+        app = c.labels.get(identity.LABEL_ROLE) != identity.ROLE_SANDBOX
+        if app and not c.running and now is not None and now.state not in ("exited", "dead"):
+            keep[_cname(c)] = c.id
+    return [c for c in p.stale if keep.get(_cname(c)) != c.id]
+
+
+def _cname(c: rt.ObservedContainer) -> str:
+    return c.labels.get(identity.LABEL_CONTAINER_NAME, "")
+
+
 def _init_index(c: rt.ObservedContainer) -> int:
     return _int_label(c, identity.LABEL_INIT_INDEX)
 
@@ -782,9 +799,9 @@ def plan(inputs: Inputs) -> Plan:
         kind = owner.split("/", 1)[0]
         what = "static pod manifest" if kind == "Pod" else "DaemonSet"
         other.append(delete_action(p, f"{what} {owner.split('/', 1)[-1]} is no longer in any source"))
-    # old attempts of containers that live on in a newer attempt
+    # old attempts of containers that live on in a newer attempt, but the last dead one (for logs --previous)
     for p in pods.values():
-        for c in p.stale:
+        for c in gc_stale(p):
             other.append(
                 Action(
                     verb=REMOVE,

@@ -23,7 +23,8 @@ but `/healthz` needs a credential, see `Server.identify`):
     GET  /api/daemonsets          {"daemonSets": [{namespace, name, desiredNumberScheduled, ...}]}
     GET  /api/fleet               both, plus the files of DIR that fail validation (`errors`)
     GET  /                        the same tables as an HTML page that refreshes itself
-    GET  /metrics                 Prometheus text format
+    GET  /api/events              {"kind": "EventList", "items": [...]}: the nodes' events, newest first
+    GET  /metrics                 Prometheus text format, with the fleet's kube-state-metrics series
     GET  /healthz                 "ok" while a bundle is published
 
 Publishing follows the agent's own rules (DESIGN.md §2): DIR is watched (watchdog plus a periodic
@@ -61,7 +62,7 @@ import structlog
 import yaml
 
 import nodeagent
-from nodeagent import fleet, manifests, metrics, model
+from nodeagent import events, fleet, kubestate, manifests, metrics, model
 from nodeagent.node import dns1123_subdomain_error as node_name_error
 from nodeagent.sources import files
 
@@ -791,11 +792,19 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             self._json({"nodes": app.fleet_json()["nodes"]})
         elif parts.path == "/api/daemonsets":
             self._json({"daemonSets": app.fleet_json()["daemonSets"]})
+        elif parts.path == "/api/events":
+            with app.fleet_lock:
+                reports = [(r.name, r.events) for r in app.fleet.nodes.values()]
+            self._json({"kind": "EventList", "items": events.fleet_events(reports)})
         elif parts.path == "/metrics":
             with app.fleet_lock:
-                ready, not_ready = app.fleet.counts(app.clock())
+                now = app.clock()
+                ready, not_ready = app.fleet.counts(now)
+                statuses = [(r.status_doc(), app.fleet.ready(r, now)) for r in app.fleet.nodes.values()]
             metrics.set_nodes(ready, not_ready)
-            self._send(200, metrics.exposition(), metrics.CONTENT_TYPE)
+            doc = app.fleet_json()  # kube-state-metrics series: the fleet's sums (kubestate.py)
+            body = kubestate.fleet_exposition(statuses, doc["daemonSets"], doc["nodes"])
+            self._send(200, body, metrics.CONTENT_TYPE)
         elif parts.path in ("/", "/index.html"):
             self._send(200, render_html(app.fleet_json()).encode(), "text/html; charset=utf-8")
         else:

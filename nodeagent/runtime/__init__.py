@@ -158,3 +158,17 @@ class ContainerRuntime(Protocol):
     def events(self, stop: threading.Event) -> Iterator[RuntimeEvent]:
         """Container events for managed containers until `stop` is set or the engine goes away."""
         ...
+
+    def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: float | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[bytes]:
+        """A container's stdout and stderr as the engine keeps them (`docker logs`), in chunks: the last
+        `tail` lines, those after `since` (unix seconds), each prefixed with its RFC 3339 time when
+        `timestamps`; with `follow`, until the container stops or the caller closes the iterator."""
+        ...

@@ -594,6 +594,41 @@ class DockerRuntime:
                 return
             since = until
 
+    def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: float | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[bytes]:
+        """`docker logs` through the API (json-file or local log driver), streamed in chunks."""
+        kwargs: dict[str, Any] = {
+            "stdout": True,
+            "stderr": True,
+            "stream": True,
+            "follow": follow,
+            "timestamps": timestamps,
+            "tail": "all" if tail is None else max(tail, 0),
+        }
+        if since is not None:
+            kwargs["since"] = since
+        with _translate(f"logs of {container_id}"):
+            stream = self._api().logs(container_id, **kwargs)
+        try:
+            while True:
+                with _translate(f"logs of {container_id}"):
+                    chunk = next(stream, None)
+                if chunk is None:
+                    return
+                yield bytes(chunk)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
 
 class PullTally:
     """Bytes downloaded and bytes known of a pull, summed over its layers from the engine's JSON lines:

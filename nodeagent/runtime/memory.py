@@ -74,6 +74,7 @@ class MemoryRuntime:
         self.exec_results: dict[tuple[str, ...], int] = {}
         self.hanging: dict[str, threading.Event] = {}  # pulls of these images wait for the event
         self.image_sizes: dict[str, int] = {}  # bytes a pull of the image reports as progress
+        self.log_lines: dict[str, list[tuple[float, bytes]]] = {}  # container id -> (time, line)
         self.calls: dict[str, int] = {}
         self.lock = threading.RLock()
         self.containers: dict[str, Container] = {}
@@ -227,7 +228,37 @@ class MemoryRuntime:
             with self.lock:
                 self._subscribers.remove(q)
 
+    def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: float | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[bytes]:
+        """What `write_log` wrote, line by line (no follow: a memory container never writes by itself)."""
+        self._call("logs")
+        with self.lock:
+            self._get(container_id, "logs of")
+            lines = list(self.log_lines.get(container_id, []))
+        if since is not None:
+            lines = [(t, line) for t, line in lines if t >= since]
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        for t, line in lines:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z "
+            yield (stamp.encode() if timestamps else b"") + line
+
     # --- test hooks -----------------------------------------------------------------------------
+
+    def write_log(self, container_id: str, data: bytes) -> None:
+        """The container prints `data` (one or more lines), now."""
+        with self.lock:
+            c = self._get(container_id, "write log")
+            now = self.clock()
+            for line in data.splitlines(keepends=True):
+                self.log_lines.setdefault(c.id, []).append((now, line))
 
     def exit(self, container_id: str, exit_code: int = 1) -> None:
         """The container's process ends by itself (a crash, or a run to completion)."""

@@ -82,6 +82,18 @@ class Recorder:
         self.calls.append("load_images")
         return self.inner.load_images(path)
 
+    def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: float | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[bytes]:
+        self.calls.append("logs")
+        return self.inner.logs(container_id, follow=follow, tail=tail, since=since, timestamps=timestamps)
+
     def container_ip(self, container_id: str, network: str = "") -> str:
         self.calls.append("container_ip")
         return self.inner.container_ip(container_id, network)
@@ -614,12 +626,14 @@ def test_crash_is_restarted_with_backoff_and_counted(home: Home) -> None:
     assert [(o.action.verb, o.action.attempt) for o in first.outcomes] == [("restart", 1)]
     assert "exited with code 3" in first.outcomes[0].action.reason
     wait_for(lambda: _exited(home))
-    [c] = home.containers()  # the attempt it replaced is gone
+    old, c = sorted(home.containers(), key=lambda x: int(x.labels[identity.LABEL_ATTEMPT]))
+    assert old.labels[identity.LABEL_ATTEMPT] == "0"  # kept until a dead newer attempt replaces it (GC)
     assert c.labels[identity.LABEL_ATTEMPT] == "1"
     assert c.labels[plan.LABEL_BACKOFF_STEP] == "1"
 
     held = a.reconcile()
-    assert verbs(held) == [], "no restart before the backoff has passed"
+    assert [o.action.verb for o in held.outcomes] == ["remove"], "no restart before the backoff has passed"
+    assert held.outcomes[0].action.container_ids == (old.id,), "one dead container per container is kept"
     [w] = held.plan.waiting
     assert w.reason == "CrashLoopBackOff" and w.container == "main"
     _, finished = home.engine.timestamps(c.id)
@@ -634,7 +648,7 @@ def test_crash_is_restarted_with_backoff_and_counted(home: Home) -> None:
     assert_ok(again)
     assert [(o.action.verb, o.action.attempt) for o in again.outcomes] == [("restart", 2)]
     wait_for(lambda: _exited(home))
-    [c] = home.containers()
+    c = max(home.containers(), key=lambda x: int(x.labels[identity.LABEL_ATTEMPT]))
     assert c.labels[plan.LABEL_BACKOFF_STEP] == "2"
     held = a.reconcile()
     [w] = held.plan.waiting

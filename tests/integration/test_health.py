@@ -126,6 +126,9 @@ def test_notify_health_endpoints_and_log_events(home: Home, agents: list[Agent])
     assert code == 200 and ctype.startswith("text/plain")
     assert 'nodeagent_actions_total{kind="create",result="ok"}' in body
     assert 'nodeagent_pods{phase="Running"} 1.0' in body
+    ds = f'daemonset="web",namespace="{home.namespace}"'  # kube-state-metrics names (kubestate.py)
+    assert f"kube_daemonset_status_number_available{{{ds}}} 1.0" in body, body
+    assert f'kube_pod_container_status_restarts_total{{container="main",namespace="{home.namespace}"' in body
     assert get(base + "/nope")[0] == 404
 
     applied = [e for e in a.events() if e["event"] == "action_applied"]

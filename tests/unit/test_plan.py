@@ -210,15 +210,56 @@ CASES = [
         [(plan.CREATE, "has no container 'b'")],
     ),
     Case(
-        "stale attempt: removed",
+        "last dead attempt of a running container: kept (logs --previous)",
         [DS],
         [
             container_for(DESIRED, state="exited", exit_code=1, attempt=0, finished=NOW - 50),
             container_for(DESIRED, attempt=1),
         ],
-        [(plan.REMOVE, "superseded")],
+        [],
     ),
 ]
+
+
+def _gc_case(
+    states: list[str],
+) -> list[rt.ObservedContainer]:
+    """Attempts 0..n-1 of container main, in these states (the last one is the current attempt)."""
+    return [
+        container_for(
+            DESIRED,
+            state=st,
+            attempt=i,
+            exit_code=None if st == "running" else 1,
+            finished=None if st == "running" else NOW - 50 + i,
+            step=0,
+        )
+        for i, st in enumerate(states)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("states", "removed"),
+    [
+        (["exited", "running"], []),  # the one dead attempt is kept for logs --previous
+        (["exited", "exited", "running"], [0]),  # older ones go: one dead container per container
+        (["exited", "exited", "exited", "running"], [0, 1]),
+        (["exited", "exited"], [0]),  # the current attempt is dead (crash loop): it is the one kept
+        (["running"], []),
+    ],
+)
+def test_gc_keeps_the_last_dead_attempt_per_container(states: list[str], removed: list[int]) -> None:
+    observed = _gc_case(states)
+    inputs = plan.Inputs(
+        node=make_node(),
+        daemonsets=(plan.DaemonSetInput(DS),),
+        static_pods=(),
+        observed=(*observed, sandbox_for(DESIRED)),
+        now=NOW - 40,  # within the crash-loop backoff: no restart
+    )
+    acts = [a for a in plan.plan(inputs).actions if a.verb == plan.REMOVE]
+    by_id = {c.id: plan.attempt_of(c) for c in observed}
+    assert sorted(by_id[cid] for a in acts for cid in a.container_ids) == removed
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -1,0 +1,547 @@
+"""Kubernetes-shaped events: derived from what a reconcile pass did, merged as client-go merges them,
+kept in a small bounded store in stateDir that other processes (`nodeagent events`, `describe`) read.
+
+Derivation is pure (outcomes, plan, observed containers, probe health in; events out). Merging follows
+client-go's EventCorrelator (tools/record/events_cache.go): an event equal to a stored one in source,
+involved object (with fieldPath), type, reason and message bumps its `count` and `lastTimestamp`; the
+10th distinct message of one object+type+reason within 10 minutes becomes "(combined from similar
+events): ..." and is counted from then on; and, as its spam filter, one source+object gets 25
+occurrences at once, then one every 5 minutes. The store keeps at most MAX_EVENTS events, none older
+than MAX_AGE_SECONDS (kube-apiserver's default --event-ttl is one hour).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from nodeagent import execute, identity, model, plan
+from nodeagent import runtime as rt
+
+NORMAL = "Normal"
+WARNING = "Warning"
+COMPONENT = "nodeagent"
+FILE = "events.json"
+MAX_EVENTS = 1000
+MAX_AGE_SECONDS = 3600.0
+AGGREGATE_MAX_EVENTS = 10  # client-go defaultAggregateMaxEvents
+AGGREGATE_INTERVAL = 600.0  # client-go defaultAggregateIntervalInSeconds
+COMBINED = "(combined from similar events): "
+SPAM_BURST = 25  # client-go defaultSpamBurst: occurrences per source and object at once
+SPAM_QPS = 1.0 / 300  # client-go defaultSpamQPS: then one every 5 minutes
+
+# Kubernetes' reasons (pkg/kubelet/events, pkg/controller/daemon)
+PULLING, PULLED, FAILED, BACKOFF = "Pulling", "Pulled", "Failed", "BackOff"
+CREATED, STARTED, KILLING, UNHEALTHY = "Created", "Started", "Killing", "Unhealthy"
+FAILED_MOUNT = "FailedMount"
+FAILED_POST_START_HOOK, FAILED_PRE_STOP_HOOK = "FailedPostStartHook", "FailedPreStopHook"
+SUCCESSFUL_CREATE, SUCCESSFUL_DELETE, FAILED_PLACEMENT = (
+    "SuccessfulCreate",
+    "SuccessfulDelete",
+    "FailedPlacement",
+)
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """involvedObject: Pod or DaemonSet, with a fieldPath like `spec.containers{main}` for a container."""
+
+    kind: str
+    namespace: str
+    name: str
+    field_path: str = ""
+
+    def text(self) -> str:
+        """kubectl get events' OBJECT column: `pod/name`, `daemonset/name`."""
+        return f"{self.kind.lower()}/{self.name}"
+
+    def matches(self, kind: str, namespace: str, name: str) -> bool:
+        return self.kind.lower() == kind.lower() and (self.namespace, self.name) == (namespace, name)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+    involved: ObjectRef
+    count: int = 1
+    first_timestamp: float = 0.0
+    last_timestamp: float = 0.0
+    source_host: str = ""  # the node
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """getEventKey: what makes two events the same occurrence."""
+        o = self.involved
+        return (
+            self.source_host,
+            o.kind,
+            o.namespace,
+            o.name,
+            o.field_path,
+            self.type,
+            self.reason,
+            self.message,
+        )
+
+    @property
+    def aggregate_key(self) -> tuple[str, ...]:
+        """EventAggregatorByReasonFunc: similar events differ only in their message (and fieldPath)."""
+        o = self.involved
+        return (self.source_host, o.kind, o.namespace, o.name, self.type, self.reason)
+
+    def to_json(self) -> dict[str, Any]:
+        obj: dict[str, str] = {
+            "kind": self.involved.kind,
+            "namespace": self.involved.namespace,
+            "name": self.involved.name,
+        }
+        if self.involved.field_path:
+            obj["fieldPath"] = self.involved.field_path
+        return {
+            "type": self.type,
+            "reason": self.reason,
+            "message": self.message,
+            "involvedObject": obj,
+            "count": self.count,
+            "firstTimestamp": rfc3339(self.first_timestamp),
+            "lastTimestamp": rfc3339(self.last_timestamp),
+            "source": {"component": COMPONENT, "host": self.source_host},
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Event:
+        obj = doc.get("involvedObject") or {}
+        return cls(
+            type=str(doc.get("type", NORMAL)),
+            reason=str(doc.get("reason", "")),
+            message=str(doc.get("message", "")),
+            involved=ObjectRef(
+                str(obj.get("kind", "")),
+                str(obj.get("namespace", "")),
+                str(obj.get("name", "")),
+                str(obj.get("fieldPath", "")),
+            ),
+            count=int(doc.get("count", 1)),
+            first_timestamp=parse_time(doc.get("firstTimestamp")),
+            last_timestamp=parse_time(doc.get("lastTimestamp")),
+            source_host=str((doc.get("source") or {}).get("host", "")),
+        )
+
+
+def rfc3339(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: object) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return 0.0
+    return 0.0
+
+
+# --- merging (pure) -----------------------------------------------------------------------------
+
+
+Spam = dict[str, tuple[float, float]]  # source+object -> (tokens, when last counted)
+
+
+def merge(stored: Sequence[Event], new: Iterable[Event], now: float, spam: Spam | None = None) -> list[Event]:
+    """Fold new occurrences into the stored events as client-go's EventCorrelator does (aggregate, count,
+    then the spam filter, which updates `spam` in place when given), then bound the result
+    (MAX_AGE_SECONDS, MAX_EVENTS, the oldest dropped first). Order: by lastTimestamp."""
+    out = [e for e in stored if now - e.last_timestamp <= MAX_AGE_SECONDS]
+    index = {e.key: i for i, e in enumerate(out)}
+    for ev in new:
+        ev = _aggregate(out, ev, now)
+        if spam is not None and not _accept(spam, ev, now):
+            continue
+        i = index.get(ev.key)
+        if i is not None:
+            old = out[i]
+            out[i] = replace(
+                old, count=old.count + ev.count, last_timestamp=max(old.last_timestamp, ev.last_timestamp)
+            )
+        else:
+            index[ev.key] = len(out)
+            out.append(ev)
+    out.sort(key=lambda e: e.last_timestamp)
+    return out[-MAX_EVENTS:]
+
+
+def _spam_key(ev: Event) -> str:
+    o = ev.involved
+    return "/".join((ev.source_host, o.kind, o.namespace, o.name))
+
+
+def _accept(spam: Spam, ev: Event, now: float) -> bool:
+    """EventSourceObjectSpamFilter: a token bucket per source and object, SPAM_BURST deep, refilled at
+    SPAM_QPS; an occurrence without a token is dropped (a crash loop cannot flood the store)."""
+    key = _spam_key(ev)
+    tokens, last = spam.get(key, (float(SPAM_BURST), now))
+    tokens = min(float(SPAM_BURST), tokens + max(0.0, now - last) * SPAM_QPS)
+    if tokens < 1.0:
+        spam[key] = (tokens, now)
+        return False
+    spam[key] = (tokens - 1.0, now)
+    return True
+
+
+def _prune_spam(spam: Spam, now: float) -> Spam:
+    """Buckets that have refilled are the same as no bucket: dropped, so the state stays small."""
+    return {k: v for k, v in spam.items() if v[0] + max(0.0, now - v[1]) * SPAM_QPS < SPAM_BURST}
+
+
+def _aggregate(stored: Sequence[Event], ev: Event, now: float) -> Event:
+    """EventAggregator: once an object+type+reason has had AGGREGATE_MAX_EVENTS distinct messages within
+    AGGREGATE_INTERVAL, further ones become one "(combined from similar events)" event, counted."""
+    if ev.message.startswith(COMBINED):
+        return ev
+    recent = {
+        e.message
+        for e in stored
+        if e.aggregate_key == ev.aggregate_key
+        and now - e.last_timestamp <= AGGREGATE_INTERVAL
+        and not e.message.startswith(COMBINED)
+    }
+    if ev.message in recent or len(recent | {ev.message}) < AGGREGATE_MAX_EVENTS:
+        return ev
+    combined = [e for e in stored if e.aggregate_key == ev.aggregate_key and e.message.startswith(COMBINED)]
+    message = combined[-1].message if combined else COMBINED + ev.message
+    return replace(ev, message=message, involved=replace(ev.involved, field_path=""))
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+def path(state_dir: str) -> str:
+    return os.path.join(state_dir, FILE)
+
+
+def load(state_dir: str) -> list[Event]:
+    """The stored events, oldest first; a missing or unreadable store is empty (events are best effort)."""
+    return _load(state_dir)[0]
+
+
+def _load(state_dir: str) -> tuple[list[Event], Spam]:
+    try:
+        with open(path(state_dir), encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return [], {}
+    items = doc.get("items") if isinstance(doc, dict) else None
+    out: list[Event] = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict):
+            with contextlib.suppress(TypeError, ValueError, AttributeError):
+                out.append(Event.from_json(item))
+    raw = doc.get("spamFilter") if isinstance(doc, dict) else None
+    spam: Spam = {}
+    for k, v in raw.items() if isinstance(raw, dict) else ():
+        with contextlib.suppress(TypeError, ValueError):
+            spam[str(k)] = (float(v[0]), float(v[1]))
+    return out, spam
+
+
+@contextlib.contextmanager
+def _locked(state_dir: str) -> Iterator[None]:
+    """One writer at a time (`run` and a one-shot `sync` may both record)."""
+    os.makedirs(state_dir, exist_ok=True)
+    with open(os.path.join(state_dir, FILE + ".lock"), "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def record(state_dir: str, events: Iterable[Event], now: float) -> list[Event]:
+    """Merge these occurrences into stateDir/events.json (written atomically: readers never see half a
+    file); returns the store. An unwritable stateDir loses events, never a pass."""
+    new = list(events)
+    if not new:
+        return load(state_dir)  # a quiet pass reads nothing back and writes nothing
+    try:
+        with _locked(state_dir):
+            stored, spam = _load(state_dir)
+            merged = merge(stored, new, now, spam)
+            if merged == stored:
+                return merged
+            doc = {
+                "kind": "EventList",
+                "items": [e.to_json() for e in merged],
+                "spamFilter": {k: list(v) for k, v in _prune_spam(spam, now).items()},
+            }
+            fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".events.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(doc, fh)
+                os.replace(tmp, path(state_dir))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            return merged
+    except OSError:
+        return merge([], new, now)
+
+
+def recent(events: Sequence[Event], limit: int) -> list[Event]:
+    """The newest `limit` events, newest first (what a node report carries)."""
+    return sorted(events, key=lambda e: e.last_timestamp, reverse=True)[:limit]
+
+
+def for_object(events: Iterable[Event], kind: str, namespace: str, name: str) -> list[Event]:
+    return [e for e in events if e.involved.matches(kind, namespace, name)]
+
+
+# --- derivation (pure) -------------------------------------------------------------------------
+
+
+def container_path(name: str, init: bool = False) -> str:
+    return f"spec.{'initContainers' if init else 'containers'}{{{name}}}"
+
+
+def _pod_ref(namespace: str, pod: str, container: str = "", init: bool = False) -> ObjectRef:
+    return ObjectRef("Pod", namespace, pod, container_path(container, init) if container else "")
+
+
+def _owner_ref(owner: str) -> ObjectRef | None:
+    kind, _, rest = owner.partition("/")
+    ns, _, name = rest.partition("/")
+    if kind != "DaemonSet" or not ns or not name:
+        return None
+    return ObjectRef("DaemonSet", ns, name)
+
+
+def _image_of(action: plan.Action) -> str:
+    d = action.desired
+    if d is None:
+        return ""
+    spec = d.template.spec
+    for c in (*spec.containers, *spec.init_containers):
+        if c.name == action.container:
+            return c.image
+    return ""
+
+
+def _mount_error(action: plan.Action, message: str) -> str | None:
+    """The volume a CreateContainerConfigError is about, when it is a volume's (hostPath type check, a
+    ConfigMap or Secret a volume names): the kubelet reports those as FailedMount, not Failed."""
+    d = action.desired
+    if d is None:
+        return None
+    for v in d.template.spec.volumes:
+        src = v.source
+        if isinstance(src, model.HostPathVolumeSource):
+            if message.startswith(("hostPath ", "mkdir ", "open ")) and src.path in message:
+                return v.name
+            continue
+        if any(f'"{ref}" not found' in message for ref in _volume_refs(src)):
+            return v.name
+    return None
+
+
+def _volume_refs(src: model.VolumeSource) -> list[str]:
+    if isinstance(src, model.ConfigMapVolumeSource):
+        return [src.name]
+    if isinstance(src, model.SecretVolumeSource):
+        return [src.secret_name]
+    if isinstance(src, model.ProjectedVolumeSource):
+        return [
+            n
+            for s in src.sources
+            for n in (s.config_map.name if s.config_map else "", s.secret.secret_name if s.secret else "")
+            if n
+        ]
+    return []
+
+
+def from_outcomes(
+    outcomes: Iterable[execute.Outcome],
+    observed: Iterable[rt.ObservedContainer],
+    node: str,
+    now: float,
+) -> list[Event]:
+    """The kubelet's and the DaemonSet controller's events for what the executor did."""
+    observed = list(observed)
+    names = {c.id: c.labels.get(identity.LABEL_CONTAINER_NAME, "") for c in observed}
+    roles = {c.id: c.labels.get(identity.LABEL_ROLE, "") for c in observed}
+    existing = {
+        (c.labels.get(identity.LABEL_POD_NAMESPACE, ""), c.labels.get(identity.LABEL_POD_NAME, ""))
+        for c in observed
+    }
+    out: list[Event] = []
+
+    def ev(kind: str, reason: str, message: str, ref: ObjectRef) -> None:
+        out.append(Event(kind, reason, message, ref, 1, now, now, node))
+
+    created_pods: set[tuple[str, str]] = set()
+    for o in outcomes:
+        a = o.action
+        key = (a.namespace, a.pod)
+        init = a.verb == plan.INIT
+        ref = _pod_ref(a.namespace, a.pod, a.container, init)
+        if a.verb in (plan.CREATE, plan.RESTART, plan.INIT, plan.START):
+            if o.ok:
+                if a.verb != plan.START:
+                    ev(NORMAL, CREATED, f"Created container: {a.container}", ref)
+                ev(NORMAL, STARTED, f"Started container {a.container}", ref)
+            elif o.reason == execute.ERR_IMAGE_PULL:  # only a pull that was tried fails so
+                ev(NORMAL, PULLING, f'Pulling image "{_image_of(a)}"', ref)
+                ev(WARNING, FAILED, f'Failed to pull image "{_image_of(a)}": {o.message}', ref)
+                ev(WARNING, FAILED, f"Error: {o.reason}", ref)
+            elif o.reason == execute.ERR_IMAGE_NEVER_PULL:
+                ev(WARNING, execute.ERR_IMAGE_NEVER_PULL, o.message, ref)
+                ev(WARNING, FAILED, f"Error: {o.reason}", ref)
+            elif o.reason == execute.POST_START_HOOK_ERROR:
+                ev(WARNING, FAILED_POST_START_HOOK, o.message, ref)
+                ev(NORMAL, KILLING, f"FailedPostStartHook: Stopping container {a.container}", ref)
+            elif o.reason == execute.CREATE_CONTAINER_CONFIG_ERROR and (vol := _mount_error(a, o.message)):
+                ev(
+                    WARNING,
+                    FAILED_MOUNT,
+                    f'MountVolume.SetUp failed for volume "{vol}" : {o.message}',
+                    _pod_ref(*key),
+                )
+            else:
+                ev(WARNING, FAILED, f"Error: {o.message or o.reason}", ref)
+            owner = _owner_ref(a.owner)
+            if owner is not None and key not in existing and key not in created_pods:
+                created_pods.add(key)
+                ev(NORMAL, SUCCESSFUL_CREATE, f"Created pod: {a.pod}", owner)
+        elif a.verb == plan.DELETE and o.ok:
+            for cid in a.container_ids:
+                if roles.get(cid) in (identity.ROLE_APP, identity.ROLE_INIT) and names.get(cid):
+                    init_c = roles.get(cid) == identity.ROLE_INIT
+                    msg = f"Stopping container {names[cid]}"
+                    ev(NORMAL, KILLING, msg, _pod_ref(a.namespace, a.pod, names[cid], init_c))
+            owner = _owner_ref(a.owner)
+            if owner is not None:
+                ev(NORMAL, SUCCESSFUL_DELETE, f"Deleted pod: {a.pod}", owner)
+    running = {c.id for c in observed if c.running}
+    for o in outcomes:  # a restart of a running container: its liveness (or startup) probe failed
+        a = o.action
+        if a.verb == plan.RESTART and any(cid in running for cid in a.container_ids):
+            msg = f"Container {a.container} failed liveness probe, will be restarted"
+            ev(NORMAL, KILLING, msg, _pod_ref(a.namespace, a.pod, a.container))
+    return out
+
+
+def from_plan(p: plan.Plan, node: str, now: float) -> list[Event]:
+    """BackOff for what the plan waits on; FailedPlacement for DaemonSets that do not run here."""
+    out: list[Event] = []
+    images = {
+        (d.namespace, d.name, c.name): c.image
+        for d in [*(x.desired for x in p.daemonsets), *(x.desired for x in p.static_pods)]
+        for c in (*d.template.spec.containers, *d.template.spec.init_containers)
+    }
+    for w in p.waiting:
+        if w.reason == "CrashLoopBackOff" and w.container:
+            ref = _pod_ref(w.namespace, w.pod, w.container)
+            msg = f"Back-off restarting failed container {w.container} in pod {w.pod}_{w.namespace}"
+            out.append(Event(WARNING, BACKOFF, msg, ref, 1, now, now, node))
+        elif w.reason == "ImagePullBackOff":
+            ref = _pod_ref(w.namespace, w.pod, w.container)
+            image = images.get((w.namespace, w.pod, w.container), "")
+            msg = f'Back-off pulling image "{image}"' if image else "Back-off pulling image"
+            out.append(Event(NORMAL, BACKOFF, msg, ref, 1, now, now, node))
+    for d in p.daemonsets:
+        if d.decision.should_run:
+            continue
+        why = "; ".join(d.decision.reasons) or "the node does not match"
+        ref = ObjectRef("DaemonSet", d.namespace, d.name)
+        out.append(
+            Event(
+                WARNING, FAILED_PLACEMENT, f'failed to place pod on "{node}": {why}', ref, 1, now, now, node
+            )
+        )
+    return out
+
+
+def from_health(
+    health: Mapping[str, plan.Health], observed: Iterable[rt.ObservedContainer], node: str, now: float
+) -> list[Event]:
+    """Unhealthy for each running container a probe currently fails (the prober's verdict message is
+    the kubelet's: "Liveness probe failed: ...")."""
+    out: list[Event] = []
+    for c in observed:
+        h = health.get(c.id)
+        if h is None or not c.running or not h.message or (h.ready and not h.restart):
+            continue
+        ref = _pod_ref(
+            c.labels.get(identity.LABEL_POD_NAMESPACE, ""),
+            c.labels.get(identity.LABEL_POD_NAME, ""),
+            c.labels.get(identity.LABEL_CONTAINER_NAME, ""),
+        )
+        out.append(Event(WARNING, UNHEALTHY, h.message, ref, 1, now, now, node))
+    return out
+
+
+def derive(
+    p: plan.Plan,
+    outcomes: Iterable[execute.Outcome],
+    observed: Iterable[rt.ObservedContainer],
+    health: Mapping[str, plan.Health],
+    node: str,
+    now: float,
+) -> list[Event]:
+    """Every event of one pass."""
+    observed = list(observed)
+    return [
+        *from_outcomes(outcomes, observed, node, now),
+        *from_plan(p, node, now),
+        *from_health(health, observed, node, now),
+    ]
+
+
+def record_pass(
+    state_dir: str,
+    p: plan.Plan,
+    outcomes: Iterable[execute.Outcome],
+    observed: Iterable[rt.ObservedContainer],
+    health: Mapping[str, plan.Health],
+    node: str,
+    now: float,
+) -> None:
+    """The one call the agent makes after a pass's outcomes are known."""
+    record(state_dir, derive(p, outcomes, observed, health, node, now), now)
+
+
+def record_outcomes(
+    state_dir: str, outcomes: Iterable[execute.Outcome], observed: Iterable[rt.ObservedContainer], node: str
+) -> None:
+    """Events of actions applied outside a pass (`nodeagent delete pod`), now."""
+    now = time.time()
+    record(state_dir, from_outcomes(outcomes, observed, node, now), now)
+
+
+# --- the fleet (serve) ------------------------------------------------------------------------------
+
+
+def fleet_events(reports: Iterable[tuple[str, Iterable[Mapping[str, Any]]]]) -> list[dict[str, Any]]:
+    """Every node's reported events (as to_json made them), each marked with its node in `source.host`,
+    newest first; entries that do not parse are dropped (a report is another process's word)."""
+    out: list[Event] = []
+    for node, items in reports:
+        for item in items:
+            try:
+                e = Event.from_json(item)
+            except (TypeError, ValueError, AttributeError):
+                continue
+            out.append(replace(e, source_host=e.source_host or node))
+    out.sort(key=lambda e: e.last_timestamp, reverse=True)
+    return [e.to_json() for e in out]

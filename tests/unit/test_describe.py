@@ -1,0 +1,122 @@
+"""`describe`'s pure parts: kubectl's tabwriter alignment, probe and env lines, container states."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from nodeagent import describe, events, model, plan, status
+from tests.unit.test_plan import DESIRED, NOW, container_for
+
+
+def test_tabwriter_aligns_blocks_of_consecutive_lines_like_go() -> None:
+    lines = ["Name:\tweb", "Namespace:\tdefault", "IPs:", "  IP:\t10.0.0.1", "Controlled By:\tDaemonSet/web"]
+    assert describe.tabwrite(lines) == [
+        "Name:       web",
+        "Namespace:  default",
+        "IPs:",
+        "  IP:           10.0.0.1",
+        "Controlled By:  DaemonSet/web",
+    ]
+    nested = ["  Type\tStatus", "  Ready\tTrue", "  PodScheduled\tTrue"]
+    assert describe.tabwrite(nested) == [
+        "  Type          Status",
+        "  Ready         True",
+        "  PodScheduled  True",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("handler", "text"),
+    [
+        (model.ExecAction(("cat", "/tmp/ok")), "exec [cat /tmp/ok]"),
+        (model.HTTPGetAction(port=8080, path="/healthz"), "http-get http://:8080/healthz"),
+        (model.HTTPGetAction(port="web", path="/", scheme="HTTPS"), "https://:web/"),
+        (model.TCPSocketAction(port=53), "tcp-socket :53"),
+    ],
+)
+def test_probe_lines_are_kubectls(handler: model.ProbeHandler, text: str) -> None:
+    p = model.Probe(
+        handler, initial_delay_seconds=5, timeout_seconds=2, period_seconds=90, failure_threshold=4
+    )
+    got = describe.probe_text(p)
+    assert text in got
+    assert got.endswith("delay=5s timeout=2s period=1m30s #success=1 #failure=4")
+
+
+def _pod_with(container: model.Container) -> plan.DesiredPod:
+    spec = replace(DESIRED.template.spec, containers=(container,))
+    return replace(DESIRED, template=replace(DESIRED.template, spec=spec))
+
+
+def test_env_shows_references_never_secret_values() -> None:
+    c = model.Container(
+        name="main",
+        image="busybox:1",
+        env=(
+            model.EnvVar("PLAIN", "a\nb"),
+            model.EnvVar(
+                "PW", value_from=model.EnvVarSource(secret_key_ref=model.KeySelector("s", "k", True))
+            ),
+            model.EnvVar(
+                "CM", value_from=model.EnvVarSource(config_map_key_ref=model.KeySelector("cm", "x"))
+            ),
+            model.EnvVar(
+                "NODE", value_from=model.EnvVarSource(field_ref=model.ObjectFieldSelector("spec.nodeName"))
+            ),
+        ),
+        env_from=(model.EnvFromSource(secret_ref=model.LocalObjectReference("all")),),
+    )
+    facts = describe.PodFacts(desired=_pod_with(c), observed=None, status=None, node_name="n")
+    text = describe.describe_pod(facts, NOW)
+    assert "      PLAIN:  a\n              b\n" in text
+    assert "      PW:     <set to the key 'k' in secret 's'>       Optional: true\n" in text
+    assert "      CM:     <set to the key 'x' of config map 'cm'>  Optional: false\n" in text
+    assert "      NODE:    (v1:spec.nodeName)\n" in text
+    assert "      all  Secret  Optional: false\n" in text
+    assert "    State:          Waiting\n      Reason:       ContainerCreating\n" in text
+    assert "Events:            <none>\n" in text
+
+
+def _status(cid: str, state: str, reason: str = "") -> status.ContainerStatus:
+    return status.ContainerStatus("main", state, reason, state == "running", 4, 1, "busybox:1", cid)
+
+
+def test_a_crash_loop_is_waiting_with_the_crash_as_last_state() -> None:
+    crashed = container_for(DESIRED, state="exited", exit_code=1, attempt=4, finished=NOW - 5)
+    view = describe.ContainerView(
+        DESIRED.template.spec.containers[0], crashed, None, _status(crashed.id, "waiting", "CrashLoopBackOff")
+    )
+    inspect = {
+        crashed.id: {
+            "State": {
+                "ExitCode": 1,
+                "StartedAt": "2026-01-01T00:00:00.5Z",
+                "FinishedAt": "2026-01-01T00:00:01Z",
+            }
+        }
+    }
+    state, last = describe.states(view, inspect, "")
+    assert (state.kind, state.reason) == ("Waiting", "CrashLoopBackOff")
+    assert last is not None and (last.kind, last.reason, last.exit_code) == ("Terminated", "Error", 1)
+    assert describe.rfc1123z(last.finished) == "Thu, 01 Jan 2026 00:00:01 +0000"
+
+
+def test_a_running_container_has_its_previous_attempt_as_last_state() -> None:
+    old = container_for(DESIRED, state="exited", exit_code=137, attempt=0, finished=NOW - 50)
+    cur = container_for(DESIRED, attempt=1)
+    view = describe.ContainerView(DESIRED.template.spec.containers[0], cur, old, _status(cur.id, "running"))
+    inspect = {old.id: {"State": {"ExitCode": 137, "OOMKilled": True}}}
+    state, last = describe.states(view, inspect, "")
+    assert state.kind == "Running"
+    assert last is not None and (last.reason, last.exit_code) == ("OOMKilled", 137)
+
+
+def test_events_section_counts_repeats() -> None:
+    ref = events.ObjectRef("Pod", DESIRED.namespace, DESIRED.name)
+    ev = events.Event(events.WARNING, "BackOff", "Back-off restarting", ref, 3, NOW - 120, NOW - 10, "n")
+    facts = describe.PodFacts(desired=DESIRED, observed=None, status=None, node_name="n", events=[ev])
+    text = describe.describe_pod(facts, NOW)
+    assert "  Type     Reason   Age               From       Message\n" in text
+    assert "  Warning  BackOff  10s (x3 over 2m)  nodeagent  Back-off restarting\n" in text
