@@ -33,6 +33,7 @@ from nodeagent import (
     plan,
     podconfig,
     probes,
+    pulls,
     settings,
     workers,
 )
@@ -147,6 +148,7 @@ class Agent:
         self._last_drained: list[execute.Outcome] = []
         self.publish_workers = False  # `run`: keep stateDir/workers.json current for `status`
         self.workers = workers.WorkerMap(on_done=on_change, on_change=self._workers_changed)
+        self.puller = _puller(cfg, runtime)
         self._caps_detected = False  # withheld capabilities: detected once, when a pod first needs them
         self.prober: probes.Prober | None = None  # `run` only (start_prober); one-shots read probes.json
         self._probe_facts: dict[str, tuple[float, str]] = {}  # container id -> (StartedAt, pod IP)
@@ -395,6 +397,7 @@ class Agent:
                 self._host_for(state),
                 lookup=state.lookup,
                 on_progress=lambda a, text: self.workers.set_detail(plan.work_owner(a), text),
+                puller=self.puller,
             )
             for owner, actions in p.by_owner().items():
                 self.workers.submit(_unit(owner, actions, executor))
@@ -543,6 +546,8 @@ class Agent:
         self.node = node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable)
         self.backoff = plan.Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.reset_after)
         self.host = dataclasses.replace(self.host, node_name=self.node.name, state_dir=cfg.state_dir)
+        if _pull_settings(old) != _pull_settings(cfg):  # pulls in flight finish on the old puller
+            self.puller = _puller(cfg, self.runtime)
         if (old.sources, old.static_pod_path, old.static_pod_policy, old.resync_interval) != (
             cfg.sources,
             cfg.static_pod_path,
@@ -604,6 +609,22 @@ def load_workers(state_dir: str) -> dict[str, workers.Busy]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError, AssertionError):
         return {}
     return {b.owner: b for b in out}
+
+
+def _pull_settings(cfg: settings.Settings) -> tuple[bool, int | None, float]:
+    return cfg.serialize_image_pulls, cfg.max_parallel_image_pulls, cfg.image_pull_deadline
+
+
+def _puller(cfg: settings.Settings, runtime: rt.ContainerRuntime | None) -> pulls.ImagePuller | None:
+    """The agent's one image puller (serializeImagePulls, maxParallelImagePulls, imagePullDeadline)."""
+    if runtime is None:
+        return None
+    return pulls.ImagePuller(
+        runtime,
+        serialize=cfg.serialize_image_pulls,
+        max_parallel=cfg.max_parallel_image_pulls,
+        deadline=cfg.image_pull_deadline,
+    )
 
 
 def load_failures(state_dir: str) -> dict[tuple[str, str], plan.Failure]:

@@ -301,7 +301,9 @@ def _runtime(cfg: settings.Settings) -> rt.ContainerRuntime | None:
     """The Docker runtime, or None (with a log line) when no engine answers."""
     from nodeagent.runtime import docker as docker_rt
 
-    runtime = docker_rt.DockerRuntime(cfg.docker_host, node_name=_node_name(cfg))
+    runtime = docker_rt.DockerRuntime(
+        cfg.docker_host, node_name=_node_name(cfg), pull_idle_timeout=cfg.image_pull_deadline
+    )
     try:
         if runtime.ping():
             return runtime
@@ -737,7 +739,9 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         # keep trying: the engine may start after us (systemd ordering is not a guarantee)
         from nodeagent.runtime import docker as docker_rt
 
-        runtime = docker_rt.DockerRuntime(cfg.docker_host, node_name=_node_name(cfg))
+        runtime = docker_rt.DockerRuntime(
+            cfg.docker_host, node_name=_node_name(cfg), pull_idle_timeout=cfg.image_pull_deadline
+        )
     loop: reconciler.Reconciler | None = None
 
     def wake() -> None:

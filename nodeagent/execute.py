@@ -23,14 +23,14 @@ from dataclasses import dataclass
 
 import structlog
 
-from nodeagent import errors, identity, labels, localimage, model, plan, podconfig, probes, volumes
+from nodeagent import errors, identity, labels, localimage, model, plan, podconfig, probes, pulls, volumes
 from nodeagent import runtime as rt
 
 log = structlog.get_logger(__name__)
 
 # Kubernetes' container waiting reasons, as `kubectl get pods` shows them
-ERR_IMAGE_PULL = "ErrImagePull"
-ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
+ERR_IMAGE_PULL = pulls.ERR_IMAGE_PULL
+ERR_IMAGE_NEVER_PULL = pulls.ERR_IMAGE_NEVER_PULL
 CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
 CREATE_CONTAINER_ERROR = "CreateContainerError"
 RUN_CONTAINER_ERROR = "RunContainerError"
@@ -38,6 +38,7 @@ POST_START_HOOK_ERROR = "PostStartHookError"
 
 WORKERS = 8  # pods handled at once: Docker calls are I/O bound, and one slow pod must not hold the rest
 POST_START_TIMEOUT = 30.0  # the kubelet waits for postStart without bound; we do not hang a worker
+PROGRESS_EVERY = 2.0  # seconds between two updates of a pulling pod's progress in `status`
 MIN_STOP_AFTER_HOOK = 2  # the kubelet leaves at least 2 s to stop a container after its preStop hook
 
 
@@ -72,16 +73,17 @@ class Executor:
         clock: Callable[[], float] = time.time,
         workers: int = WORKERS,
         on_progress: Callable[[plan.Action, str], None] | None = None,
+        puller: pulls.ImagePuller | None = None,
     ) -> None:
         self._progress = on_progress or (lambda action, text: None)
+        # one puller per agent, shared by every pass and pod; a one-shot Executor makes its own
+        self._puller = puller if puller is not None else pulls.ImagePuller(runtime)
         self._rt = runtime
         self._host = host
         self._lookup = lookup
         self._clock = clock
         self._workers = workers
         self._lock = threading.Lock()
-        self._image_locks: dict[str, threading.Lock] = {}
-        self._pulled: dict[str, Outcome | None] = {}  # one pull per image per pass
         self._pause_image = ""
 
     def apply(self, actions: Iterable[plan.Action]) -> list[Outcome]:
@@ -375,38 +377,29 @@ class Executor:
         )
 
     def _ensure_image(self, action: plan.Action, image: str, policy: str) -> Outcome | None:
-        """imagePullPolicy as the kubelet applies it; returns a failed Outcome or None.
+        """imagePullPolicy as the kubelet applies it, through the shared puller (one pull per image, a
+        bound on parallel pulls, a no-progress deadline); returns a failed Outcome or None.
 
-        One check (and pull) per image per pass, even with pods created concurrently."""
-        with self._lock:
-            lock = self._image_locks.setdefault(image, threading.Lock())
-        with lock:
-            return self._ensure_image_locked(action, image, policy)
+        While this pod waits for its image, its worker's detail follows the pull ("pulling image X: 120 MB
+        of 340 MB"), which `status` shows, refreshed every PROGRESS_EVERY seconds."""
+        done = threading.Event()
 
-    def _ensure_image_locked(self, action: plan.Action, image: str, policy: str) -> Outcome | None:
-        pulled = self._pulled
-        if image in pulled:
-            cached = pulled[image]
-            return None if cached is None else dataclasses.replace(cached, action=action)
-        result: Outcome | None = None
-        present = self._rt.image_present(image)
-        if policy == "Never":
-            if not present:
-                result = Outcome(
-                    action,
-                    False,
-                    ERR_IMAGE_NEVER_PULL,
-                    f'Container image "{image}" is not present with pull policy of Never',
-                )
-        elif policy == "Always" or not present:
-            self._progress(action, f"pulling image {image}")
-            try:
-                self._rt.pull(image)
-            except errors.ImagePullError as exc:
-                result = Outcome(action, False, ERR_IMAGE_PULL, str(exc))
-        pulled[image] = result
-        self._progress(action, "")
-        return result
+        def follow() -> None:
+            delay = 0.2  # a pull shows at once; a present image returns before this
+            while not done.wait(delay):
+                progress = self._puller.in_progress().get(image)
+                if progress is not None:
+                    self._progress(action, progress.describe())
+                delay = PROGRESS_EVERY
+
+        if policy != "Never":
+            threading.Thread(target=follow, name=f"pull-progress-{action.pod}", daemon=True).start()
+        try:
+            failure = self._puller.ensure(image, policy)
+        finally:
+            done.set()
+            self._progress(action, "")
+        return None if failure is None else Outcome(action, False, failure.reason, failure.message)
 
 
 _PHASE_DELETE, _PHASE_REMOVE, _PHASE_RUN = 0, 1, 2

@@ -9,7 +9,9 @@ stop in about one grace period, not one per container.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
+import docker.errors
 import pytest
 import yaml
 
@@ -26,6 +30,7 @@ from nodeagent import identity, localimage
 from nodeagent.runtime import docker as docker_rt
 from tests.integration.test_agent_run import NODEAGENT, agent_log, agent_proc, cli, start_run
 from tests.integration.test_agent_sync import Home, home, wait_for
+from tests.integration.test_pulls import SlowRegistry
 
 __all__ = ["agent_proc", "home"]  # fixtures
 
@@ -324,3 +329,32 @@ def test_the_fleet_view_shows_started_pods_without_waiting_for_a_resync(
                     p.wait(timeout=30)
         for c in docker_runtime.list_labelled(selector):
             docker_runtime.remove(c.id)
+
+
+def test_status_shows_the_pull_progress_of_a_pod_waiting_for_its_image(
+    home: Home, agent_proc: list[subprocess.Popen[bytes]]
+) -> None:
+    """A pod whose image comes slowly (a real registry on loopback dripping a 3 MB layer) shows in
+    `status` as its work in flight with the bytes the engine reported: "pulling image X: 1.2 MB of 3 MB"."""
+    registry = SlowRegistry(delay=0.1)
+    image = f"{registry.address}/slow:1"
+    client = docker.from_env()
+    try:
+        home.put("slow", home.ds("slow", container={"image": image, "imagePullPolicy": "Always"}))
+        start_run(home, agent_proc)
+        moving = re.compile(rf"^pulling image {re.escape(image)}: [0-9.]+ [kMG]?B of 3 MB$")
+
+        def progressing() -> bool:
+            w = in_flight(home).get(home.owner("slow"))
+            return w is not None and bool(moving.match(w["detail"]))
+
+        wait_for(progressing, timeout=60)
+        doc = json.loads(cli(home, "status", "-o", "json").stdout)
+        [work] = [w for w in doc["workInFlight"] if w["owner"] == home.owner("slow")]
+        assert work["detail"].startswith(f"pulling image {image}")
+        wait_for(lambda: not progressing(), timeout=60)  # the pull ends (its layer is no runnable image)
+    finally:
+        registry.close()
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(image, force=True)
+        client.close()
