@@ -50,7 +50,7 @@ promtool: $(STAMP)
 
 # The agent in the foreground on the examples in config/ (Ctrl-C stops the agent, not the pods).
 run: $(STAMP) busybox
-	$(BIN)/python -m nodeagent.localimage $(EXAMPLE_IMAGE)
+	$(BIN)/python -m nodeagent.agent.localimage $(EXAMPLE_IMAGE)
 	$(BIN)/nodeagent --config $(CONFIG) plan
 	$(BIN)/nodeagent --config $(CONFIG) --log-format console run
 

@@ -29,8 +29,13 @@ from typing import Any
 import docker
 import docker.errors
 
-from nodeagent import hangingregistry, localimage
+from nodeagent.agent import localimage
 from nodeagent.runtime import docker as docker_rt
+
+# `python benchmarks/bench.py` puts benchmarks/ first on sys.path, not the repo root: add the root so the
+# test helpers (tests/support, not part of the installed package) import as they do under pytest.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support import hangingregistry
 
 IMAGE = "nodeagent-bench/busybox:latest"
 RUN_ID = uuid.uuid4().hex[:8]
@@ -511,7 +516,8 @@ class CountingRuntime:
 
 def bench_noop(root: Path) -> dict[str, Any]:
     """A sync with nothing to do: wall time of the command, and the Docker calls one pass makes."""
-    from nodeagent import agent, settings
+    from nodeagent import settings
+    from nodeagent.agent import agent
 
     times = []
     for _ in range(5):

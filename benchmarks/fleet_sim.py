@@ -27,8 +27,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nodeagent import agent, cli, identity, logs, report, settings
+from nodeagent import cli, settings
+from nodeagent.agent import agent, identity
+from nodeagent.fleet import report
 from nodeagent.runtime import memory
+from nodeagent.service import logs
 from nodeagent.sources import http
 
 IMAGE = "registry.example/fleet/app:1"

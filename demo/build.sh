@@ -15,7 +15,7 @@ docker build --quiet --label io.nodeagent.demo=true -t nodeagent-demo/node:lates
 echo "nodeagent-demo/node:latest"
 say "workload image (FROM scratch, static busybox), handed to the nodes through their imagesDir"
 "$REPO_DIR/.venv/bin/python" - <<'PY'
-from nodeagent import localimage
+from nodeagent.agent import localimage
 from nodeagent.runtime import docker
 rt = docker.DockerRuntime()
 if not rt.image_present("nodeagent-demo/busybox:1"):

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from nodeagent import errors, model, node, policy
+from nodeagent import errors
+from nodeagent.k8s import model, node, policy
 
 ENV_CONFIG = "NODEAGENT_CONFIG"
 DEFAULT_CONFIG_PATH = "/etc/nodeagent/config.yaml"
@@ -531,7 +532,7 @@ class _Parser:
         )
 
     def policy(self, d: Mapping[str, Any], path: str, level_key: str, paths_key: str) -> policy.Policy:
-        """A Pod Security Standards level and PodSecurityPolicy-style allowedHostPaths (nodeagent.policy)."""
+        """A Pod Security Standards level and PSP-style allowedHostPaths (nodeagent.k8s.policy)."""
         level = self.opt(d, level_key, path, self.string) or policy.PRIVILEGED
         if level not in policy.LEVELS:
             self.fail(
@@ -559,7 +560,7 @@ class _Parser:
 
     def public_key(self, value: object, path: str) -> str:
         """A minisign public key file, read now so a bad key stops the agent at start (exit 2)."""
-        from nodeagent import signing  # cryptography is imported only when a key is configured
+        from nodeagent.sources import signing  # cryptography is imported only when a key is configured
 
         key_path = self.path_(value, path)
         try:

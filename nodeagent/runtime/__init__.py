@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from nodeagent import errors, identity
+from nodeagent import errors
+from nodeagent.agent import identity
 
 
 class ExecTimeout(errors.ContainerRuntimeError):

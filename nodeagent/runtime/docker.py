@@ -29,7 +29,8 @@ import docker.utils
 import requests.exceptions
 import urllib3.exceptions
 
-from nodeagent import errors, identity, localimage, runtime
+from nodeagent import errors, runtime
+from nodeagent.agent import identity, localimage
 
 # API 1.41 is Docker 20.10; "auto" negotiates down to the engine's own version when it is older or newer.
 API_VERSION = "auto"

@@ -21,8 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from nodeagent import errors, identity
+from nodeagent import errors
 from nodeagent import runtime as rt
+from nodeagent.agent import identity
 
 STOP_EXIT_CODE = 143  # a stopped container's exit code: SIGTERM, as `docker stop` reports it
 

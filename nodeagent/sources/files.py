@@ -37,7 +37,7 @@ from watchdog import events as wd_events
 from watchdog import observers as wd_observers
 from watchdog.observers import api as wd_api
 
-from nodeagent import manifests, model, policy
+from nodeagent.k8s import manifests, model, policy
 from nodeagent.sources import snapshot as snap
 
 log = structlog.get_logger(__name__)

@@ -28,7 +28,7 @@ from them). An agent started while its source is down loads it, so a node reboot
 runs what it ran; while the source stays down the snapshot carries a source-level error, which holds
 every removal (the planner removes nothing while such an error stands).
 
-Signatures (`publicKeyFile`, nodeagent.signing): a new 200 body must carry a minisign signature made
+Signatures (`publicKeyFile`, nodeagent.sources.signing): a new 200 body must carry a minisign signature made
 with the pinned key, from the `X-Nodeagent-Signature` header (`serve --signing-key`) or fetched from
 the bundle URL with `.minisig` appended to its path. Unsigned, tampered or wrongly signed is a failure of
 the whole fetch like any other: the last good bundle stays, and nothing unverified is cached.
@@ -61,7 +61,9 @@ from urllib.parse import quote, urljoin, urlsplit
 import structlog
 import yaml
 
-from nodeagent import errors, manifests, metrics, model, policy, settings
+from nodeagent import errors, settings
+from nodeagent.k8s import manifests, model, policy
+from nodeagent.service import metrics
 from nodeagent.sources import files
 from nodeagent.sources import snapshot as snap
 
@@ -671,7 +673,7 @@ class HttpSource:
         """Why the body is not signed by the pinned key ("" when it is). The signature comes with the
         response (`serve --signing-key` sends it in a header, so it matches this very body) or from
         the bundle URL with `.minisig` appended to its path (minisign's convention, any static host)."""
-        from nodeagent import signing  # cryptography is imported only when a key is pinned
+        from nodeagent.sources import signing  # cryptography is imported only when a key is pinned
 
         with self._lock:
             if self._state.bodies and self._state.bodies[-1] == resp.body and not self._state.from_cache:
@@ -690,7 +692,7 @@ class HttpSource:
         return ""
 
     def _fetch_signature(self, ctx: ssl.SSLContext | None) -> bytes:
-        from nodeagent import signing
+        from nodeagent.sources import signing
 
         parts = urlsplit(self.cfg.url)
         url = parts._replace(path=(parts.path or "/") + signing.SUFFIX).geturl()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nodeagent import model
+from nodeagent.k8s import model
 
 
 @dataclass(frozen=True)

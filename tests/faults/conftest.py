@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent import localimage
+from nodeagent.agent import localimage
 from nodeagent.runtime import docker as docker_rt
 from tests.integration.conftest import (
     TEST_IMAGE,

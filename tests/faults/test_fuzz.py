@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodeagent import manifests
+from nodeagent.k8s import manifests
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from nodeagent import serve
+from nodeagent.fleet import serve
 from nodeagent.runtime import docker as docker_rt
 
 from .conftest import AgentHome, daemonset, pods, wait_for

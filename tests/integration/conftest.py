@@ -21,8 +21,10 @@ import docker
 import docker.errors
 import pytest
 
-from nodeagent import errors, hangingregistry, localimage
+from nodeagent import errors
+from nodeagent.agent import localimage
 from nodeagent.runtime import docker as docker_runtime_mod
+from tests.support import hangingregistry
 
 TEST_LABEL = "io.nodeagent.test"
 SESSION_LABEL = "io.nodeagent.test.session"

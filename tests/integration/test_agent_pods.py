@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from nodeagent import agent as agent_mod
-from nodeagent import identity, localimage, plan, settings, volumes
+from nodeagent import settings
+from nodeagent.agent import agent as agent_mod
+from nodeagent.agent import identity, localimage, plan, volumes
 from nodeagent.runtime import docker as docker_rt
 from tests.integration.test_agent_run import cli
 from tests.integration.test_agent_sync import Home, assert_ok, home, wait_for

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from nodeagent import agent as agent_mod
-from nodeagent import identity, plan, reconciler, settings
+from nodeagent import settings
+from nodeagent.agent import agent as agent_mod
+from nodeagent.agent import identity, plan, reconciler
 from nodeagent.runtime import docker as docker_rt
 from tests.integration.test_agent_run import agent_proc, cli, start_run
 from tests.integration.test_agent_sync import Home, home, wait_for

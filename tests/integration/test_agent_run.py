@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from nodeagent import identity
+from nodeagent.agent import identity
 from tests.integration.test_agent_sync import Home, home, wait_for
 
 __all__ = ["home"]  # the fixture, shared with test_agent_sync

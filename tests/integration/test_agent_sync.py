@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
-from nodeagent import agent as agent_mod
-from nodeagent import cli, execute, identity, plan, settings
+from nodeagent import cli, settings
 from nodeagent import runtime as rt
+from nodeagent.agent import agent as agent_mod
+from nodeagent.agent import execute, identity, plan
 from nodeagent.runtime import docker as docker_rt
 
 pytestmark = pytest.mark.docker

@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nodeagent import manifests, model, node, scheduling
+from nodeagent.k8s import manifests, model, node, scheduling
 from nodeagent.runtime import docker as docker_rt
 from tests.corpus import corpus_params, require_corpus
 from tests.integration.conftest import TEST_LABEL

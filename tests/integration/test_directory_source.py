@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import structlog.testing
 
-from nodeagent import model
+from nodeagent.k8s import model
 from nodeagent.sources import files
 from nodeagent.sources import snapshot as snap
 

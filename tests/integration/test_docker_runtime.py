@@ -17,7 +17,9 @@ import docker
 import docker.utils
 import pytest
 
-from nodeagent import errors, identity, model, podconfig, quantity, runtime, volumes
+from nodeagent import errors, runtime
+from nodeagent.agent import identity, podconfig, volumes
+from nodeagent.k8s import model, quantity
 from nodeagent.runtime import docker as dockerrt
 
 Runtime = dockerrt.DockerRuntime

@@ -221,7 +221,7 @@ def test_a_token_over_plain_http_is_warned_about_once(hosts: list[Host], tmp_pat
 
 
 def test_the_status_reporter_warns_once_about_a_token_over_plain_http(tmp_path: Path) -> None:
-    from nodeagent import report
+    from nodeagent.fleet import report
 
     token = tmp_path / "token"
     token.write_text("report-token\n")

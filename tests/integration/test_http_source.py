@@ -28,9 +28,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from nodeagent import agent as agent_mod
-from nodeagent import desired, identity, metrics, serve, settings
+from nodeagent import settings
+from nodeagent.agent import agent as agent_mod
+from nodeagent.agent import desired, identity
+from nodeagent.fleet import serve
 from nodeagent.runtime import docker as docker_rt
+from nodeagent.service import metrics
 from nodeagent.sources import http
 
 TIMEOUT = 15.0

@@ -83,7 +83,8 @@ def test_filter() -> None:
 def test_agent_imports_images_before_its_first_pass(
     docker_runtime: docker_rt.DockerRuntime, saved_tarball: Path, tmp_path: Path, name_prefix: str
 ) -> None:
-    from nodeagent import agent, settings
+    from nodeagent import settings
+    from nodeagent.agent import agent
 
     (tmp_path / "images").mkdir()
     (tmp_path / "ds").mkdir()

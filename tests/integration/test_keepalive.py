@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from nodeagent import report, serve
+from nodeagent.fleet import report, serve
 from nodeagent.sources import http
 from tests.integration.test_http_source import ds_doc, put, source, start_serve, wait_for
 

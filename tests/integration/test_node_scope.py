@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nodeagent import identity
 from nodeagent import runtime as rt
+from nodeagent.agent import identity
 from nodeagent.runtime import docker as docker_rt
 
 

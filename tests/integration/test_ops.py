@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from nodeagent import cli as cli_mod
-from nodeagent import identity
+from nodeagent.agent import identity
 from nodeagent.sources import http
 from tests.integration.test_agent_run import NODEAGENT, cli
 from tests.integration.test_agent_sync import Home, home, wait_for

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import structlog.testing
 
-from nodeagent import agent, identity, model, podconfig, settings
+from nodeagent import settings
+from nodeagent.agent import agent, identity, podconfig
+from nodeagent.k8s import model
 from nodeagent.runtime import docker as dockerrt
 from tests.integration.conftest import SESSION_ID, TEST_IMAGE, cleanup_by_label
 

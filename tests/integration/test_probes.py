@@ -13,7 +13,9 @@ import docker
 import docker.utils
 import pytest
 
-from nodeagent import identity, model, probes, runtime
+from nodeagent import runtime
+from nodeagent.agent import identity, probes
+from nodeagent.k8s import model
 from nodeagent.runtime import docker as dockerrt
 from tests.integration.conftest import SESSION_ID
 

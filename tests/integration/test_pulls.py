@@ -22,7 +22,8 @@ import docker
 import docker.errors
 import pytest
 
-from nodeagent import errors, pulls
+from nodeagent import errors
+from nodeagent.agent import pulls
 from nodeagent.runtime import docker as docker_rt
 
 DEADLINE = 3.0

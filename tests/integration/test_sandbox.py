@@ -10,7 +10,9 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 
-from nodeagent import identity, localimage, model, podconfig, runtime
+from nodeagent import runtime
+from nodeagent.agent import identity, localimage, podconfig
+from nodeagent.k8s import model
 from nodeagent.runtime import docker as dockerrt
 from tests.integration.conftest import SESSION_ID
 

@@ -20,8 +20,10 @@ import pytest
 import structlog
 import yaml
 
-from nodeagent import agent as agent_mod
-from nodeagent import cli, identity, report, serve, settings
+from nodeagent import cli, settings
+from nodeagent.agent import agent as agent_mod
+from nodeagent.agent import identity
+from nodeagent.fleet import report, serve
 from nodeagent.runtime import docker as docker_rt
 from nodeagent.sources import http
 from tests.integration.test_http_source import ds_doc, put, start_serve, wait_for
@@ -37,7 +39,7 @@ def fleet(s: serve.Server) -> dict[str, Any]:
 
 def published(s: serve.Server) -> dict[str, str]:
     """name -> image of what /manifests serves, read the way an agent reads it."""
-    from nodeagent import manifests
+    from nodeagent.k8s import manifests
 
     body = http.request("GET", s.url + "/manifests").body
     loaded = manifests.load_text(body, "bundle")

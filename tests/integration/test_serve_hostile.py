@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from nodeagent import cli, serve
+from nodeagent import cli
+from nodeagent.fleet import serve
 from nodeagent.sources import http
 from tests.integration.test_http_source import Pki, ds_doc, make_pki, put, start_serve, wait_for
 

@@ -20,8 +20,10 @@ import pytest
 import structlog
 import yaml
 
-from nodeagent import policy, serve, settings, signing
-from nodeagent.sources import http
+from nodeagent import settings
+from nodeagent.fleet import serve
+from nodeagent.k8s import policy
+from nodeagent.sources import http, signing
 from tests.integration.test_http_source import ds_doc, images, put, wait_for
 
 

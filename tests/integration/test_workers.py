@@ -26,7 +26,7 @@ import docker.errors
 import pytest
 import yaml
 
-from nodeagent import identity, localimage
+from nodeagent.agent import identity, localimage
 from nodeagent.runtime import docker as docker_rt
 from tests.integration.test_agent_run import NODEAGENT, agent_log, agent_proc, cli, start_run
 from tests.integration.test_agent_sync import Home, home, wait_for

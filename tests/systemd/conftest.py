@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent import localimage
+from nodeagent.agent import localimage
 from nodeagent.runtime import docker as docker_rt
 from tests.integration import conftest as itest
 from tests.integration.conftest import _remove_images_built_here  # noqa: F401  (autouse: registered here)

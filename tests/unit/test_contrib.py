@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nodeagent import kubestate, metrics
+from nodeagent.service import kubestate, metrics
 
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib"
 _METRIC = re.compile(r"\b((?:kube|nodeagent|node|container|up)_[a-zA-Z0-9_:]+)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent import manifests, model
+from nodeagent.k8s import manifests, model
 from tests.corpus import corpus_files, corpus_params, require_corpus
 
 

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from nodeagent import describe, events, model, plan, status
+from nodeagent.agent import describe, events, plan, status
+from nodeagent.k8s import model
 from tests.unit.test_plan import DESIRED, NOW, container_for
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nodeagent import desired, model
+from nodeagent.agent import desired
+from nodeagent.k8s import model
 from nodeagent.sources import snapshot as snap
 
 

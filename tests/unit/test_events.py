@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent import events, execute, model, plan
+from nodeagent.agent import events, execute, plan
+from nodeagent.k8s import model
 from tests.unit.test_plan import DESIRED, DS, NOW, container_for, make_ds, make_node
 
 POD = events.ObjectRef("Pod", "kube-system", "agent-node-a", "spec.containers{main}")
@@ -275,7 +276,7 @@ def test_fleet_events_newest_first_marked_with_their_node_and_bad_entries_droppe
 
 
 def test_node_report_events_are_checked_and_bounded() -> None:
-    from nodeagent import fleet
+    from nodeagent.fleet import view as fleet
 
     doc = {"name": "n", "status": {}, "events": [ev().to_json()] * (fleet.MAX_REPORT_EVENTS + 1)}
     assert len(fleet.parse_report(doc, "n", NOW).events) == fleet.MAX_REPORT_EVENTS

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent import execute, identity, localimage, model, plan, status
 from nodeagent import runtime as rt
+from nodeagent.agent import execute, identity, localimage, plan, status
+from nodeagent.k8s import model
 from nodeagent.runtime import memory
 
 IMAGE = "busybox:test"
@@ -71,7 +72,7 @@ class Ordered(memory.MemoryRuntime):
 
 
 def inputs(dss: list[model.DaemonSet], observed: list[rt.ObservedContainer]) -> plan.Inputs:
-    from nodeagent import node
+    from nodeagent.k8s import node
 
     return plan.Inputs(
         node=node.build("node-a", {}, (), False),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent import manifests
+from nodeagent.k8s import manifests
 
 BOMB = """apiVersion: v1
 kind: ConfigMap
@@ -126,7 +126,7 @@ def test_a_stuck_scan_shows_in_failure_snapshot_and_readiness(
 ) -> None:
     from typing import Any, cast
 
-    from nodeagent import health
+    from nodeagent.service import health
     from nodeagent.sources import files
 
     (tmp_path / "a.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
@@ -198,7 +198,7 @@ def test_a_fifo_in_the_images_directory_is_skipped_not_opened(tmp_path: Path) ->
 def test_serve_warns_loudly_without_authentication_off_loopback(
     host: str, auth: dict[str, str], warned: bool
 ) -> None:
-    from nodeagent import serve
+    from nodeagent.fleet import serve
 
     cfg = serve.ServeConfig("/d", **auth)  # type: ignore[arg-type]
     text = serve.unprotected_warning(cfg, host, f"http://{host}:8080")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent import desired
+from nodeagent.agent import desired
 from nodeagent.sources import files, http
 from nodeagent.sources import snapshot as snap
 

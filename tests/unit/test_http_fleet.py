@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from nodeagent import cli, fleet, manifests, serve
+from nodeagent import cli
+from nodeagent.fleet import serve
+from nodeagent.fleet import view as fleet
+from nodeagent.k8s import manifests
 from tests.unit import test_http_bundle as bundles
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nodeagent import metrics
+from nodeagent.service import metrics
 
 
 def value(name: str, labels: dict[str, str]) -> float:

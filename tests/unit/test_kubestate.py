@@ -6,7 +6,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from nodeagent import identity, kubestate, metrics
+from nodeagent.agent import identity
+from nodeagent.service import kubestate, metrics
 
 
 def pod(name: str, *, ready: bool, containers: list[dict[str, Any]]) -> dict[str, Any]:

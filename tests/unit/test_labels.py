@@ -1,9 +1,9 @@
-"""The Docker label scheme (nodeagent.labels): encode and decode round-trip, and old or mangled labels
+"""The Docker label scheme (nodeagent.agent.labels): encode and decode round-trip, and old or mangled labels
 read as their defaults (a container made by an older agent, or edited by hand, still plans)."""
 
 from __future__ import annotations
 
-from nodeagent import identity, labels, plan
+from nodeagent.agent import identity, labels, plan
 
 
 def test_encode_decode_round_trip() -> None:

@@ -11,8 +11,9 @@ import pytest
 import structlog
 import yaml
 
-from nodeagent import agent as agent_mod
-from nodeagent import cli, logs, settings
+from nodeagent import cli, settings
+from nodeagent.agent import agent as agent_mod
+from nodeagent.service import logs
 from nodeagent.sources import files
 
 SECRET_VALUE = "s3cr3t-Value-never-logged"

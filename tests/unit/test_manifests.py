@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodeagent import manifests, model
+from nodeagent.k8s import manifests, model
 
 T = "spec.template.spec"
 C0 = f"{T}.containers[0]"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent import agent, errors, identity, settings
+from nodeagent import errors, settings
 from nodeagent import runtime as rt
+from nodeagent.agent import agent, identity
 from nodeagent.runtime import memory
 
 IMAGE = "example.com/app:1"

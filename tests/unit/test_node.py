@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from nodeagent import model, node
+from nodeagent.k8s import model, node
 
 
 @pytest.fixture(autouse=True)

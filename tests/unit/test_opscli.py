@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent import agent, describe, events, identity, opscli, plan, settings
 from nodeagent import runtime as rt
+from nodeagent import settings
+from nodeagent.agent import agent, describe, events, identity, plan
+from nodeagent.cli import ops as opscli
 from nodeagent.runtime import memory
 from tests.unit.test_plan import DESIRED, NOW, container_for, sandbox_for
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from nodeagent import identity, model, node, plan
 from nodeagent import runtime as rt
+from nodeagent.agent import identity, plan
+from nodeagent.k8s import model, node
 
 NOW = 1_000_000.0
 

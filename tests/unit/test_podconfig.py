@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from nodeagent import identity, model, podconfig, quantity, runtime
+from nodeagent import runtime
+from nodeagent.agent import identity, podconfig
+from nodeagent.k8s import model, quantity
 
 Q = quantity.parse
 

@@ -1,4 +1,4 @@
-"""nodeagent.policy: pod-security-admission's checks and messages, allowedHostPaths, and the hook in
+"""nodeagent.k8s.policy: pod-security-admission's checks and messages, allowedHostPaths, and the hook in
 files.merge_file (a refused document keeps its last good version, like any invalid document)."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import pytest
 import structlog
 import yaml
 
-from nodeagent import cli, errors, identity, manifests, model, policy, settings
+from nodeagent import cli, errors, settings
+from nodeagent.agent import identity
+from nodeagent.k8s import manifests, model, policy
 from nodeagent.sources import files
 from tests.corpus import corpus_files, require_corpus
 

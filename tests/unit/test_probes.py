@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from nodeagent import model, probes
 from nodeagent import runtime as rt
+from nodeagent.agent import probes
+from nodeagent.k8s import model
 
 OK = probes.Result(True)
 FAIL = probes.Result(False, "boom")

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from structlog.testing import capture_logs
 
-from nodeagent import errors, pulls
+from nodeagent import errors
+from nodeagent.agent import pulls
 from nodeagent.runtime import docker as docker_rt
 from nodeagent.runtime import memory
 

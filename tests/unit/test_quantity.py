@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from nodeagent import quantity
+from nodeagent.k8s import quantity
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from nodeagent import manifests, model, node, scheduling
+from nodeagent.k8s import manifests, model, node, scheduling
 
 NoSchedule, NoExecute, PreferNoSchedule = "NoSchedule", "NoExecute", "PreferNoSchedule"
 AFFINITY = "node(s) didn't match Pod's node affinity/selector"

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from nodeagent import errors, model, settings
+from nodeagent import errors, settings
+from nodeagent.k8s import model
 
 BASE = "/etc/nodeagent"
 

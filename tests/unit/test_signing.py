@@ -1,4 +1,4 @@
-"""nodeagent.signing: minisign's formats, both ways, against the real `minisign` tool (`make minisign`
+"""nodeagent.sources.signing: minisign's formats, both ways, against the real `minisign` tool (`make minisign`
 installs Debian's package). Without the tool those tests skip, and fail under CI=true."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from nodeagent import cli, errors, settings, signing
+from nodeagent import cli, errors, settings
+from nodeagent.sources import signing
 
 
 @pytest.fixture(autouse=True)

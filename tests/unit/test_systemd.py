@@ -12,8 +12,9 @@ from typing import Any, cast
 
 import pytest
 
-from nodeagent import health, reconciler
-from nodeagent import systemd as sd
+from nodeagent.agent import reconciler
+from nodeagent.service import health
+from nodeagent.service import systemd as sd
 
 
 class Manager:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from nodeagent import identity, model, podconfig, quantity, volumes
+from nodeagent.agent import identity, podconfig, volumes
+from nodeagent.k8s import model, quantity
 
 
 @pytest.fixture

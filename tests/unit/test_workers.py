@@ -1,4 +1,4 @@
-"""The per-owner worker map (nodeagent.workers) and the planner's side of it, with a fake clock.
+"""The per-owner worker map (nodeagent.agent.workers) and the planner's side of it, with a fake clock.
 
 Units are plain callables gated on events, so each test decides when work finishes; nothing here
 sleeps for a duration, it only waits for events the test itself sets.
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from nodeagent import plan, workers
+from nodeagent.agent import plan, workers
 from tests.unit.test_plan import DESIRED, DS, NOW, container_for, make_ds, make_node
 
 

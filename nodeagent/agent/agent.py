@@ -22,23 +22,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from nodeagent import (
-    desired,
-    errors,
-    execute,
-    identity,
-    metrics,
-    model,
-    node,
-    plan,
-    podconfig,
-    probes,
-    pulls,
-    settings,
-    workers,
-)
-from nodeagent import events as ev
+from nodeagent import errors, settings
 from nodeagent import runtime as rt
+from nodeagent.agent import desired, execute, identity, plan, podconfig, probes, pulls, workers
+from nodeagent.agent import events as ev
+from nodeagent.k8s import model, node
+from nodeagent.service import metrics
 from nodeagent.sources import files
 from nodeagent.sources import http as http_source
 from nodeagent.sources import images as images_source
@@ -359,7 +348,7 @@ class Agent:
         return (started or c.created_at, ip or "127.0.0.1")
 
     def _track_noexecute(self, daemonsets: tuple[plan.DaemonSetInput, ...], now: float) -> None:
-        from nodeagent import scheduling
+        from nodeagent.k8s import scheduling
 
         seen: set[tuple[str, str]] = set()
         for d in daemonsets:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from nodeagent import model, node, validation
+from nodeagent.k8s import model, node, validation
 
 REASON_NODE_NAME = "node(s) didn't match the requested node name"
 REASON_NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"

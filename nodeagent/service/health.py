@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from nodeagent import metrics, reconciler
+from nodeagent.agent import reconciler
+from nodeagent.service import metrics
 
 log = structlog.get_logger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import structlog
 
-from nodeagent import agent as agent_mod
 from nodeagent import errors
+from nodeagent.agent import agent as agent_mod
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Literal
 
-from nodeagent import model
+from nodeagent.k8s import model
 
 # --- message formats (k8s.io/apimachinery/pkg/util/validation/field) ---------------------------
 

@@ -62,8 +62,11 @@ import structlog
 import yaml
 
 import nodeagent
-from nodeagent import events, fleet, kubestate, manifests, metrics, model
-from nodeagent.node import dns1123_subdomain_error as node_name_error
+from nodeagent.agent import events
+from nodeagent.fleet import view as fleet
+from nodeagent.k8s import manifests, model
+from nodeagent.k8s.node import dns1123_subdomain_error as node_name_error
+from nodeagent.service import kubestate, metrics
 from nodeagent.sources import files
 
 log = structlog.get_logger(__name__)
@@ -516,7 +519,7 @@ class Server:
         self.clock = clock
         signer: Callable[[bytes], bytes] | None = None
         if cfg.signing_key:
-            from nodeagent import signing
+            from nodeagent.sources import signing
 
             key = signing.load_secret_key(cfg.signing_key)  # ConfigError names the file
             signer = lambda body: signing.sign(body, key, file_name="manifests")  # noqa: E731

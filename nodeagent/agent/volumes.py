@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from nodeagent import errors, model, podconfig
+from nodeagent import errors
+from nodeagent.agent import podconfig
+from nodeagent.k8s import model
 
 log = structlog.get_logger(__name__)
 

@@ -39,9 +39,9 @@ from fractions import Fraction
 
 import yaml
 
-from nodeagent import model, quantity
-from nodeagent import validation as v
-from nodeagent.validation import Raw, Walker, child, fields
+from nodeagent.k8s import model, quantity
+from nodeagent.k8s import validation as v
+from nodeagent.k8s.validation import Raw, Walker, child, fields
 
 SUPPORTED_KINDS: Mapping[str, str] = {
     "ConfigMap": "v1",
@@ -1215,7 +1215,7 @@ def _warn_fields(w: Walker, d: Raw, path: str, table: Mapping[str, str]) -> None
 
 def _unapplied_security(sc: Raw) -> tuple[model.SELinuxOptions | None, bool | None, str | None]:
     """seLinuxOptions, windowsOptions.hostProcess and appArmorProfile.type: never applied (a warning
-    says so), read only for a source's policy (nodeagent.policy). Read leniently: a value of the wrong
+    says so), read only for a source's policy (nodeagent.k8s.policy). Read leniently: a value of the wrong
     type counts as unset here, since these fields never were validated beyond the warning."""
 
     def text(d: object, key: str) -> str:

@@ -20,29 +20,16 @@ from typing import Any, TextIO
 import structlog
 
 import nodeagent
-from nodeagent import agent as agent_mod
-from nodeagent import (
-    errors,
-    events,
-    fleet,
-    health,
-    identity,
-    kubestate,
-    logs,
-    manifests,
-    metrics,
-    model,
-    node,
-    opscli,
-    plan,
-    policy,
-    reconciler,
-    report,
-    settings,
-    status,
-)
+from nodeagent import errors, settings
 from nodeagent import runtime as rt
-from nodeagent import systemd as sd
+from nodeagent.agent import agent as agent_mod
+from nodeagent.agent import events, identity, plan, reconciler, status
+from nodeagent.cli import ops as opscli
+from nodeagent.fleet import report
+from nodeagent.fleet import view as fleet
+from nodeagent.k8s import manifests, model, node, policy
+from nodeagent.service import health, kubestate, logs, metrics
+from nodeagent.service import systemd as sd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 REPORT_EVENTS = 20  # the newest events a node report carries to serve
@@ -271,7 +258,7 @@ def _where(p: model.Problem) -> tuple[str, int]:
 
 def cmd_sign(file: str, key_file: str, output: str | None, trusted_comment: str | None) -> int:
     """`nodeagent sign FILE --key K`: FILE.minisig, as `minisign -S -s K -m FILE` writes it."""
-    from nodeagent import signing
+    from nodeagent.sources import signing
 
     key = signing.load_secret_key(key_file)  # a ConfigError: exit 2 with the file named
     try:
@@ -712,7 +699,7 @@ def cmd_delete_pod(cfg: settings.Settings, pod: str, out: TextIO) -> int:
     if runtime is None:
         print("nodeagent: the Docker engine does not answer", file=sys.stderr)
         return EXIT_FAILED
-    from nodeagent import execute
+    from nodeagent.agent import execute
 
     found = plan.group_pods(runtime.list_managed()).get(key)
     if found is None:
@@ -924,7 +911,7 @@ def _record_metrics(result: agent_mod.PassResult, doc: dict[str, Any]) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`nodeagent serve`: in the foreground until SIGTERM/SIGINT."""
-    from nodeagent import serve
+    from nodeagent.fleet import serve
 
     cfg = serve.ServeConfig(
         directory=args.dir,
@@ -1069,7 +1056,3 @@ def print_fleet(doc: dict[str, Any], out: TextIO) -> None:
         where = e["file"] + (f"#{e['document']}" if e.get("document") is not None else "")
         line = f"error: {where}: {e['path'] + ': ' if e.get('path') else ''}{e['message']}"
         out.write(_clean(line) + "\n")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

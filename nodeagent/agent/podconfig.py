@@ -25,7 +25,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from nodeagent import errors, identity, model, runtime
+from nodeagent import errors, runtime
+from nodeagent.agent import identity
+from nodeagent.k8s import model
 
 # (kind "ConfigMap" or "Secret", namespace, name) -> the object's data, or None when it does not exist.
 Lookup = Callable[[str, str, str], Mapping[str, str | bytes] | None]

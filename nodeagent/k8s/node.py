@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodeagent import model
+from nodeagent.k8s import model
 
 # Well-known labels the kubelet sets on its Node (k8s.io/api/core/v1 well_known_labels.go).
 LABEL_HOSTNAME = "kubernetes.io/hostname"

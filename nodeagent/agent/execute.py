@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 import structlog
 
-from nodeagent import errors, identity, labels, localimage, model, plan, podconfig, probes, pulls, volumes
+from nodeagent import errors
 from nodeagent import runtime as rt
+from nodeagent.agent import identity, labels, localimage, plan, podconfig, probes, pulls, volumes
+from nodeagent.k8s import model
 
 log = structlog.get_logger(__name__)
 

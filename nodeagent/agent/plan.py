@@ -28,10 +28,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from nodeagent import identity, labels, model, node, podconfig, scheduling
 from nodeagent import runtime as rt
+from nodeagent.agent import identity, labels, podconfig
+from nodeagent.k8s import model, node, scheduling
 
-# labels of ours the planner reads (the scheme, with encode and decode, is nodeagent.labels)
+# labels of ours the planner reads (the scheme, with encode and decode, is nodeagent.agent.labels)
 LABEL_BACKOFF_STEP = labels.BACKOFF_STEP
 LABEL_GRACE = labels.GRACE
 DEFAULT_GRACE = 30

@@ -25,7 +25,7 @@ import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from nodeagent import identity
+from nodeagent.agent import identity
 
 DAEMONSET_SERIES = {
     "kube_daemonset_status_desired_number_scheduled": (

@@ -23,8 +23,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nodeagent import execute, identity, model, plan
 from nodeagent import runtime as rt
+from nodeagent.agent import execute, identity, plan
+from nodeagent.k8s import model
 
 NORMAL = "Normal"
 WARNING = "Warning"

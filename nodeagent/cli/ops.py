@@ -1,6 +1,6 @@
 """The operator's commands, shaped like their kubectl counterparts: `events`, `describe`, `logs`.
 
-`cli.py` only registers them (`add_parsers`) and hands them over (`main`); each command reads what the
+`nodeagent.cli` only registers them (`add_parsers`) and hands them over (`main`); each command reads what the
 agent leaves behind (stateDir/events.json, the containers on the engine, a dry-run plan), so they work
 while `nodeagent run` is running, and without it.
 """
@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO, TextIO
 
-from nodeagent import describe, errors, events, identity, plan, settings, status
+from nodeagent import errors, settings
 from nodeagent import runtime as rt
+from nodeagent.agent import describe, events, identity, plan, status
 
 COMMANDS = ("events", "describe", "logs")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

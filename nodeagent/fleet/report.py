@@ -20,7 +20,8 @@ from urllib.parse import quote, urlsplit
 
 import structlog
 
-from nodeagent import metrics, settings
+from nodeagent import settings
+from nodeagent.service import metrics
 from nodeagent.sources import http
 
 log = structlog.get_logger(__name__)

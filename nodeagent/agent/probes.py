@@ -31,8 +31,9 @@ from typing import Protocol
 
 import structlog
 
-from nodeagent import errors, model
+from nodeagent import errors
 from nodeagent import runtime as rt
+from nodeagent.k8s import model
 
 log = structlog.get_logger(__name__)
 

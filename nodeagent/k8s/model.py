@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nodeagent import quantity
+from nodeagent.k8s import quantity
 
 # --- metadata and selectors -------------------------------------------------------------------
 
@@ -235,7 +235,7 @@ class Capabilities:
     drop: tuple[str, ...] = ()
 
 
-# Fields that nodeagent does not apply but that a source's policy checks (nodeagent.policy). They are
+# Fields that nodeagent does not apply but that a source's policy checks (nodeagent.k8s.policy). They are
 # left out of the spec hash (identity.spec_hash): changing them changes nothing that runs, and adding
 # them must not make every running pod look outdated.
 NOT_HASHED = {"hash": False}

@@ -13,11 +13,12 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from nodeagent import labels, model, quantity
+from nodeagent.agent import labels
+from nodeagent.k8s import model, quantity
 
 HASH_SCHEME = "v1"
 
-# the label scheme lives in nodeagent.labels (names, encode, decode); these names stay for callers
+# the label scheme lives in nodeagent.agent.labels (names, encode, decode); these names stay for callers
 LABEL_MANAGED = labels.MANAGED
 LABEL_NODE = labels.NODE
 LABEL_OWNER = labels.OWNER

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
-from nodeagent import manifests, model
+from nodeagent.k8s import manifests, model
 from nodeagent.sources import snapshot as snap
 
 T = TypeVar("T", model.DaemonSet, model.Pod, model.ConfigMap, model.Secret)

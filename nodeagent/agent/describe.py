@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodeagent import events, identity, model, plan, scheduling, status
 from nodeagent import runtime as rt
+from nodeagent.agent import events, identity, plan, status
+from nodeagent.k8s import model, scheduling
 
 Inspect = Mapping[str, Any]
 

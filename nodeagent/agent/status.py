@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nodeagent import identity, plan
 from nodeagent import runtime as rt
+from nodeagent.agent import identity, plan
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Helpers shared by tests and the benchmark (not part of the nodeagent package)."""
