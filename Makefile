@@ -50,7 +50,7 @@ promtool: $(STAMP)
 
 # The agent in the foreground on the examples in config/ (Ctrl-C stops the agent, not the pods).
 run: $(STAMP) busybox
-	$(BIN)/python -m nodeagent.agent.localimage $(EXAMPLE_IMAGE)
+	$(BIN)/python -m nodeagent.runtime.example_image $(EXAMPLE_IMAGE)
 	$(BIN)/nodeagent --config $(CONFIG) plan
 	$(BIN)/nodeagent --config $(CONFIG) --log-format console run
 
@@ -69,6 +69,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check nodeagent tests benchmarks
 	$(BIN)/ruff format --check nodeagent tests benchmarks
 	$(BIN)/mypy --strict
+	$(BIN)/lint-imports
 
 check: lint test
 
@@ -152,4 +153,4 @@ test-demo: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider tests/demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .state
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .state

@@ -560,7 +560,7 @@ class _Parser:
 
     def public_key(self, value: object, path: str) -> str:
         """A minisign public key file, read now so a bad key stops the agent at start (exit 2)."""
-        from nodeagent.sources import signing  # cryptography is imported only when a key is configured
+        from nodeagent.sources import signing  # lazy: cryptography is imported only when a key is configured
 
         key_path = self.path_(value, path)
         try:

@@ -26,7 +26,7 @@ from nodeagent import errors, settings
 from nodeagent import runtime as rt
 from nodeagent.agent import desired, execute, identity, plan, podconfig, probes, pulls, workers
 from nodeagent.agent import events as ev
-from nodeagent.k8s import model, node
+from nodeagent.k8s import model, node, scheduling
 from nodeagent.service import metrics
 from nodeagent.sources import files
 from nodeagent.sources import http as http_source
@@ -348,8 +348,6 @@ class Agent:
         return (started or c.created_at, ip or "127.0.0.1")
 
     def _track_noexecute(self, daemonsets: tuple[plan.DaemonSetInput, ...], now: float) -> None:
-        from nodeagent.k8s import scheduling
-
         seen: set[tuple[str, str]] = set()
         for d in daemonsets:
             decision = scheduling.decide(self.node, d.obj.spec.template.spec)

@@ -166,38 +166,3 @@ def ensure_busybox_image(
         return tag
     find_busybox()  # a clear message before any engine work
     return builder.build_busybox_image(tag, dict(labels or {}))
-
-
-def ensure_image_offline(tag: str) -> str:
-    """The image `tag` for examples: present, else pulled, else built locally from busybox (said aloud)."""
-    from nodeagent.runtime import docker as docker_rt
-
-    rt = docker_rt.DockerRuntime()
-    if rt.image_present(tag):
-        return f"{tag}: present"
-    try:
-        rt.pull(tag)
-        return f"{tag}: pulled"
-    except errors.ImagePullError:
-        pass
-    rt.build_busybox_image(tag, {"io.nodeagent.local-image": "true"})
-    return (
-        f"{tag}: no registry answered, so it was built locally FROM scratch with this host's static busybox"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    import sys
-
-    tags = argv if argv is not None else sys.argv[1:]
-    try:
-        for tag in tags:
-            print(ensure_image_offline(tag))
-    except errors.NodeAgentError as exc:
-        print(f"nodeagent: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

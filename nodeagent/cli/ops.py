@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, TextIO
 from nodeagent import errors, settings
 from nodeagent import runtime as rt
 from nodeagent.agent import describe, events, identity, plan, status
+from nodeagent.sources import http
 
 COMMANDS = ("events", "describe", "logs")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -169,8 +170,6 @@ def cmd_events(
 
 
 def fetch_fleet_events(url: str, token_file: str | None, ca_file: str | None) -> list[events.Event]:
-    from nodeagent.sources import http
-
     ctx = http.ssl_context(ca_file) if url.startswith("https:") else None
     try:
         doc = http.get_json(url.rstrip("/") + "/api/events", headers=http.bearer(token_file), context=ctx)
@@ -277,7 +276,7 @@ def log_target(
 
 
 def cmd_logs(cfg: settings.Settings, args: argparse.Namespace, out: BinaryIO) -> int:
-    from nodeagent import cli
+    from nodeagent import cli  # lazy: nodeagent.cli imports this module (a cycle at import time)
 
     namespace, pod = _ns_name(args.pod)
     runtime = cli._runtime(cfg)
@@ -390,7 +389,7 @@ def _outdated(desired: plan.DesiredPod, obs: plan.ObservedPod) -> plan.DesiredPo
 
 
 def cmd_describe(cfg: settings.Settings, kind: str, text: str, out: TextIO) -> int:
-    from nodeagent import cli
+    from nodeagent import cli  # lazy: nodeagent.cli imports this module (a cycle at import time)
 
     namespace, name = _ns_name(text)
     a = cli._one_shot_agent(cfg)

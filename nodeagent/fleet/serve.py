@@ -519,7 +519,7 @@ class Server:
         self.clock = clock
         signer: Callable[[bytes], bytes] | None = None
         if cfg.signing_key:
-            from nodeagent.sources import signing
+            from nodeagent.sources import signing  # lazy: cryptography only with a signing key
 
             key = signing.load_secret_key(cfg.signing_key)  # ConfigError names the file
             signer = lambda body: signing.sign(body, key, file_name="manifests")  # noqa: E731

@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
-from nodeagent.agent import reconciler
 from nodeagent.service import metrics
 
 log = structlog.get_logger(__name__)
@@ -57,12 +57,28 @@ def evaluate(
     return Verdict(True, "ok")
 
 
+class PassLoop(Protocol):
+    """What the monitor reads of the agent's reconcile loop (agent/reconciler.py's `Reconciler`), typed
+    here so the service layer never imports the agent layer (ARCHITECTURE.md, import contracts)."""
+
+    @property
+    def resync_interval(self) -> float: ...
+    @property
+    def passes(self) -> int: ...
+    @property
+    def last_pass_at(self) -> float: ...
+    @property
+    def pass_started_at(self) -> float | None: ...
+    @property
+    def last_error(self) -> str: ...
+
+
 class Monitor:
     """Reads the live reconciler; `check()` for health, `ready` once the first pass completed."""
 
     def __init__(
         self,
-        loop: reconciler.Reconciler,
+        loop: PassLoop,
         *,
         stale_after: float | None = None,
         stall_after: float = STALL_AFTER,

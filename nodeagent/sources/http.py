@@ -673,7 +673,7 @@ class HttpSource:
         """Why the body is not signed by the pinned key ("" when it is). The signature comes with the
         response (`serve --signing-key` sends it in a header, so it matches this very body) or from
         the bundle URL with `.minisig` appended to its path (minisign's convention, any static host)."""
-        from nodeagent.sources import signing  # cryptography is imported only when a key is pinned
+        from nodeagent.sources import signing  # lazy: cryptography is imported only when a key is pinned
 
         with self._lock:
             if self._state.bodies and self._state.bodies[-1] == resp.body and not self._state.from_cache:
@@ -692,7 +692,7 @@ class HttpSource:
         return ""
 
     def _fetch_signature(self, ctx: ssl.SSLContext | None) -> bytes:
-        from nodeagent.sources import signing
+        from nodeagent.sources import signing  # lazy: as in _unsigned, only when a key is pinned
 
         parts = urlsplit(self.cfg.url)
         url = parts._replace(path=(parts.path or "/") + signing.SUFFIX).geturl()
