@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodeagent import errors
+
 DEFAULT_GRACE = 40.0
 DEFAULT_EXPIRY = 24 * 3600.0  # NotReady this long (after the grace period): forgotten
 DEFAULT_MAX_NODES = 10_000
@@ -46,7 +48,7 @@ MAX_STRING = 253  # names, namespaces, taint keys and values, versions
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
-class ReportError(ValueError):
+class ReportError(errors.NodeAgentError, ValueError):
     """A node report does not have the expected shape; the message names the field path."""
 
 

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from nodeagent import errors
+
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
     "n": Fraction(1, 10**9),
@@ -28,7 +30,7 @@ _DECIMAL = {
 _QUANTITY = re.compile(r"^([+-]?)(\d+\.?\d*|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
 
 
-class QuantityError(ValueError):
+class QuantityError(errors.NodeAgentError, ValueError):
     """Raised for a string that is not a Kubernetes quantity; the message is Kubernetes' own."""
 
 
