@@ -1,4 +1,4 @@
-"""The agent's own config (DESIGN.md §4): YAML in, checked frozen dataclasses out.
+"""The agent's own config (ARCHITECTURE.md §5): YAML in, checked frozen dataclasses out.
 
 Everything is validated up front so a typo stops the agent at start (exit 2) or keeps the old config on
 SIGHUP, instead of surfacing later as a silently ignored setting: unknown keys are errors, durations and

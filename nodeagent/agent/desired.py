@@ -1,6 +1,6 @@
 """Desired state: the per-source snapshots merged into one view, with the safety rules applied.
 
-No I/O: sources push `Snapshot`s in, the reconciler reads `state()`. Rules (DESIGN.md §2, §3):
+No I/O: sources push `Snapshot`s in, the reconciler reads `state()`. Rules (ARCHITECTURE.md §2, §3):
 - a source's last good snapshot stays in force while it fails (an `ok=False` snapshot only adds errors);
 - the same object (kind, namespace, name) defined twice, in two sources or two files (or twice in one
   file), is a conflict: the definition that was in force first stays, and an error names both places.

@@ -27,7 +27,7 @@ but `/healthz` needs a credential, see `Server.identify`):
     GET  /metrics                 Prometheus text format, with the fleet's kube-state-metrics series
     GET  /healthz                 "ok" while a bundle is published
 
-Publishing follows the agent's own rules (DESIGN.md §2): DIR is watched (watchdog plus a periodic
+Publishing follows the agent's own rules (ARCHITECTURE.md §2): DIR is watched (watchdog plus a periodic
 relist, `files.DirectorySource`); a file that fails to parse keeps its previous good documents, a
 document that fails validation keeps its previous version, and both show as errors in the fleet view.
 An unreadable DIR keeps the last bundle (or, before the first listing, answers 503, which agents treat

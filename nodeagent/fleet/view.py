@@ -1,6 +1,6 @@
 """The fleet view of `nodeagent serve` (pure): node reports in, node and DaemonSet tables out.
 
-Each agent reports its node (name, labels, taints) and its `status -o json` document (DESIGN.md §4).
+Each agent reports its node (name, labels, taints) and its `status -o json` document (ARCHITECTURE.md §5).
 A node is ready while its last report is younger than the grace period (40 s by default, the
 Kubernetes node controller's `node-monitor-grace-period`). DaemonSet counters are Kubernetes'
 DaemonSetStatus fields summed over nodes, the way the DaemonSet controller counts them: pods on a node

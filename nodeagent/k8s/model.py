@@ -528,7 +528,7 @@ class Problem:
     severity: Literal["error", "warning"] = "error"
 
     def render(self) -> str:
-        """`FILE[#DOC] KIND/NAME: FIELD.PATH: message`, the validate text format of DESIGN.md."""
+        """`FILE[#DOC] KIND/NAME: FIELD.PATH: message`, the validate text format (ARCHITECTURE.md §5)."""
         where = self.file if self.document is None else f"{self.file}#{self.document}"
         what = f"{self.kind or '?'}/{self.name or '?'}"
         text = f"{self.path}: {self.message}" if self.path else self.message

@@ -71,7 +71,7 @@ class Node:
     unschedulable: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The `node` object of `plan -o json` (DESIGN.md §4)."""
+        """The `node` object of `plan -o json` (ARCHITECTURE.md §5, README "CLI reference")."""
         return {
             "name": self.name,
             "labels": dict(sorted(self.labels.items())),

@@ -4,7 +4,7 @@ Used twice: for the DaemonSet directories of `sources:` (DaemonSets plus the Con
 use) and for `staticPodPath` (Pods only, as the kubelet's staticPodPath accepts only Pods). A kind that
 does not belong in a source is an error at `kind` for that document, like any validation error.
 
-Safety (DESIGN.md §2), all decided here so the merger only ever sees full, good snapshots:
+Safety (ARCHITECTURE.md §2), all decided here so the merger only ever sees full, good snapshots:
 - an unreadable or missing directory produces no new snapshot: before the first good listing
   `snapshot()` is None, afterwards it is the last good one marked `ok=False`;
 - a file that fails as a whole (unreadable, not YAML, truncated) keeps its previous good documents;

@@ -2,7 +2,7 @@
 
 The body is one bundle: multi-document YAML, JSON, or a `kind: List`. It is treated exactly like one
 file of a directory source (`files.merge_file`): a document that fails validation keeps its last good
-version while the others update. Failures of the whole fetch never withdraw anything (DESIGN.md §2):
+version while the others update. Failures of the whole fetch never withdraw anything (ARCHITECTURE.md §2):
 connect, TLS, timeout, any status but 200/304, an empty body, a body over the size cap or one that
 does not parse keep the last good bundle in force (`ok=False` snapshot, one `source_unavailable`
 line, one `source_recovered` line when it works again). The one way to withdraw everything is a body

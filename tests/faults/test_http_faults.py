@@ -1,5 +1,5 @@
 """An HTTP source that is down, answers 500, garbage or an empty body for a long stretch: zero pods removed;
-when it answers again with a changed bundle, the change applies (DESIGN.md §2)."""
+when it answers again with a changed bundle, the change applies (ARCHITECTURE.md §2)."""
 
 from __future__ import annotations
 

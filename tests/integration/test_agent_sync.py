@@ -420,7 +420,7 @@ def test_bad_manifest_removes_nothing_even_after_an_agent_restart(home: Home, br
 
 
 def test_unreadable_source_removes_nothing_until_every_source_has_spoken(home: Home) -> None:
-    """DESIGN §2: a failing source emits nothing, and nothing is removed before every source was read."""
+    """ARCHITECTURE.md §2: a failing source emits nothing; nothing is removed before every source was read."""
     home.extra_dirs = ["more"]
     home.write_config()
     (home.root / "more").mkdir()
