@@ -35,7 +35,7 @@ from nodeagent.runtime import docker as docker_rt
 # `python benchmarks/bench.py` puts benchmarks/ first on sys.path, not the repo root: add the root so the
 # test helpers (tests/support, not part of the installed package) import as they do under pytest.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.support import hangingregistry
+from tests.support import hangingregistry, manifests
 
 IMAGE = "nodeagent-bench/busybox:latest"
 RUN_ID = uuid.uuid4().hex[:8]
@@ -46,21 +46,9 @@ NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
 
 def daemonset(name: str, *, image: str = IMAGE, grace: int = 1, policy: str = "Never") -> str:
     """A DaemonSet of one busybox `sleep`: as PID 1, `sleep` ignores SIGTERM, so a stop waits out `grace`."""
-    return f"""apiVersion: apps/v1
-kind: DaemonSet
-metadata: {{name: {name}, namespace: {NAMESPACE}}}
-spec:
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: {grace}
-      containers:
-        - name: main
-          image: {image}
-          imagePullPolicy: {policy}
-          command: ["sleep", "1000000"]
-"""
+    return manifests.to_yaml(
+        manifests.daemonset(name, namespace=NAMESPACE, image=image, grace=grace, pull_policy=policy)
+    )
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -323,9 +311,7 @@ def bench_http_reaction(events: ContainerEvents, trials: int) -> dict[str, Any]:
 
 
 def fleet_daemonset(name: str) -> str:
-    return daemonset(name, image="registry.example/fleet/app:1").replace(
-        "imagePullPolicy: Never", "imagePullPolicy: IfNotPresent"
-    )
+    return daemonset(name, image="registry.example/fleet/app:1", policy="IfNotPresent")
 
 
 class SimProcess:

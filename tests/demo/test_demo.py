@@ -7,17 +7,12 @@ every container, network, volume and image the demo made.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
+from tests.support.net import free_port
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(script: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:

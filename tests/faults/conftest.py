@@ -1,4 +1,5 @@
 """Fixtures for the fault suite (`make test-faults`): agents under SIGKILL, engine restarts, bad sources.
+The engine and the test image are tests/conftest.py's.
 
 `private_engine` starts a Docker engine of the test's own (own data root, exec root, socket and containerd
 namespace), never touching the machine's engine, so it can be restarted at will.
@@ -12,51 +13,26 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from nodeagent.agent import localimage
 from nodeagent.runtime import docker as docker_rt
-from tests.integration.conftest import (
-    TEST_IMAGE,
-    TEST_LABEL,
-    _remove_images_built_here,  # noqa: F401  (autouse: registered here)
-    in_ci,
-)
+from tests.support import manifests
+from tests.support.engine import TEST_IMAGE
+from tests.support.waiting import wait_for
 
 NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 def daemonset(name: str, namespace: str, *, image: str = TEST_IMAGE, command: str = "sleep 1000000") -> str:
-    return f"""apiVersion: apps/v1
-kind: DaemonSet
-metadata: {{name: {name}, namespace: {namespace}}}
-spec:
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-        - name: main
-          image: {image}
-          imagePullPolicy: Never
-          command: ["sh", "-c", {command!r}]
-"""
+    """A one-container DaemonSet running `sh -c command`, as YAML (tests/support/manifests.py)."""
+    return manifests.to_yaml(
+        manifests.daemonset(name, namespace=namespace, image=image, command=manifests.sh(command))
+    )
 
 
 @dataclass
@@ -115,29 +91,13 @@ def remove_namespace(rt: docker_rt.DockerRuntime, namespace: str) -> None:
 
 
 @pytest.fixture
-def engine() -> docker_rt.DockerRuntime:
-    rt = docker_rt.DockerRuntime()
-    if not rt.ping():
-        if in_ci():
-            pytest.fail("no Docker engine answers; CI=true requires one")
-        pytest.skip("no Docker engine answers")
-    return rt
-
-
-@pytest.fixture
-def test_image(engine: docker_rt.DockerRuntime) -> str:
-    """The busybox test image, built offline once and shared with the integration tests."""
-    return localimage.ensure_busybox_image(engine, TEST_IMAGE, {TEST_LABEL: "true"})
-
-
-@pytest.fixture
-def home(engine: docker_rt.DockerRuntime, test_image: str) -> Iterator[AgentHome]:
+def home(docker_runtime: docker_rt.DockerRuntime, test_image: str) -> Iterator[AgentHome]:
     root = Path(tempfile.mkdtemp(prefix="nodeagent-fault-"))
     (root / "ds").mkdir()
     h = AgentHome(root=root, namespace=f"fault-{uuid.uuid4().hex[:8]}")
     h.write_config()
     yield h
-    remove_namespace(engine, h.namespace)
+    remove_namespace(docker_runtime, h.namespace)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -173,10 +133,12 @@ class PrivateEngine:
             stdout=subprocess.DEVNULL, stderr=open(self.root / "dockerd.log", "ab"),  # noqa: SIM115
         )  # fmt: skip
         rt = docker_rt.DockerRuntime(self.host)
-        if not wait_for(rt.ping, timeout=60, interval=0.2):
+        try:
+            wait_for(rt.ping, timeout=60, interval=0.2, what="the private dockerd")
+        except AssertionError:
             raise RuntimeError(
                 "private dockerd did not answer: " + (self.root / "dockerd.log").read_text()[-2000:]
-            )
+            ) from None
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -190,7 +152,7 @@ class PrivateEngine:
 
 
 @pytest.fixture
-def private_engine(engine: docker_rt.DockerRuntime, test_image: str) -> Iterator[PrivateEngine]:
+def private_engine(docker_runtime: docker_rt.DockerRuntime, test_image: str) -> Iterator[PrivateEngine]:
     if shutil.which("dockerd") is None:
         pytest.fail("dockerd is not installed: the fault suite starts an engine of its own")
     root = Path(tempfile.mkdtemp(prefix="nodeagent-dockerd-", dir="/tmp"))

@@ -7,8 +7,9 @@ import itertools
 import json
 
 from nodeagent.runtime import docker as docker_rt
+from tests.support.waiting import wait_for
 
-from .conftest import AgentHome, daemonset, wait_for
+from .conftest import AgentHome, daemonset
 
 # backoff in the test config: initial 1 s, max 4 s; the first restart is immediate, as the kubelet's
 EXPECTED_GAPS = [0.0, 1.0, 2.0, 4.0, 4.0]
@@ -29,7 +30,9 @@ def restarts(home: AgentHome) -> list[float]:
     return out
 
 
-def test_crashing_container_restarts_with_backoff(home: AgentHome, engine: docker_rt.DockerRuntime) -> None:
+def test_crashing_container_restarts_with_backoff(
+    home: AgentHome, docker_runtime: docker_rt.DockerRuntime
+) -> None:
     (home.ds / "crash.yaml").write_text(daemonset("crash", home.namespace, command="exit 3"))
     agent = home.start_run()
     try:
@@ -41,6 +44,6 @@ def test_crashing_container_restarts_with_backoff(home: AgentHome, engine: docke
     gaps = [b - a for a, b in itertools.pairwise(times)]
     for gap, expected in zip(gaps, EXPECTED_GAPS, strict=False):
         assert gap >= expected - 0.25, (gaps, EXPECTED_GAPS)
-    found = engine.list_labelled(f"io.kubernetes.pod.namespace={home.namespace}")
+    found = docker_runtime.list_labelled(f"io.kubernetes.pod.namespace={home.namespace}")
     attempts = max(int(c.labels["io.nodeagent.attempt"]) for c in found)
     assert attempts >= len(EXPECTED_GAPS)

@@ -7,8 +7,9 @@ import shutil
 import time
 
 from nodeagent.runtime import docker as docker_rt
+from tests.support.waiting import wait_for
 
-from .conftest import AgentHome, daemonset, pods, wait_for
+from .conftest import AgentHome, daemonset, pods
 
 
 def container_ids(rt: docker_rt.DockerRuntime, namespace: str) -> set[str]:
@@ -16,15 +17,15 @@ def container_ids(rt: docker_rt.DockerRuntime, namespace: str) -> set[str]:
 
 
 def test_broken_files_for_a_long_stretch_remove_nothing(
-    home: AgentHome, engine: docker_rt.DockerRuntime
+    home: AgentHome, docker_runtime: docker_rt.DockerRuntime
 ) -> None:
     good = {name: daemonset(name, home.namespace) for name in ("a", "b", "c")}
     for name, text in good.items():
         (home.ds / f"{name}.yaml").write_text(text)
     agent = home.start_run()
     try:
-        assert wait_for(lambda: len(container_ids(engine, home.namespace)) == 3, timeout=60)
-        before = container_ids(engine, home.namespace)
+        assert wait_for(lambda: len(container_ids(docker_runtime, home.namespace)) == 3, timeout=60)
+        before = container_ids(docker_runtime, home.namespace)
         text = good["a"]
         breakages = [
             text[: len(text) // 2],  # truncated
@@ -47,11 +48,11 @@ def test_broken_files_for_a_long_stretch_remove_nothing(
             time.sleep(0.4)
         os.rename(home.ds, home.root / "ds-away")  # the whole source vanishes
         time.sleep(5)
-        assert container_ids(engine, home.namespace) == before, pods(engine, home.namespace)
+        assert container_ids(docker_runtime, home.namespace) == before, pods(docker_runtime, home.namespace)
         shutil.move(str(home.root / "ds-away"), home.ds)
         (home.ds / "a.yaml").write_text(good["a"])
         time.sleep(3)
-        assert container_ids(engine, home.namespace) == before
+        assert container_ids(docker_runtime, home.namespace) == before
         assert agent.poll() is None
     finally:
         agent.terminate()

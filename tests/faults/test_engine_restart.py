@@ -11,8 +11,9 @@ import uuid
 from pathlib import Path
 
 from nodeagent.runtime import docker as docker_rt
+from tests.support.waiting import wait_for
 
-from .conftest import AgentHome, PrivateEngine, daemonset, pods, wait_for
+from .conftest import AgentHome, PrivateEngine, daemonset, pods
 
 NAMES = ("alpha", "beta", "gamma")
 

@@ -21,9 +21,11 @@ from typing import Any
 import pytest
 
 from nodeagent.sources import http
-from tests.integration.test_http_source import Pki, make_pki
+from tests.support.net import free_port
+from tests.support.pki import Pki, make_pki
+from tests.support.waiting import wait_for
 
-from .conftest import NODEAGENT, daemonset, wait_for
+from .conftest import NODEAGENT, daemonset
 
 BOMB = """apiVersion: v1
 kind: ConfigMap
@@ -40,12 +42,6 @@ junk:
   h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
   i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

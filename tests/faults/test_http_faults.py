@@ -14,8 +14,9 @@ import pytest
 
 from nodeagent.fleet import serve
 from nodeagent.runtime import docker as docker_rt
+from tests.support.waiting import wait_for
 
-from .conftest import AgentHome, daemonset, pods, wait_for
+from .conftest import AgentHome, daemonset, pods
 
 FAULT_SECONDS = 12.0  # a long stretch: several polls, with the error backoff growing (1, 2, 4, 8 s)
 HTML_ERROR = (
@@ -118,7 +119,7 @@ def running_ids(engine: docker_rt.DockerRuntime, namespace: str) -> dict[str, st
 
 @pytest.mark.parametrize("fault", ["down", *FAULTS])
 def test_a_failing_http_source_removes_nothing_and_a_recovery_applies_the_change(
-    fault: str, home: AgentHome, engine: docker_rt.DockerRuntime, source: Source
+    fault: str, home: AgentHome, docker_runtime: docker_rt.DockerRuntime, source: Source
 ) -> None:
     node = f"http-fault-{home.namespace}"  # agents are scoped by node name
     home.config.write_text(
@@ -129,10 +130,10 @@ def test_a_failing_http_source_removes_nothing_and_a_recovery_applies_the_change
     source.body = bundle(home.namespace, "a", "b")
     agent = home.start_run()
     try:
-        assert wait_for(lambda: len(running_ids(engine, home.namespace)) == 2, timeout=60), pods(
-            engine, home.namespace
+        assert wait_for(lambda: len(running_ids(docker_runtime, home.namespace)) == 2, timeout=60), pods(
+            docker_runtime, home.namespace
         )
-        before = running_ids(engine, home.namespace)
+        before = running_ids(docker_runtime, home.namespace)
 
         if fault == "down":
             source.stop()
@@ -144,7 +145,7 @@ def test_a_failing_http_source_removes_nothing_and_a_recovery_applies_the_change
                 source.fault = (status, body)
         deadline = time.monotonic() + FAULT_SECONDS
         while time.monotonic() < deadline:  # checked all along, not only at the end
-            assert running_ids(engine, home.namespace) == before, pods(engine, home.namespace)
+            assert running_ids(docker_runtime, home.namespace) == before, pods(docker_runtime, home.namespace)
             time.sleep(1.0)
         if fault != "down":
             assert source.faulty_requests >= 3, "the agent kept polling through the fault"
@@ -159,12 +160,12 @@ def test_a_failing_http_source_removes_nothing_and_a_recovery_applies_the_change
                 source.fault = None
 
         def changed() -> bool:
-            ids = running_ids(engine, home.namespace)
+            ids = running_ids(docker_runtime, home.namespace)
             return {name.rsplit("-", 1)[0] for name in ids} == {"a", "c"}
 
-        assert wait_for(changed, timeout=60), pods(engine, home.namespace)
+        assert wait_for(changed, timeout=60), pods(docker_runtime, home.namespace)
         a_pod = next(name for name in before if name.startswith("a-"))
-        assert running_ids(engine, home.namespace)[a_pod] == before[a_pod], "a was never restarted"
+        assert running_ids(docker_runtime, home.namespace)[a_pod] == before[a_pod], "a was never restarted"
     finally:
         agent.terminate()
         agent.wait(timeout=30)

@@ -13,7 +13,7 @@ from .conftest import NODEAGENT, AgentHome, daemonset, pods
 DAEMONSETS = 6
 
 
-def test_sigkill_mid_sync_twenty_times(home: AgentHome, engine: docker_rt.DockerRuntime) -> None:
+def test_sigkill_mid_sync_twenty_times(home: AgentHome, docker_runtime: docker_rt.DockerRuntime) -> None:
     rng = random.Random(20261127)
     for i in range(DAEMONSETS):
         (home.ds / f"ds{i}.yaml").write_text(daemonset(f"ds{i}", home.namespace))
@@ -23,9 +23,9 @@ def test_sigkill_mid_sync_twenty_times(home: AgentHome, engine: docker_rt.Docker
             (home.ds / f"ds{i}.yaml").write_text(
                 daemonset(f"ds{i}", home.namespace, command=f"sleep {1000 + trial}")
             )
-            victims = engine.list_labelled(f"io.kubernetes.pod.namespace={home.namespace}")
+            victims = docker_runtime.list_labelled(f"io.kubernetes.pod.namespace={home.namespace}")
             if victims:
-                engine.remove(rng.choice(victims).id)
+                docker_runtime.remove(rng.choice(victims).id)
         proc = subprocess.Popen(
             [NODEAGENT, "--config", str(home.config), "sync"],
             stdout=subprocess.DEVNULL,
@@ -36,7 +36,7 @@ def test_sigkill_mid_sync_twenty_times(home: AgentHome, engine: docker_rt.Docker
         proc.wait()
     result = home.sync()
     assert result.returncode == 0, result.stdout + result.stderr
-    found = pods(engine, home.namespace)
+    found = pods(docker_runtime, home.namespace)
     assert len(found) == DAEMONSETS, found
     assert all(states == ["running"] for states in found.values()), found
     # and a further pass has nothing to do

@@ -58,7 +58,9 @@ def broken_state(request: pytest.FixtureRequest, home: AgentHome) -> Iterator[Pa
         subprocess.run(["umount", str(state)], check=False)
 
 
-def test_state_dir_unusable(home: AgentHome, engine: docker_rt.DockerRuntime, broken_state: Path) -> None:
+def test_state_dir_unusable(
+    home: AgentHome, docker_runtime: docker_rt.DockerRuntime, broken_state: Path
+) -> None:
     (home.ds / "scratch.yaml").write_text(WITH_EMPTYDIR.format(ns=home.namespace))
     (home.ds / "plain.yaml").write_text(daemonset("plain", home.namespace))
     result = home.sync()
@@ -67,6 +69,6 @@ def test_state_dir_unusable(home: AgentHome, engine: docker_rt.DockerRuntime, br
     failed = [line for line in result.stdout.splitlines() if "FAILED" in line]
     assert failed and all("scratch" in line for line in failed), result.stdout
     assert str(broken_state) in result.stdout or "state" in result.stdout
-    found = pods(engine, home.namespace)
+    found = pods(docker_runtime, home.namespace)
     assert [name for name in found if name.startswith("plain-")], found
     assert not [name for name in found if name.startswith("scratch-")], found

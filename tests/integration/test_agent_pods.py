@@ -22,10 +22,8 @@ from nodeagent import settings
 from nodeagent.agent import agent as agent_mod
 from nodeagent.agent import identity, localimage, plan, volumes
 from nodeagent.runtime import docker as docker_rt
-from tests.integration.test_agent_run import cli
-from tests.integration.test_agent_sync import Home, assert_ok, home, wait_for
-
-__all__ = ["home"]
+from tests.support.agenthome import Home, assert_ok, cli
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,6 @@ as test_agent_sync (config, stateDir, namespace and node of its own; containers 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -21,10 +20,9 @@ from nodeagent import settings
 from nodeagent.agent import agent as agent_mod
 from nodeagent.agent import identity, plan, reconciler
 from nodeagent.runtime import docker as docker_rt
-from tests.integration.test_agent_run import agent_proc, cli, start_run
-from tests.integration.test_agent_sync import Home, home, wait_for
-
-__all__ = ["agent_proc", "home"]  # fixtures shared with test_agent_sync / test_agent_run
+from tests.support.agenthome import Home, cli, start_run
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -152,14 +150,8 @@ def test_readiness_decides_ready_number_ready_and_available_through_run_and_stat
     assert [x.id for x in home.containers()] == [c.id], "readiness never restarts a container"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_http_readiness_of_a_host_network_pod_goes_to_loopback(home: Home, running: list[Running]) -> None:
-    port = _free_port()
+    port = free_port()
     probe = {"httpGet": {"path": "/healthz", "port": port}, **FAST}
     home.put(
         "web",

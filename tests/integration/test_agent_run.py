@@ -10,64 +10,21 @@ import json
 import os
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nodeagent.agent import identity
-from tests.integration.test_agent_sync import Home, home, wait_for
-
-__all__ = ["home"]  # the fixture, shared with test_agent_sync
+from tests.support.agenthome import NODEAGENT, Home, agent_log, cli, start_run
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
-
-NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
-
-
-def cli(h: Home, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [NODEAGENT, "--config", str(h.config), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def converged(h: Home, owners: set[str]) -> bool:
     """Exactly one running container per expected owner, nothing else."""
     cs = h.containers()
     return len(cs) == len(owners) and all(c.running for c in cs) and h.running_owners() == owners
-
-
-@pytest.fixture
-def agent_proc(home: Home) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes a test starts; killed at teardown if still running."""
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait(timeout=30)
-
-
-def start_run(h: Home, procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    log = (h.root / "agent.log").open("ab")
-    p = subprocess.Popen(
-        [NODEAGENT, "--config", str(h.config), "--log-format", "json", "run"],
-        stdout=log,
-        stderr=log,
-    )
-    procs.append(p)
-    return p
-
-
-def agent_log(h: Home) -> str:
-    path = h.root / "agent.log"
-    return path.read_text(errors="replace") if path.exists() else ""
 
 
 # --- sync, status ------------------------------------------------------------------------------

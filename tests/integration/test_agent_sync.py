@@ -1,10 +1,9 @@
 """The agent's reconcile pass against the real Docker engine: desired -> observed -> plan -> execute.
 
-Each test gets its own config, manifest directories and stateDir under tmp_path, and a namespace and
-node name of its own: the runtime is scoped to its node (label io.nodeagent.node), so agents of
-parallel sessions on one engine never see each other's containers. Every container the agent creates
-is removed at teardown by its namespace label. `Recorder` wraps the real DockerRuntime only to count
-calls (and, once, to cut a create short).
+Each test gets its own agent world (`home`: tests/support/agenthome.py): config, manifest directories
+and stateDir under tmp_path, a namespace and node name of its own; every container the agent creates is
+removed at teardown. `Recorder` wraps the real DockerRuntime only to count calls (and, once, to cut a
+create short).
 """
 
 from __future__ import annotations
@@ -12,267 +11,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from nodeagent import cli, settings
+from nodeagent import cli
 from nodeagent import runtime as rt
 from nodeagent.agent import agent as agent_mod
 from nodeagent.agent import execute, identity, plan
-from nodeagent.runtime import docker as docker_rt
+from tests.support.agenthome import Crash, Home, assert_ok
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
-
-WRITES = frozenset({"create", "start", "stop", "remove", "pull"})
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    assert predicate(), "condition not met in time"
-
-
-class Crash(BaseException):
-    """The process dying mid-pass: nothing after this point runs, nothing is recorded."""
-
-
-class Recorder:
-    """The real DockerRuntime, with every call recorded; `fail_start` kills the pass at the next N starts."""
-
-    def __init__(self, inner: docker_rt.DockerRuntime) -> None:
-        self.inner = inner
-        self.calls: list[str] = []
-        self.fail_start = 0
-
-    @property
-    def writes(self) -> list[str]:
-        return [c for c in self.calls if c in WRITES]
-
-    def ping(self) -> bool:
-        self.calls.append("ping")
-        return self.inner.ping()
-
-    def list_managed(self) -> list[rt.ObservedContainer]:
-        self.calls.append("list_managed")
-        return self.inner.list_managed()
-
-    def timestamps(self, container_id: str) -> tuple[float | None, float | None]:
-        self.calls.append("timestamps")
-        return self.inner.timestamps(container_id)
-
-    def image_present(self, image: str) -> bool:
-        self.calls.append("image_present")
-        return self.inner.image_present(image)
-
-    def pull(self, image: str, on_progress: Callable[[int, int], None] | None = None) -> None:
-        self.calls.append("pull")
-        self.inner.pull(image, on_progress)
-
-    def load_images(self, path: str) -> list[str]:
-        self.calls.append("load_images")
-        return self.inner.load_images(path)
-
-    def logs(
-        self,
-        container_id: str,
-        *,
-        follow: bool = False,
-        tail: int | None = None,
-        since: float | None = None,
-        timestamps: bool = False,
-    ) -> Iterator[bytes]:
-        self.calls.append("logs")
-        return self.inner.logs(container_id, follow=follow, tail=tail, since=since, timestamps=timestamps)
-
-    def container_ip(self, container_id: str, network: str = "") -> str:
-        self.calls.append("container_ip")
-        return self.inner.container_ip(container_id, network)
-
-    def create(self, spec: rt.ContainerCreate) -> str:
-        self.calls.append("create")
-        return self.inner.create(spec)
-
-    def start(self, container_id: str) -> None:
-        self.calls.append("start")
-        if self.fail_start > 0:
-            self.fail_start -= 1
-            raise Crash("the agent died between create and start")
-        self.inner.start(container_id)
-
-    def stop(self, container_id: str, timeout: int) -> None:
-        self.calls.append("stop")
-        self.inner.stop(container_id, timeout)
-
-    def remove(self, container_id: str) -> None:
-        self.calls.append("remove")
-        self.inner.remove(container_id)
-
-    def exec(self, container_id: str, command: tuple[str, ...], timeout: float) -> int:
-        self.calls.append("exec")
-        return self.inner.exec(container_id, command, timeout)
-
-    def events(self, stop: threading.Event) -> Iterator[rt.RuntimeEvent]:
-        return self.inner.events(stop)
-
-
-def daemonset(
-    name: str,
-    namespace: str,
-    image: str,
-    *,
-    command: str = "exec sleep 1000000",
-    labels: Mapping[str, str] | None = None,
-    pod: Mapping[str, Any] | None = None,
-    container: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A one-container DaemonSet running `sh -c command`, stopping within a second."""
-    match = dict(labels or {"app": name})
-    c: dict[str, Any] = {
-        "name": "main",
-        "image": image,
-        "imagePullPolicy": "Never",
-        "command": ["sh", "-c", command],
-        **(container or {}),
-    }
-    spec: dict[str, Any] = {"terminationGracePeriodSeconds": 1, "containers": [c], **(pod or {})}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "selector": {"matchLabels": match},
-            "template": {"metadata": {"labels": match}, "spec": spec},
-        },
-    }
-
-
-def static_pod(name: str, namespace: str, image: str, command: str = "exec sleep 1000000") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {"name": "main", "image": image, "imagePullPolicy": "Never", "command": ["sh", "-c", command]}
-            ],
-        },
-    }
-
-
-@dataclass
-class Home:
-    """One test agent's world: config, DaemonSet and static pod directories, stateDir, namespace, node."""
-
-    root: Path
-    namespace: str
-    image: str
-    engine: docker_rt.DockerRuntime  # unscoped: sees every node's containers, for assertions
-    node: str
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: list[dict[str, str]] = field(default_factory=list)
-    backoff: str = "{initial: 30s, max: 2m, resetAfter: 10m}"
-    resync: str = "2s"
-    extra_dirs: list[str] = field(default_factory=list)  # more directory sources, relative to root
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def ds_dir(self) -> Path:
-        return self.root / "ds"
-
-    @property
-    def static_dir(self) -> Path:
-        return self.root / "static"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / "state"
-
-    def write_config(self) -> None:
-        doc = {
-            "node": {"name": self.node, "labels": self.labels, "taints": self.taints},
-            "sources": [{"directory": d} for d in ["ds", *self.extra_dirs]],
-            "staticPodPath": "static",
-            "stateDir": "state",
-            "resyncInterval": self.resync,
-            "healthz": {"enabled": False},
-        }
-        text = yaml.safe_dump(doc) + f"backoff: {self.backoff}\n"
-        tmp = self.config.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self.config)
-
-    def put(self, name: str, doc: Mapping[str, Any] | str, where: str = "ds") -> Path:
-        """Write a manifest atomically (a rename, as editors and config management do)."""
-        path = self.root / where / f"{name}.yaml"
-        text = doc if isinstance(doc, str) else yaml.safe_dump(dict(doc))
-        tmp = self.root / where / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        return path
-
-    def ds(self, name: str, **kw: Any) -> dict[str, Any]:
-        return daemonset(name, self.namespace, self.image, **kw)
-
-    def agent(self, clock: Callable[[], float] = time.time) -> tuple[agent_mod.Agent, Recorder]:
-        """A fresh agent, as a new `nodeagent sync` process would build it."""
-        rec = Recorder(docker_rt.DockerRuntime(node_name=self.node))
-        a = agent_mod.Agent(settings.load(str(self.config)), rec, clock=clock)
-        a.relist()
-        return a, rec
-
-    def sync(self) -> agent_mod.PassResult:
-        a, _ = self.agent()
-        return a.reconcile()
-
-    def containers(self) -> list[rt.ObservedContainer]:
-        return self.engine.list_labelled(f"{identity.LABEL_POD_NAMESPACE}={self.namespace}")
-
-    def pods(self) -> dict[str, list[rt.ObservedContainer]]:
-        out: dict[str, list[rt.ObservedContainer]] = {}
-        for c in self.containers():
-            out.setdefault(c.labels[identity.LABEL_POD_NAME], []).append(c)
-        return out
-
-    def running_owners(self) -> set[str]:
-        return {c.labels[identity.LABEL_OWNER] for c in self.containers() if c.running}
-
-    def owner(self, name: str) -> str:
-        return identity.owner_daemonset(self.namespace, name)
-
-
-@pytest.fixture
-def home(tmp_path: Path, docker_runtime: docker_rt.DockerRuntime, test_image: str) -> Iterator[Home]:
-    ns = f"t-{uuid.uuid4().hex[:10]}"
-    h = Home(root=tmp_path, namespace=ns, image=test_image, engine=docker_runtime, node=f"node-{ns}")
-    for d in (h.ds_dir, h.static_dir):
-        d.mkdir()
-    h.write_config()
-    yield h
-    for c in h.containers():
-        docker_runtime.remove(c.id)
 
 
 def verbs(result: agent_mod.PassResult) -> list[tuple[str, str]]:
     return [(o.action.verb, o.action.pod) for o in result.outcomes]
-
-
-def assert_ok(result: agent_mod.PassResult) -> None:
-    assert not result.failed, [(o.action.verb, o.action.pod, o.reason, o.message) for o in result.failed]
 
 
 # --- create, no-op, labels --------------------------------------------------------------------
@@ -863,7 +619,7 @@ def test_host_namespaces_ports_command_and_working_dir(home: Home) -> None:
 def test_static_pod_runs_unconditionally_is_replaced_and_removed(home: Home) -> None:
     home.taints = [{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}]
     home.write_config()
-    path = home.put("web", static_pod("web", home.namespace, home.image), where="static")
+    path = home.put("web", home.pod("web"), where="static")
     result = home.sync()
     assert_ok(result)
     [c] = home.containers()
@@ -872,7 +628,7 @@ def test_static_pod_runs_unconditionally_is_replaced_and_removed(home: Home) -> 
     assert c.running
     assert home.sync().plan.actions == ()
 
-    home.put("web", static_pod("web", home.namespace, home.image, "exec sleep 999999"), where="static")
+    home.put("web", home.pod("web", "exec sleep 999999"), where="static")
     result = home.sync()
     assert_ok(result)
     assert [v for v, _ in verbs(result)] == ["delete", "create"]
@@ -893,7 +649,7 @@ def test_static_pod_restart_policy(home: Home) -> None:
         ("onfail-ok", "OnFailure", 0),
         ("onfail", "OnFailure", 2),
     ):
-        doc = static_pod(name, home.namespace, home.image, f"exit {code}")
+        doc = home.pod(name, f"exit {code}")
         doc["spec"]["restartPolicy"] = policy
         home.put(name, doc, where="static")
     a, _ = home.agent()

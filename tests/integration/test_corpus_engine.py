@@ -41,7 +41,7 @@ import yaml
 from nodeagent.k8s import manifests, model, node, scheduling
 from nodeagent.runtime import docker as docker_rt
 from tests.corpus import corpus_params, require_corpus
-from tests.integration.conftest import TEST_LABEL
+from tests.support.engine import TEST_LABEL
 
 NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
 LINUX_LABELS = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,70 +17,32 @@ import structlog.testing
 from nodeagent.k8s import model
 from nodeagent.sources import files
 from nodeagent.sources import snapshot as snap
-
-TIMEOUT = 5.0
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Poll until `condition()` holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.01)
+from tests.support import manifests
+from tests.support.waiting import wait_for
 
 
 def daemonset_yaml(name: str, image: str = "busybox:1.36", app: str = "") -> str:
-    app = app or name
-    return f"""\
-apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  selector:
-    matchLabels: {{app: {app}}}
-  template:
-    metadata:
-      labels: {{app: {app}}}
-    spec:
-      containers:
-        - name: main
-          image: "{image}"
-"""
+    """A bare DaemonSet (no command, pull policy or grace period): sources only read it."""
+    return manifests.to_yaml(
+        manifests.daemonset(
+            name, image=image, labels={"app": app or name}, command=None, grace=None, pull_policy=None
+        )
+    )
 
 
 def broken_daemonset_yaml(name: str) -> str:
     """Valid YAML, invalid object: the container has no image."""
-    return f"""\
-apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: {name}
-spec:
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-        - name: main
-"""
+    return manifests.to_yaml(
+        manifests.without_image(
+            manifests.daemonset(name, namespace=None, command=None, grace=None, pull_policy=None)
+        )
+    )
 
 
 def pod_yaml(name: str, image: str = "nginx:1.25") -> str:
-    return f"""\
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  containers:
-    - name: main
-      image: "{image}"
-"""
+    return manifests.to_yaml(
+        manifests.static_pod(name, namespace=None, image=image, command=None, grace=None, pull_policy=None)
+    )
 
 
 def config_map_yaml(name: str, value: str) -> str:

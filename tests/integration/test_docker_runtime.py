@@ -9,7 +9,7 @@ import random
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from nodeagent import errors, runtime
 from nodeagent.agent import identity, podconfig, volumes
 from nodeagent.k8s import model, quantity
 from nodeagent.runtime import docker as dockerrt
+from tests.support.waiting import wait_for
 
 Runtime = dockerrt.DockerRuntime
 
@@ -33,15 +34,6 @@ def spec(name: str, image: str, labels: Mapping[str, str], **kw: Any) -> runtime
     kw.setdefault("entrypoint", ("sleep", "300"))
     kw.setdefault("stop_timeout", 1)
     return runtime.ContainerCreate(name=name, image=image, labels=managed(labels), **kw)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def observed(rt: Runtime, cid: str) -> runtime.ObservedContainer | None:

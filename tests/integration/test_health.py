@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.test_agent_sync import Home, home, wait_for
-
-__all__ = ["home"]
+from tests.support.agenthome import Home
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -18,9 +18,11 @@ import structlog.testing
 
 from nodeagent import errors, settings
 from nodeagent.sources import http
-from tests.integration.test_http_source import Pki, bundle, ds_doc, make_pki, source
+from tests.support.httpsource import bundle, source
+from tests.support.manifests import daemonset
+from tests.support.pki import Pki, make_pki
 
-BODY = bundle(ds_doc("a"))
+BODY = bundle(daemonset("a"))
 
 
 class Host:

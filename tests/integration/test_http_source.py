@@ -1,20 +1,18 @@
 """HttpSource against real HTTP(S) servers on loopback: our `serve`, and plain `http.server` hosts.
 
 `StaticHost` stands in for a static web server or object store: it serves whatever body the test
-sets, with no ETag and no watch support. TLS material is made by the test (`make_pki`, with the
-`cryptography` package). Every wait is a bounded poll on a condition; nothing asserts on timing.
+sets, with no ETag and no watch support. TLS material is made by the test (tests/support/pki.py).
+Every wait is a bounded poll on a condition; nothing asserts on timing.
 """
 
 from __future__ import annotations
 
-import datetime
 import functools
-import ipaddress
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import server as http_server
 from pathlib import Path
@@ -22,55 +20,17 @@ from typing import Any
 
 import pytest
 import structlog.testing
-import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from nodeagent import settings
 from nodeagent.agent import agent as agent_mod
 from nodeagent.agent import desired, identity
-from nodeagent.fleet import serve
 from nodeagent.runtime import docker as docker_rt
 from nodeagent.service import metrics
 from nodeagent.sources import http
-
-TIMEOUT = 15.0
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.02)
-
-
-def ds_doc(name: str, image: str = "busybox:1.36", namespace: str = "default", **pod: Any) -> dict[str, Any]:
-    container = {"name": "main", "image": image, "imagePullPolicy": "Never", "command": ["sleep", "1000000"]}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"terminationGracePeriodSeconds": 1, "containers": [container], **pod},
-            },
-        },
-    }
-
-
-def bundle(*docs: dict[str, Any]) -> bytes:
-    return yaml.safe_dump_all(docs).encode()
-
-
-def images(src: http.HttpSource) -> dict[str, str]:
-    shot = src.snapshot()
-    assert shot is not None
-    return {d.obj.metadata.name: d.obj.spec.template.spec.containers[0].image for d in shot.documents}  # type: ignore[union-attr]
+from tests.support.httpsource import bundle, images, source, start_serve
+from tests.support.manifests import daemonset, put
+from tests.support.pki import Pki, make_pki
+from tests.support.waiting import wait_for
 
 
 def fetches(src: http.HttpSource, result: str) -> float:
@@ -138,127 +98,17 @@ def static_host() -> Iterator[StaticHost]:
     host.stop()
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    other_ca: Path  # a CA that signed nothing here
-
-
-def make_pki(root: Path) -> Pki:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM files."""
-    root.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-
-    def key() -> ec.EllipticCurvePrivateKey:
-        return ec.generate_private_key(ec.SECP256R1())
-
-    def write_key(k: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-        path.write_bytes(
-            k.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        return path
-
-    def ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        k = key()
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(k.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .sign(k, hashes.SHA256())
-        )
-        return k, cert
-
-    def leaf(
-        ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, name: str, server: bool
-    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        k = key()
-        b = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_cert.subject)
-            .public_key(k.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-        )
-        if server:
-            san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        return k, b.sign(ca_key, hashes.SHA256())
-
-    def pem(cert: x509.Certificate, path: Path) -> Path:
-        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        return path
-
-    ca_key, ca_cert = ca("nodeagent test CA")
-    _, other = ca("another CA")
-    s_key, s_cert = leaf(ca_key, ca_cert, "localhost", server=True)
-    c_key, c_cert = leaf(ca_key, ca_cert, "node-a", server=False)
-    return Pki(
-        ca=pem(ca_cert, root / "ca.pem"),
-        server_cert=pem(s_cert, root / "server.pem"),
-        server_key=write_key(s_key, root / "server-key.pem"),
-        client_cert=pem(c_cert, root / "client.pem"),
-        client_key=write_key(c_key, root / "client-key.pem"),
-        other_ca=pem(other, root / "other-ca.pem"),
-    )
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-def start_serve(directory: Path, **kw: Any) -> serve.Server:
-    s = serve.Server(serve.ServeConfig(directory=str(directory), listen="127.0.0.1:0", **kw))
-    s.start()
-    return s
 
 
 @pytest.fixture
 def manifests_dir(tmp_path: Path) -> Path:
     d = tmp_path / "manifests"
     d.mkdir()
-    put(d, "a", ds_doc("a"))
+    put(d, "a", daemonset("a"))
     return d
-
-
-def put(directory: Path, name: str, doc: dict[str, Any] | str) -> None:
-    """Write a manifest atomically (a rename, as config management does)."""
-    tmp = directory / f".{name}.tmp"
-    tmp.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
-    os.replace(tmp, directory / f"{name}.yaml")
-
-
-def source(
-    url: str, tmp_path: Path, *, on_change: Callable[[], None] = lambda: None, watch: bool = True, **kw: Any
-) -> http.HttpSource:
-    opts = {k: kw.pop(k) for k in ("max_body", "watch_seconds") if k in kw}
-    cfg = settings.HttpSource(url=url, **kw)
-    name = f"src-{uuid.uuid4().hex[:8]}"
-    state = tmp_path / f"state-{name}"  # each source its own cache, unless a test shares one on purpose
-    return http.HttpSource(name, cfg, on_change, state_dir=str(state), watch=watch, **opts)
 
 
 # --- polling and 304 ----------------------------------------------------------------------------------
@@ -268,7 +118,7 @@ def test_static_host_with_last_modified_answers_304_and_nothing_is_parsed(tmp_pa
     """A real `http.server` file host: Last-Modified / If-Modified-Since, no ETag, no watch."""
     root = tmp_path / "www"
     root.mkdir()
-    (root / "fleet.yaml").write_bytes(bundle(ds_doc("a")))
+    (root / "fleet.yaml").write_bytes(bundle(daemonset("a")))
     old = time.time() - 60
     os.utime(root / "fleet.yaml", (old, old))
     handler = functools.partial(http_server.SimpleHTTPRequestHandler, directory=str(root))
@@ -303,13 +153,13 @@ def test_serve_etag_answers_304(tmp_path: Path, manifests_dir: Path) -> None:
 def test_static_host_without_validators_is_polled_and_same_bytes_are_not_reparsed(
     tmp_path: Path, static_host: StaticHost
 ) -> None:
-    static_host.body = bundle(ds_doc("a"))
+    static_host.body = bundle(daemonset("a"))
     src = source(static_host.url, tmp_path, poll_interval=0.05)
     src.start()
     try:
         wait_for(lambda: len(static_host.paths) >= 3)
         assert fetches(src, "ok") == 1 and fetches(src, "not_modified") >= 1
-        static_host.body = bundle(ds_doc("a", "busybox:1.37"))
+        static_host.body = bundle(daemonset("a", image="busybox:1.37"))
         wait_for(lambda: images(src) == {"a": "busybox:1.37"})
         assert all(p == "/fleet.yaml" for p in static_host.paths)  # never a watch query on a static host
     finally:
@@ -329,9 +179,9 @@ def test_watch_delivers_a_change_without_polling(tmp_path: Path, manifests_dir: 
         try:
             assert images(src) == {"a": "busybox:1.36"}
             changed.clear()
-            put(manifests_dir, "a", ds_doc("a", "busybox:1.37"))
+            put(manifests_dir, "a", daemonset("a", image="busybox:1.37"))
             wait_for(lambda: images(src) == {"a": "busybox:1.37"})
-            put(manifests_dir, "b", ds_doc("b"))
+            put(manifests_dir, "b", daemonset("b"))
             wait_for(lambda: set(images(src)) == {"a", "b"})
             assert changed.is_set()
         finally:
@@ -390,7 +240,7 @@ def test_bearer_token_required_and_rotated(tmp_path: Path, manifests_dir: Path) 
         assert images(src) == {"a": "busybox:1.36"}
         server_token.write_text("s3cret-two")
         client_token.write_text("s3cret-two")  # re-read on the next request: no restart
-        put(manifests_dir, "a", ds_doc("a", "busybox:1.37"))
+        put(manifests_dir, "a", daemonset("a", image="busybox:1.37"))
 
         def updated() -> bool:
             src.relist()
@@ -431,7 +281,7 @@ def test_mutual_tls(tmp_path: Path, manifests_dir: Path, pki: Pki) -> None:
 def test_source_down_keeps_the_last_good_bundle_and_logs_once(
     tmp_path: Path, static_host: StaticHost
 ) -> None:
-    static_host.body = bundle(ds_doc("a"))
+    static_host.body = bundle(daemonset("a"))
     src = source(static_host.url, tmp_path, timeout=2.0)
     src.relist()
     good = src.snapshot()
@@ -449,7 +299,7 @@ def test_source_down_keeps_the_last_good_bundle_and_logs_once(
     merger.update(good)
     assert list(merger.update(shot).daemonsets) == [("default", "a")]
 
-    again = StaticHost(body=bundle(ds_doc("a")), port=port).start()  # back on the same port
+    again = StaticHost(body=bundle(daemonset("a")), port=port).start()  # back on the same port
     try:
         with structlog.testing.capture_logs() as logs:
             src.relist()
@@ -475,7 +325,7 @@ def test_source_down_keeps_the_last_good_bundle_and_logs_once(
 def test_bad_answers_keep_the_last_good_bundle(
     tmp_path: Path, static_host: StaticHost, status: int, body: bytes, message: str
 ) -> None:
-    static_host.body = bundle(ds_doc("a"), ds_doc("b"))
+    static_host.body = bundle(daemonset("a"), daemonset("b"))
     src = source(static_host.url, tmp_path)
     src.relist()
     good = src.snapshot()
@@ -488,7 +338,7 @@ def test_bad_answers_keep_the_last_good_bundle(
 
 
 def test_timeout_and_size_cap_are_failures(tmp_path: Path, static_host: StaticHost) -> None:
-    static_host.body = bundle(ds_doc("a"))
+    static_host.body = bundle(daemonset("a"))
     capped = source(static_host.url, tmp_path, max_body=100)
     capped.relist()
     assert capped.failure is not None and "larger than 100 bytes" in capped.failure.message
@@ -499,12 +349,12 @@ def test_timeout_and_size_cap_are_failures(tmp_path: Path, static_host: StaticHo
 
 
 def test_an_invalid_document_keeps_its_last_good_version(tmp_path: Path, static_host: StaticHost) -> None:
-    static_host.body = bundle(ds_doc("a"), ds_doc("b"))
+    static_host.body = bundle(daemonset("a"), daemonset("b"))
     src = source(static_host.url, tmp_path)
     src.relist()
-    broken = ds_doc("b")
+    broken = daemonset("b")
     del broken["spec"]["selector"]
-    static_host.body = bundle(ds_doc("a", "busybox:1.37"), broken)
+    static_host.body = bundle(daemonset("a", image="busybox:1.37"), broken)
     src.relist()
     assert images(src) == {"a": "busybox:1.37", "b": "busybox:1.36"}
     shot = src.snapshot()
@@ -512,7 +362,7 @@ def test_an_invalid_document_keeps_its_last_good_version(tmp_path: Path, static_
 
 
 def test_explicit_empty_list_withdraws_everything(tmp_path: Path, static_host: StaticHost) -> None:
-    static_host.body = bundle(ds_doc("a"))
+    static_host.body = bundle(daemonset("a"))
     src = source(static_host.url, tmp_path)
     src.relist()
     static_host.body = b'{"apiVersion": "v1", "kind": "List", "items": []}'
@@ -527,7 +377,7 @@ def test_explicit_empty_list_withdraws_everything(tmp_path: Path, static_host: S
 def test_started_while_down_uses_the_cache_and_holds_removals(
     tmp_path: Path, static_host: StaticHost
 ) -> None:
-    static_host.body = bundle(ds_doc("a"), ds_doc("b"))
+    static_host.body = bundle(daemonset("a"), daemonset("b"))
     first = source(static_host.url, tmp_path)
     first.relist()
     static_host.stop()
@@ -555,7 +405,9 @@ def test_agent_keeps_pods_while_the_source_is_down_and_recreates_them_from_the_c
 ) -> None:
     ns = f"t-{uuid.uuid4().hex[:10]}"
     node = f"node-{ns}"
-    static_host.body = bundle(ds_doc("web", test_image, ns), ds_doc("log", test_image, ns))
+    static_host.body = bundle(
+        daemonset("web", image=test_image, namespace=ns), daemonset("log", image=test_image, namespace=ns)
+    )
     raw = {
         "node": {"name": node},
         "sources": [{"url": static_host.url, "timeout": "2s"}],

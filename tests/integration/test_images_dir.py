@@ -11,16 +11,7 @@ import pytest
 
 from nodeagent.runtime import docker as docker_rt
 from nodeagent.sources import images
-
-
-def wait_for(predicate: object, timeout: float = 20.0) -> bool:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

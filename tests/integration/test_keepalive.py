@@ -20,7 +20,9 @@ import pytest
 
 from nodeagent.fleet import report, serve
 from nodeagent.sources import http
-from tests.integration.test_http_source import ds_doc, put, source, start_serve, wait_for
+from tests.support.httpsource import source, start_serve
+from tests.support.manifests import daemonset, put
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -172,14 +174,14 @@ def counting(server: serve.Server) -> list[socket.socket]:
 def test_an_http_source_polls_and_watches_on_one_connection(tmp_path: Path) -> None:
     mdir = tmp_path / "m"
     mdir.mkdir()
-    put(mdir, "a", ds_doc("a"))
+    put(mdir, "a", daemonset("a"))
     srv = start_serve(mdir)
     accepted = counting(srv)
     src = source(srv.url + "/manifests", tmp_path, watch=True)
     try:
         src.start()  # one poll, then watches
         for i in range(3):  # each change ends a watch; the next watch reuses the connection
-            put(mdir, "a", ds_doc("a", image=f"busybox:{i}"))
+            put(mdir, "a", daemonset("a", image=f"busybox:{i}"))
             wait_for(lambda i=i: _image(src) == f"busybox:{i}")  # type: ignore[misc]
     finally:
         src.stop()
@@ -217,7 +219,7 @@ def test_stopping_serve_ends_kept_connections(tmp_path: Path) -> None:
     """A stopped server must look down to its agents, not keep answering on their kept connections."""
     mdir = tmp_path / "m"
     mdir.mkdir()
-    put(mdir, "a", ds_doc("a"))
+    put(mdir, "a", daemonset("a"))
     srv = start_serve(mdir)
     conns = http.Connections()
     try:

@@ -19,11 +19,9 @@ import pytest
 from nodeagent import cli as cli_mod
 from nodeagent.agent import identity
 from nodeagent.sources import http
-from tests.integration.test_agent_run import NODEAGENT, cli
-from tests.integration.test_agent_sync import Home, home, wait_for
-from tests.integration.test_http_source import start_serve
-
-__all__ = ["home"]
+from tests.support.agenthome import NODEAGENT, Home, cli
+from tests.support.httpsource import start_serve
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 

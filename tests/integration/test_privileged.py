@@ -8,8 +8,7 @@ real privileged container is made.
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,10 @@ from nodeagent import settings
 from nodeagent.agent import agent, identity, podconfig
 from nodeagent.k8s import model
 from nodeagent.runtime import docker as dockerrt
-from tests.integration.conftest import SESSION_ID, TEST_IMAGE, cleanup_by_label
+from tests.support.engine import SESSION_ID, TEST_IMAGE, cleanup_by_label
+from tests.support.waiting import wait_for
 
 Runtime = dockerrt.DockerRuntime
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 # --- pure -------------------------------------------------------------------------------------

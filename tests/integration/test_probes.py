@@ -3,10 +3,9 @@ container's IP on a network this test creates, and to 127.0.0.1 for a hostNetwor
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import docker
@@ -17,19 +16,12 @@ from nodeagent import runtime
 from nodeagent.agent import identity, probes
 from nodeagent.k8s import model
 from nodeagent.runtime import docker as dockerrt
-from tests.integration.conftest import SESSION_ID
+from tests.support.engine import SESSION_ID
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 Runtime = dockerrt.DockerRuntime
 SERVE = "mkdir -p /www && echo ok > /www/healthz && exec httpd -f -p {addr} -h /www"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -64,13 +56,6 @@ def start(rt: Runtime, image: str, labels: Mapping[str, str], name: str, command
     )
     rt.start(cid)
     return cid
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -7,26 +7,17 @@ network "none", so the only traffic is on the pod's own loopback.
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from nodeagent import runtime
 from nodeagent.agent import identity, localimage, podconfig
 from nodeagent.k8s import model
 from nodeagent.runtime import docker as dockerrt
-from tests.integration.conftest import SESSION_ID
+from tests.support.engine import SESSION_ID
+from tests.support.waiting import wait_for
 
 Runtime = dockerrt.DockerRuntime
 WGET = ("wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/passwd")
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def labelled(create: runtime.ContainerCreate, labels: Mapping[str, str]) -> runtime.ContainerCreate:

@@ -10,7 +10,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +25,11 @@ from nodeagent.agent import identity
 from nodeagent.fleet import report, serve
 from nodeagent.runtime import docker as docker_rt
 from nodeagent.sources import http
-from tests.integration.test_http_source import ds_doc, put, start_serve, wait_for
-
-NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
+from tests.support.agenthome import NODEAGENT
+from tests.support.httpsource import answers, start_serve
+from tests.support.manifests import daemonset, put
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 
 def fleet(s: serve.Server) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def mdir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(mdir: Path) -> Iterator[serve.Server]:
-    put(mdir, "a", ds_doc("a"))
+    put(mdir, "a", daemonset("a"))
     s = start_serve(mdir)
     yield s
     s.stop()
@@ -69,7 +70,7 @@ def test_invalid_file_is_not_published_its_previous_version_stays_and_the_fleet_
     server: serve.Server, mdir: Path
 ) -> None:
     assert published(server) == {"a": "busybox:1.36"}
-    broken = ds_doc("b")
+    broken = daemonset("b")
     del broken["spec"]["selector"]
     put(mdir, "b", broken)  # never valid: not published
     wait_for(lambda: any(e["file"].endswith("b.yaml") for e in fleet(server)["errors"]))
@@ -79,7 +80,7 @@ def test_invalid_file_is_not_published_its_previous_version_stays_and_the_fleet_
     wait_for(lambda: any(e["file"].endswith("a.yaml") for e in fleet(server)["errors"]))
     assert published(server) == {"a": "busybox:1.36"}  # the previous version stays
 
-    put(mdir, "a", ds_doc("a", "busybox:1.37"))
+    put(mdir, "a", daemonset("a", image="busybox:1.37"))
     wait_for(lambda: published(server) == {"a": "busybox:1.37"})
     (mdir / "a.yaml").unlink()
     (mdir / "b.yaml").unlink()
@@ -147,7 +148,7 @@ def test_bad_reports_are_refused(server: serve.Server) -> None:
 
 
 def test_grace_period_makes_a_silent_node_not_ready(mdir: Path) -> None:
-    put(mdir, "a", ds_doc("a"))
+    put(mdir, "a", daemonset("a"))
     now = [1000.0]
     s = serve.Server(serve.ServeConfig(str(mdir), "127.0.0.1:0"), clock=lambda: now[0])
     s.start()
@@ -179,8 +180,12 @@ def test_fleet_counts_with_two_agents_of_different_labels(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ns = f"t-{uuid.uuid4().hex[:10]}"
-    put(mdir, "everywhere", ds_doc("everywhere", test_image, ns))
-    put(mdir, "ssd-only", ds_doc("ssd-only", test_image, ns, nodeSelector={"disktype": "ssd"}))
+    put(mdir, "everywhere", daemonset("everywhere", image=test_image, namespace=ns))
+    put(
+        mdir,
+        "ssd-only",
+        daemonset("ssd-only", image=test_image, namespace=ns, pod={"nodeSelector": {"disktype": "ssd"}}),
+    )
     s = start_serve(mdir)
     agents: list[tuple[agent_mod.Agent, report.Reporter]] = []
     try:
@@ -244,19 +249,13 @@ def test_fleet_counts_with_two_agents_of_different_labels(
 # --- the commands as processes ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.docker
 def test_serve_and_run_processes_a_change_reaches_the_node_and_the_node_reports(
     tmp_path: Path, mdir: Path, docker_runtime: docker_rt.DockerRuntime, test_image: str
 ) -> None:
     ns = f"t-{uuid.uuid4().hex[:10]}"
     node = f"node-{ns}"
-    put(mdir, "web", ds_doc("web", test_image, ns))
+    put(mdir, "web", daemonset("web", image=test_image, namespace=ns))
     token = tmp_path / "token"
     token.write_text("fleet-token")
     url = f"http://127.0.0.1:{free_port()}"
@@ -284,7 +283,7 @@ def test_serve_and_run_processes_a_change_reaches_the_node_and_the_node_reports(
     ]
     auth = {"Authorization": "Bearer fleet-token"}
     try:
-        wait_for(lambda: _answers(url + "/healthz"))
+        wait_for(lambda: answers(url + "/healthz"))
         procs.append(subprocess.Popen([NODEAGENT, "--config", str(config), "run"], stdout=log, stderr=log))
 
         def web_state() -> tuple[int, int] | None:
@@ -294,7 +293,9 @@ def test_serve_and_run_processes_a_change_reaches_the_node_and_the_node_reports(
 
         wait_for(lambda: web_state() == (1, 1), timeout=60)
         before = {c.id for c in docker_runtime.list_labelled(f"{identity.LABEL_POD_NAMESPACE}={ns}")}
-        put(mdir, "web", ds_doc("web", test_image, ns, hostname="changed"))  # a new revision
+        put(
+            mdir, "web", daemonset("web", image=test_image, namespace=ns, pod={"hostname": "changed"})
+        )  # a new revision
         wait_for(  # only the watch can bring it: pollInterval is an hour
             lambda: (
                 {
@@ -322,13 +323,6 @@ def test_serve_and_run_processes_a_change_reaches_the_node_and_the_node_reports(
             docker_runtime.remove(c.id)
 
 
-def _answers(url: str) -> bool:
-    try:
-        return http.request("GET", url, timeout=1.0).status == 200
-    except http.FetchError:
-        return False
-
-
 @pytest.mark.docker
 def test_sync_reports_once_to_serve_and_an_undeliverable_report_is_only_a_warning(
     tmp_path: Path, mdir: Path, docker_runtime: docker_rt.DockerRuntime, test_image: str
@@ -337,7 +331,7 @@ def test_sync_reports_once_to_serve_and_an_undeliverable_report_is_only_a_warnin
     started and mode sync; a status server that refuses or never answers costs a warning, not exit 1."""
     ns = f"t-{uuid.uuid4().hex[:10]}"
     node = f"node-{ns}"
-    put(mdir, "web", ds_doc("web", test_image, ns))
+    put(mdir, "web", daemonset("web", image=test_image, namespace=ns))
     s = start_serve(mdir)
     silent = socket.socket()  # accepts connections (the kernel's backlog), never answers
     silent.bind(("127.0.0.1", 0))

@@ -19,7 +19,10 @@ import pytest
 from nodeagent import cli
 from nodeagent.fleet import serve
 from nodeagent.sources import http
-from tests.integration.test_http_source import Pki, ds_doc, make_pki, put, start_serve, wait_for
+from tests.support.httpsource import start_serve
+from tests.support.manifests import daemonset, put
+from tests.support.pki import Pki, make_pki
+from tests.support.waiting import wait_for
 
 NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
 
@@ -41,7 +44,7 @@ def post(url: str, doc: object, token: str | None = None, **kw: Any) -> int:
 def mdir(tmp_path: Path) -> Path:
     d = tmp_path / "manifests"
     d.mkdir()
-    put(d, "a", ds_doc("a"))
+    put(d, "a", daemonset("a"))
     return d
 
 

@@ -24,7 +24,9 @@ from nodeagent import settings
 from nodeagent.fleet import serve
 from nodeagent.k8s import policy
 from nodeagent.sources import http, signing
-from tests.integration.test_http_source import ds_doc, images, put, wait_for
+from tests.support.httpsource import images
+from tests.support.manifests import daemonset, put
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +112,7 @@ def bundle(*docs: dict[str, Any]) -> bytes:
 
 def test_a_signed_bundle_on_a_static_host_is_accepted(tmp_path: Path, host: FileHost) -> None:
     pub, key = keypair(tmp_path, "fleet")
-    host.publish(bundle(ds_doc("a")), key)
+    host.publish(bundle(daemonset("a")), key)
     src = pinned_source(host.url, tmp_path, pub)
     src.relist()
     assert src.failure is None and images(src) == {"a": "busybox:1.36"}
@@ -126,18 +128,18 @@ def test_a_bad_signature_is_a_source_failure_that_keeps_the_last_good_bundle(
 ) -> None:
     pub, key = keypair(tmp_path, "fleet")
     _, other = keypair(tmp_path, "other")
-    host.publish(bundle(ds_doc("a")), key)
+    host.publish(bundle(daemonset("a")), key)
     src = pinned_source(host.url, tmp_path, pub)
     src.relist()
     good = src.snapshot()
     assert good is not None and good.ok and images(src) == {"a": "busybox:1.36"}
 
-    evil = bundle(ds_doc("a", "evil:1"), ds_doc("b", "evil:1", hostPID=True))
+    evil = bundle(daemonset("a", image="evil:1"), daemonset("b", image="evil:1", pod={"hostPID": True}))
     if case == "unsigned":
         host.publish(evil)
         expected = "unsigned: http://127.0.0.1"
     elif case == "tampered":
-        host.publish(evil, signature=signing.sign(bundle(ds_doc("a", "busybox:1.37")), key))
+        host.publish(evil, signature=signing.sign(bundle(daemonset("a", image="busybox:1.37")), key))
         expected = "the bundle does not match its signature"
     elif case == "wrong key":
         host.publish(evil, other)
@@ -154,14 +156,14 @@ def test_a_bad_signature_is_a_source_failure_that_keeps_the_last_good_bundle(
     assert src.failure.message.endswith("the last good bundle stays in force")
 
     # a properly signed bundle is taken again
-    host.publish(bundle(ds_doc("a", "busybox:1.37")), key)
+    host.publish(bundle(daemonset("a", image="busybox:1.37")), key)
     src.relist()
     assert src.failure is None and images(src) == {"a": "busybox:1.37"}
 
 
 def test_an_unsigned_bundle_never_becomes_the_first_good_one(tmp_path: Path, host: FileHost) -> None:
     pub, _ = keypair(tmp_path, "fleet")
-    host.publish(bundle(ds_doc("a")))
+    host.publish(bundle(daemonset("a")))
     src = pinned_source(host.url, tmp_path, pub)
     src.relist()
     assert src.snapshot() is None
@@ -179,7 +181,7 @@ def test_a_bundle_signed_with_the_minisign_tool_is_accepted(tmp_path: Path, host
     subprocess.run(
         [tool, "-G", "-W", "-p", "k.pub", "-s", "k.key"], cwd=tmp_path, check=True, capture_output=True
     )
-    host.publish(bundle(ds_doc("a")))
+    host.publish(bundle(daemonset("a")))
     subprocess.run(
         [tool, "-S", "-s", str(tmp_path / "k.key"), "-m", "fleet.yaml"],
         cwd=host.root,
@@ -190,7 +192,7 @@ def test_a_bundle_signed_with_the_minisign_tool_is_accepted(tmp_path: Path, host
     src.relist()
     assert src.failure is None and images(src) == {"a": "busybox:1.36"}
     # and `nodeagent sign` with the same minisign key, for the next release
-    (host.root / "fleet.yaml").write_bytes(bundle(ds_doc("a", "busybox:1.37")))
+    (host.root / "fleet.yaml").write_bytes(bundle(daemonset("a", image="busybox:1.37")))
     host.touch()
     from nodeagent import cli
 
@@ -202,7 +204,7 @@ def test_a_bundle_signed_with_the_minisign_tool_is_accepted(tmp_path: Path, host
 def test_serve_signs_what_it_publishes(tmp_path: Path) -> None:
     manifests_dir = tmp_path / "manifests"
     manifests_dir.mkdir()
-    put(manifests_dir, "a", ds_doc("a"))
+    put(manifests_dir, "a", daemonset("a"))
     pub_text, sec_text = signing.generate()
     (tmp_path / "k.pub").write_text(pub_text)
     (tmp_path / "k.key").write_text(sec_text)
@@ -226,7 +228,7 @@ def test_serve_signs_what_it_publishes(tmp_path: Path) -> None:
         src.start()
         try:
             assert src.failure is None and images(src) == {"a": "busybox:1.36"}
-            put(manifests_dir, "a", ds_doc("a", "busybox:1.37"))  # a change arrives by watch, signed
+            put(manifests_dir, "a", daemonset("a", image="busybox:1.37"))  # a change arrives by watch, signed
             wait_for(lambda: images(src) == {"a": "busybox:1.37"})
             assert src.failure is None
         finally:
@@ -245,7 +247,7 @@ def test_serve_signs_what_it_publishes(tmp_path: Path) -> None:
 def test_serve_without_a_signing_key_has_no_signature(tmp_path: Path) -> None:
     manifests_dir = tmp_path / "manifests"
     manifests_dir.mkdir()
-    put(manifests_dir, "a", ds_doc("a"))
+    put(manifests_dir, "a", daemonset("a"))
     server = serve.Server(serve.ServeConfig(directory=str(manifests_dir), listen="127.0.0.1:0"))
     server.start()
     try:
@@ -265,10 +267,15 @@ def test_a_remote_source_with_a_policy_holds_back_only_the_refused_daemonset(
     pub, key = keypair(tmp_path, "fleet")
     cfg = settings.HttpSource(url=host.url, public_key_file=str(pub), policy=policy.Policy(policy.BASELINE))
     src = http.HttpSource("remote", cfg, lambda: None, state_dir=str(tmp_path / "state"), watch=False)
-    host.publish(bundle(ds_doc("a"), ds_doc("b")), key)
+    host.publish(bundle(daemonset("a"), daemonset("b")), key)
     src.relist()
     assert images(src) == {"a": "busybox:1.36", "b": "busybox:1.36"}
-    host.publish(bundle(ds_doc("a", "busybox:1.37", hostPID=True), ds_doc("b", "busybox:1.37")), key)
+    host.publish(
+        bundle(
+            daemonset("a", image="busybox:1.37", pod={"hostPID": True}), daemonset("b", image="busybox:1.37")
+        ),
+        key,
+    )
     src.relist()
     shot = src.snapshot()
     assert shot is not None and shot.ok and src.failure is None

@@ -13,11 +13,8 @@ import contextlib
 import json
 import re
 import signal
-import socket
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +25,13 @@ import yaml
 
 from nodeagent.agent import identity, localimage
 from nodeagent.runtime import docker as docker_rt
-from tests.integration.test_agent_run import NODEAGENT, agent_log, agent_proc, cli, start_run
-from tests.integration.test_agent_sync import Home, home, wait_for
-from tests.integration.test_pulls import SlowRegistry
-
-__all__ = ["agent_proc", "home"]  # fixtures
+from tests.support.agenthome import NODEAGENT, Home, agent_log, cli, start_run
+from tests.support.hangingregistry import HangingRegistry
+from tests.support.httpsource import answers
+from tests.support.manifests import daemonset, put
+from tests.support.net import free_port
+from tests.support.slowregistry import SlowRegistry
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -189,41 +188,8 @@ def test_two_sigterm_ignoring_containers_stop_in_one_grace_period_not_two(
 # --- a hanging image pull -------------------------------------------------------------------------------
 
 
-class Blackhole:
-    """A 'registry' on loopback that accepts connections and never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = int(self.sock.getsockname()[1])
-        self.accepted: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for c in self.accepted:
-            c.close()
-
-
-@pytest.fixture
-def blackhole() -> Iterator[Blackhole]:
-    b = Blackhole()
-    yield b
-    b.close()
-
-
-def hanging(h: Home, b: Blackhole) -> dict[str, Any]:
-    return h.ds("hang", container={"image": f"127.0.0.1:{b.port}/x:1", "imagePullPolicy": "Always"})
+def hanging(h: Home, registry: HangingRegistry) -> dict[str, Any]:
+    return h.ds("hang", container={"image": registry.image("x", "1"), "imagePullPolicy": "Always"})
 
 
 def pulling(h: Home) -> bool:
@@ -232,11 +198,11 @@ def pulling(h: Home) -> bool:
 
 
 def test_a_hanging_pull_never_holds_up_another_pod(
-    home: Home, agent_proc: list[subprocess.Popen[bytes]], blackhole: Blackhole
+    home: Home, agent_proc: list[subprocess.Popen[bytes]], hanging_registry: HangingRegistry
 ) -> None:
-    home.put("hang", hanging(home, blackhole))
+    home.put("hang", hanging(home, hanging_registry))
     start_run(home, agent_proc)
-    wait_for(lambda: bool(blackhole.accepted) and pulling(home), timeout=30)
+    wait_for(lambda: hanging_registry.accepted > 0 and pulling(home), timeout=30)
     home.put("ok", home.ds("ok"))
     wait_for(lambda: running(home, "ok"), timeout=30)
     assert pulling(home), "the other pod started while the pull still hung"
@@ -244,17 +210,17 @@ def test_a_hanging_pull_never_holds_up_another_pod(
     [hang] = [d for d in doc["daemonSets"] if d["name"] == "hang"]
     assert [p["status"] for p in hang["pods"]] == ["ContainerCreating"]
     [work] = [w for w in doc["workInFlight"] if w["owner"] == home.owner("hang")]
-    assert work["detail"] == f"pulling image 127.0.0.1:{blackhole.port}/x:1"
+    assert work["detail"] == f"pulling image {hanging_registry.image('x', '1')}"
 
 
 def test_a_crashed_container_is_restarted_on_its_backoff_while_a_pull_hangs(
-    home: Home, agent_proc: list[subprocess.Popen[bytes]], blackhole: Blackhole
+    home: Home, agent_proc: list[subprocess.Popen[bytes]], hanging_registry: HangingRegistry
 ) -> None:
     home.backoff = "{initial: 2s, max: 10s, resetAfter: 10m}"
     home.write_config()
-    home.put("hang", hanging(home, blackhole))
+    home.put("hang", hanging(home, hanging_registry))
     start_run(home, agent_proc)
-    wait_for(lambda: bool(blackhole.accepted) and pulling(home), timeout=30)
+    wait_for(lambda: hanging_registry.accepted > 0 and pulling(home), timeout=30)
     home.put("crash", home.ds("crash", command="sleep 1; exit 1"))
 
     def restarted() -> bool:
@@ -275,14 +241,12 @@ def test_the_fleet_view_shows_started_pods_without_waiting_for_a_resync(
     tmp_path: Path, docker_runtime: docker_rt.DockerRuntime, test_image: str
 ) -> None:
     from nodeagent.sources import http
-    from tests.integration.test_http_source import ds_doc, put
-    from tests.integration.test_serve import _answers, free_port
 
     ns = f"t-{time.time_ns() % 10**10}"
     node = f"node-{ns}"
     mdir = tmp_path / "manifests"
     mdir.mkdir()
-    put(mdir, "web", ds_doc("web", test_image, ns))
+    put(mdir, "web", daemonset("web", image=test_image, namespace=ns))
     url = f"http://127.0.0.1:{free_port()}"
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -307,7 +271,7 @@ def test_the_fleet_view_shows_started_pods_without_waiting_for_a_resync(
     ]
     selector = f"{identity.LABEL_POD_NAMESPACE}={ns}"
     try:
-        wait_for(lambda: _answers(url + "/healthz"))
+        wait_for(lambda: answers(url + "/healthz"))
         procs.append(subprocess.Popen([NODEAGENT, "--config", str(config), "run"], stdout=log, stderr=log))
         wait_for(lambda: any(c.running for c in docker_runtime.list_labelled(selector)), timeout=60)
 

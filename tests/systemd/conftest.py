@@ -4,7 +4,8 @@ Built without a registry: scripts/debian-base.sh debootstraps bookworm with syst
 make, and `docker import`s it once (tag `BASE_IMAGE`, kept for later runs). The checkout and a wheelhouse
 are copied in, so `make install` inside needs no network. The agent in the machine talks to the host's
 engine through its bind-mounted socket, so its pods are host containers labelled with the machine's
-hostname as `io.nodeagent.node`; they are removed at teardown, with the machine.
+hostname as `io.nodeagent.node`; they are removed at teardown, with the machine. The engine and the
+pod image are tests/conftest.py's (`docker_runtime`, `test_image`).
 """
 
 from __future__ import annotations
@@ -14,18 +15,16 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from nodeagent.agent import localimage
 from nodeagent.runtime import docker as docker_rt
-from tests.integration import conftest as itest
-from tests.integration.conftest import _remove_images_built_here  # noqa: F401  (autouse: registered here)
+from tests.support.engine import TEST_LABEL
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "nodeagent-test/systemd-base:bookworm"
@@ -54,16 +53,6 @@ def sh(*args: str, input: str | bytes | None = None, timeout: float = 600, check
             f"{' '.join(args)} -> {p.returncode}\n{out}\n{p.stderr.decode(errors='replace')}"
         )
     return out
-
-
-def wait_for(what: str, cond: Callable[[], bool], timeout: float = 120, every: float = 0.5) -> None:
-    """Bounded polling on a condition; fails with `what` when it never holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @dataclass
@@ -135,22 +124,10 @@ def wheelhouse(dst: Path) -> None:
     shutil.rmtree(src)
 
 
-@pytest.fixture(scope="session")
-def engine() -> docker_rt.DockerRuntime:
-    runtime = docker_rt.DockerRuntime()
-    itest.require_docker(runtime)
-    return runtime
-
-
-@pytest.fixture(scope="session")
-def pod_image(engine: docker_rt.DockerRuntime) -> str:
-    image = localimage.ensure_busybox_image(engine, itest.TEST_IMAGE, {itest.TEST_LABEL: "true"})
-    assert image, "the busybox test image could not be built"
-    return str(image)
-
-
 @pytest.fixture(scope="module")
-def machine(engine: docker_rt.DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
+def machine(
+    docker_runtime: docker_rt.DockerRuntime, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Machine]:
     sh("bash", str(REPO / "scripts" / "debian-base.sh"), BASE_IMAGE, BASE_PACKAGES, timeout=1800)
     work = tmp_path_factory.mktemp("systemd-machine")
     wheelhouse(work / "wheels")
@@ -158,7 +135,7 @@ def machine(engine: docker_rt.DockerRuntime, tmp_path_factory: pytest.TempPathFa
     m = Machine(f"nodeagent-sd-{uuid.uuid4().hex[:8]}")
     sh(
         "docker", "run", "-d", "--name", m.name, "--hostname", m.name,
-        "--label", f"{MACHINE_LABEL}=systemd", "--label", f"{itest.TEST_LABEL}=true",
+        "--label", f"{MACHINE_LABEL}=systemd", "--label", f"{TEST_LABEL}=true",
         # systemd as PID 1 in a container: every capability but the one this kernel withholds, no
         # seccomp/AppArmor filter (it sets up namespaces for the unit's hardening), its own /run, cgroups
         "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
@@ -172,8 +149,10 @@ def machine(engine: docker_rt.DockerRuntime, tmp_path_factory: pytest.TempPathFa
     )  # fmt: skip
     try:
         wait_for(
-            "systemd to finish booting",
             lambda: m.run("systemctl is-system-running", check=False).strip() in ("running", "degraded"),
+            timeout=120,
+            interval=0.5,
+            what="systemd to finish booting",
         )
         yield m
     finally:

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.systemd.conftest import REPO, Machine, copy_tree, sh, wait_for, wheelhouse
+from tests.support import manifests
+from tests.support.waiting import wait_for
+from tests.systemd.conftest import REPO, Machine, copy_tree, sh, wheelhouse
 
 pytestmark = pytest.mark.docker
 
@@ -26,23 +28,15 @@ DS_DIR = "/etc/nodeagent/daemonsets"
 
 
 def daemonset(name: str, image: str, node_selector: dict[str, str] | None = None) -> str:
-    spec: dict[str, object] = {
-        "containers": [
-            {"name": "main", "image": image, "imagePullPolicy": "Never", "command": ["sleep", "3600"]}
-        ]
-    }
-    if node_selector:
-        spec["nodeSelector"] = node_selector
-    return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "DaemonSet",
-            "metadata": {"name": name, "namespace": "systemd-test"},
-            "spec": {
-                "selector": {"matchLabels": {"app": name}},
-                "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
-            },
-        }
+    return manifests.to_yaml(
+        manifests.daemonset(
+            name,
+            namespace="systemd-test",
+            image=image,
+            command=("sleep", "3600"),
+            grace=None,
+            pod={"nodeSelector": node_selector} if node_selector else None,
+        )
     )
 
 
@@ -123,12 +117,12 @@ def test_destdir_install_is_idempotent_and_keeps_a_modified_config(tmp_path: Pat
 # --- in a real systemd ----------------------------------------------------------------------------
 
 
-def test_service_lifecycle(machine: Machine, pod_image: str) -> None:
+def test_service_lifecycle(machine: Machine, test_image: str) -> None:
     m = machine
     # make install: enabled, started, and active only once READY=1 arrived
     m.run(MAKE_INSTALL)
     assert m.run("systemctl is-enabled nodeagent.service").strip() == "enabled"
-    wait_for("the unit to become active", lambda: m.active() == "active")
+    wait_for(lambda: m.active() == "active", timeout=120, interval=0.5, what="the unit to become active")
     assert m.show("Type") == "notify" and m.show("WatchdogUSec") == "1min"
     assert re.fullmatch(r"\d+ pods? running, \d+ failing, sources ok", m.show("StatusText")), m.show(
         "StatusText"
@@ -143,10 +137,13 @@ def test_service_lifecycle(machine: Machine, pod_image: str) -> None:
     assert status == 200 and "nodeagent_reconcile_duration_seconds" in body
 
     # a DaemonSet runs, and STATUS= says so
-    m.write(f"{DS_DIR}/logger.yaml", daemonset("logger", pod_image))
-    wait_for("the pod to run", lambda: len(running(m)) == 1)
+    m.write(f"{DS_DIR}/logger.yaml", daemonset("logger", test_image))
+    wait_for(lambda: len(running(m)) == 1, timeout=120, interval=0.5, what="the pod to run")
     wait_for(
-        "STATUS= to count the pod", lambda: m.show("StatusText") == "1 pod running, 0 failing, sources ok"
+        lambda: m.show("StatusText") == "1 pod running, 0 failing, sources ok",
+        timeout=120,
+        interval=0.5,
+        what="STATUS= to count the pod",
     )
     [pod] = running(m)
 
@@ -155,25 +152,34 @@ def test_service_lifecycle(machine: Machine, pod_image: str) -> None:
     restarts = int(m.show("NRestarts"))
     m.run(f"kill -9 {pid}")
     wait_for(
-        "systemd to restart the agent",
         lambda: (
             int(m.show("NRestarts")) == restarts + 1
             and m.active() == "active"
             and main_pid(m) not in (0, pid)
         ),
+        timeout=120,
+        interval=0.5,
+        what="systemd to restart the agent",
     )
-    wait_for("READY=1 of the new agent", lambda: m.show("StatusText").startswith("1 pod running"))
+    wait_for(
+        lambda: m.show("StatusText").startswith("1 pod running"),
+        timeout=120,
+        interval=0.5,
+        what="READY=1 of the new agent",
+    )
     assert m.pods() == [pod], "adopted, not duplicated"
 
     # systemctl reload: SIGHUP, RELOADING=1 ... READY=1; the new config takes effect in the same process
     pid = main_pid(m)
-    m.write(f"{DS_DIR}/gpu.yaml", daemonset("gpu", pod_image, node_selector={"accelerator": "gpu"}))
+    m.write(f"{DS_DIR}/gpu.yaml", daemonset("gpu", test_image, node_selector={"accelerator": "gpu"}))
     cfg = yaml.safe_load(m.run("cat /etc/nodeagent/config.yaml"))
     cfg["node"]["labels"] = {"accelerator": "gpu"}
     m.write("/etc/nodeagent/config.yaml", yaml.safe_dump(cfg))
     m.run("systemctl reload nodeagent.service")
     assert m.active() == "active" and main_pid(m) == pid
-    wait_for("the labelled node to get the gpu pod", lambda: len(running(m)) == 2)
+    wait_for(
+        lambda: len(running(m)) == 2, timeout=120, interval=0.5, what="the labelled node to get the gpu pod"
+    )
     assert any(e["event"] == "config_reloaded" for e in m.events())
     assert "Reloaded" in m.run("journalctl -u nodeagent.service --no-pager -o cat")
     pods = m.pods()
@@ -182,25 +188,38 @@ def test_service_lifecycle(machine: Machine, pod_image: str) -> None:
     out = m.run(MAKE_INSTALL)
     assert "keeping the existing /etc/nodeagent/config.yaml" in out
     assert "accelerator" in m.run("cat /etc/nodeagent/config.yaml")
-    wait_for("the reinstalled agent to be active", lambda: m.active() == "active")
-    wait_for("READY after reinstall", lambda: m.show("StatusText").startswith("2 pods running"))
+    wait_for(
+        lambda: m.active() == "active", timeout=120, interval=0.5, what="the reinstalled agent to be active"
+    )
+    wait_for(
+        lambda: m.show("StatusText").startswith("2 pods running"),
+        timeout=120,
+        interval=0.5,
+        what="READY after reinstall",
+    )
     assert m.pods() == pods
 
     # a stuck loop (the process frozen) stops the WATCHDOG=1 pings: systemd restarts the agent
     m.run("mkdir -p /run/systemd/system/nodeagent.service.d && printf '[Service]\\nWatchdogSec=3s\\n' "
           "> /run/systemd/system/nodeagent.service.d/watchdog.conf && systemctl daemon-reload "
           "&& systemctl restart nodeagent.service")  # fmt: skip
-    wait_for("active with the short watchdog", lambda: m.active() == "active")
+    wait_for(lambda: m.active() == "active", timeout=120, interval=0.5, what="active with the short watchdog")
     pid, restarts = main_pid(m), int(m.show("NRestarts"))
     m.run(f"kill -STOP {pid}")
     wait_for(
-        "the watchdog to restart the agent",
         lambda: int(m.show("NRestarts")) > restarts and m.active() == "active" and main_pid(m) != pid,
         timeout=90,
+        interval=0.5,
+        what="the watchdog to restart the agent",
     )
     assert "watchdog timeout" in m.run("journalctl -u nodeagent.service --no-pager -o cat").lower()
     m.run("rm -rf /run/systemd/system/nodeagent.service.d && systemctl daemon-reload")
-    wait_for("READY after the watchdog restart", lambda: m.show("StatusText").startswith("2 pods running"))
+    wait_for(
+        lambda: m.show("StatusText").startswith("2 pods running"),
+        timeout=120,
+        interval=0.5,
+        what="READY after the watchdog restart",
+    )
     assert m.pods() == pods
 
     # systemctl stop: the agent goes, the pods stay

@@ -55,3 +55,26 @@ def test_pending_files_exist() -> None:
     """A stale PENDING entry would silently exempt a future file of that name."""
     for rel in PENDING:
         assert (PACKAGE / rel).exists(), f"{rel} is gone: drop it from PENDING"
+
+
+def test_no_test_module_imports_another_test_module() -> None:
+    """Shared fixtures live in conftest.py files, shared helpers in tests/support/ (importing a test module
+    runs its module-level code and re-registers its fixtures and tests). A suite may import helpers from
+    its own conftest."""
+    tests = PACKAGE.parent / "tests"
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        own = {".conftest", ".".join((*path.relative_to(tests.parent).parent.parts, "conftest"))}
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = "." * node.level + (node.module or "")
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                last = name.rsplit(".", 1)[-1]
+                if last.startswith("test_") or (last == "conftest" and name not in own):
+                    offenders.append(f"{path.relative_to(tests.parent)}:{node.lineno}: {name}")
+    assert not offenders, "\n".join(offenders)

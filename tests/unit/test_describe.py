@@ -8,7 +8,7 @@ import pytest
 
 from nodeagent.agent import describe, events, plan, status
 from nodeagent.k8s import model
-from tests.unit.test_plan import DESIRED, NOW, container_for
+from tests.support.planning import DESIRED, NOW, container_for
 
 
 def test_tabwriter_aligns_blocks_of_consecutive_lines_like_go() -> None:

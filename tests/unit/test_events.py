@@ -12,7 +12,7 @@ import pytest
 
 from nodeagent.agent import events, execute, plan
 from nodeagent.k8s import model
-from tests.unit.test_plan import DESIRED, DS, NOW, container_for, make_ds, make_node
+from tests.support.planning import DESIRED, DS, NOW, container_for, make_ds, make_node
 
 POD = events.ObjectRef("Pod", "kube-system", "agent-node-a", "spec.containers{main}")
 

@@ -10,28 +10,19 @@ import pytest
 from nodeagent.agent import desired
 from nodeagent.sources import files, http
 from nodeagent.sources import snapshot as snap
+from tests.support import manifests as testdocs
 
 URL = "https://fleet.example.com/manifests"
 KINDS = files.DAEMONSET_SOURCE_KINDS
 
 
 def ds(name: str, image: str = "busybox:1.36") -> str:
-    return f"""\
-apiVersion: apps/v1
-kind: DaemonSet
-metadata: {{name: {name}, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      containers: [{{name: main, image: "{image}"}}]
-"""
+    return testdocs.to_yaml(testdocs.daemonset(name, image=image, command=None, grace=None, pull_policy=None))
 
 
 def broken(name: str) -> str:
     """Valid YAML, invalid object: no image."""
-    return ds(name).replace(', image: "busybox:1.36"', "")
+    return testdocs.to_yaml(testdocs.without_image(testdocs.daemonset(name)))
 
 
 def images(content: files.FileContent | None) -> dict[str, str]:

@@ -11,7 +11,7 @@ from nodeagent import cli
 from nodeagent.fleet import serve
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests
-from tests.unit import test_http_bundle as bundles
+from tests.support import manifests as testdocs
 
 
 def ds_status(name: str, desired: int, ready: int, *, misscheduled: int = 0) -> dict[str, Any]:
@@ -80,9 +80,11 @@ def test_bad_reports_are_refused(doc: object, message: str) -> None:
 
 
 def test_bundle_publishes_valid_documents_and_keeps_the_previous_version_of_a_broken_one() -> None:
-    first = serve.publish_file(None, (bundles.ds("a") + "---\n" + bundles.ds("b")).encode(), "/d/x.yaml")
+    a, b = testdocs.daemonset("a"), testdocs.daemonset("b")
+    first = serve.publish_file(None, testdocs.to_yaml(a, b).encode(), "/d/x.yaml")
+    a_v2 = testdocs.daemonset("a", image="busybox:1.37")
     second = serve.publish_file(
-        first, (bundles.ds("a", "busybox:1.37") + "---\n" + bundles.broken("b")).encode(), "/d/x.yaml"
+        first, testdocs.to_yaml(a_v2, testdocs.without_image(b)).encode(), "/d/x.yaml"
     )
     body = serve.render_bundle(list(second.raw.values()))
     loaded = manifests.load_text(body, "bundle")
@@ -93,7 +95,7 @@ def test_bundle_publishes_valid_documents_and_keeps_the_previous_version_of_a_br
 
 
 def test_truncated_file_keeps_its_objects_published() -> None:
-    first = serve.publish_file(None, bundles.ds("a").encode(), "/d/a.yaml")
+    first = serve.publish_file(None, testdocs.to_yaml(testdocs.daemonset("a")).encode(), "/d/a.yaml")
     assert list(serve.publish_file(first, b"", "/d/a.yaml").raw) == list(first.raw)
 
 

@@ -16,7 +16,7 @@ from nodeagent import settings
 from nodeagent.agent import agent, describe, events, identity, plan
 from nodeagent.cli import ops as opscli
 from nodeagent.runtime import memory
-from tests.unit.test_plan import DESIRED, NOW, container_for, sandbox_for
+from tests.support.planning import DESIRED, NOW, container_for, sandbox_for
 
 NS, POD = DESIRED.namespace, DESIRED.name
 

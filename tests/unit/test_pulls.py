@@ -18,6 +18,7 @@ from nodeagent import errors
 from nodeagent.agent import pulls
 from nodeagent.runtime import docker as docker_rt
 from nodeagent.runtime import memory
+from tests.support.waiting import wait_for
 
 Progress = Callable[[int, int], None]
 
@@ -96,13 +97,6 @@ class Caller(threading.Thread):
         return self.result
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.005)
-
-
 def waiters(puller: pulls.ImagePuller, image: str) -> int:
     pull = puller._pulls.get(image)
     return 0 if pull is None else pull.waiters
@@ -174,7 +168,7 @@ def test_concurrent_callers_of_one_image_share_one_pull_and_its_result(outcome: 
         images.fail["b:1"] = errors.ImagePullError("pull b:1: denied")
     puller = pulls.ImagePuller(images)
     callers = [Caller(puller, "b:1", policy) for policy in ("IfNotPresent", "Always", "IfNotPresent")]
-    wait_until(lambda: waiters(puller, "b:1") == 3)
+    wait_for(lambda: waiters(puller, "b:1") == 3)
     images.gates["b:1"].set()
     results = {c.get() for c in callers}
     assert images.pulls == ["b:1"]
@@ -187,14 +181,14 @@ def test_pulls_of_different_images_run_in_parallel_up_to_the_bound() -> None:
     images.gate(*names)
     puller = pulls.ImagePuller(images, max_parallel=2)
     callers = [Caller(puller, name) for name in names]
-    wait_until(lambda: len(puller.in_progress()) == 4 and len(images.pulls) == 2)
+    wait_for(lambda: len(puller.in_progress()) == 4 and len(images.pulls) == 2)
     progress = puller.in_progress()
     assert sorted(p.queued for p in progress.values()) == [False, False, True, True]
     queued = next(p for p in progress.values() if p.queued)
     assert queued.describe() == f"waiting to pull image {queued.image}"
     first = images.pulls[0]
     images.gates[first].set()  # one slot frees: one queued pull starts, never a third at once
-    wait_until(lambda: len(images.pulls) == 3)
+    wait_for(lambda: len(images.pulls) == 3)
     for name in names:
         images.gates[name].set()
     assert [c.get() for c in callers] == [None] * 4
@@ -211,7 +205,7 @@ def test_serialize_pulls_one_at_a_time_and_none_is_unbounded(
     images.gate(*names)
     puller = pulls.ImagePuller(images, serialize=serialize, max_parallel=limit)
     callers = [Caller(puller, name) for name in names]
-    wait_until(lambda: len(images.pulls) == expected and len(puller.in_progress()) == 6)
+    wait_for(lambda: len(images.pulls) == expected and len(puller.in_progress()) == 6)
     time.sleep(0.05)
     assert images.max_active == expected
     for name in names:
@@ -269,7 +263,7 @@ def test_waiting_for_a_slot_counts_against_the_deadline_and_says_so() -> None:
     busy = Caller(puller, "busy:1")
     images.started["busy:1"].wait(5)
     queued = Caller(puller, "queued:1")
-    wait_until(lambda: waiters(puller, "queued:1") == 1)
+    wait_for(lambda: waiters(puller, "queued:1") == 1)
     clock.now += 6
     images.callbacks["busy:1"](1, 2)  # the running pull moves; the queued one cannot
     clock.now += 5
@@ -290,7 +284,7 @@ def test_a_late_end_of_an_abandoned_pull_does_not_touch_the_next_pull_of_that_im
     first_gate = images.gates["hang:1"]
     images.gates["hang:1"] = threading.Event()  # the next pull hangs too, for now
     second = Caller(puller, "hang:1")
-    wait_until(lambda: images.pulls == ["hang:1", "hang:1"])
+    wait_for(lambda: images.pulls == ["hang:1", "hang:1"])
     images.fail["hang:1"] = errors.ImagePullError("pull hang:1: late failure")
     first_gate.set()  # the abandoned first pull ends, failing
     time.sleep(0.05)

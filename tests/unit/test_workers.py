@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from nodeagent.agent import plan, workers
-from tests.unit.test_plan import DESIRED, DS, NOW, container_for, make_ds, make_node
+from tests.support.planning import DESIRED, DS, NOW, container_for, make_ds, make_node
 
 
 class Clock:
