@@ -12,7 +12,7 @@ import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import yaml
 
@@ -25,35 +25,32 @@ def sh(script: str) -> list[str]:
     return ["sh", "-c", script]
 
 
-def container(
-    image: str = DEFAULT_IMAGE,
-    *,
-    name: str = "main",
-    command: Sequence[str] | None = SLEEP,
-    pull_policy: str | None = "Never",
-    **fields: Any,
-) -> dict[str, Any]:
-    c: dict[str, Any] = {"name": name, "image": image}
+class PodArgs(TypedDict, total=False):
+    """The pod template's knobs, shared by `daemonset` and `static_pod` (defaults in `pod_spec`)."""
+
+    image: str
+    command: Sequence[str] | None
+    grace: int | None
+    pull_policy: str | None
+    pod: Mapping[str, Any] | None  # pod spec fields, added or overriding
+    container: Mapping[str, Any] | None  # fields of the container, added or overriding
+
+
+def pod_spec(**args: Unpack[PodArgs]) -> dict[str, Any]:
+    """One container `main`; None leaves a field out."""
+    c: dict[str, Any] = {"name": "main", "image": args.get("image", DEFAULT_IMAGE)}
+    pull_policy = args.get("pull_policy", "Never")
     if pull_policy is not None:
         c["imagePullPolicy"] = pull_policy
+    command = args.get("command", SLEEP)
     if command is not None:
         c["command"] = list(command)
-    return {**c, **fields}
-
-
-def _pod_spec(
-    image: str,
-    command: Sequence[str] | None,
-    grace: int | None,
-    pull_policy: str | None,
-    pod: Mapping[str, Any] | None,
-    extra: Mapping[str, Any] | None,
-) -> dict[str, Any]:
     spec: dict[str, Any] = {}
+    grace = args.get("grace", 1)
     if grace is not None:
         spec["terminationGracePeriodSeconds"] = grace
-    spec["containers"] = [{**container(image, command=command, pull_policy=pull_policy), **dict(extra or {})}]
-    return {**spec, **dict(pod or {})}
+    spec["containers"] = [{**c, **dict(args.get("container") or {})}]
+    return {**spec, **dict(args.get("pod") or {})}
 
 
 def _metadata(name: str, namespace: str | None) -> dict[str, Any]:
@@ -64,13 +61,8 @@ def daemonset(
     name: str,
     *,
     namespace: str | None = "default",
-    image: str = DEFAULT_IMAGE,
-    command: Sequence[str] | None = SLEEP,
-    grace: int | None = 1,
-    pull_policy: str | None = "Never",
     labels: Mapping[str, str] | None = None,
-    pod: Mapping[str, Any] | None = None,
-    container: Mapping[str, Any] | None = None,
+    **args: Unpack[PodArgs],
 ) -> dict[str, Any]:
     """An apps/v1 DaemonSet selecting its template by `labels` (default `app: <name>`)."""
     match = dict(labels or {"app": name})
@@ -82,29 +74,19 @@ def daemonset(
             "selector": {"matchLabels": match},
             "template": {
                 "metadata": {"labels": dict(match)},  # a copy: one shared dict would dump as a YAML alias
-                "spec": _pod_spec(image, command, grace, pull_policy, pod, container),
+                "spec": pod_spec(**args),
             },
         },
     }
 
 
-def static_pod(
-    name: str,
-    *,
-    namespace: str | None = "default",
-    image: str = DEFAULT_IMAGE,
-    command: Sequence[str] | None = SLEEP,
-    grace: int | None = 1,
-    pull_policy: str | None = "Never",
-    pod: Mapping[str, Any] | None = None,
-    container: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def static_pod(name: str, *, namespace: str | None = "default", **args: Unpack[PodArgs]) -> dict[str, Any]:
     """A v1 Pod, as a `staticPodPath` manifest."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": _metadata(name, namespace),
-        "spec": _pod_spec(image, command, grace, pull_policy, pod, container),
+        "spec": pod_spec(**args),
     }
 
 
