@@ -30,13 +30,14 @@ def build() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     _node_commands(sub)
     _fleet_commands(sub)
+    _ownership_commands(sub)
     ops.add_parsers(sub)  # events, describe, logs
     sub.add_parser("version", help="print the version")
     return p
 
 
 def _node_commands(sub: Any) -> None:
-    """What acts on this node: validate, plan, sync, run, status, orphan, delete."""
+    """What reads or runs this node: validate, plan, sync, run, status."""
     v = sub.add_parser("validate", help="lint manifests (files or directories)")
     v.add_argument("paths", nargs="+", metavar="PATH")
     v.add_argument("-o", "--output", default="text", choices=("text", "json"))
@@ -61,8 +62,11 @@ def _node_commands(sub: Any) -> None:
     st = sub.add_parser("status", help="this node's DaemonSets and pods, kubectl-style")
     st.add_argument("-o", "--output", default="table", choices=("table", "json"))
     st.add_argument("--server", metavar="URL", help="show the fleet of this `nodeagent serve` instead")
-    _server_client(st)
+    _server_client(st, "for a --server that requires mTLS")
 
+
+def _ownership_commands(sub: Any) -> None:
+    """What changes a pod's owner or removes a pod on this node: orphan, delete."""
     orph = sub.add_parser(
         "orphan",
         help="when this DaemonSet is withdrawn, leave its pods running, ownerless (like kubectl delete "
@@ -76,11 +80,11 @@ def _node_commands(sub: Any) -> None:
     dl.add_argument("pod", metavar="NAMESPACE/NAME")
 
 
-def _server_client(p: argparse.ArgumentParser) -> None:
+def _server_client(p: argparse.ArgumentParser, mtls: str) -> None:
     """The credentials a client of `nodeagent serve` presents."""
     p.add_argument("--token-file", help="bearer token for --server")
     p.add_argument("--ca-file", help="CA bundle to verify an https --server")
-    p.add_argument("--client-cert", help="client certificate (PEM) for a --server that requires mTLS")
+    p.add_argument("--client-cert", help=f"client certificate (PEM) {mtls}")
     p.add_argument("--client-key", help="the client certificate's key (PEM)")
 
 
@@ -128,7 +132,7 @@ def _fleet_commands(sub: Any) -> None:
     nd_del = nd_sub.add_parser("delete", help="forget a node (it re-registers if it reports again)")
     nd_del.add_argument("name", metavar="NAME")
     nd_del.add_argument("--server", metavar="URL", required=True, help="the `nodeagent serve` URL")
-    _server_client(nd_del)
+    _server_client(nd_del, "for mTLS")
 
     sg = sub.add_parser("sign", help="sign a bundle with a minisign key: writes FILE.minisig")
     sg.add_argument("file", metavar="FILE")
