@@ -13,6 +13,17 @@ from dataclasses import dataclass
 from nodeagent import runtime as rt
 from nodeagent.agent import identity, plan
 
+# DaemonSetStatus's counters in kubectl's column order (DaemonSetStatus.to_json, the fleet's sums and tables);
+# numberUnavailable is derived (desired - available).
+COUNTERS = (
+    "desiredNumberScheduled",
+    "currentNumberScheduled",
+    "numberReady",
+    "updatedNumberScheduled",
+    "numberAvailable",
+    "numberMisscheduled",
+)
+
 
 @dataclass(frozen=True)
 class ContainerStatus:
@@ -100,16 +111,23 @@ class DaemonSetStatus:
     number_misscheduled: int
     pods: tuple[PodStatus, ...]
 
+    @property
+    def counters(self) -> tuple[int, ...]:
+        """The counters, in COUNTERS order."""
+        return (
+            self.desired_number_scheduled,
+            self.current_number_scheduled,
+            self.number_ready,
+            self.updated_number_scheduled,
+            self.number_available,
+            self.number_misscheduled,
+        )
+
     def to_json(self) -> dict[str, object]:
         return {
             "namespace": self.namespace,
             "name": self.name,
-            "desiredNumberScheduled": self.desired_number_scheduled,
-            "currentNumberScheduled": self.current_number_scheduled,
-            "numberReady": self.number_ready,
-            "updatedNumberScheduled": self.updated_number_scheduled,
-            "numberAvailable": self.number_available,
-            "numberMisscheduled": self.number_misscheduled,
+            **dict(zip(COUNTERS, self.counters, strict=True)),
             "pods": [p.to_json() for p in self.pods],
         }
 
@@ -288,6 +306,20 @@ def static_pod_status(
         if pending is not None:
             pods.append(pending)
     return tuple(pods)
+
+
+def orphan_statuses(p: plan.Plan) -> list[PodStatus]:
+    """Ownerless pods (orphaned, not adopted yet): their revision is no DaemonSet's, so never up to date."""
+    return [pod_status(o, "", p.waiting, p.readiness, terminating=p.terminating) for o in p.orphans]
+
+
+def withdrawn_statuses(p: plan.Plan) -> list[PodStatus]:
+    """Pods being stopped whose DaemonSet or static pod is in no source any more (just withdrawn)."""
+    return [
+        pod_status(o, "", p.waiting, p.readiness, terminating=p.terminating)
+        for o in p.unowned
+        if o.key in p.terminating
+    ]
 
 
 def age(seconds: float | None) -> str:

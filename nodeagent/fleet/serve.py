@@ -668,29 +668,11 @@ class Server:
                 log.info("node_expired", node=name)
             nodes = self.fleet.nodes_json(now)
             daemonsets = self.fleet.daemonsets_json(now, b.daemonsets if b else ())
-        errs = [
-            {
-                "file": p.file,
-                "document": p.document,
-                "kind": p.kind,
-                "name": p.name,
-                "path": p.path,
-                "message": p.message,
-            }
-            for p in (b.errors if b else ())
-        ]
+        problems = list(b.errors if b else ())
         if self.publisher.failure:
-            errs.insert(
-                0,
-                {
-                    "file": self.publisher.directory,
-                    "document": None,
-                    "kind": "",
-                    "name": "",
-                    "path": "",
-                    "message": self.publisher.failure,
-                },
-            )
+            failure = model.Problem(self.publisher.directory, None, "", "", "", self.publisher.failure)
+            problems.insert(0, failure)
+        errs = [p.to_json() for p in problems]
         bundle = {"etag": b.etag, "objects": b.objects} if b else None
         return {"daemonSets": daemonsets, "nodes": nodes, "errors": errs, "bundle": bundle}
 

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodeagent.agent.status import COUNTERS as COUNTERS  # DaemonSetStatus fields, summed over nodes
+
 DEFAULT_GRACE = 40.0
 DEFAULT_EXPIRY = 24 * 3600.0  # NotReady this long (after the grace period): forgotten
 DEFAULT_MAX_NODES = 10_000
@@ -27,17 +29,8 @@ MODE_AGENT = "agent"  # `nodeagent run`
 MODE_SYNC = "sync"  # one `nodeagent sync` pass
 MODES = (MODE_AGENT, MODE_SYNC)
 
-# DaemonSetStatus fields, summed over nodes; numberUnavailable is derived (desired - available).
-COUNTERS = (
-    "desiredNumberScheduled",
-    "currentNumberScheduled",
-    "numberReady",
-    "updatedNumberScheduled",
-    "numberAvailable",
-    "numberMisscheduled",
-)
 _READY_ONLY = ("numberReady", "numberAvailable")
-MAX_REPORT_EVENTS = 200  # kept per node; a node sends its newest (cli.REPORT_EVENTS)
+MAX_REPORT_EVENTS = 200  # kept per node; a node sends its newest (report.REPORT_EVENTS)
 
 
 MAX_ERRORS = 100  # a report's `errors` beyond this are dropped (with a note), each clipped to
