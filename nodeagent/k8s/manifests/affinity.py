@@ -57,6 +57,7 @@ _PREFERRED_TERMS = "preferredDuringSchedulingIgnoredDuringExecution"
 
 
 def decode_affinity(w: Walker, s: Raw, spath: str) -> model.Affinity | None:
+    """spec.affinity: node affinity is decoded; pod (anti-)affinity is only warned about (one node)."""
     path = child(spath, "affinity")
     a = w.obj(s, "affinity", spath, fields("nodeAffinity", "podAffinity", "podAntiAffinity"))
     if a is None:
@@ -105,6 +106,7 @@ _EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 
 def decode_tolerations(w: Walker, s: Raw, spath: str) -> tuple[model.Toleration, ...]:
+    """spec.tolerations (ValidateTolerations); an empty operator defaults to Equal."""
     out = []
     for p, t in w.objects(s, "tolerations", spath, TOLERATION_FIELDS):
         key = w.str_(t, "key", p)

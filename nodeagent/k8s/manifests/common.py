@@ -37,29 +37,34 @@ def required_name(
 
 
 def warn_fields(w: Walker, d: Raw, path: str, table: Mapping[str, str]) -> None:
+    """Warn about each present field of `table` (valid Kubernetes fields nodeagent ignores)."""
     for name, reason in table.items():
         if d.get(name) is not None:
             w.warn(child(path, name), reason)
 
 
 def no_backsteps(w: Walker, target: str, path: str) -> None:
+    """A path must not contain a `..` element (validation's validatePathNoBacksteps)."""
     if ".." in target.replace("\\", "/").split("/"):
         w.error(path, v.invalid(target, "must not contain '..'"))
 
 
 def local_descending_path(w: Walker, target: str, path: str) -> None:
+    """A relative path without backsteps (validateLocalDescendingPath)."""
     if target.startswith("/"):
         w.error(path, v.invalid(target, "must be a relative path"))
     no_backsteps(w, target, path)
 
 
 def local_non_reserved_path(w: Walker, target: str, path: str) -> None:
+    """validateLocalNonReservedPath: also must not start with `..`."""
     local_descending_path(w, target, path)
     if target.startswith("..") and not target.startswith("../"):
         w.error(path, v.invalid(target, "must not start with '..'"))
 
 
 def quantity_field(w: Walker, d: Raw, name: str, path: str) -> quantity.Quantity | None:
+    """The quantity in field `name` of `d`, if present and valid."""
     raw = d.get(name)
     if raw is None:
         return None
@@ -67,6 +72,7 @@ def quantity_field(w: Walker, d: Raw, name: str, path: str) -> quantity.Quantity
 
 
 def quantity_at(w: Walker, raw: object, path: str) -> quantity.Quantity | None:
+    """A resource quantity; huge exponents and lengths are refused before parsing."""
     if raw is None or isinstance(raw, bool) or not isinstance(raw, str | int | float):
         w.error(
             path, v.invalid(raw if raw is None or isinstance(raw, bool) else "<object>", "must be a quantity")

@@ -29,6 +29,7 @@ def _check_keys(
 
 
 def decode_configmap(w: Walker, d: Raw) -> model.ConfigMap:
+    """A ConfigMap: data and binaryData, keys unique across both, size capped."""
     meta = decode_object_meta(w, d)
     data = w.str_map(d, "data", "")
     binary: dict[str, bytes] = {}
@@ -68,6 +69,7 @@ _SECRET_REQUIRED_KEYS: Mapping[str, tuple[str, ...]] = {
 
 
 def decode_secret(w: Walker, d: Raw) -> model.Secret:
+    """A Secret: data decoded, stringData merged over it, required keys checked per type."""
     meta = decode_object_meta(w, d)
     data: dict[str, bytes] = {}
     for k, val in (w.obj(d, "data", "") or {}).items():

@@ -53,8 +53,8 @@ def decode_containers(
     volumes: set[str],
     grace: int,
     host_network: bool,
-    privileged_names: set[str],
 ) -> list[model.Container]:
+    """spec.containers or spec.initContainers (a pod needs at least one container)."""
     init = field_name == "initContainers"
     if not init and s.get(field_name) in (None, []):
         w.error(child(spath, field_name), v.required())

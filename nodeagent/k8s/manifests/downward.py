@@ -60,6 +60,7 @@ _BYTE_DIVISOR_ERROR = (
 
 
 def decode_downward_file(w: Walker, f: Raw, p: str) -> model.DownwardAPIVolumeFile:
+    """One downwardAPI volume file: a path and exactly one of fieldRef and resourceFieldRef."""
     target = w.str_(f, "path", p)
     if not target:
         w.error(child(p, "path"), v.required())
@@ -84,6 +85,7 @@ def decode_downward_file(w: Walker, f: Raw, p: str) -> model.DownwardAPIVolumeFi
 def decode_field_ref(
     w: Walker, d: Raw, path: str, allowed: Sequence[str]
 ) -> model.ObjectFieldSelector | None:
+    """A fieldRef; `allowed` differs for env vars and volume files."""
     raw = w.obj(d, "fieldRef", path, FIELD_REF_FIELDS)
     if raw is None:
         return None
@@ -142,6 +144,7 @@ _BYTE_DIVISORS = frozenset(
 def decode_resource_field_ref(
     w: Walker, d: Raw, path: str, *, volume: bool
 ) -> model.ResourceFieldSelector | None:
+    """A resourceFieldRef; in a volume file `containerName` is required."""
     raw = w.obj(d, "resourceFieldRef", path, RESOURCE_REF_FIELDS)
     if raw is None:
         return None

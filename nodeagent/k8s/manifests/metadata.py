@@ -19,6 +19,7 @@ _TOTAL_ANNOTATION_SIZE = 256 * 1024
 
 
 def decode_object_meta(w: Walker, d: Raw) -> model.ObjectMeta:
+    """metadata of a top-level object (name required; namespace defaults to `default`)."""
     m = w.obj(d, "metadata", "", META_FIELDS) or {}
     name = w.str_(m, "name", "metadata")
     namespace = w.str_(m, "namespace", "metadata")
@@ -40,6 +41,7 @@ def decode_object_meta(w: Walker, d: Raw) -> model.ObjectMeta:
 
 
 def labels_and_annotations(w: Walker, m: Raw, path: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Labels and annotations at `path`, validated (keys, values, total annotation size)."""
     labels = w.str_map(m, "labels", path)
     validate_labels(w, labels, child(path, "labels"))
     annotations = w.str_map(m, "annotations", path)
@@ -64,6 +66,7 @@ def validate_labels(w: Walker, labels: Mapping[str, str], path: str) -> None:
 
 
 def annotation_warnings(w: Walker, annotations: Mapping[str, str], path: str) -> None:
+    """Warn about annotations nodeagent ignores (ANNOTATION_WARNINGS)."""
     for k in annotations:
         for prefix, reason in ANNOTATION_WARNINGS.items():
             if k == prefix or (prefix.endswith("/") and k.startswith(prefix)):
@@ -71,6 +74,7 @@ def annotation_warnings(w: Walker, annotations: Mapping[str, str], path: str) ->
 
 
 def decode_label_selector(w: Walker, raw: object, path: str) -> model.LabelSelector:
+    """A LabelSelector (ValidateLabelSelector)."""
     d = w.mapping(raw, path, LABEL_SELECTOR_FIELDS) or {}
     match_labels = w.str_map(d, "matchLabels", path)
     validate_labels(w, match_labels, child(path, "matchLabels"))

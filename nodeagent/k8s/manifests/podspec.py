@@ -17,7 +17,8 @@ from nodeagent.k8s.manifests.volumes import decode_volumes
 from nodeagent.k8s.validation import Raw, Walker, child, fields
 
 
-def decode_pod_spec(w: Walker, raw: object, path: str, *, is_pod: bool) -> model.PodSpec:
+def decode_pod_spec(w: Walker, raw: object, path: str) -> model.PodSpec:
+    """A PodSpec (a Pod's or a DaemonSet template's), with the API server's defaults applied."""
     if raw is None:
         w.error(path, v.required())
     s = w.mapping(raw, path, POD_SPEC_FIELDS) or {}
@@ -29,14 +30,9 @@ def decode_pod_spec(w: Walker, raw: object, path: str, *, is_pod: bool) -> model
     if grace < 0:
         w.error(child(path, "terminationGracePeriodSeconds"), v.invalid(grace, NONNEGATIVE))
     host_network = w.bool_(s, "hostNetwork", path)
-    privileged_names: set[str] = set()
     volumes, volume_names = decode_volumes(w, s, path)
-    containers = decode_containers(
-        w, s, "containers", path, volume_names, grace, host_network, privileged_names
-    )
-    init_containers = decode_containers(
-        w, s, "initContainers", path, volume_names, grace, host_network, privileged_names
-    )
+    containers = decode_containers(w, s, "containers", path, volume_names, grace, host_network)
+    init_containers = decode_containers(w, s, "initContainers", path, volume_names, grace, host_network)
     check_names_and_host_ports(w, path, containers, init_containers)
 
     restart = w.str_(s, "restartPolicy", path) or "Always"

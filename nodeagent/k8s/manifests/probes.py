@@ -96,6 +96,7 @@ _HTTP_HEADER = re.compile(r"[-A-Za-z0-9]+")
 
 
 def decode_probe(w: Walker, c: Raw, name: str, cpath: str, grace: int) -> model.Probe | None:
+    """A liveness, readiness or startup probe (SetDefaults_Probe: zero means the default)."""
     path = child(cpath, name)
     pr = w.obj(c, name, cpath, PROBE_FIELDS)
     if pr is None:
@@ -140,6 +141,7 @@ def decode_probe(w: Walker, c: Raw, name: str, cpath: str, grace: int) -> model.
 
 
 def decode_lifecycle(w: Walker, c: Raw, cpath: str, grace: int) -> model.Lifecycle | None:
+    """postStart and preStop hooks; a tcpSocket hook is kept but never run, as the kubelet does."""
     path = child(cpath, "lifecycle")
     lc = w.obj(c, "lifecycle", cpath, LIFECYCLE_FIELDS)
     if lc is None:

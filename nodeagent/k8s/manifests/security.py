@@ -69,6 +69,7 @@ def _unapplied_security(sc: Raw) -> tuple[model.SELinuxOptions | None, bool | No
 
 
 def decode_security_context(w: Walker, c: Raw, cpath: str) -> model.SecurityContext | None:
+    """A container's securityContext, or None when it has none."""
     path = child(cpath, "securityContext")
     sc = w.obj(c, "securityContext", cpath, SECURITY_CONTEXT_FIELDS)
     if sc is None:
@@ -120,6 +121,7 @@ def decode_security_context(w: Walker, c: Raw, cpath: str) -> model.SecurityCont
 
 
 def decode_pod_security_context(w: Walker, s: Raw, spath: str) -> model.PodSecurityContext:
+    """spec.securityContext (an empty one when absent)."""
     path = child(spath, "securityContext")
     sc = w.obj(s, "securityContext", spath, POD_SECURITY_CONTEXT_FIELDS)
     if sc is None:

@@ -37,6 +37,7 @@ _DS_SPEC_FIELDS = fields(
 
 
 def decode_daemonset(w: Walker, d: Raw) -> model.DaemonSet:
+    """An apps/v1 DaemonSet: the selector must match the template, restartPolicy must be Always."""
     meta = decode_object_meta(w, d)
     spec = w.obj(d, "spec", "", _DS_SPEC_FIELDS) or {}
     if spec.get("templateGeneration") is not None:
@@ -146,11 +147,12 @@ def _pod_template(w: Walker, spec: Raw, path: str) -> model.PodTemplateSpec:
         labels=labels,
         annotations=annotations,
     )
-    pod_spec = decode_pod_spec(w, t.get("spec"), child(tpath, "spec"), is_pod=False)
+    pod_spec = decode_pod_spec(w, t.get("spec"), child(tpath, "spec"))
     return model.PodTemplateSpec(metadata=meta, spec=pod_spec)
 
 
 def decode_pod(w: Walker, d: Raw) -> model.Pod:
+    """A v1 Pod (a static pod)."""
     meta = decode_object_meta(w, d)
     annotation_warnings(w, meta.annotations, "metadata.annotations")
-    return model.Pod(metadata=meta, spec=decode_pod_spec(w, d.get("spec"), "spec", is_pod=True))
+    return model.Pod(metadata=meta, spec=decode_pod_spec(w, d.get("spec"), "spec"))
