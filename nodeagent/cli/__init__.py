@@ -301,7 +301,7 @@ def _runtime(cfg: settings.Settings) -> rt.ContainerRuntime | None:
 
 
 def _node_name(cfg: settings.Settings) -> str:
-    return node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable).name
+    return node.from_config(cfg.node).name
 
 
 def _one_shot_agent(cfg: settings.Settings) -> agent_mod.Agent:
