@@ -178,7 +178,8 @@ def _start_created(
     make: functools.partial[Action], seen: rt.ObservedContainer, reason: str, inputs: Inputs
 ) -> list[Action]:
     """Start a container whose create was cut short, with the attempt and backoff step it was made for."""
-    return run_again(make, seen, START, reason, inputs, [], step=0, next_step=_backoff_step(seen))
+    no_wait: list[Waiting] = []  # a created container never waits
+    return run_again(make, seen, START, reason, inputs, no_wait, step=0, next_step=_backoff_step(seen))
 
 
 def _should_restart(policy: str, exit_code: int | None) -> bool:
