@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from nodeagent import errors, settings
 from nodeagent.agent import agent as agent_mod
-from nodeagent.agent import events, execute, identity, plan
+from nodeagent.agent import events, execute, identity, plan, statefiles
 from nodeagent.cli import common, views
 from nodeagent.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from nodeagent.fleet import report, serve
@@ -152,13 +152,13 @@ def cmd_orphan(cfg: settings.Settings, daemonset: str, undo: bool, out: TextIO) 
     if key is None:
         return EXIT_USAGE
     owner = identity.owner_daemonset(*key)
-    current = agent_mod.load_ownership(cfg.state_dir)
+    current = statefiles.load_ownership(cfg.state_dir)
     requests = dict(current.policy)
     if undo:
         requests.pop(owner, None)
     else:
         requests[owner] = plan.POLICY_COMMAND
-    agent_mod.save_ownership(cfg.state_dir, plan.Ownership(policy=requests, owners=current.owners))
+    statefiles.save_ownership(cfg.state_dir, plan.Ownership(policy=requests, owners=current.owners))
     verb = "no longer orphans" if undo else "orphans"
     out.write(f"DaemonSet {key[0]}/{key[1]} {verb} its pods when it is withdrawn\n")
     return EXIT_OK

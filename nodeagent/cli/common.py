@@ -46,7 +46,7 @@ def runtime(cfg: settings.Settings) -> rt.ContainerRuntime | None:
 
 
 def node_name(cfg: settings.Settings) -> str:
-    return node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable).name
+    return node.from_config(cfg.node).name
 
 
 def one_shot_agent(cfg: settings.Settings) -> agent_mod.Agent:

@@ -19,7 +19,7 @@ import structlog
 import nodeagent
 from nodeagent import errors, settings
 from nodeagent.agent import agent as agent_mod
-from nodeagent.agent import reconciler
+from nodeagent.agent import reconciler, statefiles
 from nodeagent.cli import common
 from nodeagent.fleet import report
 from nodeagent.k8s import model
@@ -133,7 +133,7 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         if reporter is not None:
             reporter.stop()
         a.publish_workers = False
-        agent_mod.save_workers(a.settings.state_dir, {})  # work in flight is left to the engine
+        statefiles.save_workers(a.settings.state_dir, {})  # work in flight is left to the engine
     log.info("agent_stopped", work_left_in_flight=sorted(a.workers.busy()) or None)
     return common.EXIT_OK
 

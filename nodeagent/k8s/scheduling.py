@@ -160,10 +160,6 @@ def _required_affinity_matches(node: node.Node, spec: model.PodSpec) -> bool:
     return match_node_selector_terms(node, affinity.required)
 
 
-# DaemonSet selectors, for the planner's adoption of orphans (one home: nodeagent.k8s.selectors).
-label_selector_matches = selectors.label_selector_matches
-
-
 # --- the decision -----------------------------------------------------------------------------
 
 
