@@ -26,6 +26,7 @@ from nodeagent.agent import agent as agent_mod
 from nodeagent.agent import events, identity, plan, reconciler, status
 from nodeagent.cli import ops as opscli
 from nodeagent.cli import rollout as rolloutcli
+from nodeagent.fleet import controller as rollout_view
 from nodeagent.fleet import report
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model, node, policy
@@ -1042,8 +1043,14 @@ def print_fleet(doc: dict[str, Any], out: TextIO) -> None:
         "numberAvailable",
         "numberMisscheduled",
     )
-    rows = [head] + [
-        [d["namespace"], d["name"], *(str(d.get(k, 0)) for k in keys)] for d in doc["daemonSets"]
+    rows = [[*head, *rollout_view.ROLLOUT_HEADERS]] + [
+        [
+            d["namespace"],
+            d["name"],
+            *(str(d.get(k, 0)) for k in keys),
+            *map(_clean, rollout_view.rollout_cells(d)),
+        ]
+        for d in doc["daemonSets"]
     ]
     if len(rows) > 1:
         _table(rows, out)

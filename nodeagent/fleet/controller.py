@@ -527,6 +527,27 @@ class Controller:
         return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
+ROLLOUT_HEADERS = ("REVISION", "PHASE", "WAVE", "PENDING")
+
+
+def rollout_cells(d: Mapping[str, Any]) -> list[str]:
+    """The rollout columns of a DaemonSet row (fleet page, `status --server`): `current->update` revision
+    (with `*` when undo/pause/restart made the served revision differ from the file), the phase, the
+    nodes being updated now and the NotReady nodes waiting for the update."""
+    if "phase" not in d:
+        return ["-", "-", "-", "-"]
+    cur, upd = d.get("currentRevision"), d.get("updateRevision")
+    rev = f"{cur}" if cur == upd else f"{cur}->{upd}"
+    if d.get("servedDiffersFromFile"):
+        rev += "*"
+    return [
+        rev,
+        str(d["phase"]),
+        ",".join(d.get("wave") or []) or "-",
+        ",".join(d.get("pendingNodes") or []) or "-",
+    ]
+
+
 def _strategy(ds: model.DaemonSet) -> rollout.Strategy:
     us = ds.spec.update_strategy
     if us.type == rollout.ON_DELETE or us.rolling_update is None:

@@ -180,6 +180,8 @@ def plan(nodes: Sequence[NodeState], update: int, strategy: Strategy, paused: bo
         chosen = allowed + candidates[:room]
     if not paused:
         assign.extend((name, update) for name in chosen)
+        wave.extend(chosen)  # handed out now: this pass's wave
+        updated += len(chosen)
     ready_desired = [n for n in desired_nodes if n.ready]
     complete = all(
         n.effective() == update and (p := _new_pod(n, update)) is not None and p.available

@@ -1151,6 +1151,7 @@ def render_html(doc: Mapping[str, Any], refresh: int = 5) -> str:
             d["name"],
             *(str(d[c]) for c in fleet.COUNTERS[:5]),
             str(d["numberMisscheduled"]),
+            *controller.rollout_cells(d),
         ]
         for d in doc["daemonSets"]
     ]
@@ -1177,7 +1178,17 @@ def render_html(doc: Mapping[str, Any], refresh: int = 5) -> str:
         "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#eee}</style>",
         "</head><body><h1>nodeagent fleet</h1><h2>DaemonSets</h2>",
         _table(
-            ["NAMESPACE", "NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "MISSCHEDULED"],
+            [
+                "NAMESPACE",
+                "NAME",
+                "DESIRED",
+                "CURRENT",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "MISSCHEDULED",
+                *controller.ROLLOUT_HEADERS,
+            ],
             ds_rows,
         ),
         "<h2>Nodes</h2>",

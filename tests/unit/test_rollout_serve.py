@@ -267,7 +267,7 @@ def test_restart_and_cli(f: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
 
     assert cli("restart") == (0, "daemonset.apps/web restarted\n")
     code, out = cli("status", timeout=0.1)
-    assert code == 1 and "0 out of 3 new pods have been updated" in out
+    assert code == 1 and "1 out of 3 new pods have been updated" in out
     for _ in range(5):
         f.round()
     code, out = cli("status")
@@ -310,3 +310,20 @@ def test_annotations_are_validated_at_their_path() -> None:
     ]
     sel = ann.parse_selector("role=canary, zone in (a, b), !gpu, tier!=db")
     assert sel.match_labels == {"role": "canary"} and len(sel.match_expressions) == 3
+
+
+def test_fleet_page_and_status_show_rollout_columns(f: Fleet) -> None:
+    from nodeagent import cli
+
+    settle(f, "web:1")
+    f.write("web:2")
+    _, page, _ = f.get("/")
+    assert b"<th>PHASE</th>" in page and b"<td>1-&gt;2</td>" in page and b"<td>Progressing</td>" in page
+    out = io.StringIO()
+    cli.print_fleet(f.api("/api/fleet"), out)
+    header, row = out.getvalue().splitlines()[:2]
+    assert header.split()[-4:] == ["REVISION", "PHASE", "WAVE", "PENDING"]
+    assert row.split()[-4:] == ["1->2", "Progressing", "n1", "-"]
+    f.api("/api/rollouts/default/web/pause", "POST", {})
+    d = f.api("/api/daemonsets")["daemonSets"][0]
+    assert d["phase"] == "Paused" and d["wave"] == ["n1"] and d["pendingNodes"] == []
