@@ -440,7 +440,7 @@ class Controller:
                         "name": n.name,
                         "ready": n.ready,
                         "shouldRun": n.should_run,
-                        "revision": n.assigned or n.effective(),
+                        "revision": self._assign.get(key, {}).get(n.name) or n.effective(),
                         "runningRevision": max((x.revision for x in n.live()), default=0),
                         "available": any(x.available for x in n.live()),
                     }
