@@ -63,6 +63,7 @@ import yaml
 
 import nodeagent
 from nodeagent.agent import events
+from nodeagent.fleet import annotations as rollout_annotations
 from nodeagent.fleet import controller, store
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model
@@ -132,7 +133,7 @@ def publish_file(
     The agent-side rules (files.merge_file) decide what is in force; valid documents are published
     from this version of the file, kept ones from the raw object published before.
     """
-    result = manifests.load_text(data, path)
+    result = rollout_annotations.check(manifests.load_text(data, path))  # nodeagent.io/* rollout annotations
     if not data:  # a write in progress (`>` truncates first), not a withdrawal: as the directory source
         message = f"{path} is empty; its last good content stays in force (delete the file to withdraw it)"
         result = model.LoadResult(

@@ -327,3 +327,18 @@ def test_fleet_page_and_status_show_rollout_columns(f: Fleet) -> None:
     f.api("/api/rollouts/default/web/pause", "POST", {})
     d = f.api("/api/daemonsets")["daemonSets"][0]
     assert d["phase"] == "Paused" and d["wave"] == ["n1"] and d["pendingNodes"] == []
+
+
+def test_validate_and_serve_refuse_bad_rollout_annotations(f: Fleet, tmp_path: Path) -> None:
+    from nodeagent import cli
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(daemonset("web:1", {ann.PROGRESS_DEADLINE: "soon"}))
+    out = io.StringIO()
+    assert cli.cmd_validate([str(bad)], "text", out) == 1
+    assert f"metadata.annotations[{ann.PROGRESS_DEADLINE}]" in out.getvalue()
+    settle(f, "web:1")
+    f.write("web:2", {ann.PROGRESS_DEADLINE: "soon"})  # refused: the previous version stays in force
+    assert f.rollout()["updateRevision"] == 1
+    errors = f.api("/api/fleet")["errors"]
+    assert any(e["path"] == f"metadata.annotations[{ann.PROGRESS_DEADLINE}]" for e in errors)
