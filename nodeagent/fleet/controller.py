@@ -245,6 +245,9 @@ class Controller:
             states = [replace(n, assigned=update) for n in states]
         p = rollout.plan(states, update, strategy, paused=r.paused or r.phase == store.FAILED)
         adopt = {n.name: n.effective() for n in states if not n.assigned and n.effective()}
+        judging = r.phase == store.PROGRESSING and not r.paused
+        if judging and rollout.verdict(p, ds.policy, now, r.progress_at):
+            p = rollout.plan(states, update, strategy, paused=True)  # failed: hand out nothing more
         self._put_assign(key, {**adopt, **dict(p.assign)}, now)
         unheard = [n for n, rev in assigned.items() if n not in reports and rev != update]
         if unheard and now - self.started < self.grace:  # a restarted serve: not every node has reported

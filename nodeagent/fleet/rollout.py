@@ -146,7 +146,9 @@ def plan(nodes: Sequence[NodeState], update: int, strategy: Strategy, paused: bo
                     continue
             if not n.ready:
                 if new is None or not new.available:
-                    failed.append(n.name)  # went dark after receiving the revision
+                    failed.append(n.name)  # went dark after receiving the revision: holds its budget
+                    unavailable += 1
+                    surging += 1
                 continue
             if new is not None and new.failing:
                 failed.append(n.name)

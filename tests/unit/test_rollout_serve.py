@@ -9,6 +9,7 @@ import argparse
 import io
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -45,7 +46,8 @@ def daemonset(image: str, annotations: dict[str, str] | None = None) -> str:
 
 
 class Fleet:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, grace: float = 40.0) -> None:
+        self.grace = grace
         self.dir = tmp / "manifests"
         self.dir.mkdir()
         self.state = tmp / "state"
@@ -54,7 +56,9 @@ class Fleet:
         self.start()
 
     def start(self) -> None:
-        cfg = serve.ServeConfig(directory=str(self.dir), listen="127.0.0.1:0", state_dir=str(self.state))
+        cfg = serve.ServeConfig(
+            directory=str(self.dir), listen="127.0.0.1:0", state_dir=str(self.state), grace=self.grace
+        )
         self.server = serve.Server(cfg)
         self.server.start()
 
@@ -342,3 +346,44 @@ def test_validate_and_serve_refuse_bad_rollout_annotations(f: Fleet, tmp_path: P
     assert f.rollout()["updateRevision"] == 1
     errors = f.api("/api/fleet")["errors"]
     assert any(e["path"] == f"metadata.annotations[{ann.PROGRESS_DEADLINE}]" for e in errors)
+
+
+def test_silence_is_judged_by_when_it_began(tmp_path: Path) -> None:
+    """NotReady before its turn: pending, out of the budget, caught up on return. Dark after receiving
+    the new revision: a failure of that revision."""
+    f = Fleet(tmp_path, grace=1.0)
+    try:
+        settle(f, "web:1")
+        f.write("web:2")  # n1 is handed revision 2
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:  # n1 falls silent after receiving it; n2 and n3 report
+            f.step("n2")
+            f.step("n3")
+            time.sleep(0.2)
+        f.server.sync_rollouts()
+        doc = f.rollout()
+        assert doc["phase"] == "Failed" and "n1" in doc["message"] and doc["failedNodes"] == ["n1"]
+        assert f.served() == {"n1": "web:2", "n2": "web:1", "n3": "web:1"}
+    finally:
+        f.stop()
+
+
+def test_a_node_silent_before_its_turn_is_pending_and_catches_up(tmp_path: Path) -> None:
+    f = Fleet(tmp_path, grace=1.0)
+    try:
+        settle(f, "web:1")
+        time.sleep(1.2)  # every node silent past the grace period ...
+        f.step("n1")
+        f.step("n2")  # ... and n1, n2 back: n3 stays NotReady
+        f.write("web:2")
+        for _ in range(4):
+            f.step("n1")
+            f.step("n2")
+        f.server.sync_rollouts()
+        doc = f.rollout()
+        assert doc["phase"] == "Complete" and doc["pendingNodes"] == ["n3"]
+        assert f.served()["n3"] == "web:1"
+        f.step("n3")  # back: it catches up
+        assert f.image_of("n3")[0] == "web:2"
+    finally:
+        f.stop()
