@@ -250,8 +250,8 @@ class Controller:
             p = rollout.plan(states, update, strategy, paused=True)  # failed: hand out nothing more
         self._put_assign(key, {**adopt, **dict(p.assign)}, now)
         unheard = [n for n, rev in assigned.items() if n not in reports and rev != update]
-        if unheard and now - self.started < self.grace:  # a restarted serve: not every node has reported
-            p = replace(p, complete=False)
+        if (unheard or not reports) and now - self.started < self.grace:
+            p = replace(p, complete=False)  # a (re)started serve: not every node has reported yet
         exposed = sum(1 for rev in assigned.values() if rev == update)
         prev = self._plans.get(key)
         if prev is None or p.available > prev.available or p.updated > prev.updated:
@@ -433,6 +433,7 @@ class Controller:
                 "currentRevision": r.current_revision,
                 "updateRevision": r.update_revision,
                 "paused": r.paused,
+                "failedRevision": r.failed_revision or None,
                 "desiredNumberScheduled": p.desired if p else 0,
                 "updatedNumberScheduled": p.updated if p else 0,
                 "numberAvailable": p.available if p else 0,
