@@ -387,3 +387,30 @@ def test_a_node_silent_before_its_turn_is_pending_and_catches_up(tmp_path: Path)
         assert f.image_of("n3")[0] == "web:2"
     finally:
         f.stop()
+
+
+def test_roll_config_paces_a_configmap_change(f: Fleet) -> None:
+    def write(value: str) -> None:
+        ds = json.loads(daemonset("web:1", {ann.ROLL_CONFIG: "true"}))
+        ds["spec"]["template"]["spec"]["volumes"] = [{"name": "conf", "configMap": {"name": "conf"}}]
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "conf"}, "data": {"k": value}}
+        (f.dir / "web.yaml").write_text(json.dumps(ds) + "\n---\n" + json.dumps(cm))
+        f.server.publisher.scan()
+
+    def values() -> dict[str, str]:
+        out = {}
+        for n in NODES:
+            docs = manifests.load_text(f.get(f"/manifests?node={n}")[1], "bundle").documents
+            out[n] = next(d.obj.data["k"] for d in docs if isinstance(d.obj, model.ConfigMap))
+        return out
+
+    write("one")
+    for _ in range(6):
+        f.round()
+    assert f.rollout()["phase"] == "Complete" and values() == dict.fromkeys(NODES, "one")
+    write("two")  # a new revision, handed out under the budget: one node at a time
+    assert f.rollout()["updateRevision"] == 2
+    assert values() == {"n1": "two", "n2": "one", "n3": "one"}
+    for _ in range(6):
+        f.round()
+    assert f.rollout()["phase"] == "Complete" and values() == dict.fromkeys(NODES, "two")
