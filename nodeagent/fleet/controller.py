@@ -233,20 +233,7 @@ class Controller:
                 r = store.Rollout(key, number, number, store.PROGRESSING, started_at=now, progress_at=now)
             else:
                 current = r.update_revision if r.phase == store.COMPLETE else r.current_revision
-                r = replace(
-                    r,
-                    update_revision=number,
-                    current_revision=current,
-                    phase=store.PROGRESSING,
-                    message="",
-                    started_at=now,
-                    progress_at=now,
-                    failed_revision=0,
-                    failed_at=0.0,
-                    reverted_at=0.0,
-                    pinned=False,
-                    exposed_nodes=0,
-                )
+                r = _begin(r, number, current, store.PROGRESSING, "", False, now)
             r = replace(r, file_hash=ds.file_hash)
             if r.update_revision != number:
                 r = replace(r, update_revision=number)
@@ -386,20 +373,7 @@ class Controller:
         current = r.update_revision if r.phase == store.COMPLETE else r.current_revision
         if current not in {v.number for v in self._revs[key]}:
             current = number
-        r = replace(
-            r,
-            update_revision=number,
-            current_revision=current,
-            phase=store.PAUSED if r.paused else store.PROGRESSING,
-            message=cause,
-            started_at=now,
-            progress_at=now,
-            failed_revision=0,
-            failed_at=0.0,
-            reverted_at=0.0,
-            pinned=True,
-            exposed_nodes=0,
-        )
+        r = _begin(r, number, current, store.PAUSED if r.paused else store.PROGRESSING, cause, True, now)
         self._put(r)
         self._plans.pop(key, None)
         self.generation += 1
@@ -605,6 +579,26 @@ def rollout_cells(d: Mapping[str, Any]) -> list[str]:
         ",".join(d.get("wave") or []) or "-",
         ",".join(d.get("pendingNodes") or []) or "-",
     ]
+
+
+def _begin(
+    r: store.Rollout, number: int, current: int, phase: str, message: str, pinned: bool, now: float
+) -> store.Rollout:
+    """A new rollout of revision `number`: times, failure and blast radius start over."""
+    return replace(
+        r,
+        update_revision=number,
+        current_revision=current,
+        phase=phase,
+        message=message,
+        started_at=now,
+        progress_at=now,
+        failed_revision=0,
+        failed_at=0.0,
+        reverted_at=0.0,
+        pinned=pinned,
+        exposed_nodes=0,
+    )
 
 
 def _ns_name(raw: Mapping[str, Any]) -> tuple[str, str]:
