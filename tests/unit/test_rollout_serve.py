@@ -414,3 +414,22 @@ def test_roll_config_paces_a_configmap_change(f: Fleet) -> None:
     for _ in range(6):
         f.round()
     assert f.rollout()["phase"] == "Complete" and values() == dict.fromkeys(NODES, "two")
+
+
+def test_http_source_sends_its_node_name_keeping_the_urls_own_query(tmp_path: Path) -> None:
+    from nodeagent import settings
+    from nodeagent.sources import http as http_source
+
+    def src(url: str, node: str) -> http_source.HttpSource:
+        cfg = settings.HttpSource(url=url)
+        return http_source.HttpSource("s", cfg, lambda: None, state_dir=str(tmp_path), node=node)
+
+    assert src("https://h/manifests", "n1")._request_url() == "https://h/manifests?node=n1"
+    assert src("https://h/manifests?a=1", "n1")._request_url() == "https://h/manifests?a=1&node=n1"
+    assert (
+        src("https://h/manifests", "n1")._watch_url('"e"').startswith("https://h/manifests?node=n1&watch=1&")
+    )
+    assert (
+        src("https://h/b.yaml?X-Amz-Signature=x", "n1")._request_url() == "https://h/b.yaml?X-Amz-Signature=x"
+    )
+    assert src("https://h/manifests?a=1", "")._request_url() == "https://h/manifests?a=1"
