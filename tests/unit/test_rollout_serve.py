@@ -119,6 +119,7 @@ class Fleet:
             headers={"Content-Type": "application/json"},
         )
         urllib.request.urlopen(req, timeout=10).close()
+        self.server.sync_rollouts()  # what the server does within SYNC_GAP of a changed report
         self.reported[node] = image
         return image
 
