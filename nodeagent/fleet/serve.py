@@ -913,6 +913,9 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             return
         self.close_connection = True  # until the body is read
         if parts[:2] == ["api", "rollouts"]:
+            if self.identity is not None and self.identity.nodes is not None:  # a node may not steer rollouts
+                self._send(403, b"forbidden: a node credential cannot act on rollouts\n", "text/plain")
+                return
             self._rollout("POST", urlsplit(self.path).path)
             return
         if len(parts) != 3 or parts[0] != "nodes" or parts[2] != "status" or not parts[1]:
