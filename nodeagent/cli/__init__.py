@@ -27,8 +27,8 @@ from nodeagent.agent import events, identity, plan, reconciler, status
 from nodeagent.cli import ops as opscli
 from nodeagent.cli import rollout as rolloutcli
 from nodeagent.fleet import annotations as rollout_annotations
-from nodeagent.fleet import controller as rollout_view
 from nodeagent.fleet import report
+from nodeagent.fleet import rolloutview as rollout_view
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model, node, policy
 from nodeagent.service import health, kubestate, logs, metrics

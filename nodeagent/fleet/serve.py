@@ -64,7 +64,7 @@ import yaml
 import nodeagent
 from nodeagent.agent import events
 from nodeagent.fleet import annotations as rollout_annotations
-from nodeagent.fleet import controller, store
+from nodeagent.fleet import controller, rolloutview, store
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model
 from nodeagent.k8s.node import dns1123_subdomain_error as node_name_error
@@ -1186,7 +1186,7 @@ def render_html(doc: Mapping[str, Any], refresh: int = 5) -> str:
             d["name"],
             *(str(d[c]) for c in fleet.COUNTERS[:5]),
             str(d["numberMisscheduled"]),
-            *controller.rollout_cells(d),
+            *rolloutview.rollout_cells(d),
         ]
         for d in doc["daemonSets"]
     ]
@@ -1212,7 +1212,7 @@ def render_html(doc: Mapping[str, Any], refresh: int = 5) -> str:
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
         "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#eee}</style>",
         "</head><body><h1>nodeagent fleet</h1><h2>DaemonSets</h2>",
-        _table([*_DS_HEADERS, *controller.ROLLOUT_HEADERS], ds_rows),
+        _table([*_DS_HEADERS, *rolloutview.ROLLOUT_HEADERS], ds_rows),
         "<h2>Nodes</h2>",
         _table(["NAME", "STATUS", "LABELS", "TAINTS", "LAST SEEN", "PODS"], node_rows),
     ]
