@@ -58,6 +58,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.cmd_serve(args)
     if args.command in ops.COMMANDS:
         return ops.main(args)
+    if args.command == "rollout":
+        return int(args.rollout_main(args))
     if args.command == "status" and args.server:
         return commands.cmd_fleet_status(
             args.server,

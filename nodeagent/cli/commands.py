@@ -20,7 +20,8 @@ from nodeagent.agent import agent as agent_mod
 from nodeagent.agent import events, execute, identity, plan, statefiles
 from nodeagent.cli import common, views
 from nodeagent.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from nodeagent.fleet import report, serve
+from nodeagent.fleet import annotations as rollout_annotations
+from nodeagent.fleet import report, serve, store
 from nodeagent.k8s import manifests, model, policy
 from nodeagent.sources import http, signing
 
@@ -28,7 +29,7 @@ from nodeagent.sources import http, signing
 
 
 def cmd_validate(paths: Sequence[str], output: str, out: TextIO, level: str = "privileged") -> int:
-    result = manifests.load_paths(paths)
+    result = rollout_annotations.check(manifests.load_paths(paths))  # the nodeagent.io/* rollout annotations
     if level != policy.PRIVILEGED:  # as a source with `policy: LEVEL` would refuse them
         pol = policy.Policy(level)
         checked = [(d, policy.problems(d, pol)) for d in result.documents]
@@ -195,6 +196,23 @@ def cmd_delete_pod(cfg: settings.Settings, pod: str, out: TextIO) -> int:
 # --- the fleet: serve, status --server, node delete ---------------------------------------------------
 
 
+def _default_serve_state_dir() -> str:
+    """/var/lib/nodeagent-serve when it can be used; otherwise rollouts live in memory only (a restarted
+    serve then starts them over), said loudly, rather than refusing to serve."""
+    try:
+        os.makedirs(store.DEFAULT_STATE_DIR, mode=0o700, exist_ok=True)
+        if os.access(store.DEFAULT_STATE_DIR, os.W_OK):
+            return store.DEFAULT_STATE_DIR
+    except OSError:
+        pass
+    print(
+        f"nodeagent serve: warning: cannot use {store.DEFAULT_STATE_DIR}; rollout state is kept in memory "
+        "only (pass --state-dir DIR to keep it across restarts)",
+        file=sys.stderr,
+    )
+    return ":memory:"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`nodeagent serve`: in the foreground until SIGTERM/SIGINT."""
     cfg = serve.ServeConfig(
@@ -211,6 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_nodes=args.max_nodes,
         max_report=args.max_report_bytes,
         max_connections=args.max_connections,
+        state_dir=args.state_dir or _default_serve_state_dir(),
     )
     try:
         server = serve.Server(cfg)

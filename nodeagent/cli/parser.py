@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nodeagent.cli import ops
+from nodeagent.cli import ops, rollout
 from nodeagent.service import logs
 
 
@@ -32,6 +32,7 @@ def build() -> argparse.ArgumentParser:
     _fleet_commands(sub)
     _ownership_commands(sub)
     ops.add_parsers(sub)  # events, describe, logs
+    rollout.add_parser(sub)  # rollout status|history|undo|pause|resume|restart|plan
     sub.add_parser("version", help="print the version")
     return p
 
@@ -98,6 +99,11 @@ def _fleet_commands(sub: Any) -> None:
     sv.add_argument("--token-file", help="require `Authorization: Bearer <contents>`")
     sv.add_argument("--client-ca", help="require client certificates signed by this CA (mutual TLS)")
     sv.add_argument("--grace", type=float, default=40.0, help="seconds of silence before a node is NotReady")
+    sv.add_argument(
+        "--state-dir",
+        help="where rollouts are kept (revisions, phases, node assignments; SQLite); default "
+        "/var/lib/nodeagent-serve, or memory only (with a warning) when that cannot be created",
+    )
     sv.add_argument(
         "--signing-key",
         metavar="FILE",

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from nodeagent.agent import agent as agent_mod
 from nodeagent.agent import plan, status
-from nodeagent.fleet import view
+from nodeagent.fleet import rolloutview, view
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -267,8 +267,14 @@ def print_status(a: agent_mod.Agent, result: agent_mod.PassResult, out: TextIO) 
 
 def print_fleet(doc: dict[str, Any], out: TextIO) -> None:
     head = ["NAMESPACE", "NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "MISSCHEDULED"]
-    rows = [head] + [
-        [d["namespace"], d["name"], *(str(d.get(k, 0)) for k in view.COUNTERS)] for d in doc["daemonSets"]
+    rows = [[*head, *rolloutview.ROLLOUT_HEADERS]] + [
+        [
+            d["namespace"],
+            d["name"],
+            *(str(d.get(k, 0)) for k in view.COUNTERS),
+            *rolloutview.rollout_cells(d),
+        ]
+        for d in doc["daemonSets"]
     ]
     if len(rows) > 1:
         table(rows, out)
