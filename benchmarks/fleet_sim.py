@@ -2,7 +2,7 @@
 
 Each simulated node is the real agent code: `agent.Agent` with its real `HttpSource` (conditional
 polls, long-poll watch, cache in its stateDir), the desired-state merger, the planner and the
-executor, and the real status `Reporter.post` sending `cli.node_report` documents; only the container
+executor, and the real status `Reporter.post` sending `report.node_report` documents; only the container
 engine is replaced by `runtime.memory.MemoryRuntime`. Unlike `nodeagent run`, passes and reports run
 on small shared pools (one Reconciler and one Reporter thread per node would be 2000 threads fighting
 over one GIL on two cores: the simulation would measure itself), and the 30 s resync timer is left
@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nodeagent import cli, settings
+from nodeagent import settings
 from nodeagent.agent import agent, identity
 from nodeagent.fleet import report
 from nodeagent.runtime import memory
@@ -109,7 +109,7 @@ class Node:
     def reconcile(self) -> None:
         result = self.agent.reconcile()
         with self.report_lock:
-            self.latest = cli.node_report(self.agent, result)
+            self.latest = report.node_report(self.agent, result)
         for c in self.runtime.running():
             owner = c.labels.get(identity.LABEL_OWNER, "")
             if owner and owner not in self.started and c.started_at is not None:

@@ -6,15 +6,15 @@ in memory (the time a tolerated NoExecute taint appeared, inspect results of exi
 shapes timing, and is rebuilt harmlessly after a restart; recent create failures also go to
 `stateDir/failures.json`, so `status` in another process can say why a pod is not running.
 `run` owns a probes.Prober (readiness goes to `stateDir/probes.json` for `status`/`sync` in other
-processes) and `stateDir/ownership.json` keeps orphan policies and orphaned/adopted pods (see plan).
+processes) and `stateDir/ownership.json` keeps orphan policies and orphaned/adopted pods (see plan);
+those files, their formats and their atomic writes are `statefiles`. The node is built once, from the
+settings (`node.from_config`), and each pass's scheduling decisions are the planner's (`DaemonSetPlan.
+decision`): the agent reads them back to time NoExecute tolerations.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,9 +24,9 @@ import structlog
 
 from nodeagent import errors, settings
 from nodeagent import runtime as rt
-from nodeagent.agent import desired, execute, identity, plan, podconfig, probes, pulls, workers
+from nodeagent.agent import desired, execute, plan, podconfig, probes, pulls, statefiles, workers
 from nodeagent.agent import events as ev
-from nodeagent.k8s import model, node, scheduling
+from nodeagent.k8s import model, node
 from nodeagent.service import metrics
 from nodeagent.sources import files
 from nodeagent.sources import http as http_source
@@ -50,19 +50,6 @@ class PassResult:
     @property
     def failed(self) -> tuple[execute.Outcome, ...]:
         return tuple(o for o in self.outcomes if not o.ok)
-
-
-def host_ip() -> str:
-    """This host's primary address as the kubelet reports `status.hostIP` (no packets are sent)."""
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
-    except OSError:
-        infos = []
-    for info in infos:
-        addr = str(info[4][0])
-        if not addr.startswith("127."):
-            return addr
-    return "127.0.0.1"
 
 
 def build_sources(
@@ -90,6 +77,7 @@ def build_sources(
                     on_change,
                     state_dir=cfg.state_dir,
                     watch=watch,
+                    node=node.build(cfg.node.name, {}, (), False).name,  # per-node bundles (rollouts)
                 )
             )
     if cfg.static_pod_path:
@@ -122,14 +110,14 @@ class Agent:
         self.settings = cfg
         self.runtime = runtime
         self.clock = clock
-        self.node = node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable)
+        self.node = node.from_config(cfg.node)
         self._on_change = on_change
         self._watch = watch
         self.sources = build_sources(cfg, on_change, watch=watch)
         self.images = self._images_dir(cfg, watch=watch)
         self.merger = desired.Merger([s.name for s in self.sources])
         self.backoff = plan.Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.reset_after)
-        self.failures: dict[tuple[str, str], plan.Failure] = load_failures(cfg.state_dir)
+        self.failures: dict[tuple[str, str], plan.Failure] = statefiles.load_failures(cfg.state_dir)
         self.noexecute_since: dict[tuple[str, str], float] = {}
         self._times: dict[str, tuple[float | None, float | None]] = {}
         self._lock = threading.RLock()  # held briefly: a pass plans and dispatches, it never waits for work
@@ -144,12 +132,13 @@ class Agent:
         self._saved_probes: object = None
         # pod -> digest of the ConfigMaps/Secrets its volumes use, as last written (never logged)
         self._volume_digests: dict[tuple[str, str], str] = {}
+        cpu_milli, memory = node.allocatable()
         self.host = execute.HostInfo(
             node_name=self.node.name,
-            host_ip=host_ip(),
+            host_ip=node.host_ip(),
             state_dir=cfg.state_dir,
-            allocatable_cpu_milli=(os.cpu_count() or 1) * 1000,
-            allocatable_memory=_memory_bytes(),
+            allocatable_cpu_milli=cpu_milli,
+            allocatable_memory=memory,
         )
 
     # --- sources ------------------------------------------------------------------------------
@@ -248,13 +237,12 @@ class Agent:
     ) -> plan.Plan:
         now = self.clock()
         busy = busy or {}
-        daemonsets = tuple(plan.DaemonSetInput(e.obj, e.source) for _, e in sorted(state.daemonsets.items()))
-        statics = tuple(plan.StaticPodInput(e.obj, e.source) for _, e in sorted(state.static_pods.items()))
-        self._track_noexecute(daemonsets, now)
+        if ownership is None:
+            ownership = statefiles.load_ownership(self.settings.state_dir)
         inputs = plan.Inputs(
             node=self.node,
-            daemonsets=daemonsets,
-            static_pods=statics,
+            daemonsets=tuple(e for _, e in sorted(state.daemonsets.items())),
+            static_pods=tuple(e for _, e in sorted(state.static_pods.items())),
             observed=observed,
             now=now,
             all_sources_seen=state.all_sources_seen,
@@ -265,17 +253,19 @@ class Agent:
             protected_names=frozenset((e.kind, e.name) for e in state.errors if e.kind and e.name),
             hold_removals=any(not (e.kind and e.name) for e in state.errors),
             health=self.health(),
-            ownership=ownership if ownership is not None else load_ownership(self.settings.state_dir),
+            ownership=ownership,
             busy={o: b.reason for o, b in busy.items()},
             terminating=frozenset(k for b in busy.values() for k in b.terminating),
         )
-        return plan.plan(inputs)
+        p = plan.plan(inputs)
+        self._track_noexecute(p, now)
+        return p
 
     def health(self) -> dict[str, plan.Health]:
         """Probe verdicts: the prober's in `run`; in a one-shot command, what `run` last wrote to
         stateDir/probes.json (readiness only: only the running agent restarts for a failed liveness)."""
         if self.prober is None:
-            return load_probes(self.settings.state_dir)
+            return statefiles.load_probes(self.settings.state_dir)
         return {
             cid: plan.Health(
                 ready=v.ready,
@@ -319,10 +309,9 @@ class Agent:
         for cid in set(self._probe_facts) - alive:
             del self._probe_facts[cid]
         self.prober.set_targets(targets)
-        health = sorted(self.health().items())
-        doc = {cid: {"ready": h.ready, "readySince": h.ready_since} for cid, h in health}
+        doc = statefiles.probes_doc(self.health())
         if doc != self._saved_probes:
-            save_json(self.settings.state_dir, PROBES_FILE, doc)
+            statefiles.save_json(self.settings.state_dir, statefiles.PROBES_FILE, doc)
             self._saved_probes = doc
 
     def _facts(
@@ -347,17 +336,15 @@ class Agent:
             return None
         return (started or c.created_at, ip or "127.0.0.1")
 
-    def _track_noexecute(self, daemonsets: tuple[plan.DaemonSetInput, ...], now: float) -> None:
-        seen: set[tuple[str, str]] = set()
-        for d in daemonsets:
-            decision = scheduling.decide(self.node, d.obj.spec.template.spec)
-            if decision.evict_after_seconds is not None:
-                key = (d.obj.metadata.namespace, d.obj.metadata.name)
-                seen.add(key)
-                self.noexecute_since.setdefault(key, now)
-        for key in list(self.noexecute_since):
-            if key not in seen:
-                del self.noexecute_since[key]
+    def _track_noexecute(self, p: plan.Plan, now: float) -> None:
+        """Remember when each DaemonSet's tolerated NoExecute taint first showed (its tolerationSeconds
+        count from then), from the pass's scheduling decisions; a DaemonSet seen for the first time
+        was planned with `now`, which is what is recorded."""
+        seen = {(d.namespace, d.name) for d in p.daemonsets if d.decision.evict_after_seconds is not None}
+        for key in seen:
+            self.noexecute_since.setdefault(key, now)
+        for key in set(self.noexecute_since) - seen:
+            del self.noexecute_since[key]
 
     def reconcile(self, *, dry_run: bool = False, wait: bool = True) -> PassResult:
         """One level-triggered pass: desired, observed, plan, dispatch each owner's actions to its worker.
@@ -369,16 +356,16 @@ class Agent:
             self._fold(self.workers.drain())
             state = self.desired_state()
             observed = self.observe()
-            ownership = load_ownership(self.settings.state_dir)
-            state = refuse_changed_selectors(state, observed, ownership)
+            ownership = statefiles.load_ownership(self.settings.state_dir)
+            state = plan.refuse_changed_selectors(state, observed, ownership)
             busy = self.workers.busy()
             if dry_run and not busy:
-                busy = load_workers(self.settings.state_dir)  # what a running agent has in flight
+                busy = statefiles.load_workers(self.settings.state_dir)  # what a running agent has in flight
             p = self.compute(state, observed, ownership, busy)
             if dry_run or self.runtime is None:
                 return PassResult(p, (), state, busy)
             if p.ownership != ownership:
-                save_ownership(self.settings.state_dir, p.ownership, ownership)
+                statefiles.save_ownership(self.settings.state_dir, p.ownership, ownership)
             executor = execute.Executor(
                 self.runtime,
                 self._host_for(state),
@@ -414,7 +401,7 @@ class Agent:
             return
         failures = execute.record_failures(self.failures, outcomes, self.clock())
         if failures != self.failures:
-            save_failures(self.settings.state_dir, failures)
+            statefiles.save_failures(self.settings.state_dir, failures)
         self.failures = failures
 
     def _after(
@@ -438,7 +425,7 @@ class Agent:
         wanted = {d.desired.key for d in p.daemonsets} | {s.desired.key for s in p.static_pods}
         failures = {k: f for k, f in self.failures.items() if k in wanted}
         if failures != self.failures:
-            save_failures(self.settings.state_dir, failures)
+            statefiles.save_failures(self.settings.state_dir, failures)
         self.failures = failures
         stuck = self.workers.stuck()
         metrics.WORKERS_STUCK.set(len(stuck))
@@ -449,7 +436,7 @@ class Agent:
         if not self.publish_workers:
             return
         with self._save_lock:
-            save_workers(self.settings.state_dir, self.workers.busy())
+            statefiles.save_workers(self.settings.state_dir, self.workers.busy())
 
     def _refresh_volumes(
         self, p: plan.Plan, state: desired.DesiredState, executor: execute.Executor, skip: set[str]
@@ -530,7 +517,7 @@ class Agent:
         caller wakes it) plans with the new values."""
         old = self.settings
         self.settings = cfg
-        self.node = node.build(cfg.node.name, cfg.node.labels, cfg.node.taints, cfg.node.unschedulable)
+        self.node = node.from_config(cfg.node)
         self.backoff = plan.Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.reset_after)
         self.host = dataclasses.replace(self.host, node_name=self.node.name, state_dir=cfg.state_dir)
         if _pull_settings(old) != _pull_settings(cfg):  # pulls in flight finish on the old puller
@@ -550,10 +537,6 @@ class Agent:
                 self.start_sources()
 
 
-FAILURES_FILE = "failures.json"
-WORKERS_FILE = "workers.json"
-
-
 def _unit(owner: str, actions: tuple[plan.Action, ...], executor: execute.Executor) -> workers.Unit:
     """One owner's actions as a unit of work, with what its pods show meanwhile and its deadline."""
     stopping = tuple(dict.fromkeys((a.namespace, a.pod) for a in actions if a.verb == plan.DELETE))
@@ -567,35 +550,6 @@ def _unit(owner: str, actions: tuple[plan.Action, ...], executor: execute.Execut
         reason="ContainerCreating",
         deadline_seconds=grace + workers.STOP_MARGIN + (workers.CREATE_DEADLINE if creates else 0.0),
     )
-
-
-def save_workers(state_dir: str, busy: Mapping[str, workers.Busy]) -> None:
-    """stateDir/workers.json: the running agent's work in flight (Terminating pods, pulls, stuck units),
-    with its pid so a file left by an agent that is gone is ignored."""
-    save_json(
-        state_dir,
-        WORKERS_FILE,
-        {"pid": os.getpid(), "workers": [b.to_json() for _, b in sorted(busy.items())]},
-    )
-
-
-def load_workers(state_dir: str) -> dict[str, workers.Busy]:
-    """What a running agent has in flight; nothing when the file is unreadable or its agent is gone."""
-    try:
-        with open(os.path.join(state_dir, WORKERS_FILE), encoding="utf-8") as fh:
-            raw = json.load(fh)
-        pid = int(raw["pid"])
-        if pid != os.getpid():
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return {}
-            except PermissionError:
-                pass
-        out = [workers.Busy.from_json(b) for b in raw["workers"]]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, AssertionError):
-        return {}
-    return {b.owner: b for b in out}
 
 
 def _pull_settings(cfg: settings.Settings) -> tuple[bool, int | None, float]:
@@ -612,149 +566,3 @@ def _puller(cfg: settings.Settings, runtime: rt.ContainerRuntime | None) -> pull
         max_parallel=cfg.max_parallel_image_pulls,
         deadline=cfg.image_pull_deadline,
     )
-
-
-def load_failures(state_dir: str) -> dict[tuple[str, str], plan.Failure]:
-    """Recent create failures, so `status` in another process shows why a pod is not running and a new
-    `sync` keeps backing off; anything unreadable counts as no failures (they only shape timing)."""
-    try:
-        with open(os.path.join(state_dir, FAILURES_FILE), encoding="utf-8") as fh:
-            raw = json.load(fh)
-        return {
-            (str(f["namespace"]), str(f["pod"])): plan.Failure(
-                count=int(f["count"]),
-                last=float(f["last"]),
-                reason=str(f["reason"]),
-                message=str(f["message"]),
-            )
-            for f in raw
-        }
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-
-
-def save_failures(state_dir: str, failures: Mapping[tuple[str, str], plan.Failure]) -> None:
-    doc = [
-        {"namespace": ns, "pod": pod, **dataclasses.asdict(f)} for (ns, pod), f in sorted(failures.items())
-    ]
-    path = os.path.join(state_dir, FAILURES_FILE)
-    try:
-        os.makedirs(state_dir, exist_ok=True)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh)
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("failures_not_saved", path=path, error=exc.strerror or str(exc))
-
-
-PROBES_FILE = "probes.json"
-OWNERSHIP_FILE = "ownership.json"
-
-
-def save_json(state_dir: str, name: str, doc: object) -> None:
-    """Write stateDir/name atomically; a failure is logged, never raised (these files shape display)."""
-    path = os.path.join(state_dir, name)
-    try:
-        os.makedirs(state_dir, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("state_not_saved", path=path, error=exc.strerror or str(exc))
-
-
-def load_probes(state_dir: str) -> dict[str, plan.Health]:
-    """Readiness as the running agent last published it; anything unreadable counts as nothing known
-    (then a container with a readiness probe shows not ready)."""
-    try:
-        with open(os.path.join(state_dir, PROBES_FILE), encoding="utf-8") as fh:
-            raw = json.load(fh)
-        return {
-            str(cid): plan.Health(
-                ready=bool(v["ready"]),
-                ready_since=None if v.get("readySince") is None else float(v["readySince"]),
-            )
-            for cid, v in raw.items()
-        }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
-
-
-def load_ownership(state_dir: str) -> plan.Ownership:
-    """Orphan-on-delete policies and orphaned/adopted pods (stateDir/ownership.json).
-
-    Docker labels cannot change, so who owns a pod after orphaning or adoption lives here; an unreadable
-    file counts as empty (pods then belong to their owner label, as before orphaning).
-    """
-    try:
-        with open(os.path.join(state_dir, OWNERSHIP_FILE), encoding="utf-8") as fh:
-            raw = json.load(fh)
-        return plan.Ownership(
-            policy={str(k): str(v) for k, v in raw.get("orphanOnDelete", {}).items()},
-            owners={(str(p["namespace"]), str(p["pod"])): str(p["owner"]) for p in raw.get("pods", [])},
-        )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return plan.Ownership()
-
-
-def save_ownership(state_dir: str, new: plan.Ownership, old: plan.Ownership | None = None) -> None:
-    doc = {
-        "orphanOnDelete": dict(sorted(new.policy.items())),
-        "pods": [{"namespace": ns, "pod": pod, "owner": o} for (ns, pod), o in sorted(new.owners.items())],
-    }
-    save_json(state_dir, OWNERSHIP_FILE, doc)
-    before = old.owners if old is not None else {}
-    for key, owner in sorted(new.owners.items()):
-        if before.get(key) != owner:
-            event = "pod_orphaned" if owner == plan.ORPHANED else "pod_adopted"
-            log.info(event, namespace=key[0], pod=key[1], owner=owner or None)
-
-
-def refuse_changed_selectors(
-    state: desired.DesiredState,
-    observed: tuple[rt.ObservedContainer, ...],
-    ownership: plan.Ownership | None = None,
-) -> desired.DesiredState:
-    """A DaemonSet whose running pods were made under another selector is refused, like the merger
-    refuses it while it remembers: its pods stay as they are, and an error says why. Pods that were
-    orphaned (or adopted since) no longer bind their old owner's selector, as in Kubernetes."""
-    if ownership is not None and ownership.owners:
-        observed = tuple(
-            c
-            for c in observed
-            if (c.labels.get(identity.LABEL_POD_NAMESPACE, ""), c.labels.get(identity.LABEL_POD_NAME, ""))
-            not in ownership.owners
-        )
-    refused = {
-        key: entry for key, entry in state.daemonsets.items() if plan.changed_selector(entry.obj, observed)
-    }
-    if not refused:
-        return state
-    problems = tuple(
-        model.Problem(
-            file=e.file,
-            document=e.index,
-            kind="DaemonSet",
-            name=e.obj.metadata.name,
-            path="spec.selector",
-            message="field is immutable: the pods running here were created under another selector; "
-            "restore it, or delete the DaemonSet's file to remove them",
-        )
-        for e in refused.values()
-    )
-    owners = {identity.owner_daemonset(ns, name) for ns, name in refused}
-    return dataclasses.replace(
-        state,
-        daemonsets={k: v for k, v in state.daemonsets.items() if k not in refused},
-        errors=state.errors + problems,
-        protected_owners=state.protected_owners | owners,
-    )
-
-
-def _memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return 0

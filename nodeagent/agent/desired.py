@@ -31,12 +31,13 @@ NamespacedName = tuple[str, str]
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
-    """An object in force, and where it came from (for `plan` output and error messages)."""
+    """An object in force, and where it came from (for `plan` output and error messages); the planner
+    takes these as its inputs (`plan.DaemonSetInput`, `plan.StaticPodInput`)."""
 
     obj: T
-    source: str
-    file: str
-    index: int
+    source: str = ""
+    file: str = ""
+    index: int = 0
 
 
 DaemonSetEntry = Entry[model.DaemonSet]

@@ -17,20 +17,19 @@ import datetime
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from nodeagent import runtime as rt
-from nodeagent.agent import execute, identity, plan
+from nodeagent.agent import execute, identity, plan, statefiles
 from nodeagent.k8s import model
 
 NORMAL = "Normal"
 WARNING = "Warning"
 COMPONENT = "nodeagent"
-FILE = "events.json"
+FILE = statefiles.EVENTS_FILE
 MAX_EVENTS = 1000
 MAX_AGE_SECONDS = 3600.0
 AGGREGATE_MAX_EVENTS = 10  # client-go defaultAggregateMaxEvents
@@ -286,15 +285,7 @@ def record(state_dir: str, events: Iterable[Event], now: float) -> list[Event]:
                 "items": [e.to_json() for e in merged],
                 "spamFilter": {k: list(v) for k, v in _prune_spam(spam, now).items()},
             }
-            fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".events.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(doc, fh)
-                os.replace(tmp, path(state_dir))
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            statefiles.write_atomic(path(state_dir), json.dumps(doc))
             return merged
     except OSError:
         return merge([], new, now)

@@ -7,11 +7,23 @@ fields of Kubernetes' DaemonSetStatus for one node.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nodeagent import runtime as rt
 from nodeagent.agent import identity, plan
+
+# DaemonSetStatus's counters in kubectl's column order (DaemonSetStatus.to_json, the fleet's sums and tables);
+# numberUnavailable is derived (desired - available).
+COUNTERS = (
+    "desiredNumberScheduled",
+    "currentNumberScheduled",
+    "numberReady",
+    "updatedNumberScheduled",
+    "numberAvailable",
+    "numberMisscheduled",
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class PodStatus:
     ready_since: float | None = None  # when every container was last ready (numberAvailable)
     init_containers: tuple[ContainerStatus, ...] = ()
     terminating: bool = False  # its worker is stopping it (kubectl: deletionTimestamp set)
+    is_available: bool = False  # set by daemonset_status (minReadySeconds); read by serve's rollouts
 
     def available(self, min_ready_seconds: int, now: float) -> bool:
         """podutil.IsPodAvailable: ready for at least minReadySeconds; a terminating pod never is."""
@@ -61,6 +74,7 @@ class PodStatus:
             "restartCount": self.restart_count,
             "startTime": self.started_at,
             "terminating": self.terminating,
+            "available": self.is_available,
             "containers": [
                 {
                     "name": c.name,
@@ -100,16 +114,23 @@ class DaemonSetStatus:
     number_misscheduled: int
     pods: tuple[PodStatus, ...]
 
+    @property
+    def counters(self) -> tuple[int, ...]:
+        """The counters, in COUNTERS order."""
+        return (
+            self.desired_number_scheduled,
+            self.current_number_scheduled,
+            self.number_ready,
+            self.updated_number_scheduled,
+            self.number_available,
+            self.number_misscheduled,
+        )
+
     def to_json(self) -> dict[str, object]:
         return {
             "namespace": self.namespace,
             "name": self.name,
-            "desiredNumberScheduled": self.desired_number_scheduled,
-            "currentNumberScheduled": self.current_number_scheduled,
-            "numberReady": self.number_ready,
-            "updatedNumberScheduled": self.updated_number_scheduled,
-            "numberAvailable": self.number_available,
-            "numberMisscheduled": self.number_misscheduled,
+            **dict(zip(COUNTERS, self.counters, strict=True)),
             "pods": [p.to_json() for p in self.pods],
         }
 
@@ -260,6 +281,7 @@ def daemonset_status(
     should_run = d.decision.should_run
     ready = [p for p in scheduled if p.ready and not p.terminating]
     available = [p for p in ready if p.available(d.min_ready_seconds, now)]
+    pods = [dataclasses.replace(p, is_available=True) if p in available else p for p in pods]
     selector = ",".join(f"{k}={v}" for k, v in sorted(d.desired.template.spec.node_selector.items()))
     return DaemonSetStatus(
         namespace=d.namespace,
@@ -288,6 +310,20 @@ def static_pod_status(
         if pending is not None:
             pods.append(pending)
     return tuple(pods)
+
+
+def orphan_statuses(p: plan.Plan) -> list[PodStatus]:
+    """Ownerless pods (orphaned, not adopted yet): their revision is no DaemonSet's, so never up to date."""
+    return [pod_status(o, "", p.waiting, p.readiness, terminating=p.terminating) for o in p.orphans]
+
+
+def withdrawn_statuses(p: plan.Plan) -> list[PodStatus]:
+    """Pods being stopped whose DaemonSet or static pod is in no source any more (just withdrawn)."""
+    return [
+        pod_status(o, "", p.waiting, p.readiness, terminating=p.terminating)
+        for o in p.unowned
+        if o.key in p.terminating
+    ]
 
 
 def age(seconds: float | None) -> str:

@@ -1,8 +1,8 @@
 """The operator's commands, shaped like their kubectl counterparts: `events`, `describe`, `logs`.
 
-`nodeagent.cli` only registers them (`add_parsers`) and hands them over (`main`); each command reads what the
-agent leaves behind (stateDir/events.json, the containers on the engine, a dry-run plan), so they work
-while `nodeagent run` is running, and without it.
+`cli.parser` registers them (`add_parsers`) and `cli.main` hands them over (`main`); each command reads
+what the agent leaves behind (stateDir/events.json, the containers on the engine, a dry-run plan), so
+they work while `nodeagent run` is running, and without it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from typing import Any, BinaryIO, TextIO
 from nodeagent import errors, settings
 from nodeagent import runtime as rt
 from nodeagent.agent import describe, events, identity, plan, status
+from nodeagent.cli import common, views
+from nodeagent.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from nodeagent.sources import http
 
 COMMANDS = ("events", "describe", "logs")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 WATCH_INTERVAL = 1.0
 _KINDS = {
     "pod": "Pod",
@@ -84,16 +85,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _ns_name(text: str) -> tuple[str, str]:
-    ns, sep, name = text.partition("/")
-    if not sep or not ns or not name or "/" in name:
+    key = common.ns_name(text)
+    if key is None:
         raise OpsError(f"expected NAMESPACE/NAME, got {text!r}")
-    return ns, name
+    return key
 
 
 def _table(rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        out.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+    views.table(rows, out, clean_cells=False)  # as before the split: event messages are printed as recorded
 
 
 # --- events -----------------------------------------------------------------------------------------
@@ -153,26 +152,38 @@ def cmd_events(
     else:
         out.write("No events found.\n")
     out.flush()
-    if not args.watch:
-        return EXIT_OK
-    seen = {e.key: e.count for e in evs}
-    while keep_watching():
-        time.sleep(WATCH_INTERVAL)
-        fresh = [e for e in _select(events.load(state_dir), target) if seen.get(e.key) != e.count]
-        for e in fresh:
-            seen[e.key] = e.count
-            if args.output == "json":
-                out.write(json.dumps(e.to_json()) + "\n")
-            else:
-                out.write("   ".join(event_rows([e], clock())[0]) + "\n")
-        out.flush()
+    if args.watch:
+        _watch(lambda: _select(events.load(state_dir), target), evs, args.output, out, clock, keep_watching)
     return EXIT_OK
 
 
+def _watch(
+    fetch: Callable[[], list[events.Event]],
+    listed: list[events.Event],
+    output: str,
+    out: TextIO,
+    clock: Callable[[], float],
+    keep_watching: Callable[[], bool],
+    *,
+    fleet: bool = False,
+) -> None:
+    """`-w`: print each event that is new or repeated since the last look (the fleet's come newest first
+    and are printed oldest first)."""
+    seen = {e.key: e.count for e in listed}
+    while keep_watching():
+        time.sleep(WATCH_INTERVAL * 2 if fleet else WATCH_INTERVAL)
+        fresh = [e for e in fetch() if seen.get(e.key) != e.count]
+        for e in reversed(fresh) if fleet else fresh:
+            seen[e.key] = e.count
+            row = event_rows([e], clock(), with_node=fleet)[0]
+            line = json.dumps(e.to_json()) if output == "json" else "   ".join(row)
+            out.write(line + "\n")
+        out.flush()
+
+
 def fetch_fleet_events(url: str, token_file: str | None, ca_file: str | None) -> list[events.Event]:
-    ctx = http.ssl_context(ca_file) if url.startswith("https:") else None
     try:
-        doc = http.get_json(url.rstrip("/") + "/api/events", headers=http.bearer(token_file), context=ctx)
+        doc = common.server_get(url, "/api/events", token_file, ca_file)
     except http.FetchError as exc:
         raise OpsError(str(exc)) from exc
     items = doc.get("items") if isinstance(doc, dict) else None
@@ -195,19 +206,12 @@ def cmd_fleet_events(
     else:
         out.write("No events found.\n")
     out.flush()
-    seen = {e.key: e.count for e in evs}
-    while args.watch and keep_watching():
-        time.sleep(WATCH_INTERVAL * 2)
-        fresh = _select(fetch_fleet_events(args.server, args.token_file, args.ca_file), target)
-        for e in reversed([e for e in fresh if seen.get(e.key) != e.count]):
-            seen[e.key] = e.count
-            line = (
-                json.dumps(e.to_json())
-                if args.output == "json"
-                else "   ".join(event_rows([e], clock(), True)[0])
-            )
-            out.write(line + "\n")
-        out.flush()
+    if args.watch:
+
+        def fetch() -> list[events.Event]:
+            return _select(fetch_fleet_events(args.server, args.token_file, args.ca_file), target)
+
+        _watch(fetch, evs, args.output, out, clock, keep_watching, fleet=True)
     return EXIT_OK
 
 
@@ -276,10 +280,8 @@ def log_target(
 
 
 def cmd_logs(cfg: settings.Settings, args: argparse.Namespace, out: BinaryIO) -> int:
-    from nodeagent import cli  # lazy: nodeagent.cli imports this module (a cycle at import time)
-
     namespace, pod = _ns_name(args.pod)
-    runtime = cli._runtime(cfg)
+    runtime = common.runtime(cfg)
     if runtime is None:
         raise OpsError("the Docker engine does not answer")
     since = time.time() - parse_duration(args.since) if args.since else None
@@ -389,10 +391,8 @@ def _outdated(desired: plan.DesiredPod, obs: plan.ObservedPod) -> plan.DesiredPo
 
 
 def cmd_describe(cfg: settings.Settings, kind: str, text: str, out: TextIO) -> int:
-    from nodeagent import cli  # lazy: nodeagent.cli imports this module (a cycle at import time)
-
     namespace, name = _ns_name(text)
-    a = cli._one_shot_agent(cfg)
+    a = common.one_shot_agent(cfg)
     result = a.reconcile(dry_run=True)
     now = a.clock()
     if kind == "Pod":

@@ -1,4 +1,5 @@
-"""Reports this node's status to `nodeagent serve` (config `statusServer: URL`): periodically and on change.
+"""Reports this node's status to `nodeagent serve` (config `statusServer: URL`): the report's format
+(`node_report`, read back by `fleet.view.parse_report`) and its delivery, periodically and on change.
 
 The reconcile loop hands every pass's report to `Reporter.update` (cheap: it only compares and wakes);
 a worker thread POSTs `<statusServer>/nodes/<node>/status` when the report changed (at most every
@@ -20,13 +21,55 @@ from urllib.parse import quote, urlsplit
 
 import structlog
 
+import nodeagent
 from nodeagent import settings
+from nodeagent.agent import agent as agent_mod
+from nodeagent.agent import events, status
+from nodeagent.fleet import view
 from nodeagent.service import metrics
 from nodeagent.sources import http
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_INTERVAL = 10.0  # the kubelet's nodeStatusUpdateFrequency
+REPORT_EVENTS = 20  # the newest events a node report carries to serve
+SYNC_REPORT_TIMEOUT = 5.0  # a cron job or an Ansible run must not hang on a status server that never answers
+
+
+def status_json(a: agent_mod.Agent, result: agent_mod.PassResult) -> dict[str, Any]:
+    """`status -o json`: this node's DaemonSetStatus and pods; the `status` of every node report."""
+    now = a.clock()
+    p = result.plan
+    return {
+        "node": a.node.name,
+        "daemonSets": [
+            status.daemonset_status(d, p.waiting, now, p.readiness, p.terminating).to_json()
+            for d in p.daemonsets
+        ],
+        "staticPods": [
+            ps.to_json()
+            for s in p.static_pods
+            for ps in status.static_pod_status(s, p.waiting, p.readiness, p.terminating)
+        ],
+        "orphanedPods": [ps.to_json() for ps in status.orphan_statuses(p)],
+        "terminatingPods": [ps.to_json() for ps in status.withdrawn_statuses(p)],
+        "workInFlight": [b.to_json() for _, b in sorted(result.busy.items())],
+    }
+
+
+def node_report(
+    a: agent_mod.Agent, result: agent_mod.PassResult, mode: str = view.MODE_AGENT
+) -> dict[str, Any]:
+    """What `run` (mode agent) and `sync` (mode sync) report to the status server: the node and its
+    `status -o json` document."""
+    return {
+        **a.node.to_json(),
+        "status": status_json(a, result),
+        "agentVersion": nodeagent.__version__,
+        "mode": mode,
+        "errors": [e.render() for e in result.desired.errors],
+        "events": [e.to_json() for e in events.recent(events.load(a.settings.state_dir), REPORT_EVENTS)],
+    }
 
 
 def status_url(base: str, node_name: str) -> str:
@@ -153,3 +196,20 @@ class Reporter:
                     self._sent = report
                 # space posts out (a burst of passes costs one report); a failing server is retried slowly
                 self._cond.wait_for(lambda: self._stopping, timeout=self._min_gap if ok else self._interval)
+
+
+def report_sync(cfg: settings.Settings, a: agent_mod.Agent, result: agent_mod.PassResult) -> bool:
+    """`sync`'s one status report (`"mode": "sync"`), so a node that is only synced shows in the fleet view.
+
+    It describes what runs after the pass (observed again when the pass acted). A report that cannot be
+    delivered is a logged warning, never the sync's failure: the node's work is done either way.
+    """
+    if result.outcomes and a.runtime is not None:
+        result = a.reconcile(dry_run=True)
+    reporter = Reporter(
+        cfg.status_server or "", a.node.name, timeout=SYNC_REPORT_TIMEOUT, auth=credentials_for(cfg)
+    )
+    try:
+        return reporter.post(node_report(a, result, mode=view.MODE_SYNC))
+    finally:
+        reporter.stop()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodeagent import errors
+from nodeagent.agent.status import COUNTERS as COUNTERS  # DaemonSetStatus fields, summed over nodes
 
 DEFAULT_GRACE = 40.0
 DEFAULT_EXPIRY = 24 * 3600.0  # NotReady this long (after the grace period): forgotten
@@ -29,17 +30,8 @@ MODE_AGENT = "agent"  # `nodeagent run`
 MODE_SYNC = "sync"  # one `nodeagent sync` pass
 MODES = (MODE_AGENT, MODE_SYNC)
 
-# DaemonSetStatus fields, summed over nodes; numberUnavailable is derived (desired - available).
-COUNTERS = (
-    "desiredNumberScheduled",
-    "currentNumberScheduled",
-    "numberReady",
-    "updatedNumberScheduled",
-    "numberAvailable",
-    "numberMisscheduled",
-)
 _READY_ONLY = ("numberReady", "numberAvailable")
-MAX_REPORT_EVENTS = 200  # kept per node; a node sends its newest (cli.REPORT_EVENTS)
+MAX_REPORT_EVENTS = 200  # kept per node; a node sends its newest (report.REPORT_EVENTS)
 
 
 MAX_ERRORS = 100  # a report's `errors` beyond this are dropped (with a note), each clipped to
@@ -75,6 +67,9 @@ class PodReport:
     name: str
     ready: bool
     containers: tuple[ContainerReport, ...]
+    revision: str = ""  # the template hash it runs (the rollout maps it to a revision number)
+    available: bool = False  # ready for minReadySeconds, as the agent counts numberAvailable
+    terminating: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The fields of `status -o json`'s pod that `kubestate` reads."""
@@ -180,15 +175,20 @@ class _Checker:
                         reason=self.str_(c.get("reason"), f"{cp}.reason", limit=128),
                     )
                 )
-            ready = p.get("ready", False)
-            if not isinstance(ready, bool):
-                raise ReportError(f"{path}[{i}].ready: must be a boolean, got {_kind(ready)}")
+            flags = {}
+            for flag in ("ready", "available", "terminating"):
+                flags[flag] = p.get(flag, False)
+                if not isinstance(flags[flag], bool):
+                    raise ReportError(f"{path}[{i}].{flag}: must be a boolean, got {_kind(flags[flag])}")
             out.append(
                 PodReport(
                     namespace=self.str_(p.get("namespace"), f"{path}[{i}].namespace", limit=253),
                     name=self.str_(p.get("name"), f"{path}[{i}].name", limit=253),
-                    ready=ready,
+                    ready=flags["ready"],
                     containers=tuple(containers),
+                    revision=self.str_(p.get("revision"), f"{path}[{i}].revision", limit=64),
+                    available=flags["available"],
+                    terminating=flags["terminating"],
                 )
             )
         return tuple(out)

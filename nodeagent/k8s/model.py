@@ -534,6 +534,18 @@ class Problem:
         text = f"{self.path}: {self.message}" if self.path else self.message
         return f"{where} {what}: {text}"
 
+    def to_json(self, where: Literal["file", "source"] = "file") -> dict[str, object]:
+        """The problem as every JSON output writes it. `where` names the location key: `file` for
+        `validate` and serve's fleet errors, `source` in `plan`/`sync` (beside their DaemonSets' `source`)."""
+        return {
+            where: self.file,
+            "document": self.document,
+            "kind": self.kind,
+            "name": self.name,
+            "path": self.path,
+            "message": self.message,
+        }
+
 
 @dataclass(frozen=True)
 class Document:

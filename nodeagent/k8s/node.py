@@ -9,13 +9,14 @@ Label-syntax checks live here too, because node labels and taint keys must obey 
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nodeagent.k8s import model
 
@@ -136,6 +137,50 @@ def build(
         if not any(t.key == cordon.key and t.effect == cordon.effect for t in all_taints):
             all_taints += (cordon,)
     return Node(name=node_name, labels=full_labels, taints=all_taints, unschedulable=unschedulable)
+
+
+class Config(Protocol):
+    """The `node:` section of the settings (settings.NodeConfig), as far as building the Node goes."""
+
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def taints(self) -> tuple[model.Taint, ...]: ...
+    @property
+    def unschedulable(self) -> bool: ...
+
+
+def from_config(conf: Config) -> Node:
+    """The Node as configured (the agent's, and the CLI's): the one place settings become a Node."""
+    return build(conf.name, conf.labels, conf.taints, conf.unschedulable)
+
+
+# --- host facts the kubelet reports in the Node's status ------------------------------------------
+
+
+def host_ip() -> str:
+    """This host's primary address as the kubelet reports `status.hostIP` (no packets are sent)."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        infos = []
+    for info in infos:
+        addr = str(info[4][0])
+        if not addr.startswith("127."):
+            return addr
+    return "127.0.0.1"
+
+
+def allocatable() -> tuple[int, int]:
+    """(CPU in millicores, memory in bytes) of this host: `status.allocatable`, which the downward API's
+    resourceFieldRef falls back to for a container without limits; memory 0 when unknown."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        memory = 0
+    return (os.cpu_count() or 1) * 1000, memory
 
 
 # --- label syntax (k8s.io/apimachinery/pkg/util/validation) ----------------------------------------

@@ -6,7 +6,7 @@ Ported from kubernetes/kubernetes, not re-imagined:
 - `daemon_tolerations` is `AddOrUpdateDaemonPodTolerations` (pkg/controller/daemon/util);
 - `match_node_selector_terms` / `_required_affinity_matches` are `nodeaffinity.GetRequiredNodeAffinity(pod)
   .Match` and `LazyErrorNodeSelector.Match` (k8s.io/component-helpers/scheduling/corev1/nodeaffinity),
-  with label requirements evaluated as k8s.io/apimachinery/pkg/labels does;
+  with label requirements evaluated as k8s.io/apimachinery/pkg/labels does (in `nodeagent.k8s.selectors`);
 - `toleration_tolerates` is `Toleration.ToleratesTaint` (k8s.io/api/core/v1/toleration.go);
 - `evict_after_seconds` follows the taint eviction controller (`GetMatchingTolerations`,
   `getMinTolerationTime`).
@@ -16,10 +16,10 @@ Reasons use the scheduler plugins' words so users can search for them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from nodeagent.k8s import model, node, validation
+from nodeagent.k8s import model, node, selectors
 
 REASON_NODE_NAME = "node(s) didn't match the requested node name"
 REASON_NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
@@ -141,122 +141,23 @@ def _eviction_delay(taints: Iterable[model.Taint], tolerations: Sequence[model.T
     return delay
 
 
-# --- label and node selectors -----------------------------------------------------------------
-
-
-_parse_int64 = validation.parse_int64  # strconv.ParseInt(value, 10, 64), as validation reads Gt/Lt values
-
-
-def _requirement_valid(key: str, operator: str, values: Sequence[str]) -> bool:
-    """labels.NewRequirement's checks; an invalid requirement makes its selector term match nothing."""
-    if node.label_key_error(key) is not None:
-        return False
-    if operator in ("In", "NotIn"):
-        if not values:
-            return False
-    elif operator in ("Exists", "DoesNotExist"):
-        if values:
-            return False
-    elif operator in ("Gt", "Lt"):
-        if len(values) != 1 or _parse_int64(values[0]) is None:
-            return False
-    else:
-        return False
-    return all(node.label_value_error(v) is None for v in values)
-
-
-def _requirement_matches(key: str, operator: str, values: Sequence[str], labels: Mapping[str, str]) -> bool:
-    """labels.Requirement.Matches for a requirement that passed `_requirement_valid`."""
-    present = key in labels
-    if operator == "In":
-        return present and labels[key] in values
-    if operator == "NotIn":
-        return not present or labels[key] not in values
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt"):
-        if not present:
-            return False
-        have = _parse_int64(labels[key])
-        want = _parse_int64(values[0])
-        if have is None or want is None:
-            return False
-        return have > want if operator == "Gt" else have < want
-    return False
-
-
-def _field_requirements_match(
-    reqs: Sequence[model.NodeSelectorRequirement], fields: Mapping[str, str]
-) -> bool | None:
-    """nodeSelectorRequirementsAsFieldSelector + Matches; None when a requirement cannot be parsed."""
-    ok = True
-    for req in reqs:
-        if req.operator not in ("In", "NotIn") or len(req.values) != 1:
-            return None
-        equal = fields.get(req.key, "") == req.values[0]
-        if equal != (req.operator == "In"):
-            ok = False
-    return ok
-
-
-def _term_matches(term: model.NodeSelectorTerm, labels: Mapping[str, str], fields: Mapping[str, str]) -> bool:
-    """One NodeSelectorTerm: its expressions and fields ANDed; an empty or unparsable term matches nothing."""
-    if not term.match_expressions and not term.match_fields:
-        return False
-    for req in term.match_expressions:
-        if not _requirement_valid(req.key, req.operator, req.values):
-            return False
-    field_match = _field_requirements_match(term.match_fields, fields) if term.match_fields else True
-    if field_match is None:
-        return False
-    if not all(_requirement_matches(r.key, r.operator, r.values, labels) for r in term.match_expressions):
-        return False
-    # Kubernetes skips the field check when the node has no fields (an unnamed node); ours always has one.
-    return field_match or not fields
+# --- node selectors (the matching itself is in nodeagent.k8s.selectors) -------------------------
 
 
 def match_node_selector_terms(node: node.Node, terms: Sequence[model.NodeSelectorTerm]) -> bool:
     """Whether the node matches any of the terms (ORed); no terms, or only empty ones, match nothing."""
     fields = {NODE_NAME_FIELD: node.name} if node.name else {}
-    return any(_term_matches(term, node.labels, fields) for term in terms)
-
-
-def node_selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    """spec.nodeSelector as labels.SelectorFromSet: every key present with exactly that value."""
-    return all(key in labels and labels[key] == value for key, value in selector.items())
+    return any(selectors.node_selector_term_matches(term, node.labels, fields) for term in terms)
 
 
 def _required_affinity_matches(node: node.Node, spec: model.PodSpec) -> bool:
     """RequiredNodeAffinity.Match: nodeSelector AND requiredDuringSchedulingIgnoredDuringExecution."""
-    if not node_selector_matches(spec.node_selector, node.labels):
+    if not selectors.set_selector_matches(spec.node_selector, node.labels):
         return False
     affinity = spec.affinity.node_affinity if spec.affinity else None
     if affinity is None or affinity.required is None:
         return True
     return match_node_selector_terms(node, affinity.required)
-
-
-def label_selector_matches(selector: model.LabelSelector, labels: Mapping[str, str]) -> bool:
-    """metav1.LabelSelectorAsSelector(selector).Matches(labels), for DaemonSet selectors.
-
-    An empty selector matches everything (DaemonSet validation forbids it); an invalid one (unknown
-    operator, In without values, bad key) matches nothing, as the controller then adopts no pods.
-    """
-    for key, value in selector.match_labels.items():
-        if node.label_key_error(key) is not None or node.label_value_error(value) is not None:
-            return False
-        if key not in labels or labels[key] != value:
-            return False
-    for req in selector.match_expressions:
-        if req.operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            return False
-        if not _requirement_valid(req.key, req.operator, req.values):
-            return False
-        if not _requirement_matches(req.key, req.operator, req.values, labels):
-            return False
-    return True
 
 
 # --- the decision -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 
 from nodeagent import settings
 from nodeagent.agent import agent as agent_mod
-from nodeagent.agent import identity, plan, reconciler
+from nodeagent.agent import identity, plan, reconciler, statefiles
 from nodeagent.runtime import docker as docker_rt
 from tests.support.agenthome import Home, cli, start_run
 from tests.support.net import free_port
@@ -133,7 +133,7 @@ def test_readiness_decides_ready_number_ready_and_available_through_run_and_stat
     assert " 0/1 " in table and "Running" in table
 
     start_run(home, agent_proc)
-    wait_for(lambda: (home.state_dir / agent_mod.PROBES_FILE).exists(), timeout=30)
+    wait_for(lambda: (home.state_dir / statefiles.PROBES_FILE).exists(), timeout=30)
     [c] = home.containers()
     assert status_doc(home)["daemonSets"][0]["numberReady"] == 0
     assert home.engine.exec(c.id, ("touch", "/tmp/ready"), 5) == 0
@@ -175,4 +175,4 @@ def test_http_readiness_of_a_host_network_pod_goes_to_loopback(home: Home, runni
     assert not ready(), "404 until the page exists"
     assert home.engine.exec(c.id, ("sh", "-c", "echo ok > /www/healthz"), 5) == 0
     wait_for(ready, timeout=30)
-    wait_for(lambda: json.loads((home.state_dir / agent_mod.PROBES_FILE).read_text())[c.id]["ready"])
+    wait_for(lambda: json.loads((home.state_dir / statefiles.PROBES_FILE).read_text())[c.id]["ready"])

@@ -20,7 +20,8 @@ import pytest
 from nodeagent import cli
 from nodeagent import runtime as rt
 from nodeagent.agent import agent as agent_mod
-from nodeagent.agent import execute, identity, plan
+from nodeagent.agent import execute, identity, plan, statefiles
+from nodeagent.k8s import node
 from tests.support.agenthome import Crash, Home, assert_ok
 from tests.support.waiting import wait_for
 
@@ -563,7 +564,7 @@ def test_downward_api_and_resource_env(home: Home) -> None:
     assert env["NS"] == home.namespace
     assert env["APP"] == "dapi"
     assert env["NOTE"] == "hello"
-    assert env["HOST_IP"] == agent_mod.host_ip()
+    assert env["HOST_IP"] == node.host_ip()
     assert env["MEM"] == "64"
     assert env["GREETING"] == f"hi {home.node}"
     assert info["HostConfig"]["Memory"] == 64 * 1024 * 1024
@@ -697,10 +698,10 @@ def test_image_pull_failure_is_errimagepull_then_backoff(home: Home) -> None:
 
 def test_failures_file_round_trips_and_a_bad_one_is_ignored(tmp_path: Path) -> None:
     failures = {("ns", "p-1"): plan.Failure(count=2, last=123.5, reason="ErrImagePull", message="no")}
-    agent_mod.save_failures(str(tmp_path / "state"), failures)
-    assert agent_mod.load_failures(str(tmp_path / "state")) == failures
-    (tmp_path / "state" / agent_mod.FAILURES_FILE).write_text("{not json")
-    assert agent_mod.load_failures(str(tmp_path / "state")) == {}
-    assert agent_mod.load_failures(str(tmp_path / "absent")) == {}
+    statefiles.save_failures(str(tmp_path / "state"), failures)
+    assert statefiles.load_failures(str(tmp_path / "state")) == failures
+    (tmp_path / "state" / statefiles.FAILURES_FILE).write_text("{not json")
+    assert statefiles.load_failures(str(tmp_path / "state")) == {}
+    assert statefiles.load_failures(str(tmp_path / "absent")) == {}
     (tmp_path / "ro").write_text("a file where the state dir should be")
-    agent_mod.save_failures(str(tmp_path / "ro"), failures)  # logged, never raised
+    statefiles.save_failures(str(tmp_path / "ro"), failures)  # logged, never raised

@@ -18,7 +18,7 @@ import pytest
 
 from nodeagent import settings
 from nodeagent.agent import agent as agent_mod
-from nodeagent.agent import identity, plan
+from nodeagent.agent import identity, plan, statefiles
 from nodeagent.runtime import docker as docker_rt
 from tests.support.agenthome import Home, assert_ok, cli
 from tests.support.waiting import wait_for
@@ -137,7 +137,7 @@ def test_orphaned_pods_survive_withdrawal_and_are_adopted_without_restart(home: 
     [orphan] = status_doc(home)["orphanedPods"]
     assert orphan["name"] == pod
     assert "(orphaned)" in cli(home, "status").stdout
-    saved = json.loads((home.state_dir / agent_mod.OWNERSHIP_FILE).read_text())
+    saved = json.loads((home.state_dir / statefiles.OWNERSHIP_FILE).read_text())
     assert saved["pods"] == [{"namespace": home.namespace, "pod": pod, "owner": ""}]
 
     # a later DaemonSet with another name and template, whose selector matches: adopts, restarts nothing

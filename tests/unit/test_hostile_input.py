@@ -97,7 +97,7 @@ def test_a_symlink_to_a_regular_file_is_read(tmp_path: Path) -> None:
 
 
 def test_a_file_over_the_cap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(manifests, "MAX_FILE", 1000)
+    monkeypatch.setattr(manifests.files, "MAX_FILE", 1000)  # read where the file is read
     big = tmp_path / "big.yaml"
     big.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n# " + "x" * 2000 + "\n")
     [(_, _, message)] = _errors(manifests.load_file(str(big)))

@@ -14,7 +14,7 @@ import pytest
 from nodeagent import runtime as rt
 from nodeagent import settings
 from nodeagent.agent import agent, describe, events, identity, plan
-from nodeagent.cli import ops as opscli
+from nodeagent.cli import ops
 from nodeagent.runtime import memory
 from tests.support.planning import DESIRED, NOW, container_for, sandbox_for
 
@@ -30,17 +30,17 @@ def test_logs_reads_the_current_attempt_and_previous_reads_the_last_dead_one() -
     dead1 = container_for(DESIRED, state="exited", exit_code=3, attempt=1, finished=NOW - 30)
     running = container_for(DESIRED, attempt=2)
     observed = [running, dead1, dead0, sandbox_for(DESIRED)]
-    assert opscli.log_target(observed, NS, POD, None, False) is running
-    assert opscli.log_target(observed, NS, POD, None, True) is dead1
-    assert opscli.log_target(observed, NS, POD, "main", True) is dead1
+    assert ops.log_target(observed, NS, POD, None, False) is running
+    assert ops.log_target(observed, NS, POD, None, True) is dead1
+    assert ops.log_target(observed, NS, POD, "main", True) is dead1
 
 
 def test_a_crashed_container_waiting_for_its_restart_is_its_own_previous() -> None:
     """The kubelet's lastState of a CrashLoopBackOff container is the crash that is waited on."""
     crashed = container_for(DESIRED, state="exited", exit_code=1, attempt=4, finished=NOW - 5)
     older = container_for(DESIRED, state="exited", exit_code=1, attempt=3, finished=NOW - 50)
-    assert opscli.log_target([older, crashed], NS, POD, None, True) is crashed
-    assert opscli.log_target([older, crashed], NS, POD, None, False) is crashed
+    assert ops.log_target([older, crashed], NS, POD, None, True) is crashed
+    assert ops.log_target([older, crashed], NS, POD, None, False) is crashed
 
 
 @pytest.mark.parametrize(
@@ -62,36 +62,36 @@ def test_logs_errors_are_kubectls(container: str | None, previous: bool, message
         container_for(DESIRED, "side"),
         _role(container_for(DESIRED, "setup", state="exited", exit_code=0), identity.ROLE_INIT),
     ]
-    with pytest.raises(opscli.OpsError) as exc:
-        opscli.log_target(observed, NS, POD, container, previous)
+    with pytest.raises(ops.OpsError) as exc:
+        ops.log_target(observed, NS, POD, container, previous)
     assert str(exc.value) == message
 
 
 def test_logs_of_an_unknown_pod() -> None:
-    with pytest.raises(opscli.OpsError, match='pods "x" not found'):
-        opscli.log_target([sandbox_for(DESIRED)], NS, "x", None, False)
+    with pytest.raises(ops.OpsError, match='pods "x" not found'):
+        ops.log_target([sandbox_for(DESIRED)], NS, "x", None, False)
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"), [("5s", 5), ("2m", 120), ("1h30m", 5400), ("1.5s", 1.5), ("300ms", 0.3)]
 )
 def test_since_takes_go_durations(text: str, seconds: float) -> None:
-    assert opscli.parse_duration(text) == pytest.approx(seconds)
+    assert ops.parse_duration(text) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("text", ["", "5", "5d", "m5", "5s ", "-5s"])
 def test_bad_durations_are_refused_like_kubectl(text: str) -> None:
-    with pytest.raises(opscli.OpsError, match="invalid duration"):
-        opscli.parse_duration(text)
+    with pytest.raises(ops.OpsError, match="invalid duration"):
+        ops.parse_duration(text)
 
 
 def test_for_takes_kind_namespace_name() -> None:
-    assert opscli.parse_for("pod/ns/p") == ("Pod", "ns", "p")
-    assert opscli.parse_for("ds/ns/d") == ("DaemonSet", "ns", "d")
-    assert opscli.parse_for(None) is None
+    assert ops.parse_for("pod/ns/p") == ("Pod", "ns", "p")
+    assert ops.parse_for("ds/ns/d") == ("DaemonSet", "ns", "d")
+    assert ops.parse_for(None) is None
     for bad in ("pod/p", "svc/ns/x", "pod//x"):
-        with pytest.raises(opscli.OpsError, match="KIND/NAMESPACE/NAME"):
-            opscli.parse_for(bad)
+        with pytest.raises(ops.OpsError, match="KIND/NAMESPACE/NAME"):
+            ops.parse_for(bad)
 
 
 def _ev(reason: str, t: float, count: int = 1, name: str = POD) -> events.Event:
@@ -100,8 +100,8 @@ def _ev(reason: str, t: float, count: int = 1, name: str = POD) -> events.Event:
 
 
 def test_last_seen_shows_repeats_as_kubectl_does() -> None:
-    assert opscli.last_seen(_ev("BackOff", NOW - 5, count=4), NOW) == "5s (x4 over 105s)"
-    assert opscli.last_seen(_ev("Started", NOW - 5), NOW) == "5s"
+    assert ops.last_seen(_ev("BackOff", NOW - 5, count=4), NOW) == "5s (x4 over 105s)"
+    assert ops.last_seen(_ev("Started", NOW - 5), NOW) == "5s"
 
 
 def _args(**kw: object) -> argparse.Namespace:
@@ -113,23 +113,21 @@ def _args(**kw: object) -> argparse.Namespace:
 def test_events_table_json_and_for(tmp_path: Path) -> None:
     events.record(str(tmp_path), [_ev("Created", NOW - 10), _ev("Started", NOW - 9, name="other")], NOW)
     out = io.StringIO()
-    opscli.cmd_events(str(tmp_path), _args(), out, clock=lambda: NOW)
+    ops.cmd_events(str(tmp_path), _args(), out, clock=lambda: NOW)
     lines = out.getvalue().splitlines()
     assert lines[0].split() == ["NAMESPACE", "LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     assert lines[1].split() == [NS, "10s", "Normal", "Created", f"pod/{POD}", "Created", "it"]
     out = io.StringIO()
-    opscli.cmd_events(
-        str(tmp_path), _args(for_object=f"pod/{NS}/other", output="json"), out, clock=lambda: NOW
-    )
+    ops.cmd_events(str(tmp_path), _args(for_object=f"pod/{NS}/other", output="json"), out, clock=lambda: NOW)
     assert [i["reason"] for i in json.loads(out.getvalue())["items"]] == ["Started"]
     empty = io.StringIO()
-    opscli.cmd_events(str(tmp_path / "none"), _args(), empty, clock=lambda: NOW)
+    ops.cmd_events(str(tmp_path / "none"), _args(), empty, clock=lambda: NOW)
     assert empty.getvalue() == "No events found.\n"
 
 
 def test_watch_prints_new_and_repeated_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     events.record(str(tmp_path), [_ev("Created", NOW - 10)], NOW)
-    monkeypatch.setattr(opscli, "WATCH_INTERVAL", 0.0)
+    monkeypatch.setattr(ops, "WATCH_INTERVAL", 0.0)
     rounds = iter([True, True, False])
     writes = iter([[_ev("BackOff", NOW)], [_ev("BackOff", NOW + 1)]])
 
@@ -140,7 +138,7 @@ def test_watch_prints_new_and_repeated_events(tmp_path: Path, monkeypatch: pytes
         return again
 
     out = io.StringIO()
-    opscli.cmd_events(
+    ops.cmd_events(
         str(tmp_path), _args(watch=True, output="json"), out, clock=lambda: NOW, keep_watching=more
     )
     got = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -171,7 +169,7 @@ def test_plan_keeps_what_logs_previous_reads() -> None:
     pods = plan.group_pods([*dead, running])
     removed = {c.id for c in plan.gc_stale(pods[(NS, POD)])}
     kept = [c for c in dead if c.id not in removed]
-    assert kept == [opscli.log_target([*dead, running], NS, POD, None, True)]
+    assert kept == [ops.log_target([*dead, running], NS, POD, None, True)]
 
 
 def _memory_agent(tmp_path: Path) -> tuple[agent.Agent, memory.MemoryRuntime]:
@@ -198,7 +196,7 @@ def test_describe_a_static_pod_from_a_pass_and_its_events(tmp_path: Path) -> Non
     [c] = runtime.list_managed()
     runtime.exit(c.id, 2)
     a.reconcile()  # restarts it: attempt 1 runs, attempt 0 is kept
-    facts = opscli.pod_facts(a, a.reconcile(dry_run=True), "ops", "web-n1")
+    facts = ops.pod_facts(a, a.reconcile(dry_run=True), "ops", "web-n1")
     assert facts is not None and facts.observed is not None
     assert [plan.attempt_of(s) for s in facts.observed.stale] == [0]
     text = describe.describe_pod(facts, NOW)
@@ -207,4 +205,4 @@ def test_describe_a_static_pod_from_a_pass_and_its_events(tmp_path: Path) -> Non
     assert "    Restart Count:  1\n" in text
     assert "    Readiness:      tcp-socket :80 delay=0s timeout=1s period=10s #success=1 #failure=3\n" in text
     assert "Created container: main" in text and "Started container main" in text
-    assert opscli.pod_facts(a, a.reconcile(dry_run=True), "ops", "nope") is None
+    assert ops.pod_facts(a, a.reconcile(dry_run=True), "ops", "nope") is None

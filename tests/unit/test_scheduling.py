@@ -4,7 +4,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from nodeagent.k8s import manifests, model, node, scheduling
+from nodeagent.k8s import manifests, model, node, scheduling, selectors
 
 NoSchedule, NoExecute, PreferNoSchedule = "NoSchedule", "NoExecute", "PreferNoSchedule"
 AFFINITY = "node(s) didn't match Pod's node affinity/selector"
@@ -297,7 +297,7 @@ def lsr(key: str, operator: str, *values: str) -> model.LabelSelectorRequirement
 )
 def test_label_selector_matches(selector: model.LabelSelector, expected: bool) -> None:
     labels = {"app": "web", "tier": "front", "empty": ""}
-    assert scheduling.label_selector_matches(selector, labels) is expected
+    assert selectors.label_selector_matches(selector, labels) is expected
 
 
 # --- decide ------------------------------------------------------------------------------------
