@@ -4,13 +4,10 @@ stateDirs on one engine). Each agent fetches its own per-node bundle (`?node=`),
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,47 +18,32 @@ from nodeagent.agent import identity
 from nodeagent.fleet import serve
 from nodeagent.runtime import docker as docker_rt
 from nodeagent.sources import http
-
-NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.1)
+from tests.support import manifests
+from tests.support.agenthome import NODEAGENT
+from tests.support.waiting import wait_for
 
 
 def daemonset(image: str, namespace: str, version: str) -> dict[str, Any]:
-    container = {
-        "name": "main",
-        "image": image,
-        "imagePullPolicy": "Never",
-        "command": ["sleep", "1000000"],  # PID 1 ignoring SIGTERM: the stop waits out the grace period
-        "env": [{"name": "VERSION", "value": version}],
-        "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1},
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {
-            "selector": {"matchLabels": {"app": "web"}},
-            "minReadySeconds": 2,
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"terminationGracePeriodSeconds": 2, "containers": [container]},
-            },
+    """PID 1 `sleep` ignores SIGTERM: a stop waits out the 2 s grace period."""
+    doc = manifests.daemonset(
+        "web",
+        namespace=namespace,
+        image=image,
+        grace=2,
+        container={
+            "env": [{"name": "VERSION", "value": version}],
+            "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1},
         },
+    )
+    doc["spec"] |= {
+        "minReadySeconds": 2,
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
     }
+    return doc
 
 
 def put(directory: Path, doc: dict[str, Any]) -> None:
-    tmp = directory / ".web.tmp"
-    tmp.write_text(yaml.safe_dump(doc))
-    os.replace(tmp, directory / "web.yaml")
+    manifests.put(directory, "web", doc)
 
 
 @pytest.mark.docker
