@@ -8,7 +8,8 @@ here and sits in this tree.
 NodeAgentError
 ├── ConfigError                 the agent's config (or a file it names) is missing, unparsable or invalid;
 │   │                           the message names the key. CLI: `nodeagent: <message>`, exit 2 (usage)
-│   └── KeyFileError            sources/signing.py: a minisign key file is unreadable or not a key
+│   ├── KeyFileError            sources/signing.py: a minisign key file is unreadable or not a key
+│   └── StoreError              fleet/store.py: `serve --state-dir` cannot be used (exit 2)
 ├── SourceError                 a source could not be read this time; its last good snapshot stays
 │   ├── FetchError              sources/http.py: one request failed (connect, TLS, timeout, size, HTTP)
 │   └── SignatureError          sources/signing.py: a bundle's signature is missing, bad or another key's
@@ -21,6 +22,8 @@ NodeAgentError
 ├── LocalImageError             agent/localimage.py: the offline image cannot be built (no static busybox)
 ├── QuantityError               k8s/quantity.py: not a Kubernetes quantity (also a ValueError)
 ├── ReportError                 fleet/view.py: a node's status report has the wrong shape (also a ValueError)
+├── RolloutError                fleet/controller.py: a bad rollout request: 400 (also a ValueError)
+├── SelectorError               fleet/annotations.py: a rollout annotation's selector (also a ValueError)
 └── OpsError                    cli/ops.py: events/describe/logs cannot answer. CLI: `error: ...`, exit 1
 
 Where they end up: a ConfigError at start stops the command with exit 2 (`run` keeps its previous

@@ -10,6 +10,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
+from nodeagent import errors
 from nodeagent.fleet.rollout import Policy
 from nodeagent.k8s import model, node
 
@@ -29,8 +30,8 @@ _TERM = re.compile(
 )
 
 
-class SelectorError(ValueError):
-    pass
+class SelectorError(errors.NodeAgentError, ValueError):
+    """A rollout annotation's label selector cannot be parsed; the message says where."""
 
 
 def parse_selector(text: str) -> model.LabelSelector:

@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from nodeagent import errors
 from nodeagent.agent import identity
 from nodeagent.fleet import annotations as rollout_annotations
 from nodeagent.fleet import rollconfig, rollout, rolloutview, store
@@ -47,7 +48,7 @@ FAILING_REASONS = frozenset(
 )
 
 
-class RolloutError(ValueError):
+class RolloutError(errors.NodeAgentError, ValueError):
     """A bad rollout request (unknown revision): 400."""
 
 
