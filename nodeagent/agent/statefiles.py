@@ -14,16 +14,15 @@ logged, never raised.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import structlog
 
+from nodeagent import atomicfile
 from nodeagent.agent import plan, workers
 
 log = structlog.get_logger(__name__)
@@ -39,17 +38,7 @@ T = TypeVar("T")
 
 def write_atomic(path: str, text: str) -> None:
     """Write `path` through a temporary file in its directory and a rename; raises OSError."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomicfile.write(path, text)
 
 
 def save_json(state_dir: str, name: str, doc: object) -> None:

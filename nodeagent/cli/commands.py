@@ -15,7 +15,7 @@ from types import FrameType
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from nodeagent import errors, settings
+from nodeagent import atomicfile, errors, settings
 from nodeagent.agent import agent as agent_mod
 from nodeagent.agent import events, execute, identity, plan, statefiles
 from nodeagent.cli import common, views
@@ -78,10 +78,7 @@ def cmd_sign(file: str, key_file: str, output: str | None, trusted_comment: str 
         print(f"nodeagent sign: {exc}", file=sys.stderr)
         return EXIT_USAGE
     target = output or file + signing.SUFFIX
-    tmp = f"{target}.tmp{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(sig)
-    os.replace(tmp, target)
+    atomicfile.write(target, sig, mode=0o644)  # a signature is public: served beside the bundle
     print(f"wrote {target} (key {key.id_hex})", file=sys.stderr)
     return EXIT_OK
 

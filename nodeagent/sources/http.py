@@ -50,7 +50,6 @@ import os
 import random
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -61,7 +60,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import structlog
 import yaml
 
-from nodeagent import errors, settings
+from nodeagent import atomicfile, errors, settings
 from nodeagent.k8s import manifests, model, policy
 from nodeagent.service import metrics
 from nodeagent.sources import files
@@ -443,22 +442,6 @@ def cache_paths(state_dir: str, url: str) -> tuple[str, str]:
     return base + ".yaml", base + ".json"
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)  # bundles may hold Secrets
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_cache(state_dir: str, url: str, cached: Cached) -> None:
     """Write the newest body (`.yaml`, readable by `nodeagent validate`) and its metadata (`.json`)."""
     body_path, meta_path = cache_paths(state_dir, url)
@@ -471,8 +454,9 @@ def write_cache(state_dir: str, url: str, cached: Cached) -> None:
         "sha256": hashlib.sha256(newest).hexdigest(),
         "earlier": [b.decode("utf-8", "replace") for b in cached.bodies[:-1]],
     }
-    _atomic_write(body_path, newest)
-    _atomic_write(meta_path, json.dumps(meta).encode())
+    # 0o600: bundles may hold Secrets; fsync: the cache is what a node rebooted during an outage runs
+    atomicfile.write(body_path, newest, mode=0o600, durable=True)
+    atomicfile.write(meta_path, json.dumps(meta), mode=0o600, durable=True)
 
 
 def read_cache(state_dir: str, url: str) -> Cached | None:
