@@ -1,5 +1,8 @@
 """Pod + container → `runtime.ContainerCreate`, the way the kubelet would have run it on Docker.
 
+One concept, over 600 lines on purpose: the whole pod-to-Docker mapping, so each translation rule can be
+found next to the others it interacts with (security context, resources, env, mounts).
+
 Pure: no I/O. Everything host-specific (node name, IPs, allocatable resources, prepared volume paths,
 capabilities the kernel withholds) arrives in a `PodContext`, so every rule here is testable as a table.
 

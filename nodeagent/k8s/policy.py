@@ -11,6 +11,9 @@ owns the host), so each source can be held to a level:
 - `restricted`: baseline plus the hardening best practices (no privilege escalation, drop ALL
   capabilities, a restricted set of volume types, non-root, seccomp RuntimeDefault or Localhost).
 
+One concept, over 600 lines on purpose: the Pod Security Standards are one table of checks, kept in one
+file in PSA's order.
+
 The checks, their order and their messages are pod-security-admission's at its latest version, so
 a refusal reads like the API server's: `violates PodSecurity "baseline:latest": host namespaces
 (hostNetwork=true), privileged (container "x" must not set securityContext.privileged=true)`. Checks

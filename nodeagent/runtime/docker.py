@@ -5,6 +5,9 @@ transport or engine failure into `nodeagent.errors`, so no caller ever sees a do
 `Any` stays inside this module: docker-py has no type information.
 
 The client connects lazily: an agent started while the engine is down must still start.
+
+Over 600 lines on purpose: being the single importer of `docker` (an import contract) means every engine
+call lives here.
 """
 
 from __future__ import annotations
