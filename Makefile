@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/example.yaml
 EXAMPLE_IMAGE ?= busybox:stable
 
-.PHONY: run test unit lint check busybox minisign promtool bench test-faults clean install uninstall test-systemd demo demo-tour demo-down test-demo
+.PHONY: run test unit lint check busybox minisign promtool chromium bench test-faults clean install uninstall test-systemd demo demo-tour demo-down test-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,16 @@ minisign:
 	  else echo "warning: no minisign; the interoperability tests need: apt-get install minisign" >&2; fi; \
 	fi
 
+# The fleet page is checked in a real browser (tests/integration/test_fleet_page.py): Debian's headless
+# chromium, installed when missing (the test skips without it, and fails under CI=true).
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium (the fleet page is tested in headless chromium)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "warning: no chromium; the fleet page's browser test needs: apt-get install chromium" >&2; fi; \
+	fi
+
 # promtool checks contrib/prometheus-alerts.yaml (tests/unit/test_contrib.py): only the promtool binary is
 # taken out of Debian's prometheus package (a 19 MB download) into .venv/bin; nothing is installed
 # system-wide and no Prometheus server is started. Without apt (or root) the check is skipped.
@@ -54,7 +64,7 @@ run: $(STAMP) busybox
 	$(BIN)/nodeagent --config $(CONFIG) plan
 	$(BIN)/nodeagent --config $(CONFIG) --log-format console run
 
-test: $(STAMP) busybox minisign promtool
+test: $(STAMP) busybox minisign promtool chromium
 	$(BIN)/pytest -q
 
 # The fault suite: SIGKILL mid-sync, engine restarts (an engine of its own), broken sources, crash loops,

@@ -22,7 +22,9 @@ but `/healthz` needs a credential, see `Server.identify`):
     GET  /api/nodes               {"nodes": [{name, ready, labels, taints, lastSeen, ...}]}
     GET  /api/daemonsets          {"daemonSets": [{namespace, name, desiredNumberScheduled, ...}]}
     GET  /api/fleet               both, plus the files of DIR that fail validation (`errors`)
-    GET  /                        the same tables as an HTML page that refreshes itself
+    GET  /                        the same tables as an HTML page that refreshes itself (fleet/page.py)
+    GET  /nodes/<name>            a node's page: labels, taints, conditions, pods, recent events
+    GET  /daemonsets/<ns>/<name>  a DaemonSet's page: counters, rollout, each node's pods
     GET  /api/events              {"kind": "EventList", "items": [...]}: the nodes' events, newest first
     GET  /metrics                 Prometheus text format, with the fleet's kube-state-metrics series
     GET  /healthz                 "ok" while a bundle is published
@@ -42,7 +44,6 @@ import contextlib
 import errno
 import hashlib
 import hmac
-import html
 import ipaddress
 import json
 import os
@@ -64,7 +65,7 @@ import yaml
 import nodeagent
 from nodeagent.agent import events
 from nodeagent.fleet import annotations as rollout_annotations
-from nodeagent.fleet import controller, rolloutview, store
+from nodeagent.fleet import controller, page, store
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model
 from nodeagent.k8s.node import dns1123_subdomain_error as node_name_error
@@ -757,6 +758,25 @@ class Server:
         bundle = {"etag": b.etag, "objects": b.objects} if b else None
         return {"daemonSets": daemonsets, "nodes": nodes, "errors": errs, "bundle": bundle}
 
+    def drill_down(self, parts: list[str]) -> str | None:
+        """The page of `/nodes/NAME` or `/daemonsets/NS/NAME` (fleet/page.py), None when unknown."""
+        now = self.clock()
+        if len(parts) == 2 and parts[0] == "nodes":
+            with self.fleet_lock:
+                r = self.fleet.nodes.get(parts[1])
+                ready = r is not None and self.fleet.ready(r, now)
+            return None if r is None else page.render_node(r, ready, now)
+        if len(parts) == 3 and parts[0] == "daemonsets":
+            d = next(
+                (d for d in self.fleet_json()["daemonSets"] if [d["namespace"], d["name"]] == parts[1:]), None
+            )
+            if d is None:
+                return None
+            with self.fleet_lock:
+                nodes = [(r, self.fleet.ready(r, now)) for _, r in sorted(self.fleet.nodes.items())]
+            return page.render_daemonset(d, nodes)
+        return None
+
 
 def _rollout_view(r: fleet.NodeReport) -> tuple[object, ...]:
     """What the rollout controller reads of a report: a heartbeat that changes none of it costs no pass."""
@@ -880,7 +900,13 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             body += app.controller.exposition().encode()
             self._send(200, body, metrics.CONTENT_TYPE)
         elif parts.path in ("/", "/index.html"):
-            self._send(200, render_html(app.fleet_json()).encode(), "text/html; charset=utf-8")
+            self._send(200, page.render_fleet(app.fleet_json()).encode(), "text/html; charset=utf-8")
+        elif parts.path.startswith(("/nodes/", "/daemonsets/")):
+            shown = app.drill_down([unquote(p) for p in parts.path.strip("/").split("/")])
+            if shown is None:
+                self._send(404, b"not found\n", "text/plain")
+            else:
+                self._send(200, shown.encode(), "text/html; charset=utf-8")
         else:
             self._send(404, b"not found\n", "text/plain")
 
@@ -1146,62 +1172,3 @@ class _Handler(http_server.BaseHTTPRequestHandler):
 def _etag_matches(header: str, etag: str) -> bool:
     tags = [t.strip() for t in header.split(",")]
     return "*" in tags or etag in tags or f"W/{etag}" in tags
-
-
-# --- the HTML page ------------------------------------------------------------------------------------
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-_DS_HEADERS = ("NAMESPACE", "NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "MISSCHEDULED")
-
-
-def render_html(doc: Mapping[str, Any], refresh: int = 5) -> str:
-    """The fleet page: DaemonSets, nodes, errors; refreshes itself every `refresh` seconds."""
-    ds_rows = [
-        [
-            d["namespace"],
-            d["name"],
-            *(str(d[c]) for c in fleet.COUNTERS[:5]),
-            str(d["numberMisscheduled"]),
-            *rolloutview.rollout_cells(d),
-        ]
-        for d in doc["daemonSets"]
-    ]
-    node_rows = [
-        [
-            n["name"],
-            "Ready" if n["ready"] else "NotReady",
-            ",".join(f"{k}={v}" for k, v in n["labels"].items() if not k.startswith("kubernetes.io/")),
-            ",".join(f"{t.get('key')}={t.get('value', '')}:{t.get('effect')}" for t in n["taints"]) or "-",
-            ("last synced " if n.get("mode") == fleet.MODE_SYNC else "")
-            + f"{n['lastSeenSecondsAgo']:.0f}s ago",
-            str(n["pods"]),
-        ]
-        for n in doc["nodes"]
-    ]
-    err_rows = [
-        [e["file"] + (f"#{e['document']}" if e["document"] is not None else ""), e["path"], e["message"]]
-        for e in doc["errors"]
-    ]
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<meta http-equiv='refresh' content='{refresh}'><title>nodeagent fleet</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
-        "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#eee}</style>",
-        "</head><body><h1>nodeagent fleet</h1><h2>DaemonSets</h2>",
-        _table([*_DS_HEADERS, *rolloutview.ROLLOUT_HEADERS], ds_rows),
-        "<h2>Nodes</h2>",
-        _table(["NAME", "STATUS", "LABELS", "TAINTS", "LAST SEEN", "PODS"], node_rows),
-    ]
-    if err_rows:
-        parts += [
-            "<h2>Manifests not published (the previous version stays)</h2>",
-            _table(["FILE", "FIELD", "ERROR"], err_rows),
-        ]
-    parts.append("</body></html>")
-    return "".join(parts)

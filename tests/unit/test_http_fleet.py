@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from nodeagent import cli
+from nodeagent.fleet import page as fleet_page
 from nodeagent.fleet import serve
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests
@@ -139,7 +140,7 @@ def test_html_page_escapes_and_refreshes() -> None:
         ],
         "errors": [{"file": "/d/f.yaml", "document": 0, "path": "spec", "message": "<bad>"}],
     }
-    page = serve.render_html(doc)
+    page = fleet_page.render_fleet(doc)
     assert "http-equiv='refresh'" in page
     assert "&lt;x&gt;" in page and "n&amp;1" in page and "NotReady" in page and "&lt;bad&gt;" in page
     assert "<x>" not in page
@@ -158,7 +159,7 @@ def test_a_synced_node_shows_when_it_was_last_synced_and_goes_not_ready_like_the
     assert [later[n]["ready"] for n in "as"] == [False, False]
     assert f.daemonsets_json(141.0)[0]["numberReady"] == 0
 
-    page = serve.render_html({"daemonSets": [], "nodes": f.nodes_json(110.0), "errors": []})
+    page = fleet_page.render_fleet({"daemonSets": [], "nodes": f.nodes_json(110.0), "errors": []})
     assert page.count("last synced 10s ago") == 1 and ">10s ago<" in page  # a's cell: no "synced"
 
     out = io.StringIO()
