@@ -8,6 +8,8 @@
 - `cleanup_by_label(runtime, selector)`: the helper behind both finalizers.
 - `name_prefix`: prefix container names with it, so parallel sessions never collide.
 - `hanging_registry`: "127.0.0.1:PORT" of a registry that accepts connections and never answers.
+- `postgres`: a throwaway PostgreSQL cluster (tests/support/postgres.py), a fresh empty database per test;
+  with CI=true a missing server FAILS the test, otherwise it skips.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from nodeagent import errors
 from nodeagent.agent import localimage
 from nodeagent.runtime import docker as docker_runtime_mod
 from tests.support import hangingregistry
+from tests.support import postgres as pgsupport
 
 TEST_LABEL = "io.nodeagent.test"
 SESSION_LABEL = "io.nodeagent.test.session"
@@ -144,3 +147,25 @@ def hanging_registry() -> Iterator[str]:
     `<it>/name:tag`); closed after the test, so the engine's pulls from it end."""
     with hangingregistry.HangingRegistry() as registry:
         yield registry.address
+
+
+@pytest.fixture(scope="session")
+def _postgres_session() -> Iterator[pgsupport.Cluster]:
+    bindir = pgsupport.find_bindir()
+    if bindir is None:
+        message = "no PostgreSQL server (initdb/pg_ctl; `make postgres` installs Debian's postgresql)"
+        if in_ci():
+            pytest.fail(f"{message}; CI=true requires one")
+        pytest.skip(message)
+    cluster = pgsupport.create(bindir)
+    try:
+        yield cluster
+    finally:
+        pgsupport.destroy(cluster)
+
+
+@pytest.fixture
+def postgres(_postgres_session: pgsupport.Cluster) -> pgsupport.Cluster:
+    """The session's cluster with a fresh empty `nodeagent` database (`.url` connects to it)."""
+    pgsupport.reset(_postgres_session)
+    return _postgres_session
