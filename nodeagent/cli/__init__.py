@@ -528,7 +528,7 @@ def report_sync(cfg: settings.Settings, a: agent_mod.Agent, result: agent_mod.Pa
     if result.outcomes and a.runtime is not None:
         result = a.reconcile(dry_run=True)
     reporter = report.Reporter(
-        cfg.status_server or "", a.node.name, timeout=SYNC_REPORT_TIMEOUT, auth=report.credentials_for(cfg)
+        report.servers(cfg), a.node.name, timeout=SYNC_REPORT_TIMEOUT, auth=report.credentials_for(cfg)
     )
     try:
         return reporter.post(node_report(a, result, mode=fleet.MODE_SYNC))
@@ -740,7 +740,7 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
     loop = _MeteredReconciler(a, resync_interval=cfg.resync_interval)
     reporter: report.Reporter | None = None
     if cfg.status_server:
-        reporter = report.Reporter(cfg.status_server, a.node.name, auth=report.credentials_for(cfg))
+        reporter = report.Reporter(report.servers(cfg), a.node.name, auth=report.credentials_for(cfg))
         reporter.start()
     reload_requested = threading.Event()
     notifier = sd.Notifier()
