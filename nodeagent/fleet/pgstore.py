@@ -51,6 +51,10 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             received_at DOUBLE PRECISION NOT NULL, deleted BOOLEAN NOT NULL DEFAULT FALSE,
             seq BIGINT NOT NULL DEFAULT nextval('node_reports_seq'), replica TEXT NOT NULL DEFAULT '')""",
         "CREATE INDEX node_reports_by_seq ON node_reports (seq)",
+        """CREATE TABLE actions (
+            id BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+            action TEXT NOT NULL, arg INTEGER NOT NULL DEFAULT 0, created_at DOUBLE PRECISION NOT NULL,
+            replica TEXT NOT NULL, result TEXT)""",
     ),
 )
 
@@ -269,6 +273,7 @@ class PgStore(store.SqliteStore):
                     "WHERE node_reports.received_at <= excluded.received_at",
                     (node, doc, h, at, self.replica_id),
                 )
+            self._pg.wrote = False  # reports are read by polling: no NOTIFY (hundreds a second)
 
     def delete_node_report(self, node: str) -> None:
         """A tombstone, so the other replicas forget the node too."""
@@ -287,6 +292,41 @@ class PgStore(store.SqliteStore):
                 (seq, limit),
             ).fetchall()
         return [StoredReport(str(n), str(d), str(h), float(t), bool(x), int(s)) for n, d, h, t, x, s in rows]
+
+    # --- operator actions queued by a follower for the leader (fleet/replicas.py) --------------------
+
+    def queue_action(self, key: store.Key, action: str, arg: int) -> int:
+        with self.transaction():
+            row = self._pg.execute(
+                "INSERT INTO actions (kind, namespace, name, action, arg, created_at, replica) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (key.kind, key.namespace, key.name, action, arg, time.time(), self.replica_id),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def action_result(self, number: int) -> str | None:
+        with self._lock:
+            row = self._pg.execute("SELECT result FROM actions WHERE id = ?", (number,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def cancel_action(self, number: int) -> None:
+        with self.transaction():
+            self._pg.execute("DELETE FROM actions WHERE id = ? AND result IS NULL", (number,))
+
+    def pending_actions(self) -> list[tuple[int, store.Key, str, int]]:
+        with self._lock:
+            rows = self._pg.execute(
+                "SELECT id, kind, namespace, name, action, arg FROM actions WHERE result IS NULL ORDER BY id"
+            ).fetchall()
+        return [(int(i), store.Key(str(k), str(ns), str(n)), str(a), int(x)) for i, k, ns, n, a, x in rows]
+
+    def finish_action(self, number: int, result: str) -> None:
+        with self.transaction():
+            self._pg.execute("UPDATE actions SET result = ? WHERE id = ?", (result, number))
+            self._pg.execute(
+                "DELETE FROM actions WHERE result IS NOT NULL AND created_at < ?", (time.time() - 3600,)
+            )
 
     def leader(self) -> str | None:
         """The replica holding the leader lock (its application_name), or None."""
@@ -461,8 +501,12 @@ class Listener:
                     self._call("")
                 heard_before = True
                 while not self._stop.is_set():
-                    for n in conn.notifies(timeout=0.5):
-                        self._call(str(n.payload))
+                    first = list(conn.notifies(timeout=0.5, stop_after=1))
+                    if not first:
+                        continue
+                    more = list(conn.notifies(timeout=0.02))  # a burst of commits: one reload
+                    for payload in sorted({str(n.payload) for n in first + more}):
+                        self._call(payload)
             except Exception as exc:
                 self.connected.clear()
                 if self._stop.is_set():

@@ -166,7 +166,9 @@ def test_node_reports_are_shared_with_heartbeats_and_tombstones(postgres: pgsupp
 
 
 ELECTOR_SCRIPT = """
-import sys, time
+import os, sys, time
+import structlog
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(open(os.devnull, "w")))
 from nodeagent.fleet import pgstore
 e = pgstore.Elector(sys.argv[1], sys.argv[2], interval=0.2)
 e.start()
