@@ -1,0 +1,175 @@
+"""Agents fail over between `serve` replicas: two real `serve` processes on loopback, one killed.
+
+The agent lists both in `sources[].url` and `statusServer`; the one it uses is SIGKILLed (no goodbye:
+its sockets just close), and the agent must keep its pods, move to the other replica, report there, and
+still receive the next change, which only a watch can bring (pollInterval is an hour).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nodeagent import settings
+from nodeagent.agent import identity
+from nodeagent.runtime import docker as docker_rt
+from nodeagent.sources import http
+from tests.integration.test_http_source import ds_doc, put, wait_for
+
+NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    try:
+        return http.request("GET", url, timeout=1.0).status == 200
+    except http.FetchError:
+        return False
+
+
+class Replicas:
+    """`serve` processes over one manifest directory (each with a state dir of its own)."""
+
+    def __init__(self, tmp_path: Path, mdir: Path, count: int = 2, extra: tuple[str, ...] = ()) -> None:
+        self.urls = [f"http://127.0.0.1:{free_port()}" for _ in range(count)]
+        self.log = (tmp_path / "serve.log").open("ab")
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for i, url in enumerate(self.urls):
+            cmd = [NODEAGENT, "serve", "--dir", str(mdir), "--listen", url.removeprefix("http://")]
+            if serve_has_state_dir():
+                cmd += ["--state-dir", str(tmp_path / f"serve-state-{i}")]
+            self.procs.append(subprocess.Popen([*cmd, *extra], stdout=self.log, stderr=self.log))
+        for url in self.urls:
+            wait_for(lambda u=url: answers(u + "/healthz"), timeout=30)  # type: ignore[misc]
+
+    def kill(self, i: int) -> None:
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait(timeout=10)
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+        self.log.close()
+
+
+def serve_has_state_dir() -> bool:
+    out = subprocess.run([NODEAGENT, "serve", "--help"], capture_output=True, text=True, timeout=30)
+    return "--state-dir" in out.stdout
+
+
+@pytest.fixture
+def mdir(tmp_path: Path) -> Path:
+    d = tmp_path / "manifests"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def two_serves(tmp_path: Path, mdir: Path) -> Iterator[Replicas]:
+    put(mdir, "a", ds_doc("a"))
+    r = Replicas(tmp_path, mdir)
+    yield r
+    r.close()
+
+
+def test_a_watching_source_moves_to_the_other_replica_and_gets_the_next_change(
+    tmp_path: Path, mdir: Path, two_serves: Replicas
+) -> None:
+    urls = tuple(u + "/manifests" for u in two_serves.urls)
+    changed = threading.Event()
+    cfg = settings.HttpSource(url=urls[0], urls=urls, poll_interval=3600, timeout=5.0)
+    src = http.HttpSource(
+        "fleet", cfg, changed.set, state_dir=str(tmp_path / "agent"), watch=True, watch_seconds=30
+    )
+    src.start()
+    try:
+        wait_for(lambda: src.snapshot() is not None and src.base_url == urls[0])
+        wait_for(lambda: src._watch_supported)  # held in a watch on replica 0 now
+        two_serves.kill(0)
+        put(mdir, "a", ds_doc("a", "busybox:1.37"))  # only a watch can bring it (pollInterval 1h)
+
+        def image() -> str:
+            snap = src.snapshot()
+            assert snap is not None
+            return str(snap.documents[0].obj.spec.template.spec.containers[0].image)  # type: ignore[union-attr]
+
+        wait_for(lambda: image() == "busybox:1.37", timeout=30)
+        assert src.base_url == urls[1]
+        assert src.failure is None
+    finally:
+        src.stop()
+
+
+@pytest.mark.docker
+def test_an_agent_fails_over_keeps_its_pod_reports_to_the_other_replica_and_gets_the_next_change(
+    tmp_path: Path, mdir: Path, docker_runtime: docker_rt.DockerRuntime, test_image: str
+) -> None:
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    node = f"node-{ns}"
+    put(mdir, "web", ds_doc("web", test_image, ns))
+    replicas = Replicas(tmp_path, mdir)
+    a, b = replicas.urls
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "node": {"name": node},
+                "sources": [{"url": [a + "/manifests", b + "/manifests"], "pollInterval": "1h"}],
+                "stateDir": str(tmp_path / "state"),
+                "statusServer": [a, b],
+                "resyncInterval": "2s",
+                "healthz": {"enabled": False},
+            }
+        )
+    )
+    agent_log = (tmp_path / "agent.log").open("ab")
+    agent = subprocess.Popen([NODEAGENT, "--config", str(config), "run"], stdout=agent_log, stderr=agent_log)
+
+    def running() -> set[str]:
+        return {
+            c.id for c in docker_runtime.list_labelled(f"{identity.LABEL_POD_NAMESPACE}={ns}") if c.running
+        }
+
+    def node_on(url: str) -> dict[str, Any] | None:
+        nodes = [n for n in http.get_json(url + "/api/nodes")["nodes"] if n["name"] == node]
+        return nodes[0] if nodes else None
+
+    try:
+        wait_for(lambda: len(running()) == 1, timeout=60)
+        wait_for(lambda: node_on(a) is not None, timeout=30)
+        first = running()
+        replicas.kill(0)
+        put(mdir, "web", ds_doc("web", test_image, ns, hostname="changed"))  # the next change
+        wait_for(lambda: bool(running() - first), timeout=60)  # it came through replica b's watch
+        wait_for(lambda: (node_on(b) or {}).get("ready") is True, timeout=30)  # and reports go there
+        assert agent.poll() is None
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0
+        text = (tmp_path / "agent.log").read_text()
+        assert "source_failover" in text and "status_server_failover" in text
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait(timeout=30)
+        agent_log.close()
+        replicas.close()
+        for c in docker_runtime.list_labelled(f"{identity.LABEL_POD_NAMESPACE}={ns}"):
+            docker_runtime.remove(c.id)
