@@ -544,9 +544,11 @@ class HttpSource:
         allowed_kinds: Collection[str] = files.DAEMONSET_SOURCE_KINDS,
         max_body: int = MAX_BODY,
         watch_seconds: float = WATCH_SECONDS,
+        node: str = "",
     ) -> None:
         self.name = name
         self.cfg = cfg
+        self._node = node  # sent as `?node=`: `serve` answers with the revisions its rollout assigns
         self.url = display_url(cfg.url)
         self._on_change = on_change
         self._state_dir = state_dir
@@ -647,13 +649,21 @@ class HttpSource:
             self._log.warning("source_failover", error=why, to=display_url(new), **{"from": display_url(old)})
         return True
 
-    def _watch_url(self, etag: str | None) -> str:
+    def _request_url(self) -> str:
+        """The replica's URL with `node=NAME` added to its own query (a static web host ignores it)."""
         base = self.base_url
+        if not self._node:
+            return base
         sep = "&" if urlsplit(base).query else "?"
+        return f"{base}{sep}node={quote(self._node, safe='')}"
+
+    def _watch_url(self, etag: str | None) -> str:
+        url = self._request_url()
+        sep = "&" if urlsplit(url).query else "?"
         query = f"watch=1&timeout={self._watch_seconds:g}"
         if etag:
             query += "&etag=" + quote(etag, safe="")
-        return f"{base}{sep}{query}"
+        return f"{url}{sep}{query}"
 
     def _register(self, conn: http.client.HTTPConnection | None) -> None:
         with self._conn_lock:
@@ -703,7 +713,7 @@ class HttpSource:
                 ctx = ssl_context(self.cfg.ca_file, self.cfg.client_cert, self.cfg.client_key)
             if urlsplit(base).scheme == "http" and any(k.lower() == "authorization" for k in hdrs):
                 self._warn_plain("token", "a bearer token or Authorization header is sent over plain http")
-            url = self._watch_url(hdrs.get("If-None-Match")) if watch else base
+            url = self._watch_url(hdrs.get("If-None-Match")) if watch else self._request_url()
             timeout = self.cfg.timeout + (self._watch_seconds if watch else 0.0)
             resp = request(
                 "GET",
