@@ -96,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
         default="/var/lib/nodeagent-serve",
         help="where rollouts are kept (revisions, phases, node assignments): SQLite",
     )
+    sv.add_argument(  # replicas: fleet/replicas.py
+        "--store",
+        metavar="URL",
+        help="the rollout store: sqlite:///DIR (default: --state-dir) or postgresql://USER@HOST/DB, shared "
+        "by several serve replicas (one leads rollouts; agents list them all)",
+    )
+    sv.add_argument("--replica-id", help="this replica's name in /healthz and /metrics (default HOST:PID)")
     sv.add_argument(
         "--signing-key",
         metavar="FILE",
@@ -920,7 +927,7 @@ def _record_metrics(result: agent_mod.PassResult, doc: dict[str, Any]) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`nodeagent serve`: in the foreground until SIGTERM/SIGINT."""
-    from nodeagent.fleet import serve
+    from nodeagent.fleet import serve, store
 
     cfg = serve.ServeConfig(
         directory=args.dir,
@@ -937,10 +944,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_report=args.max_report_bytes,
         max_connections=args.max_connections,
         state_dir=args.state_dir,
+        store_url=args.store,
+        replica_id=args.replica_id,
     )
     try:
         server = serve.Server(cfg)
-    except (ValueError, OSError, errors.ConfigError) as exc:
+    except (ValueError, OSError, errors.ConfigError, store.StoreError) as exc:
         print(f"nodeagent serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     warning = server.unprotected_warning()
