@@ -190,6 +190,8 @@ class PgStore(store.SqliteStore):
             check=ConnectionPool.check_connection,  # a connection cut by a restart is replaced
             open=False,
             name="nodeagent-store",
+            timeout=5.0,  # a caller waits this long for a connection (the database restarting), then fails
+            reconnect_timeout=24 * 3600.0,  # and the pool keeps trying to reconnect meanwhile
         )
         try:
             pool.open(wait=True, timeout=30)
@@ -462,8 +464,8 @@ class Elector:
 
 class Listener:
     """LISTENs on CHANNEL on a connection of its own and calls `on_notify(replica)` for each change
-    committed by any replica (this one included); after a reconnect it calls `on_notify("")` once,
-    since changes made while it was away were not heard."""
+    committed by any replica (this one included); after each (re)connect it calls `on_notify("")`
+    once, since changes made while it was not listening were not heard."""
 
     def __init__(self, url: str, replica_id: str, on_notify: Callable[[str], None]) -> None:
         self._session = _Session(url, f"nodeagent-serve {replica_id} listen")
@@ -498,8 +500,8 @@ class Listener:
                 self.connected.set()
                 if heard_before:
                     log.info("store_listener_reconnected")
-                    self._call("")
                 heard_before = True
+                self._call("")  # what was committed before LISTEN took effect was not heard
                 while not self._stop.is_set():
                     first = list(conn.notifies(timeout=0.5, stop_after=1))
                     if not first:

@@ -102,14 +102,16 @@ class ReplicatedController(controller.Controller):
     # --- the state: reloaded whenever another replica changed it ----------------------------------------
 
     def refresh(self) -> None:
-        """Reload rollouts, revisions and assignments from the store, and wake the watches."""
-        with self.cond:
+        """Reload rollouts, revisions and assignments from the store, and wake the watches. Read
+        first, swapped in after: a failed read (the database restarting) leaves the state as it was."""
+        with self.cond:  # held while reading too: the leader's own writes must not interleave
+            rollouts = self.pg.rollouts()
+            revs = {r.key: self.pg.revisions(r.key) for r in rollouts}
+            assign = {r.key: {a.node: a.revision for a in self.pg.assignments(r.key)} for r in rollouts}
             self.store = self.pg
-            self._rollouts.clear()
-            self._revs.clear()
-            self._assign.clear()
-            for r in self.pg.rollouts():
-                self._load(r.key)
+            self._rollouts = {r.key: r for r in rollouts}
+            self._revs = revs
+            self._assign = assign
             self.generation += 1
             self.refreshes += 1
             self.cond.notify_all()
@@ -137,18 +139,28 @@ class ReplicatedController(controller.Controller):
         ready: Callable[[fleet.NodeReport], bool],
     ) -> None:
         if self._is_leader():
-            super().sync(objects, nodes, ready)
+            try:
+                super().sync(objects, nodes, ready)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    self.refresh()  # whatever failed, start the next sync from what the store holds
+                raise
             return
         now = time.monotonic()
         with self.cond:
             if objects is self._planned_for and now - self._planned_at < FOLLOWER_PLAN_INTERVAL:
                 return  # the same bundle: a report alone replans at most once a second
             self._planned_at, self._planned_for = now, objects
+            saved = (dict(self._rollouts), dict(self._revs), {k: dict(v) for k, v in self._assign.items()})
             self.store = _ReadOnly(self.pg)
             try:
                 super().sync(objects, nodes, ready)  # plans for the views; its decisions are discarded:
-            finally:
                 self.refresh()  # the bundles carry what the leader decided
+            except BaseException:
+                self._rollouts, self._revs, self._assign = saved  # never this replica's own decisions
+                raise
+            finally:
+                self.store = self.pg
 
     # --- operator actions: applied by the leader ------------------------------------------------------
 

@@ -7,6 +7,7 @@ still receive the next change, which only a watch can bring (pollInterval is an 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from nodeagent.agent import identity
 from nodeagent.runtime import docker as docker_rt
 from nodeagent.sources import http
 from tests.integration.test_http_source import ds_doc, put, wait_for
+from tests.support import postgres as pgsupport
 
 NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
 
@@ -51,10 +53,20 @@ class Replicas:
         self.log = (tmp_path / "serve.log").open("ab")
         self.procs: list[subprocess.Popen[bytes]] = []
         for i, url in enumerate(self.urls):
-            cmd = [NODEAGENT, "serve", "--dir", str(mdir), "--listen", url.removeprefix("http://")]
+            cmd = [
+                NODEAGENT,
+                "--log-level",
+                "info",
+                "serve",
+                "--dir",
+                str(mdir),
+                "--listen",
+                url.removeprefix("http://"),
+            ]
             if serve_has_state_dir():
                 cmd += ["--state-dir", str(tmp_path / f"serve-state-{i}")]
-            self.procs.append(subprocess.Popen([*cmd, *extra], stdout=self.log, stderr=self.log))
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the log of a killed replica is kept
+            self.procs.append(subprocess.Popen([*cmd, *extra], stdout=self.log, stderr=self.log, env=env))
         for url in self.urls:
             wait_for(lambda u=url: answers(u + "/healthz"), timeout=30)  # type: ignore[misc]
 
@@ -116,6 +128,53 @@ def test_a_watching_source_moves_to_the_other_replica_and_gets_the_next_change(
         assert src.failure is None
     finally:
         src.stop()
+
+
+def test_killing_the_leading_replica_on_postgresql_the_source_moves_on_and_the_next_change_arrives(
+    tmp_path: Path, mdir: Path, postgres: pgsupport.Cluster
+) -> None:
+    put(mdir, "a", ds_doc("a"))
+    replicas = Replicas(tmp_path, mdir, extra=("--store", postgres.url))
+    urls = tuple(u + "/manifests" for u in replicas.urls)
+
+    def leader() -> int | None:
+        for i, u in enumerate(replicas.urls):
+            if i < len(replicas.procs) and replicas.procs[i].poll() is None:
+                body = http.request("GET", u + "/healthz", timeout=2).body.decode()
+                if "(leader)" in body:
+                    return i
+        return None
+
+    cfg = settings.HttpSource(url=urls[0], urls=urls, poll_interval=3600, timeout=5.0)
+    src = http.HttpSource(
+        "fleet", cfg, lambda: None, state_dir=str(tmp_path / "agent"), watch=True, watch_seconds=30, node="n1"
+    )
+    try:
+        wait_for(lambda: leader() is not None, timeout=30)
+        lead = leader()
+        assert lead is not None
+        if lead != 0:  # the source starts on the leader, which is then killed
+            cfg = settings.HttpSource(url=urls[lead], urls=(urls[lead], urls[1 - lead]), poll_interval=3600)
+            src = http.HttpSource(
+                "fleet", cfg, lambda: None, state_dir=str(tmp_path / "agent"), watch=True, node="n1"
+            )
+        src.start()
+        wait_for(lambda: src.snapshot() is not None and src._watch_supported)
+        wait_for(lambda: postgres.psql("SELECT count(*) FROM rollouts").strip() == "1")  # decided
+        replicas.kill(lead)
+        put(mdir, "a", ds_doc("a", "busybox:1.37"))
+
+        def image() -> str:
+            snap = src.snapshot()
+            assert snap is not None
+            return str(snap.documents[0].obj.spec.template.spec.containers[0].image)  # type: ignore[union-attr]
+
+        wait_for(lambda: image() == "busybox:1.37", timeout=30)  # decided by the new leader
+        assert src.base_url == urls[1 - lead]
+        assert "(leader)" in http.request("GET", replicas.urls[1 - lead] + "/healthz").body.decode()
+    finally:
+        src.stop()
+        replicas.close()
 
 
 @pytest.mark.docker
