@@ -26,6 +26,8 @@ from nodeagent.agent import agent as agent_mod
 from nodeagent.agent import events, identity, plan, reconciler, status
 from nodeagent.cli import ops as opscli
 from nodeagent.cli import rollout as rolloutcli
+from nodeagent.fleet import annotations as rollout_annotations
+from nodeagent.fleet import controller as rollout_view
 from nodeagent.fleet import report
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model, node, policy
@@ -235,7 +237,7 @@ def _problem_json(p: model.Problem) -> dict[str, object]:
 
 
 def cmd_validate(paths: Sequence[str], output: str, out: TextIO, level: str = "privileged") -> int:
-    result = manifests.load_paths(paths)
+    result = rollout_annotations.check(manifests.load_paths(paths))  # nodeagent.io/* rollout annotations
     if level != policy.PRIVILEGED:  # as a source with `policy: LEVEL` would refuse them
         pol = policy.Policy(level)
         checked = [(d, policy.problems(d, pol)) for d in result.documents]
@@ -1051,8 +1053,14 @@ def print_fleet(doc: dict[str, Any], out: TextIO) -> None:
         "numberAvailable",
         "numberMisscheduled",
     )
-    rows = [head] + [
-        [d["namespace"], d["name"], *(str(d.get(k, 0)) for k in keys)] for d in doc["daemonSets"]
+    rows = [[*head, *rollout_view.ROLLOUT_HEADERS]] + [
+        [
+            d["namespace"],
+            d["name"],
+            *(str(d.get(k, 0)) for k in keys),
+            *map(_clean, rollout_view.rollout_cells(d)),
+        ]
+        for d in doc["daemonSets"]
     ]
     if len(rows) > 1:
         _table(rows, out)

@@ -63,6 +63,7 @@ import yaml
 
 import nodeagent
 from nodeagent.agent import events
+from nodeagent.fleet import annotations as rollout_annotations
 from nodeagent.fleet import controller, replicas, store
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model
@@ -132,7 +133,7 @@ def publish_file(
     The agent-side rules (files.merge_file) decide what is in force; valid documents are published
     from this version of the file, kept ones from the raw object published before.
     """
-    result = manifests.load_text(data, path)
+    result = rollout_annotations.check(manifests.load_text(data, path))  # nodeagent.io/* rollout annotations
     if not data:  # a write in progress (`>` truncates first), not a withdrawal: as the directory source
         message = f"{path} is empty; its last good content stays in force (delete the file to withdraw it)"
         result = model.LoadResult(
@@ -1037,21 +1038,30 @@ class _Handler(http_server.BaseHTTPRequestHandler):
         except (controller.RolloutError, ValueError) as exc:
             self._send(400, f"{exc}\n".encode(), "text/plain")
 
+    def _watch_params(
+        self, query: Mapping[str, list[str]], inm: str | None
+    ) -> tuple[str | None, str | None, float] | None:
+        """A watch's (etag, condition, monotonic deadline); None when the request is no watch. The
+        watch's etag is the condition of the answer too."""
+        if query.get("watch", [""])[0] not in ("1", "true"):
+            return None
+        etag = query.get("etag", [inm or ""])[0] or None
+        try:
+            wait = min(MAX_WATCH, max(0.0, float(query.get("timeout", ["30"])[0])))
+        except ValueError:
+            wait = 30.0
+        if self._conn is not None:
+            self._conn.state = "watch"
+        return etag, etag or inm, time.monotonic() + wait
+
     def _node_manifests(self, node: str, query: Mapping[str, list[str]]) -> None:
         """The per-node bundle (rollouts): the same protocol as `_manifests`, with a per-node ETag."""
         app = self.server.app
         inm = self.headers.get("If-None-Match")
         got = app.node_bundle(node)
-        if query.get("watch", [""])[0] in ("1", "true"):
-            etag = query.get("etag", [inm or ""])[0] or None
-            inm = etag or inm
-            try:
-                wait = min(MAX_WATCH, max(0.0, float(query.get("timeout", ["30"])[0])))
-            except ValueError:
-                wait = 30.0
-            if self._conn is not None:
-                self._conn.state = "watch"
-            deadline = time.monotonic() + wait
+        watch = self._watch_params(query, inm)
+        if watch is not None:
+            etag, inm, deadline = watch
             while got is None or got[1] == etag:
                 left = deadline - time.monotonic()
                 if left <= 0 or app.publisher.stopping or self._client_gone():
@@ -1059,17 +1069,7 @@ class _Handler(http_server.BaseHTTPRequestHandler):
                 with app.controller.cond:
                     app.controller.cond.wait(min(WATCH_CHECK, left))
                 got = app.node_bundle(node)
-        if got is None:
-            self._send(503, b"no bundle yet: the directory could not be read\n", "text/plain")
-            return
-        body, etag_now, signature = got
-        headers = {"ETag": etag_now, "Cache-Control": "no-cache", "X-Nodeagent-Watch": "1"}
-        if signature:
-            headers[SIGNATURE_HEADER] = base64.b64encode(signature).decode()
-        if inm is not None and _etag_matches(inm, etag_now):
-            self._send(304, b"", "application/yaml", headers)
-            return
-        self._send(200, body, "application/yaml", headers)
+        self._bundle_answer(got, inm)
 
     def _manifests(self, query: Mapping[str, list[str]]) -> None:
         node = query.get("node", [""])[0]
@@ -1081,16 +1081,9 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             return
         publisher = self.server.app.publisher
         inm = self.headers.get("If-None-Match")
-        if query.get("watch", [""])[0] in ("1", "true"):
-            etag = query.get("etag", [inm or ""])[0] or None
-            inm = etag or inm  # the watch's etag is the condition of the answer too
-            try:
-                wait = min(MAX_WATCH, max(0.0, float(query.get("timeout", ["30"])[0])))
-            except ValueError:
-                wait = 30.0
-            if self._conn is not None:
-                self._conn.state = "watch"
-            deadline = time.monotonic() + wait
+        watch = self._watch_params(query, inm)
+        if watch is not None:
+            etag, inm, deadline = watch
             while True:  # in short slices, so a watch whose client has gone frees its thread promptly
                 left = deadline - time.monotonic()
                 b = publisher.wait_change(etag, max(0.0, min(WATCH_CHECK, left)))
@@ -1101,16 +1094,22 @@ class _Handler(http_server.BaseHTTPRequestHandler):
                     return
         else:
             b = publisher.bundle()
-        if b is None:
+        self._bundle_answer(None if b is None else (b.body, b.etag, b.signature), inm)
+
+    def _bundle_answer(self, got: tuple[bytes, str, bytes] | None, inm: str | None) -> None:
+        """200 with a bundle (its ETag, and its signature: of exactly this body, so no second request can
+        race a change), 304 when `inm` matches, 503 before the first listing."""
+        if got is None:
             self._send(503, b"no bundle yet: the directory could not be read\n", "text/plain")
             return
-        headers = {"ETag": b.etag, "Cache-Control": "no-cache", "X-Nodeagent-Watch": "1"}
-        if b.signature:  # the signature of exactly this body, so no second request can race a change
-            headers[SIGNATURE_HEADER] = base64.b64encode(b.signature).decode()
-        if inm is not None and _etag_matches(inm, b.etag):
+        body, etag, signature = got
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Nodeagent-Watch": "1"}
+        if signature:
+            headers[SIGNATURE_HEADER] = base64.b64encode(signature).decode()
+        if inm is not None and _etag_matches(inm, etag):
             self._send(304, b"", "application/yaml", headers)
             return
-        self._send(200, b.body, "application/yaml", headers)
+        self._send(200, body, "application/yaml", headers)
 
     def _signature(self) -> None:
         """The current bundle's .minisig (for agents that fetch `<bundle URL>.minisig`)."""
@@ -1160,6 +1159,9 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+_DS_HEADERS = ("NAMESPACE", "NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "MISSCHEDULED")
+
+
 def render_html(doc: Mapping[str, Any], refresh: int = 5) -> str:
     """The fleet page: DaemonSets, nodes, errors; refreshes itself every `refresh` seconds."""
     ds_rows = [
@@ -1168,6 +1170,7 @@ def render_html(doc: Mapping[str, Any], refresh: int = 5) -> str:
             d["name"],
             *(str(d[c]) for c in fleet.COUNTERS[:5]),
             str(d["numberMisscheduled"]),
+            *controller.rollout_cells(d),
         ]
         for d in doc["daemonSets"]
     ]
@@ -1193,10 +1196,7 @@ def render_html(doc: Mapping[str, Any], refresh: int = 5) -> str:
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
         "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#eee}</style>",
         "</head><body><h1>nodeagent fleet</h1><h2>DaemonSets</h2>",
-        _table(
-            ["NAMESPACE", "NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "MISSCHEDULED"],
-            ds_rows,
-        ),
+        _table([*_DS_HEADERS, *controller.ROLLOUT_HEADERS], ds_rows),
         "<h2>Nodes</h2>",
         _table(["NAME", "STATUS", "LABELS", "TAINTS", "LAST SEEN", "PODS"], node_rows),
     ]

@@ -650,9 +650,11 @@ class HttpSource:
         return True
 
     def _request_url(self) -> str:
-        """The replica's URL with `node=NAME` added to its own query (a static web host ignores it)."""
+        """The replica's URL with `node=NAME` added to its own query when it is a `serve` endpoint (its
+        path ends in /manifests): serve answers with this node's revisions. Other URLs are left as they
+        are, so a presigned object-store URL keeps its signature."""
         base = self.base_url
-        if not self._node:
+        if not self._node or not urlsplit(base).path.endswith("/manifests"):
             return base
         sep = "&" if urlsplit(base).query else "?"
         return f"{base}{sep}node={quote(self._node, safe='')}"

@@ -148,8 +148,8 @@ def test_two_agents_get_per_node_bundles_and_a_rollout_goes_node_by_node(
         assert len(first_seen) == 2, samples
         first, second = sorted(first_seen, key=lambda n: first_seen[n])
         assert first_seen[first] < first_seen[second]
-        before = samples[first_seen[second] - 1]
-        assert before[second][0] == 1 and before[first] == (2, True)
+        assert samples[first_seen[second]][first] == (2, True)
+        assert samples[first_seen[second] - 1][second][0] == 1
         # each node now runs the container of revision 2
         for node in nodes:
             running = [
