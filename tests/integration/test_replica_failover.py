@@ -134,7 +134,7 @@ def test_killing_the_leading_replica_on_postgresql_the_source_moves_on_and_the_n
     tmp_path: Path, mdir: Path, postgres: pgsupport.Cluster
 ) -> None:
     put(mdir, "a", ds_doc("a"))
-    replicas = Replicas(tmp_path, mdir, extra=("--store", postgres.url))
+    replicas = Replicas(tmp_path, mdir, extra=("--store", postgres.url, "--grace", "3"))  # no node reports
     urls = tuple(u + "/manifests" for u in replicas.urls)
 
     def leader() -> int | None:
