@@ -40,6 +40,7 @@ log = structlog.get_logger(__name__)
 # Advisory lock keys (bigint; below 2**31 so pg_locks shows them as classid 0, objid KEY).
 MIGRATION_LOCK = 0x6E610001
 LEADER_LOCK = 0x6E610002
+REPORTS_LOCK = 0x6E610003  # writers of node_reports one at a time: `seq` then commits in its own order
 CHANNEL = "nodeagent_store"  # NOTIFY channel: the payload is the replica that committed a change
 
 # PG_MIGRATIONS[i] takes the PostgreSQL-only tables from version i to i+1 (after store.MIGRATIONS).
@@ -265,6 +266,9 @@ class PgStore(store.SqliteStore):
         if not items:
             return
         with self.transaction():
+            # Readers fetch `seq > last seen`: were two writers' transactions to commit out of seq
+            # order, a reader could pass over the later-committed lower seq for good.
+            self._pg.execute(f"SELECT pg_advisory_xact_lock({REPORTS_LOCK})")
             for node, doc, at in items:
                 h = hashlib.sha256(doc.encode()).hexdigest()
                 self._pg.execute(
@@ -280,6 +284,7 @@ class PgStore(store.SqliteStore):
     def delete_node_report(self, node: str) -> None:
         """A tombstone, so the other replicas forget the node too."""
         with self.transaction():
+            self._pg.execute(f"SELECT pg_advisory_xact_lock({REPORTS_LOCK})")
             self._pg.execute(
                 "UPDATE node_reports SET deleted = TRUE, seq = nextval('node_reports_seq') WHERE node = ?",
                 (node,),
