@@ -384,7 +384,36 @@ class _Session:
         return wait
 
 
-class Elector:
+class _Worker:
+    """A thread on a dedicated `_Session`; stop() ends both (the session's locks and LISTENs go with it)."""
+
+    thread_name = "pgstore"
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._stopped()
+        self._session.drop()
+
+    def _stopped(self) -> None:
+        pass
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Elector(_Worker):
     """Leader election: `pg_try_advisory_lock(LEADER_LOCK)` on a connection of its own, retried every
     `interval`. PostgreSQL releases the lock when that connection ends, so a killed leader (or one
     cut off from the database) is replaced within about an interval plus TCP keepalive time. The
@@ -399,13 +428,11 @@ class Elector:
         *,
         interval: float = 1.0,
     ) -> None:
+        super().__init__(_Session(url, f"nodeagent-serve {replica_id}"))
         self.replica_id = replica_id
-        self._session = _Session(url, f"nodeagent-serve {replica_id}")
         self._on_change = on_change
         self._interval = interval
         self._leading = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.since: float | None = None  # when this replica became the leader
         self.changes = 0
 
@@ -413,17 +440,10 @@ class Elector:
     def is_leader(self) -> bool:
         return self._leading.is_set()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
-        self._thread.start()
+    thread_name = "leader-election"
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._set(False)
-        self._session.drop()  # the lock goes with the connection
+    def _stopped(self) -> None:
+        self._set(False)  # and the lock goes with the connection
 
     def wait_leader(self, timeout: float) -> bool:
         return self._leading.wait(timeout)
@@ -467,28 +487,17 @@ class Elector:
             self._stop.wait(wait)
 
 
-class Listener:
+class Listener(_Worker):
     """LISTENs on CHANNEL on a connection of its own and calls `on_notify(replica)` for each change
     committed by any replica (this one included); after each (re)connect it calls `on_notify("")`
     once, since changes made while it was not listening were not heard."""
 
     def __init__(self, url: str, replica_id: str, on_notify: Callable[[str], None]) -> None:
-        self._session = _Session(url, f"nodeagent-serve {replica_id} listen")
+        super().__init__(_Session(url, f"nodeagent-serve {replica_id} listen"))
         self._on_notify = on_notify
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.connected = threading.Event()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="store-listener", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._session.drop()
+    thread_name = "store-listener"
 
     def _call(self, payload: str) -> None:
         try:
