@@ -64,7 +64,7 @@ import yaml
 import nodeagent
 from nodeagent.agent import events
 from nodeagent.fleet import annotations as rollout_annotations
-from nodeagent.fleet import controller, replicas, store
+from nodeagent.fleet import controller, replicas, rolloutview, store
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model
 from nodeagent.k8s.node import dns1123_subdomain_error as node_name_error
@@ -80,6 +80,7 @@ MAX_CONNECTIONS = 10_000  # and never more than the open-file limit allows (conn
 FD_RESERVE = 64  # file descriptors kept for everything but connections (files, inotify, TLS, logs)
 HEADER_TIMEOUT = 10.0  # a new connection must deliver its first request's headers within this
 IDLE_TIMEOUT = 60.0  # a kept-alive connection must deliver its next request within this
+SYNC_GAP = 0.2  # the rollout controller runs at most this often (reports are coalesced)
 WATCH_CHECK = 5.0  # how often a held watch looks whether its client is still there
 EMPTY_LIST = {"apiVersion": "v1", "kind": "List", "items": []}
 
@@ -551,6 +552,8 @@ class Server:
         )  # fmt: skip
         self._signatures: dict[str, bytes] = {}
         self._ticker_stop = threading.Event()
+        self._wake = threading.Event()
+        self._synced_etag = ""
         self.publisher = Publisher(cfg.directory, cfg.relist_interval, signer, self.sync_rollouts)
         self._node_tokens: tuple[tuple[int, float], dict[bytes, str]] | None = None
         self._node_tokens_lock = threading.Lock()
@@ -594,15 +597,29 @@ class Server:
         with self.fleet_lock:
             reports = dict(self.fleet.nodes)
         self.controller.sync(b.raw_objects, reports, lambda r: self.fleet.ready(r, now))
-        with self.controller.cond:
-            self.controller.cond.notify_all()
+        if b.etag != self._synced_etag:  # a new bundle: every node's bundle may differ (watches wake)
+            self._synced_etag = b.etag
+            with self.controller.cond:
+                self.controller.cond.notify_all()
+
+    def request_sync(self) -> None:
+        """Have the rollout controller run soon (within SYNC_GAP): reports arrive far more often than
+        a pass over the fleet is worth running (16 ms for 1000 nodes), so they are coalesced."""
+        self._wake.set()
 
     def _tick(self) -> None:
-        while not self._ticker_stop.wait(1.0):
+        """Runs the controller when asked (a changed report) and at least every second (deadlines,
+        nodes going NotReady), never more often than every SYNC_GAP."""
+        while not self._ticker_stop.is_set():
+            self._wake.wait(1.0)
+            if self._ticker_stop.is_set():
+                break
+            self._wake.clear()
             try:
                 self.sync_rollouts()
             except Exception:
                 log.exception("rollout_sync_failed")
+            self._ticker_stop.wait(SYNC_GAP)
 
     def node_bundle(self, node: str) -> tuple[bytes, str, bytes] | None:
         """(body, ETag, signature) of the bundle as `node` sees it: each DaemonSet at its revision."""
@@ -647,6 +664,7 @@ class Server:
         if self.replication is not None:
             self.replication.stop()
         self._ticker_stop.set()
+        self._wake.set()
         with self.controller.cond:
             self.controller.cond.notify_all()
         self.publisher.stop()
@@ -768,6 +786,11 @@ class Server:
             )
         bundle = {"etag": b.etag, "objects": b.objects} if b else None
         return {"daemonSets": daemonsets, "nodes": nodes, "errors": errs, "bundle": bundle}
+
+
+def _rollout_view(r: fleet.NodeReport) -> tuple[object, ...]:
+    """What the rollout controller reads of a report: a heartbeat that changes none of it costs no pass."""
+    return (r.labels, r.taints, r.daemonsets)
 
 
 def connection_limit(wanted: int) -> int:
@@ -905,6 +928,9 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             return
         self.close_connection = True  # until the body is read
         if parts[:2] == ["api", "rollouts"]:
+            if self.identity is not None and self.identity.nodes is not None:  # a node may not steer rollouts
+                self._send(403, b"forbidden: a node credential cannot act on rollouts\n", "text/plain")
+                return
             self._rollout("POST", urlsplit(self.path).path)
             return
         if len(parts) != 3 or parts[0] != "nodes" or parts[2] != "status" or not parts[1]:
@@ -941,7 +967,13 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             self._send(400, f"bad report: {why}\n".encode(), "text/plain")
             return
         with app.fleet_lock:
-            first = name not in app.fleet.nodes
+            prev = app.fleet.nodes.get(name)
+            first = prev is None
+            changed = (
+                prev is None
+                or not app.fleet.ready(prev, report.received_at)
+                or _rollout_view(prev) != (_rollout_view(report))
+            )
             recorded = app.fleet.report(report)
         if not recorded:
             log.warning("node_refused_fleet_full", node=name, max_nodes=app.cfg.max_nodes)
@@ -956,7 +988,8 @@ class _Handler(http_server.BaseHTTPRequestHandler):
         if app.replication is not None:  # shared with the other replicas
             app.replication.reported(name, body.decode("utf-8", "replace"), report.received_at)
         self._send(204, b"", "text/plain")
-        app.sync_rollouts()  # after answering: a wave is handed out as soon as the last one is available
+        if changed:  # a wave is handed out as soon as the last one is available (within SYNC_GAP)
+            app.request_sync()
 
     def do_DELETE(self) -> None:
         """`DELETE /nodes/<name>`: forget a node (`nodeagent node delete`)."""
@@ -1170,7 +1203,7 @@ def render_html(doc: Mapping[str, Any], refresh: int = 5) -> str:
             d["name"],
             *(str(d[c]) for c in fleet.COUNTERS[:5]),
             str(d["numberMisscheduled"]),
-            *controller.rollout_cells(d),
+            *rolloutview.rollout_cells(d),
         ]
         for d in doc["daemonSets"]
     ]
@@ -1196,7 +1229,7 @@ def render_html(doc: Mapping[str, Any], refresh: int = 5) -> str:
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
         "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#eee}</style>",
         "</head><body><h1>nodeagent fleet</h1><h2>DaemonSets</h2>",
-        _table([*_DS_HEADERS, *controller.ROLLOUT_HEADERS], ds_rows),
+        _table([*_DS_HEADERS, *rolloutview.ROLLOUT_HEADERS], ds_rows),
         "<h2>Nodes</h2>",
         _table(["NAME", "STATUS", "LABELS", "TAINTS", "LAST SEEN", "PODS"], node_rows),
     ]

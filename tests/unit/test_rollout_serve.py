@@ -119,6 +119,7 @@ class Fleet:
             headers={"Content-Type": "application/json"},
         )
         urllib.request.urlopen(req, timeout=10).close()
+        self.server.sync_rollouts()  # what the server does within SYNC_GAP of a changed report
         self.reported[node] = image
         return image
 
@@ -433,3 +434,37 @@ def test_http_source_sends_its_node_name_keeping_the_urls_own_query(tmp_path: Pa
         src("https://h/b.yaml?X-Amz-Signature=x", "n1")._request_url() == "https://h/b.yaml?X-Amz-Signature=x"
     )
     assert src("https://h/manifests?a=1", "")._request_url() == "https://h/manifests?a=1"
+
+
+def test_rollout_actions_need_an_operator_credential(tmp_path: Path) -> None:
+    mdir = tmp_path / "m"
+    mdir.mkdir()
+    (mdir / "web.yaml").write_text(daemonset("web:1"))
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    (tokens / "n1").write_text("node-secret")
+    shared = tmp_path / "token"
+    shared.write_text("fleet-secret")
+    cfg = serve.ServeConfig(str(mdir), listen="127.0.0.1:0", token_file=str(shared), node_tokens=str(tokens))
+    s = serve.Server(cfg)
+    s.start()
+    try:
+
+        def post(token: str) -> int:
+            req = urllib.request.Request(
+                s.url + "/api/rollouts/default/web/pause",
+                data=b"{}",
+                method="POST",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return int(r.status)
+            except urllib.error.HTTPError as e:
+                return int(e.code)
+
+        assert post("wrong") == 401
+        assert post("node-secret") == 403
+        assert post("fleet-secret") == 200
+    finally:
+        s.stop()
