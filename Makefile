@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/example.yaml
 EXAMPLE_IMAGE ?= busybox:stable
 
-.PHONY: run test unit lint check busybox minisign promtool chromium bench test-faults clean install uninstall test-systemd demo demo-tour demo-down test-demo
+.PHONY: run test unit lint check busybox minisign promtool chromium postgres bench test-faults clean install uninstall test-systemd demo demo-tour demo-down test-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,18 @@ busybox:
 	    echo "installing Debian's busybox-static (offline images are built from it)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; \
 	  else echo "warning: no static busybox; offline images need: apt-get install busybox-static" >&2; fi; \
+	fi
+
+# `serve --store postgresql://` is tested on a throwaway cluster (tests/support/postgres.py) made with the
+# server's own initdb/pg_ctl; install Debian's PostgreSQL server when missing. Nothing is started here.
+postgres:
+	@if ! command -v pg_config >/dev/null || ! [ -x "$$(pg_config --bindir 2>/dev/null)/initdb" ]; then \
+	  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      echo "installing Debian's postgresql (the replicated serve is tested against it)"; \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	    else echo "warning: no PostgreSQL server; its tests need: apt-get install postgresql" >&2; fi; \
+	  fi; \
 	fi
 
 # Signed-bundle tests check interoperability with the real minisign tool; install it when missing.
@@ -64,7 +76,7 @@ run: $(STAMP) busybox
 	$(BIN)/nodeagent --config $(CONFIG) plan
 	$(BIN)/nodeagent --config $(CONFIG) --log-format console run
 
-test: $(STAMP) busybox minisign promtool chromium
+test: $(STAMP) busybox minisign promtool chromium postgres
 	$(BIN)/pytest -q
 
 # The fault suite: SIGKILL mid-sync, engine restarts (an engine of its own), broken sources, crash loops,

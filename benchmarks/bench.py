@@ -633,6 +633,10 @@ def table(results: dict[str, Any]) -> str:
                 "< 10 % of a core, p99 < 50 ms, every node < 12 s",
             )
         )
+    if results.get("replicas"):
+        import replicas_bench  # benchmarks/replicas_bench.py: serve replicas on PostgreSQL
+
+        rows.append(replicas_bench.row(results["replicas"]))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
         "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows
@@ -641,7 +645,7 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-MEASURES = ("reaction", "stopping", "pullhang", "http", "cold", "fleet")
+MEASURES = ("reaction", "stopping", "pullhang", "http", "cold", "fleet", "replicas")
 
 
 def main() -> int:
@@ -660,6 +664,9 @@ def main() -> int:
     )
     parser.add_argument("--fleet-seconds", type=float, default=None, help="steady fleet window (default 60)")
     parser.add_argument("--fleet-procs", type=int, default=4, help="processes the hollow nodes run in")
+    parser.add_argument(
+        "--replica-nodes", type=int, default=None, help="hollow nodes over two replicas (5000, quick 100)"
+    )
     parser.add_argument("--only", default=",".join(MEASURES), help=f"comma-separated subset of {MEASURES}")
     parser.add_argument("--json", default="benchmarks/results.json")
     args = parser.parse_args()
@@ -712,6 +719,13 @@ def main() -> int:
                 client.images.remove(IMAGE)
     if "fleet" in only:
         results["fleet"] = bench_fleet(nodes, fleet_seconds, args.fleet_procs)
+    if "replicas" in only:
+        import replicas_bench
+
+        replica_nodes = args.replica_nodes or (100 if args.quick else 5000)
+        results["replicas"] = replicas_bench.bench_replicas(
+            replica_nodes, fleet_seconds, max(args.fleet_procs, replica_nodes // 1000), SimProcess
+        )
     text = table(results)
     print(text)
     m = results["machine"]

@@ -81,16 +81,18 @@ class Node:
     def __init__(self, index: int, url: str, state_root: str, wake: Callable[[int], None]) -> None:
         self.index = index
         name = f"hollow-{index:05d}"
+        urls = url.split(",")  # replicas of one serve: each node starts on its own, round robin
+        urls = urls[index % len(urls) :] + urls[: index % len(urls)]
         raw = {
             "node": {"name": name, "labels": {"fleet": "sim"}},
-            "sources": [{"url": f"{url}/manifests", "pollInterval": "10s"}],
+            "sources": [{"url": [f"{u}/manifests" for u in urls], "pollInterval": "10s"}],
             "stateDir": f"{state_root}/{name}",
-            "statusServer": url,
+            "statusServer": urls,
         }
         cfg = settings.from_dict(raw, state_root)
         self.runtime = memory.MemoryRuntime(images=[IMAGE], node_name=name)
         self.agent = agent.Agent(cfg, self.runtime, watch=True, on_change=lambda: wake(index))
-        self.reporter = report.Reporter(url, name, auth=report.credentials_for(cfg))
+        self.reporter = report.Reporter(urls, name, auth=report.credentials_for(cfg))
         self.received: dict[str, float] = {}  # owner -> when the bundle naming it reached this node
         self.started: dict[str, float] = {}  # owner -> when its first container started here
         self.latest: Mapping[str, Any] | None = None
@@ -208,7 +210,7 @@ class Fleet:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--url", required=True)
+    p.add_argument("--url", required=True, help="serve's URL, or several replicas' separated by commas")
     p.add_argument("--first", type=int, default=0, help="index of this process's first node")
     p.add_argument("--nodes", type=int, default=1000, help="nodes in this process")
     p.add_argument("--workers", type=int, default=2)

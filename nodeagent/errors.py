@@ -12,6 +12,7 @@ NodeAgentError
 │   └── StoreError              fleet/store.py: `serve --state-dir` cannot be used (exit 2)
 ├── SourceError                 a source could not be read this time; its last good snapshot stays
 │   ├── FetchError              sources/http.py: one request failed (connect, TLS, timeout, size, HTTP)
+│   │   └── HttpStatusError     sources/http.py: the server answered a non-2xx status (a status post)
 │   └── SignatureError          sources/signing.py: a bundle's signature is missing, bad or another key's
 ├── ContainerRuntimeError       the container runtime refused or failed an operation
 │   ├── RuntimeUnavailable      the engine does not answer

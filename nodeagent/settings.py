@@ -65,9 +65,14 @@ class DirectorySource:
 
 @dataclass(frozen=True)
 class HttpSource:
-    """A URL serving manifests, polled with ETag; TLS and auth options for fleets behind HTTPS."""
+    """A URL serving manifests, polled with ETag; TLS and auth options for fleets behind HTTPS.
+
+    `url` is the first of `urls`: config `url:` may list replicas of the same source (several `serve`s
+    sharing their state); the source uses one and moves to the next on connection errors.
+    """
 
     url: str
+    urls: tuple[str, ...] = ()  # every replica, `url` first; empty: just `url`
     poll_interval: float = 10.0
     timeout: float = 10.0
     ca_file: str | None = None
@@ -77,6 +82,10 @@ class HttpSource:
     headers: Mapping[str, str] = field(default_factory=dict)
     policy: policy.Policy = policy.DEFAULT  # `policy` and `allowedHostPaths`
     public_key_file: str | None = None  # a minisign public key: the bundle must carry its signature
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        return self.urls or (self.url,)
 
 
 SourceConfig = DirectorySource | HttpSource
@@ -121,6 +130,9 @@ class Settings:
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
     images_dir: str | None = None  # image tarballs to `docker load` before pulling
     status_server: str | None = None  # URL that node status is reported to (`nodeagent serve`)
+    status_servers: tuple[
+        str, ...
+    ] = ()  # config `statusServer:` as a list of replicas, `status_server` first
     healthz: HealthzConfig = field(default_factory=HealthzConfig)
     # image pulls (the kubelet's keys; unlike the kubelet, parallel by default: pulls.py says why)
     serialize_image_pulls: bool = False
@@ -377,6 +389,24 @@ class _Parser:
             self.fail(path, f"URL has no host: {_show(text)}")
         return text
 
+    def urls(self, value: object, path: str) -> tuple[str, ...]:
+        """One URL, or a non-empty list of URLs (replicas of the same server), without duplicates."""
+        if not isinstance(value, list):
+            return (self.url(value, path),)
+        if not value:
+            self.fail(path, "must be a URL or a non-empty list of URLs")
+        out = tuple(self.url(v, f"{path}[{i}]") for i, v in enumerate(value))
+        for i, u in enumerate(out):
+            if u in out[:i]:
+                self.fail(f"{path}[{i}]", f"duplicate URL {_show(u)}")
+        return out
+
+    def status_servers(self, value: object) -> dict[str, Any]:
+        if value is None:
+            return {}
+        urls = self.urls(value, "statusServer")
+        return {"status_server": urls[0], "status_servers": urls if len(urls) > 1 else ()}
+
     # the sections
 
     def settings(self, raw: object) -> Settings:
@@ -397,7 +427,7 @@ class _Parser:
             ),
             backoff=self.backoff(top.get("backoff")),
             images_dir=self.opt(top, "imagesDir", "", self.path_),
-            status_server=self.opt(top, "statusServer", "", self.url),
+            **self.status_servers(top.get("statusServer")),
             healthz=self.healthz(top.get("healthz")),
             **self.image_pulls(top),
         )
@@ -521,8 +551,10 @@ class _Parser:
         client_key = self.opt(d, "clientKey", path, self.path_)
         if client_key is not None and client_cert is None:
             self.fail(_join(path, "clientKey"), "requires clientCert")
+        urls = self.urls(d["url"], _join(path, "url"))
         return HttpSource(
-            url=self.url(d["url"], _join(path, "url")),
+            url=urls[0],
+            urls=urls if len(urls) > 1 else (),
             poll_interval=_or(self.opt(d, "pollInterval", path, self.duration), defaults.poll_interval),
             timeout=_or(self.opt(d, "timeout", path, self.duration), defaults.timeout),
             ca_file=self.opt(d, "caFile", path, self.path_),

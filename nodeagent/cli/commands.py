@@ -226,11 +226,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_nodes=args.max_nodes,
         max_report=args.max_report_bytes,
         max_connections=args.max_connections,
-        state_dir=args.state_dir or _default_serve_state_dir(),
+        state_dir=args.state_dir
+        or (":memory:" if args.store else _default_serve_state_dir()),  # --store: unused
+        store_url=args.store,
+        replica_id=args.replica_id,
     )
     try:
         server = serve.Server(cfg)
-    except (ValueError, OSError, errors.ConfigError) as exc:
+    except (ValueError, OSError, errors.ConfigError, store.StoreError) as exc:
         print(f"nodeagent serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     warning = server.unprotected_warning()

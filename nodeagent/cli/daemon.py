@@ -52,7 +52,7 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
     loop = MeteredReconciler(a, resync_interval=cfg.resync_interval)
     reporter: report.Reporter | None = None
     if cfg.status_server:
-        reporter = report.Reporter(cfg.status_server, a.node.name, auth=report.credentials_for(cfg))
+        reporter = report.Reporter(report.servers(cfg), a.node.name, auth=report.credentials_for(cfg))
         reporter.start()
     reload_requested = threading.Event()
     notifier = sd.Notifier()

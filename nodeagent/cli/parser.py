@@ -104,6 +104,13 @@ def _fleet_commands(sub: Any) -> None:
         help="where rollouts are kept (revisions, phases, node assignments; SQLite); default "
         "/var/lib/nodeagent-serve, or memory only (with a warning) when that cannot be created",
     )
+    sv.add_argument(  # replicas: fleet/replicas.py
+        "--store",
+        metavar="URL",
+        help="the rollout store: sqlite:///DIR (default: --state-dir) or postgresql://USER@HOST/DB, shared "
+        "by several serve replicas (one leads rollouts; agents list them all)",
+    )
+    sv.add_argument("--replica-id", help="this replica's name in /healthz and /metrics (default HOST:PID)")
     sv.add_argument(
         "--signing-key",
         metavar="FILE",

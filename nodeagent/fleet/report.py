@@ -7,6 +7,9 @@ a worker thread POSTs `<statusServer>/nodes/<node>/status` when the report chang
 grace period. A status server that is down costs one log line (and one when it answers again); the
 agent's work never waits for it.
 
+`statusServer` may list replicas of one `serve` (sharing their state): the reporter posts to one and moves
+to the next on a connection error, at once, within the same report.
+
 TLS and the bearer token are those of the HTTP source on the same scheme, host and port as the status
 server (the usual set-up: one `serve` for both), so no second set of credentials is configured.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -80,11 +83,16 @@ def credentials_for(cfg: settings.Settings) -> settings.HttpSource | None:
     """The HTTP source sharing the status server's origin, whose TLS files and token we reuse."""
     if not cfg.status_server:
         return None
-    origin = urlsplit(cfg.status_server)[:2]
+    origins = {urlsplit(u)[:2] for u in cfg.status_servers or (cfg.status_server,)}
     for src in cfg.sources:
-        if isinstance(src, settings.HttpSource) and urlsplit(src.url)[:2] == origin:
+        if isinstance(src, settings.HttpSource) and any(urlsplit(u)[:2] in origins for u in src.replicas):
             return src
     return None
+
+
+def servers(cfg: settings.Settings) -> tuple[str, ...]:
+    """Every configured status server (replicas of one `serve`), the first one first."""
+    return cfg.status_servers or ((cfg.status_server,) if cfg.status_server else ())
 
 
 class Reporter:
@@ -92,7 +100,7 @@ class Reporter:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         node_name: str,
         *,
         interval: float = DEFAULT_INTERVAL,
@@ -100,7 +108,9 @@ class Reporter:
         timeout: float = 5.0,
         auth: settings.HttpSource | None = None,
     ) -> None:
-        self.url = status_url(url, node_name)
+        bases = (url,) if isinstance(url, str) else tuple(url)
+        self._urls = tuple(status_url(u, node_name) for u in bases)
+        self._active = 0  # the replica in use
         self._interval = interval
         self._min_gap = min_gap
         self._timeout = timeout
@@ -115,6 +125,11 @@ class Reporter:
         self._log = log.bind(status_server=http.display_url(self.url))
         self.sent = 0  # successful posts (for tests and debugging)
         self._connections = http.Connections()  # one kept-alive connection for every post
+
+    @property
+    def url(self) -> str:
+        """The status URL of the replica in use."""
+        return self._urls[self._active]
 
     def update(self, report: Mapping[str, Any]) -> None:
         """The newest report; wakes the worker if it differs from what was sent."""
@@ -144,7 +159,35 @@ class Reporter:
         return http.ssl_context(a.ca_file, a.client_cert, a.client_key) if a else http.ssl_context()
 
     def post(self, report: Mapping[str, Any]) -> bool:
-        """One report now; True when the server took it."""
+        """One report now, to the replica in use or, on a connection error, the next ones; True when taken."""
+        for attempt in range(len(self._urls)):
+            error = self._post_once(report)
+            if error is None:
+                break
+            if attempt + 1 < len(self._urls) and http.replica_down(error):
+                old = self.url
+                self._active = (self._active + 1) % len(self._urls)
+                metrics.SOURCE_FAILOVERS.labels(source="statusServer").inc()
+                self._log.warning(
+                    "status_server_failover",
+                    error=str(error),
+                    to=http.display_url(self.url),
+                    **{"from": http.display_url(old)},
+                )
+                continue
+            metrics.STATUS_REPORTS.labels(result="error").inc()
+            if not self._failing:
+                self._log.warning("status_report_failed", error=str(error))
+            self._failing = True
+            return False
+        metrics.STATUS_REPORTS.labels(result="ok").inc()
+        if self._failing:
+            self._log.info("status_report_recovered")
+        self._failing = False
+        self.sent += 1
+        return True
+
+    def _post_once(self, report: Mapping[str, Any]) -> http.FetchError | None:
         try:
             headers = dict(self._auth.headers) if self._auth else {}
             headers.update(http.bearer(self._auth.token_file if self._auth else None))
@@ -166,17 +209,8 @@ class Reporter:
                 connections=self._connections,
             )
         except http.FetchError as exc:
-            metrics.STATUS_REPORTS.labels(result="error").inc()
-            if not self._failing:
-                self._log.warning("status_report_failed", error=str(exc))
-            self._failing = True
-            return False
-        metrics.STATUS_REPORTS.labels(result="ok").inc()
-        if self._failing:
-            self._log.info("status_report_recovered")
-        self._failing = False
-        self.sent += 1
-        return True
+            return exc
+        return None
 
     def _run(self) -> None:
         def due() -> bool:
@@ -206,9 +240,7 @@ def report_sync(cfg: settings.Settings, a: agent_mod.Agent, result: agent_mod.Pa
     """
     if result.outcomes and a.runtime is not None:
         result = a.reconcile(dry_run=True)
-    reporter = Reporter(
-        cfg.status_server or "", a.node.name, timeout=SYNC_REPORT_TIMEOUT, auth=credentials_for(cfg)
-    )
+    reporter = Reporter(servers(cfg), a.node.name, timeout=SYNC_REPORT_TIMEOUT, auth=credentials_for(cfg))
     try:
         return reporter.post(node_report(a, result, mode=view.MODE_SYNC))
     finally:

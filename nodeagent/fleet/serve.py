@@ -65,7 +65,7 @@ import yaml
 import nodeagent
 from nodeagent.agent import events
 from nodeagent.fleet import annotations as rollout_annotations
-from nodeagent.fleet import controller, page, store
+from nodeagent.fleet import controller, page, replicas, store
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model
 from nodeagent.k8s.node import dns1123_subdomain_error as node_name_error
@@ -338,6 +338,8 @@ class ServeConfig:
     state_dir: str = (
         ":memory:"  # the rollout store (fleet/store.py); the CLI defaults it to DEFAULT_STATE_DIR
     )
+    store_url: str | None = None  # --store: sqlite:///DIR (default: state_dir) or postgresql:// (replicas.py)
+    replica_id: str | None = None  # --replica-id: this replica's name among several (default host:pid)
 
 
 @dataclass(frozen=True)
@@ -545,7 +547,10 @@ class Server:
         self.signer = signer
         self.fleet = fleet.Fleet(grace=cfg.grace, expiry=cfg.node_expiry, max_nodes=cfg.max_nodes)
         self.fleet_lock = threading.Lock()
-        self.controller = controller.Controller(store.SqliteStore(cfg.state_dir), clock, cfg.grace)
+        self.controller, self.replication = replicas.make_controller(  # replication: postgresql:// only
+            cfg.store_url, cfg.state_dir, lambda: (self.fleet, self.fleet_lock), clock=clock, grace=cfg.grace,
+            replica_id=cfg.replica_id,
+        )  # fmt: skip
         self._signatures: dict[str, bytes] = {}
         self._ticker_stop = threading.Event()
         self._wake = threading.Event()
@@ -635,6 +640,8 @@ class Server:
         return body, etag, signature
 
     def start(self) -> None:
+        if self.replication is not None:
+            self.replication.start()
         self.publisher.start()
         threading.Thread(target=self._tick, name="serve-rollouts", daemon=True).start()
         self._thread = threading.Thread(
@@ -655,6 +662,8 @@ class Server:
         return unprotected_warning(self.cfg, self.host, self.url)
 
     def stop(self) -> None:
+        if self.replication is not None:
+            self.replication.stop()
         self._ticker_stop.set()
         self._wake.set()
         with self.controller.cond:
@@ -738,7 +747,10 @@ class Server:
 
     def delete_node(self, name: str) -> bool:
         with self.fleet_lock:
-            return self.fleet.delete(name)
+            gone = self.fleet.delete(name)
+        if gone and self.replication is not None:
+            self.replication.deleted(name)  # the other replicas forget it too
+        return gone
 
     def fleet_json(self) -> dict[str, Any]:
         now = self.clock()
@@ -869,7 +881,9 @@ class _Handler(http_server.BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if parts.path == "/healthz":
             ok = app.publisher.bundle() is not None
-            self._send(200 if ok else 503, b"ok\n" if ok else b"no bundle yet\n", "text/plain")
+            text = "ok\n" if ok else "no bundle yet\n"
+            text += app.replication.healthz() if app.replication is not None else ""  # who leads
+            self._send(200 if ok else 503, text.encode(), "text/plain")
             return
         if not self._auth():
             return
@@ -898,6 +912,7 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             doc = app.fleet_json()  # kube-state-metrics series: the fleet's sums (kubestate.py)
             body = kubestate.fleet_exposition(statuses, doc["daemonSets"], doc["nodes"])
             body += app.controller.exposition().encode()
+            body += app.replication.exposition() if app.replication is not None else b""
             self._send(200, body, metrics.CONTENT_TYPE)
         elif parts.path in ("/", "/index.html"):
             self._send(200, page.render_fleet(app.fleet_json()).encode(), "text/html; charset=utf-8")
@@ -978,6 +993,8 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             return
         if first:
             log.info("node_registered", node=name, client=self.client_address[0])
+        if app.replication is not None:  # shared with the other replicas
+            app.replication.reported(name, body.decode("utf-8", "replace"), report.received_at)
         self._send(204, b"", "text/plain")
         if changed:  # a wave is handed out as soon as the last one is available (within SYNC_GAP)
             app.request_sync()

@@ -25,6 +25,11 @@ ACTIONS = prometheus_client.Counter(
     "Actions the executor applied, by kind (create, start, remove, ...) and result (ok, failed).",
     ["kind", "result"],
 )
+SOURCE_FAILOVERS = prometheus_client.Counter(
+    "nodeagent_source_failovers_total",
+    "Moves of a source (or the status reporter, source=statusServer) to the next replica of its URL list.",
+    ["source"],
+)
 SOURCE_FETCHES = prometheus_client.Counter(
     "nodeagent_source_fetches_total",
     "Remote source requests by source and result (ok, not_modified, error, invalid, cache).",

@@ -83,6 +83,19 @@ class FetchError(errors.SourceError):
     """One request failed (connect, TLS, timeout, oversized body, bad HTTP); the message says which."""
 
 
+class HttpStatusError(FetchError):
+    """The server answered, with a status that is not 2xx (`post_json`)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def replica_down(exc: FetchError) -> bool:
+    """Whether to try another replica: no answer at all, or a gateway/overload answer (502-504)."""
+    return not isinstance(exc, HttpStatusError) or exc.status in (502, 503, 504)
+
+
 # --- the HTTP client ------------------------------------------------------------------------------
 
 
@@ -347,7 +360,7 @@ def get_json(
         context=context,
     )
     if resp.status != 200:
-        raise FetchError(f"{display_url(url)}: HTTP {resp.status} {_short(resp.body)}")
+        raise HttpStatusError(f"{display_url(url)}: HTTP {resp.status} {_short(resp.body)}", resp.status)
     try:
         return json.loads(resp.body)
     except ValueError as exc:
@@ -370,7 +383,7 @@ def post_json(
         "POST", url, headers=hdrs, body=body, timeout=timeout, context=context, connections=connections
     )
     if not 200 <= resp.status < 300:
-        raise FetchError(f"{display_url(url)}: HTTP {resp.status} {_short(resp.body)}")
+        raise HttpStatusError(f"{display_url(url)}: HTTP {resp.status} {_short(resp.body)}", resp.status)
 
 
 def _short(body: bytes) -> str:
@@ -537,7 +550,8 @@ class HttpSource:
         self._failures = 0
         self._watch_supported = False
         self._cache_tried = False
-        self._plain = urlsplit(cfg.url).scheme == "http"
+        self._replicas = cfg.replicas  # replicas of one source: the one in use is `_replicas[_active]`
+        self._active = 0
         self._warned: set[str] = set()  # plain-http warnings already given (once each)
 
         self._stop = threading.Event()
@@ -599,14 +613,35 @@ class HttpSource:
                     hdrs["If-Modified-Since"] = st.last_modified
         return hdrs
 
+    @property
+    def base_url(self) -> str:
+        """The replica in use (config `url:` may list several)."""
+        with self._lock:
+            return self._replicas[self._active]
+
+    def _fail_over(self, why: str) -> bool:
+        """Move to the next replica after a connection error; False when there is no other one."""
+        if len(self._replicas) < 2 or self._stop.is_set():
+            return False
+        with self._lock:
+            old = self._replicas[self._active]
+            self._active = (self._active + 1) % len(self._replicas)
+            new = self._replicas[self._active]
+            quiet = self._failing  # all replicas down: said once by source_unavailable
+        metrics.SOURCE_FAILOVERS.labels(source=self.name).inc()
+        if not quiet:
+            self._log.warning("source_failover", error=why, to=display_url(new), **{"from": display_url(old)})
+        return True
+
     def _request_url(self) -> str:
-        """The URL with `node=NAME` added to its own query when it is a `serve` endpoint (its path ends in
-        /manifests): serve answers with this node's revisions. Other URLs are left as they are, so a
-        presigned object-store URL keeps its signature."""
-        if not self._node or not urlsplit(self.cfg.url).path.endswith("/manifests"):
-            return self.cfg.url
-        sep = "&" if urlsplit(self.cfg.url).query else "?"
-        return f"{self.cfg.url}{sep}node={quote(self._node, safe='')}"
+        """The replica's URL with `node=NAME` added to its own query when it is a `serve` endpoint (its
+        path ends in /manifests): serve answers with this node's revisions. Other URLs are left as they
+        are, so a presigned object-store URL keeps its signature."""
+        base = self.base_url
+        if not self._node or not urlsplit(base).path.endswith("/manifests"):
+            return base
+        sep = "&" if urlsplit(base).query else "?"
+        return f"{base}{sep}node={quote(self._node, safe='')}"
 
     def _watch_url(self, etag: str | None) -> str:
         url = self._request_url()
@@ -623,15 +658,46 @@ class HttpSource:
             raise FetchError("source stopping")
 
     def _fetch(self, *, watch: bool) -> str:
-        """One request; returns 'changed', 'not_modified' or 'error' (state and logs updated)."""
+        """One request; returns 'changed', 'not_modified' or 'error' (state and logs updated).
+
+        A connection error moves to the next replica at once (each is tried once per call): an agent
+        whose `serve` died watches another within a request's time, its last good bundle in force.
+        """
+        for attempt in range(len(self._replicas)):
+            try:
+                resp, ctx = self._request(watch=watch)
+                if resp.status in (502, 503, 504) and attempt + 1 < len(self._replicas):
+                    raise HttpStatusError(f"{display_url(resp.url)}: HTTP {resp.status}", resp.status)
+                break
+            except FetchError as exc:
+                metrics.SOURCE_FETCHES.labels(source=self.name, result="error").inc()
+                if attempt + 1 < len(self._replicas) and self._fail_over(str(exc)):
+                    continue
+                if not self._stop.is_set():
+                    self._failed(str(exc))
+                return "error"
+        self._watch_supported = resp.headers.get(WATCH_HEADER.lower(), "") == "1"
+        if resp.status == 200 and self.cfg.public_key_file:
+            why = self._unsigned(resp, ctx)
+            if why:
+                metrics.SOURCE_FETCHES.labels(source=self.name, result="invalid").inc()
+                if not self._stop.is_set():
+                    self._failed(why)
+                return "error"
+        with self._apply_lock:
+            return self._apply(resp)
+
+    def _request(self, *, watch: bool) -> tuple[Response, ssl.SSLContext | None]:
+        """One GET (or watch) to the replica in use; FetchError on any transport failure."""
         started = time.monotonic()
         mode = "watch" if watch else "poll"
+        base = self.base_url
         try:
             hdrs = self._headers(watch)
             ctx = None
-            if urlsplit(self.cfg.url).scheme == "https":
+            if urlsplit(base).scheme == "https":
                 ctx = ssl_context(self.cfg.ca_file, self.cfg.client_cert, self.cfg.client_key)
-            if self._plain and any(k.lower() == "authorization" for k in hdrs):
+            if urlsplit(base).scheme == "http" and any(k.lower() == "authorization" for k in hdrs):
                 self._warn_plain("token", "a bearer token or Authorization header is sent over plain http")
             url = self._watch_url(hdrs.get("If-None-Match")) if watch else self._request_url()
             timeout = self.cfg.timeout + (self._watch_seconds if watch else 0.0)
@@ -645,25 +711,11 @@ class HttpSource:
                 register=self._register,
                 connections=self._connections,
             )
-        except FetchError as exc:
-            metrics.SOURCE_FETCHES.labels(source=self.name, result="error").inc()
-            if not self._stop.is_set():
-                self._failed(str(exc))
-            return "error"
         finally:
             metrics.SOURCE_FETCH_SECONDS.labels(source=self.name, mode=mode).observe(
                 time.monotonic() - started
             )
-        self._watch_supported = resp.headers.get(WATCH_HEADER.lower(), "") == "1"
-        if resp.status == 200 and self.cfg.public_key_file:
-            why = self._unsigned(resp, ctx)
-            if why:
-                metrics.SOURCE_FETCHES.labels(source=self.name, result="invalid").inc()
-                if not self._stop.is_set():
-                    self._failed(why)
-                return "error"
-        with self._apply_lock:
-            return self._apply(resp)
+        return resp, ctx
 
     def _unsigned(self, resp: Response, ctx: ssl.SSLContext | None) -> str:
         """Why the body is not signed by the pinned key ("" when it is). The signature comes with the
@@ -690,7 +742,7 @@ class HttpSource:
     def _fetch_signature(self, ctx: ssl.SSLContext | None) -> bytes:
         from nodeagent.sources import signing  # lazy: as in _unsigned, only when a key is pinned
 
-        parts = urlsplit(self.cfg.url)
+        parts = urlsplit(self.base_url)
         url = parts._replace(path=(parts.path or "/") + signing.SUFFIX).geturl()
         hdrs = {"Accept": "*/*", **self.cfg.headers, **bearer(self.cfg.token_file)}
         resp = request(
@@ -736,7 +788,7 @@ class HttpSource:
             self._failed(why)
             return "error"
         metrics.SOURCE_FETCHES.labels(source=self.name, result="ok").inc()
-        if self._plain and any(d.obj.kind == "Secret" for d in content.documents):
+        if urlsplit(resp.url).scheme == "http" and any(d.obj.kind == "Secret" for d in content.documents):
             self._warn_plain("secrets", "the bundle carries Secrets over plain http")
         self._succeeded(content, resp)
         return "changed"

@@ -12,7 +12,8 @@ import yaml
 
 from nodeagent import settings
 from nodeagent.fleet import serve
-from nodeagent.sources import http
+from nodeagent.sources import files, http
+from tests.support import manifests
 
 
 def start_serve(directory: Path, **kw: Any) -> serve.Server:
@@ -47,3 +48,20 @@ def answers(url: str) -> bool:
         return http.request("GET", url, timeout=1.0).status == 200
     except http.FetchError:
         return False
+
+
+def ds_yaml(name: str, image: str = "busybox:1.36") -> str:
+    """A bare DaemonSet document as a bundle carries it (no command, grace or pull policy set)."""
+    return manifests.to_yaml(
+        manifests.daemonset(name, image=image, command=None, grace=None, pull_policy=None)
+    )
+
+
+def content_images(content: files.FileContent | None) -> dict[str, str]:
+    """name -> first container image of each object in a parsed bundle ("" for objects without a spec)."""
+    assert content is not None
+    out = {}
+    for d in content.documents:
+        spec = getattr(d.obj, "spec", None)
+        out[d.obj.metadata.name] = spec.template.spec.containers[0].image if spec else ""
+    return out

@@ -11,27 +11,16 @@ from nodeagent.agent import desired
 from nodeagent.sources import files, http
 from nodeagent.sources import snapshot as snap
 from tests.support import manifests as testdocs
+from tests.support.httpsource import content_images as images
+from tests.support.httpsource import ds_yaml as ds
 
 URL = "https://fleet.example.com/manifests"
 KINDS = files.DAEMONSET_SOURCE_KINDS
 
 
-def ds(name: str, image: str = "busybox:1.36") -> str:
-    return testdocs.to_yaml(testdocs.daemonset(name, image=image, command=None, grace=None, pull_policy=None))
-
-
 def broken(name: str) -> str:
     """Valid YAML, invalid object: no image."""
     return testdocs.to_yaml(testdocs.without_image(testdocs.daemonset(name)))
-
-
-def images(content: files.FileContent | None) -> dict[str, str]:
-    assert content is not None
-    out = {}
-    for d in content.documents:
-        spec = getattr(d.obj, "spec", None)
-        out[d.obj.metadata.name] = spec.template.spec.containers[0].image if spec else ""
-    return out
 
 
 def test_multi_document_yaml_body() -> None:

@@ -1,0 +1,284 @@
+"""`make bench` row `replicas`: hollow nodes (benchmarks/fleet_sim.py, a SIMULATION) over two `serve`
+replicas sharing a throwaway PostgreSQL (tests/support/postgres.py).
+
+Measured: each replica's CPU and peak memory over a steady window, the p99 of the nodes' quick requests
+(polls and reports, in the clients), a rollout with `maxUnavailable: 10%`: the gap between a wave
+becoming available and the next wave being handed out (read from the leader's rollout document, polled
+every 0.1 s, so up to 0.1 s is the poll), and the leader SIGKILLed mid-rollout: the time until the
+other replica leads, and until the rollout moves again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, when run as a script
+
+from nodeagent.sources import http
+from tests.support import postgres as pgsupport
+
+NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
+NAMESPACE = "bench-replicas"
+IMAGE = "registry.example/fleet/app:1"  # fleet_sim.IMAGE
+
+
+def rollout_daemonset(name: str, sleep: str) -> str:
+    """Revisions differ in the command (the hollow nodes' in-memory runtime has only IMAGE)."""
+    return f"""apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: {name}, namespace: {NAMESPACE}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  updateStrategy: {{type: RollingUpdate, rollingUpdate: {{maxUnavailable: "10%"}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: main
+          image: {IMAGE}
+          imagePullPolicy: IfNotPresent
+          command: ["sleep", "{sleep}"]
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Replica:
+    def __init__(self, directory: Path, store_url: str, name: str, log: Path) -> None:
+        self.name = name
+        self.log = log.open("ab")
+        self.proc = subprocess.Popen(
+            [NODEAGENT, "serve", "--dir", str(directory), "--listen", "127.0.0.1:0", "--store", store_url,
+             "--replica-id", name, "--grace", "20"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert self.proc.stderr is not None
+        self.url = ""
+        for line in self.proc.stderr:
+            if line.startswith("serving ") and " at " in line:
+                self.url = line.rsplit(" at ", 1)[1].strip().removesuffix("/manifests")
+                break
+        if not self.url:
+            self.proc.kill()
+            raise RuntimeError(f"serve replica {name} did not start")
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def leads(self) -> bool:
+        try:
+            return "(leader)" in http.request("GET", self.url + "/healthz", timeout=2).body.decode()
+        except http.FetchError:
+            return False
+
+    def rollout(self, name: str) -> dict[str, Any] | None:
+        try:
+            doc = http.get_json(f"{self.url}/api/rollouts/{NAMESPACE}/{name}", timeout=5)
+        except http.FetchError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def close(self) -> None:
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def _updated(doc: dict[str, Any]) -> tuple[int, int]:
+    """(nodes assigned the update revision, of them available) from a rollout document."""
+    update = doc.get("updateRevision")
+    nodes = doc.get("nodes") or []
+    assigned = [n for n in nodes if n.get("revision") == update]
+    available = [n for n in assigned if n.get("available") and n.get("runningRevision") == update]
+    return len(assigned), len(available)
+
+
+def watch_rollout(
+    replicas: list[Replica], name: str, after: int, until: float, on_sample: Any = None
+) -> list[tuple[float, int, int, str]]:
+    """Poll the leading replica's rollout document every 0.1 s, from the first update revision past
+    `after`, until Complete (or `until`)."""
+    samples: list[tuple[float, int, int, str]] = []
+    while time.monotonic() < until:
+        lead = next((r for r in replicas if r.alive() and r.leads()), None)
+        doc = lead.rollout(name) if lead is not None else None
+        if doc is not None and int(doc.get("updateRevision") or 0) > after:
+            assigned, available = _updated(doc)
+            samples.append((time.monotonic(), assigned, available, str(doc.get("phase"))))
+            if on_sample is not None:
+                on_sample(samples)
+            if doc.get("phase") == "Complete" and assigned and assigned == available:
+                break
+        elif doc is not None and os.environ.get("BENCH_DEBUG"):
+            print("waiting", json.dumps(doc)[:300], file=sys.stderr)
+        time.sleep(0.1)
+    return samples
+
+
+def wave_gaps(samples: list[tuple[float, int, int, str]], total: int) -> list[float]:
+    """Budget slots handed on: from a sample where more nodes became available to the first sample where
+    more nodes were assigned (a slot freed is a slot reused, as in Kubernetes: the "next wave" is the
+    next node). The resolution is the poll, about 0.1 s."""
+    gaps = []
+    freed_at: float | None = None
+    prev = samples[0] if samples else None
+    for t, assigned, available, _ in samples[1:]:
+        assert prev is not None
+        if assigned > prev[1] and freed_at is not None:
+            gaps.append(t - freed_at)
+            freed_at = None
+        if available > prev[2] and assigned < total and freed_at is None:
+            freed_at = t
+        prev = (t, assigned, available, "")
+    return gaps
+
+
+def bench_replicas(nodes: int, steady_seconds: float, procs: int, sim_process: Any) -> dict[str, Any]:
+    """Two replicas on PostgreSQL, `nodes` hollow nodes spread over them (each lists both)."""
+    bindir = pgsupport.find_bindir()
+    if bindir is None:
+        raise RuntimeError("no PostgreSQL server: `make postgres` installs Debian's postgresql")
+    cluster = pgsupport.create(bindir)
+    serve_dir = Path(tempfile.mkdtemp(prefix="nodeagent-bench-replicas-"))
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    state_root = Path(tempfile.mkdtemp(prefix="nodeagent-replicas-", dir=shm))
+    (serve_dir / "app.yaml").write_text(rollout_daemonset("app", "1000000"))
+    owner = f"DaemonSet/{NAMESPACE}/app"
+    replicas: list[Replica] = []
+    sims: list[Any] = []
+    try:
+        for i in range(2):
+            replicas.append(Replica(serve_dir, cluster.url, f"r{i}", serve_dir.parent / f"replica-{i}.log"))
+        urls = ",".join(r.url for r in replicas)
+        share = [nodes // procs + (1 if i < nodes % procs else 0) for i in range(procs)]
+        for i, n in enumerate(share):
+            sims.append(sim_process(urls, sum(share[:i]), n, state_root))
+        startup = max(sim.wait_for("ready")["startup_s"] for sim in sims)
+        for sim in sims:
+            sim.wait_for("complete", owner, "started", timeout=600)
+        for sim in sims:
+            sim.stats()
+        c0 = [_cpu_seconds(r.proc.pid) for r in replicas]
+        w0 = time.monotonic()
+        time.sleep(steady_seconds)
+        c1 = [_cpu_seconds(r.proc.pid) for r in replicas]
+        w1 = time.monotonic()
+        stats = [sim.stats() for sim in sims]
+        rss = [_peak_rss_mb(r.proc.pid) for r in replicas]
+        quick = sorted(t * 1000 for st in stats for t in st["quick"])
+
+        first = next(r for r in replicas if r.leads()).rollout("app") or {}
+        # a rollout, 10 % at a time; the leader is SIGKILLed once about a third of the nodes are updated
+        (serve_dir / "app.yaml").write_text(rollout_daemonset("app", "1000001"))
+        killed: dict[str, Any] = {}
+
+        def maybe_kill(samples: list[tuple[float, int, int, str]]) -> None:
+            _, assigned, _, phase = samples[-1]
+            if killed or assigned < max(1, nodes // 3) or phase == "Complete":
+                return
+            lead = next((r for r in replicas if r.alive() and r.leads()), None)
+            if lead is None:
+                return
+            killed.update(name=lead.name, at=time.monotonic(), assigned=samples[-1][1])
+            os.kill(lead.proc.pid, signal.SIGKILL)
+            lead.proc.wait()
+
+        samples = watch_rollout(
+            replicas,
+            "app",
+            int(first.get("updateRevision") or 0),
+            time.monotonic() + float(os.environ.get("BENCH_ROLLOUT_TIMEOUT", "600")),
+            maybe_kill,
+        )
+        survivor = next(r for r in replicas if r.alive())
+        gaps_before = wave_gaps([s for s in samples if not killed or s[0] < killed["at"]], nodes)
+        gaps_after = wave_gaps([s for s in samples if killed and s[0] > killed["at"]], nodes)
+        moved = next(
+            (s[0] for s in samples if killed and s[0] > killed["at"] and s[1] > killed["assigned"]), None
+        )
+        led = next((s[0] for s in samples if killed and s[0] > killed["at"]), None)
+    finally:
+        for sim in sims:
+            sim.close()
+        for r in replicas:
+            r.close()
+        pgsupport.destroy(cluster)
+        shutil.rmtree(serve_dir, ignore_errors=True)
+        shutil.rmtree(state_root, ignore_errors=True)
+    gaps = gaps_before + gaps_after
+    return {
+        "simulation": True,
+        "nodes": nodes,
+        "replicas": 2,
+        "startup_s": startup,
+        "window_s": w1 - w0,
+        "replica_cpu_percent": [(b - a) / (w1 - w0) * 100 for a, b in zip(c0, c1, strict=True)],
+        "replica_peak_rss_mb": rss,
+        "quick_requests": len(quick),
+        "p99_ms": quick[int(0.99 * (len(quick) - 1))] if quick else None,
+        "errors": sum(st["errors"] for st in stats),
+        "rollout_complete": bool(samples) and samples[-1][3] == "Complete",
+        "slots_handed_on": len(gaps),
+        "wave_gap_max_s": max(gaps) if gaps else None,
+        "wave_gap_p50_s": sorted(gaps)[len(gaps) // 2] if gaps else None,
+        "leader_killed": killed.get("name"),
+        "new_leader_s": (led - killed["at"]) if killed and led else None,
+        "rollout_moved_again_s": (moved - killed["at"]) if killed and moved else None,
+        "survivor": survivor.name,
+    }
+
+
+def row(r: dict[str, Any]) -> tuple[str, str, str, str]:
+    cpu = " / ".join(f"{c:.1f}" for c in r["replica_cpu_percent"])
+    mem = " / ".join(f"{m:.0f}" for m in r["replica_peak_rss_mb"])
+    gap = f"{r['wave_gap_max_s']:.2f} s" if r["wave_gap_max_s"] is not None else "-"
+    moved = f"{r['rollout_moved_again_s']:.1f} s" if r["rollout_moved_again_s"] is not None else "-"
+    return (
+        f"replicas (SIMULATION: {r['nodes']} hollow nodes over 2 serve replicas on PostgreSQL), "
+        f"{r['window_s']:.0f} s",
+        f"CPU {cpu} % of a core, {mem} MB; p99 {r['p99_ms']:.0f} ms ({r['errors']} errors); "
+        f"next node assigned <= {gap} after a slot freed ({r['slots_handed_on']} hand-ons); "
+        f"rollout {'complete' if r['rollout_complete'] else 'NOT complete'}; "
+        f"leader killed: rollout moved again after {moved}",
+        "-",
+        "each <= 20 % and <= 250 MB, p99 <= 100 ms, wave <= 1 s",
+    )
+
+
+if __name__ == "__main__":  # a quick look without bench.py's other rows
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    print(json.dumps(bench_replicas(n, 10.0, 2, bench.SimProcess), indent=2))
