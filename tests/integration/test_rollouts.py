@@ -278,9 +278,8 @@ def test_the_old_pod_keeps_running_while_the_new_image_is_pulled(fresh: Fleet) -
             assert pulled_at - assigned_at > 1.0  # the pull took a while after the node's turn came
             during = [x for x in s.samples if assigned_at <= x.at <= pulled_at - 0.3]
             assert during and all(old in x.pods[node] for x in during), s.dump()
-            assert s.last_seen(old)[node] >= pulled_at - 0.5, (
-                s.dump()
-            )  # stopped only once the image was there
+            # stopped only once the image was there
+            assert s.last_seen(old)[node] >= pulled_at - 0.5, s.dump()
     finally:
         registry.close()
         with contextlib.suppress(docker.errors.DockerException):
@@ -361,15 +360,18 @@ def test_a_node_that_goes_silent_after_it_received_the_new_revision_stops_the_ro
 ) -> None:
     ns = namespace("silent")
     ref = f"{ns}/web"
-    # minReadySeconds above the grace: the first node cannot become available before it is missed
-    with published(fresh, "web", ns, min_ready_seconds=int(GRACE) + 20):
-        publish(fresh, "web", ns, version="2", min_ready_seconds=int(GRACE) + 20)
+    slow = int(GRACE) + 20  # minReadySeconds of revision 2: its pod cannot be available before it is missed
+    with published(fresh, "web", ns) as old:
+        publish(fresh, "web", ns, version="2", min_ready_seconds=slow)
         wait_for(
             lambda: new_count(fresh, ref) >= 1, interval=0.05, what="the first node is handed revision 2"
         )
-        doc = fresh.rollout(ref)
-        (first,) = [n["name"] for n in doc["nodes"] if int(n["revision"]) == int(doc["updateRevision"])]
-        fresh.kill_agent(first, signal.SIGKILL)  # dark right after it received the new revision
+        (first,) = updated(fresh, ref)
+        wait_for(  # it received revision 2 and acted on it: its new pod runs
+            lambda: fresh.running_pods(ns, "web")[first] - {old} != set(),
+            what="the first node runs its revision-2 pod",
+        )
+        fresh.kill_agent(first, signal.SIGKILL)  # then it goes dark
         wait_for(
             lambda: fresh.rollout(ref)["phase"] == "Failed", timeout=GRACE + 40, what="the rollout fails"
         )
