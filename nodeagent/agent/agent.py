@@ -90,6 +90,7 @@ def build_sources(
                     on_change,
                     state_dir=cfg.state_dir,
                     watch=watch,
+                    node=node.build(cfg.node.name, {}, (), False).name,  # per-node bundles (rollouts)
                 )
             )
     if cfg.static_pod_path:

@@ -7,6 +7,7 @@ fields of Kubernetes' DaemonSetStatus for one node.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ class PodStatus:
     ready_since: float | None = None  # when every container was last ready (numberAvailable)
     init_containers: tuple[ContainerStatus, ...] = ()
     terminating: bool = False  # its worker is stopping it (kubectl: deletionTimestamp set)
+    is_available: bool = False  # set by daemonset_status (minReadySeconds); read by serve's rollouts
 
     def available(self, min_ready_seconds: int, now: float) -> bool:
         """podutil.IsPodAvailable: ready for at least minReadySeconds; a terminating pod never is."""
@@ -61,6 +63,7 @@ class PodStatus:
             "restartCount": self.restart_count,
             "startTime": self.started_at,
             "terminating": self.terminating,
+            "available": self.is_available,
             "containers": [
                 {
                     "name": c.name,
@@ -260,6 +263,7 @@ def daemonset_status(
     should_run = d.decision.should_run
     ready = [p for p in scheduled if p.ready and not p.terminating]
     available = [p for p in ready if p.available(d.min_ready_seconds, now)]
+    pods = [dataclasses.replace(p, is_available=True) if p in available else p for p in pods]
     selector = ",".join(f"{k}={v}" for k, v in sorted(d.desired.template.spec.node_selector.items()))
     return DaemonSetStatus(
         namespace=d.namespace,

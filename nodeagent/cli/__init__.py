@@ -25,6 +25,7 @@ from nodeagent import runtime as rt
 from nodeagent.agent import agent as agent_mod
 from nodeagent.agent import events, identity, plan, reconciler, status
 from nodeagent.cli import ops as opscli
+from nodeagent.cli import rollout as rolloutcli
 from nodeagent.fleet import report
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model, node, policy
@@ -91,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--client-ca", help="require client certificates signed by this CA (mutual TLS)")
     sv.add_argument("--grace", type=float, default=40.0, help="seconds of silence before a node is NotReady")
     sv.add_argument(
+        "--state-dir",
+        default="/var/lib/nodeagent-serve",
+        help="where rollouts are kept (revisions, phases, node assignments): SQLite",
+    )
+    sv.add_argument(
         "--signing-key",
         metavar="FILE",
         help="sign each bundle with this minisign secret key (`minisign -G -W`); served as "
@@ -148,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("pod", metavar="NAMESPACE/NAME")
 
     opscli.add_parsers(sub)  # events, describe, logs
+    rolloutcli.add_parser(sub)  # rollout status|history|undo|pause|resume|restart|plan
     sub.add_parser("version", help="print the version")
     return p
 
@@ -171,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_serve(args)
         if args.command in opscli.COMMANDS:
             return opscli.main(args)
+        if args.command == "rollout":
+            return int(args.rollout_main(args))
         if args.command == "status" and args.server:
             return cmd_fleet_status(
                 args.server,
@@ -927,6 +936,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_nodes=args.max_nodes,
         max_report=args.max_report_bytes,
         max_connections=args.max_connections,
+        state_dir=args.state_dir,
     )
     try:
         server = serve.Server(cfg)

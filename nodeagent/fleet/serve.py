@@ -63,6 +63,7 @@ import yaml
 
 import nodeagent
 from nodeagent.agent import events
+from nodeagent.fleet import controller, store
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model
 from nodeagent.k8s.node import dns1123_subdomain_error as node_name_error
@@ -94,6 +95,7 @@ class Bundle:
     errors: tuple[model.Problem, ...]
     published_at: float
     signature: bytes = b""  # the .minisig of `body` when serve signs (--signing-key)
+    raw_objects: tuple[object, ...] = ()  # what `body` renders: the rollout controller rewrites per node
 
 
 def _raw_documents(data: bytes) -> list[object] | None:
@@ -177,9 +179,11 @@ class Publisher:
         directory: str,
         relist_interval: float = 30.0,
         signer: Callable[[bytes], bytes] | None = None,
+        on_publish: Callable[[], None] | None = None,
     ) -> None:
         self.directory = os.path.abspath(directory)
         self._signer = signer
+        self._on_publish = on_publish
         self._files: dict[str, _File] = {}
         self._scan_lock = threading.Lock()
         self._cond = threading.Condition()
@@ -272,9 +276,18 @@ class Publisher:
             if old is not None and old.etag == etag and old.errors == tuple(errors):
                 return
             self._bundle = Bundle(
-                body, etag, len(objects), tuple(sorted(daemonsets)), tuple(errors), time.time(), signature
+                body,
+                etag,
+                len(objects),
+                tuple(sorted(daemonsets)),
+                tuple(errors),
+                time.time(),
+                signature,
+                tuple(objects),
             )
             self._cond.notify_all()
+        if self._on_publish is not None:
+            self._on_publish()
         if old is None or old.etag != etag:
             log.info("bundle_published", objects=len(objects), etag=etag, errors=len(errors))
         for p in errors:
@@ -319,6 +332,9 @@ class ServeConfig:
     max_connections: int = MAX_CONNECTIONS
     header_timeout: float = HEADER_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
+    state_dir: str = (
+        ":memory:"  # the rollout store (fleet/store.py); the CLI defaults it to DEFAULT_STATE_DIR
+    )
 
 
 @dataclass(frozen=True)
@@ -523,11 +539,15 @@ class Server:
 
             key = signing.load_secret_key(cfg.signing_key)  # ConfigError names the file
             signer = lambda body: signing.sign(body, key, file_name="manifests")  # noqa: E731
-        self.publisher = Publisher(cfg.directory, cfg.relist_interval, signer)
+        self.signer = signer
         self.fleet = fleet.Fleet(grace=cfg.grace, expiry=cfg.node_expiry, max_nodes=cfg.max_nodes)
+        self.fleet_lock = threading.Lock()
+        self.controller = controller.Controller(store.SqliteStore(cfg.state_dir), clock, cfg.grace)
+        self._signatures: dict[str, bytes] = {}
+        self._ticker_stop = threading.Event()
+        self.publisher = Publisher(cfg.directory, cfg.relist_interval, signer, self.sync_rollouts)
         self._node_tokens: tuple[tuple[int, float], dict[bytes, str]] | None = None
         self._node_tokens_lock = threading.Lock()
-        self.fleet_lock = threading.Lock()
         self.tls_context: ssl.SSLContext | None = None
         if cfg.tls_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -559,8 +579,45 @@ class Server:
         shown = f"[{host}]" if ":" in host else host
         return f"{scheme}://{shown}:{port}"
 
+    def sync_rollouts(self) -> None:
+        """Run the rollout controller over the current bundle and reports (fleet/controller.py)."""
+        b = self.publisher.bundle() if hasattr(self, "publisher") else None
+        if b is None:
+            return
+        now = self.clock()
+        with self.fleet_lock:
+            reports = dict(self.fleet.nodes)
+        self.controller.sync(b.raw_objects, reports, lambda r: self.fleet.ready(r, now))
+        with self.controller.cond:
+            self.controller.cond.notify_all()
+
+    def _tick(self) -> None:
+        while not self._ticker_stop.wait(1.0):
+            try:
+                self.sync_rollouts()
+            except Exception:
+                log.exception("rollout_sync_failed")
+
+    def node_bundle(self, node: str) -> tuple[bytes, str, bytes] | None:
+        """(body, ETag, signature) of the bundle as `node` sees it: each DaemonSet at its revision."""
+        b = self.publisher.bundle()
+        if b is None:
+            return None
+        body = render_bundle(self.controller.node_objects(b.raw_objects, node))
+        if body == b.body:
+            return b.body, b.etag, b.signature
+        etag = self.controller.etag(body)
+        signature = b""
+        if self.signer is not None:
+            signature = self._signatures.get(etag) or self.signer(body)
+            if len(self._signatures) > 1000:
+                self._signatures.clear()
+            self._signatures[etag] = signature
+        return body, etag, signature
+
     def start(self) -> None:
         self.publisher.start()
+        threading.Thread(target=self._tick, name="serve-rollouts", daemon=True).start()
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, args=(0.1,), name="serve-http", daemon=True
         )
@@ -579,6 +636,9 @@ class Server:
         return unprotected_warning(self.cfg, self.host, self.url)
 
     def stop(self) -> None:
+        self._ticker_stop.set()
+        with self.controller.cond:
+            self.controller.cond.notify_all()
         self.publisher.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
@@ -668,6 +728,8 @@ class Server:
                 log.info("node_expired", node=name)
             nodes = self.fleet.nodes_json(now)
             daemonsets = self.fleet.daemonsets_json(now, b.daemonsets if b else ())
+        for d in daemonsets:
+            d.update(self.controller.summary(store.Key(store.KIND_DAEMONSET, d["namespace"], d["name"])))
         errs = [
             {
                 "file": p.file,
@@ -795,6 +857,8 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             self._json({"nodes": app.fleet_json()["nodes"]})
         elif parts.path == "/api/daemonsets":
             self._json({"daemonSets": app.fleet_json()["daemonSets"]})
+        elif parts.path.startswith("/api/rollouts/"):
+            self._rollout("GET", parts.path)
         elif parts.path == "/api/events":
             with app.fleet_lock:
                 reports = [(r.name, r.events) for r in app.fleet.nodes.values()]
@@ -807,6 +871,7 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             metrics.set_nodes(ready, not_ready)
             doc = app.fleet_json()  # kube-state-metrics series: the fleet's sums (kubestate.py)
             body = kubestate.fleet_exposition(statuses, doc["daemonSets"], doc["nodes"])
+            body += app.controller.exposition().encode()
             self._send(200, body, metrics.CONTENT_TYPE)
         elif parts.path in ("/", "/index.html"):
             self._send(200, render_html(app.fleet_json()).encode(), "text/html; charset=utf-8")
@@ -823,6 +888,9 @@ class _Handler(http_server.BaseHTTPRequestHandler):
             self.close_connection = True  # the body was not read
             return
         self.close_connection = True  # until the body is read
+        if parts[:2] == ["api", "rollouts"]:
+            self._rollout("POST", urlsplit(self.path).path)
+            return
         if len(parts) != 3 or parts[0] != "nodes" or parts[2] != "status" or not parts[1]:
             self._send(404, b"not found\n", "text/plain")
             return
@@ -870,6 +938,7 @@ class _Handler(http_server.BaseHTTPRequestHandler):
         if first:
             log.info("node_registered", node=name, client=self.client_address[0])
         self._send(204, b"", "text/plain")
+        app.sync_rollouts()  # after answering: a wave is handed out as soon as the last one is available
 
     def do_DELETE(self) -> None:
         """`DELETE /nodes/<name>`: forget a node (`nodeagent node delete`)."""
@@ -910,7 +979,89 @@ class _Handler(http_server.BaseHTTPRequestHandler):
         self._send(403, b"forbidden: this credential belongs to another node\n", "text/plain")
         return False
 
+    def _rollout(self, method: str, path: str) -> None:
+        """/api/rollouts/NS/NAME[/history|/plan] (GET) and /pause|/resume|/restart|/undo (POST)."""
+        ctl = self.server.app.controller
+        parts = [unquote(p) for p in path.strip("/").split("/")][2:]
+        if len(parts) not in (2, 3):
+            self._send(404, b"not found\n", "text/plain")
+            return
+        key = store.Key(store.KIND_DAEMONSET, parts[0], parts[1])
+        action = parts[2] if len(parts) == 3 else ""
+        try:
+            if method == "GET" and action in ("", "history", "plan"):
+                get = {"": ctl.document, "history": ctl.history, "plan": ctl.plan_waves}[action]
+                self._json(get(key))
+                return
+            if method != "POST" or action not in ("pause", "resume", "restart", "undo"):
+                self._send(404, b"not found\n", "text/plain")
+                return
+            body: dict[str, Any] = {}
+            length = int(self.headers.get("Content-Length") or "0")
+            if 0 < length <= 65536:
+                raw = json.loads(self.rfile.read(length))
+                body = raw if isinstance(raw, dict) else {}
+            elif length == 0:
+                self.close_connection = False
+            if action in ("pause", "resume"):
+                ctl.pause(key, action == "pause")
+            elif action == "restart":
+                ctl.restart(key)
+            else:
+                to = body.get("toRevision") or 0
+                if isinstance(to, bool) or not isinstance(to, int) or to < 0:
+                    raise controller.RolloutError("toRevision: must be a revision number")
+                ctl.undo(key, to)
+            log.info("rollout_action", action=action, namespace=key.namespace, daemonset=key.name)
+            self.server.app.sync_rollouts()
+            self._json(ctl.document(key))
+        except KeyError:
+            self._send(404, f"no DaemonSet {key.namespace}/{key.name}\n".encode(), "text/plain")
+        except (controller.RolloutError, ValueError) as exc:
+            self._send(400, f"{exc}\n".encode(), "text/plain")
+
+    def _node_manifests(self, node: str, query: Mapping[str, list[str]]) -> None:
+        """The per-node bundle (rollouts): the same protocol as `_manifests`, with a per-node ETag."""
+        app = self.server.app
+        inm = self.headers.get("If-None-Match")
+        got = app.node_bundle(node)
+        if query.get("watch", [""])[0] in ("1", "true"):
+            etag = query.get("etag", [inm or ""])[0] or None
+            inm = etag or inm
+            try:
+                wait = min(MAX_WATCH, max(0.0, float(query.get("timeout", ["30"])[0])))
+            except ValueError:
+                wait = 30.0
+            if self._conn is not None:
+                self._conn.state = "watch"
+            deadline = time.monotonic() + wait
+            while got is None or got[1] == etag:
+                left = deadline - time.monotonic()
+                if left <= 0 or app.publisher.stopping or self._client_gone():
+                    break
+                with app.controller.cond:
+                    app.controller.cond.wait(min(WATCH_CHECK, left))
+                got = app.node_bundle(node)
+        if got is None:
+            self._send(503, b"no bundle yet: the directory could not be read\n", "text/plain")
+            return
+        body, etag_now, signature = got
+        headers = {"ETag": etag_now, "Cache-Control": "no-cache", "X-Nodeagent-Watch": "1"}
+        if signature:
+            headers[SIGNATURE_HEADER] = base64.b64encode(signature).decode()
+        if inm is not None and _etag_matches(inm, etag_now):
+            self._send(304, b"", "application/yaml", headers)
+            return
+        self._send(200, body, "application/yaml", headers)
+
     def _manifests(self, query: Mapping[str, list[str]]) -> None:
+        node = query.get("node", [""])[0]
+        if node:
+            if node_name_error(node):
+                self._send(400, f"node: {node_name_error(node)}\n".encode(), "text/plain")
+                return
+            self._node_manifests(node, query)
+            return
         publisher = self.server.app.publisher
         inm = self.headers.get("If-None-Match")
         if query.get("watch", [""])[0] in ("1", "true"):

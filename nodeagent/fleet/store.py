@@ -76,6 +76,7 @@ class Rollout:
     pinned: bool = False  # undo: the served revision differs from the file until the file changes
     file_hash: str = ""  # the template hash of the file when this rollout state was decided
     restart_nonce: int = 0  # `rollout restart` count: part of the served template
+    exposed_nodes: int = 0  # nodes handed the update revision in this rollout (blast radius)
 
 
 @dataclass(frozen=True)
@@ -140,12 +141,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             revision INTEGER NOT NULL, assigned_at DOUBLE PRECISION NOT NULL,
             PRIMARY KEY (kind, namespace, name, node))""",
     ),
+    ("ALTER TABLE rollouts ADD COLUMN exposed_nodes INTEGER NOT NULL DEFAULT 0",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _ROLLOUT_COLUMNS = (
     "update_revision, current_revision, phase, paused, message, started_at, progress_at, failed_revision, "
-    "failed_at, reverted_at, pinned, file_hash, restart_nonce"
+    "failed_at, reverted_at, pinned, file_hash, restart_nonce, exposed_nodes"
 )
 
 
@@ -157,13 +159,18 @@ class SqliteStore:
     """The Store in one SQLite file; one connection shared by serve's threads under a lock."""
 
     def __init__(self, state_dir: str) -> None:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        self.path = os.path.join(state_dir, DB_FILE)
+        """`state_dir` ":memory:" keeps the state in memory (tests, and `serve` embedded in-process)."""
+        if state_dir == ":memory:":
+            self.path = state_dir
+        else:
+            os.makedirs(state_dir, mode=0o700, exist_ok=True)
+            self.path = os.path.join(state_dir, DB_FILE)
         self._lock = threading.RLock()
         self._depth = 0
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.Error as e:
@@ -274,6 +281,7 @@ class SqliteStore:
             int(r.pinned),
             r.file_hash,
             r.restart_nonce,
+            r.exposed_nodes,
         )
         names = [c.strip() for c in _ROLLOUT_COLUMNS.split(",")]
         updates = ", ".join(f"{c} = excluded.{c}" for c in names)
@@ -319,7 +327,7 @@ class SqliteStore:
 
 
 def _rollout(key: Key, row: Sequence[object]) -> Rollout:
-    u, c, phase, paused, msg, started, progress, failed, failed_at, reverted, pinned, fh, nonce = row
+    u, c, phase, paused, msg, started, progress, failed, failed_at, reverted, pinned, fh, nonce, exposed = row
     return Rollout(
         key=key,
         update_revision=int(str(u)),
@@ -335,4 +343,5 @@ def _rollout(key: Key, row: Sequence[object]) -> Rollout:
         pinned=bool(pinned),
         file_hash=str(fh),
         restart_nonce=int(str(nonce)),
+        exposed_nodes=int(str(exposed)),
     )

@@ -73,6 +73,9 @@ class PodReport:
     name: str
     ready: bool
     containers: tuple[ContainerReport, ...]
+    revision: str = ""  # the template hash it runs (the rollout maps it to a revision number)
+    available: bool = False  # ready for minReadySeconds, as the agent counts numberAvailable
+    terminating: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The fields of `status -o json`'s pod that `kubestate` reads."""
@@ -178,15 +181,20 @@ class _Checker:
                         reason=self.str_(c.get("reason"), f"{cp}.reason", limit=128),
                     )
                 )
-            ready = p.get("ready", False)
-            if not isinstance(ready, bool):
-                raise ReportError(f"{path}[{i}].ready: must be a boolean, got {_kind(ready)}")
+            flags = {}
+            for flag in ("ready", "available", "terminating"):
+                flags[flag] = p.get(flag, False)
+                if not isinstance(flags[flag], bool):
+                    raise ReportError(f"{path}[{i}].{flag}: must be a boolean, got {_kind(flags[flag])}")
             out.append(
                 PodReport(
                     namespace=self.str_(p.get("namespace"), f"{path}[{i}].namespace", limit=253),
                     name=self.str_(p.get("name"), f"{path}[{i}].name", limit=253),
-                    ready=ready,
+                    ready=flags["ready"],
                     containers=tuple(containers),
+                    revision=self.str_(p.get("revision"), f"{path}[{i}].revision", limit=64),
+                    available=flags["available"],
+                    terminating=flags["terminating"],
                 )
             )
         return tuple(out)

@@ -531,9 +531,11 @@ class HttpSource:
         allowed_kinds: Collection[str] = files.DAEMONSET_SOURCE_KINDS,
         max_body: int = MAX_BODY,
         watch_seconds: float = WATCH_SECONDS,
+        node: str = "",
     ) -> None:
         self.name = name
         self.cfg = cfg
+        self._node = node  # sent as `?node=`: `serve` answers with the revisions its rollout assigns
         self.url = display_url(cfg.url)
         self._on_change = on_change
         self._state_dir = state_dir
@@ -613,12 +615,20 @@ class HttpSource:
                     hdrs["If-Modified-Since"] = st.last_modified
         return hdrs
 
-    def _watch_url(self, etag: str | None) -> str:
+    def _request_url(self) -> str:
+        """The URL with `node=NAME` added to its own query (a static web host ignores it)."""
+        if not self._node:
+            return self.cfg.url
         sep = "&" if urlsplit(self.cfg.url).query else "?"
+        return f"{self.cfg.url}{sep}node={quote(self._node, safe='')}"
+
+    def _watch_url(self, etag: str | None) -> str:
+        url = self._request_url()
+        sep = "&" if urlsplit(url).query else "?"
         query = f"watch=1&timeout={self._watch_seconds:g}"
         if etag:
             query += "&etag=" + quote(etag, safe="")
-        return f"{self.cfg.url}{sep}{query}"
+        return f"{url}{sep}{query}"
 
     def _register(self, conn: http.client.HTTPConnection | None) -> None:
         with self._conn_lock:
@@ -637,7 +647,7 @@ class HttpSource:
                 ctx = ssl_context(self.cfg.ca_file, self.cfg.client_cert, self.cfg.client_key)
             if self._plain and any(k.lower() == "authorization" for k in hdrs):
                 self._warn_plain("token", "a bearer token or Authorization header is sent over plain http")
-            url = self._watch_url(hdrs.get("If-None-Match")) if watch else self.cfg.url
+            url = self._watch_url(hdrs.get("If-None-Match")) if watch else self._request_url()
             timeout = self.cfg.timeout + (self._watch_seconds if watch else 0.0)
             resp = request(
                 "GET",

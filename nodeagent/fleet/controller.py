@@ -1,0 +1,536 @@
+"""The rollout controller of `serve`: the planner (fleet/rollout.py) run over the fleet's reports, its
+decisions kept in the Store, and the per-node bundles that carry them.
+
+`sync` runs after every node report, every published bundle and every second (deadlines, nodes going
+NotReady). For each DaemonSet of the bundle it records a new revision when the file's template changes
+(a new rollout), asks the planner which nodes get the update revision now, judges failures (policy:
+annotations.py), and rolls back when the policy says so. Everything it decides is written to the Store
+before a node can see it, so a restarted `serve` resumes exactly where it was.
+
+A node's bundle is the published bundle with each DaemonSet's `spec.template` replaced by the template
+of the revision assigned to that node (a node not known yet gets the last completed revision).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+
+from nodeagent.agent import identity
+from nodeagent.fleet import annotations as rollout_annotations
+from nodeagent.fleet import rollout, store
+from nodeagent.fleet import view as fleet
+from nodeagent.k8s import manifests, model, scheduling
+from nodeagent.k8s.node import Node
+
+log = structlog.get_logger(__name__)
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+FAILING_REASONS = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerError",
+        "Error",
+    }
+)
+
+
+class RolloutError(ValueError):
+    """A bad rollout request (unknown revision): 400."""
+
+
+@dataclass(frozen=True)
+class _DaemonSet:
+    key: store.Key
+    raw: Mapping[str, Any]
+    obj: model.DaemonSet
+    file_hash: str
+    policy: rollout.Policy
+
+
+def _template_json(raw: Mapping[str, Any]) -> str:
+    spec = raw.get("spec") or {}
+    return json.dumps(spec.get("template") or {}, sort_keys=True)
+
+
+def _with_template(raw: Mapping[str, Any], template: str) -> dict[str, Any]:
+    out = copy.deepcopy(dict(raw))
+    spec = dict(out.get("spec") or {})
+    spec["template"] = json.loads(template)
+    out["spec"] = spec
+    return out
+
+
+def _hash_of(raw: Mapping[str, Any]) -> str:
+    obj, _, _ = manifests.parse_object(raw, "serve", 0)
+    return identity.spec_hash(obj.spec.template) if isinstance(obj, model.DaemonSet) else ""
+
+
+def _pod_state(p: fleet.PodReport, numbers: Mapping[str, int]) -> rollout.PodState:
+    failing = any(c.reason in FAILING_REASONS for c in p.containers)
+    return rollout.PodState(numbers.get(p.revision, 0), p.available, failing, p.terminating)
+
+
+class Controller:
+    """Thread-safe; `cond` is notified whenever any node's bundle may have changed."""
+
+    def __init__(
+        self, st: store.Store, clock: Callable[[], float] = time.time, grace: float = fleet.DEFAULT_GRACE
+    ) -> None:
+        self.store = st
+        self.clock = clock
+        self.grace = grace
+        self.started = clock()  # until a grace period has passed, nodes that have not reported may be alive
+        self.cond = threading.Condition(threading.RLock())
+        self.generation = 0
+        self._daemonsets: dict[store.Key, _DaemonSet] = {}
+        self._plans: dict[store.Key, rollout.Plan] = {}
+        self._nodes: dict[store.Key, list[rollout.NodeState]] = {}
+        self._assign: dict[store.Key, dict[str, int]] = {}
+        self._revs: dict[store.Key, list[store.Revision]] = {}
+        self._rollouts: dict[store.Key, store.Rollout] = {}
+        for r in st.rollouts():
+            self._load(r.key)
+
+    def _load(self, key: store.Key) -> None:
+        r = self.store.rollout(key)
+        if r is not None:
+            self._rollouts[key] = r
+        self._revs[key] = self.store.revisions(key)
+        self._assign[key] = {a.node: a.revision for a in self.store.assignments(key)}
+
+    # --- sync -------------------------------------------------------------------------------------
+
+    def sync(
+        self,
+        objects: Sequence[object],
+        nodes: Mapping[str, fleet.NodeReport],
+        ready: Callable[[fleet.NodeReport], bool],
+    ) -> None:
+        now = self.clock()
+        with self.cond:
+            seen: dict[store.Key, _DaemonSet] = {}
+            for raw in objects:
+                if not isinstance(raw, dict) or raw.get("kind") != "DaemonSet":
+                    continue
+                obj, _, _ = manifests.parse_object(raw, "serve", 0)
+                if not isinstance(obj, model.DaemonSet):
+                    continue
+                key = store.Key(store.KIND_DAEMONSET, obj.metadata.namespace, obj.metadata.name)
+                pol, _problems = rollout_annotations.policy(obj.metadata.annotations)
+                seen[key] = _DaemonSet(key, raw, obj, identity.spec_hash(obj.spec.template), pol)
+            self._daemonsets = seen
+            changed = False
+            for ds in seen.values():
+                changed |= self._sync_one(ds, nodes, ready, now)
+            if changed:
+                self.generation += 1
+                self.cond.notify_all()
+
+    def _new_revision(self, key: store.Key, template: str, hash_: str, now: float, cause: str) -> int:
+        revs = self._revs.setdefault(key, [])
+        same = [r for r in revs if r.hash == hash_]
+        number = max((r.number for r in revs), default=0) + 1
+        if same and same[-1].number == number - 1:
+            return same[-1].number
+        with self.store.transaction():
+            if same:  # kubectl's renumbering: an old template rolled out again becomes the newest revision
+                self.store.delete_revisions(key, [r.number for r in same])
+            rev = store.Revision(key, number, hash_, template, now, cause)
+            self.store.add_revision(rev)
+        old_numbers = {r.number for r in same}
+        self._revs[key] = [r for r in revs if r.number not in old_numbers] + [rev]
+        if same:  # nodes on the renumbered revision are on the new number
+            moved = {n: number for n, r in self._assign.get(key, {}).items() if r in old_numbers}
+            self._put_assign(key, moved, now)
+        return number
+
+    def _prune(self, ds: _DaemonSet, r: store.Rollout) -> None:
+        limit = ds.obj.spec.revision_history_limit
+        revs = self._revs.get(ds.key, [])
+        live = set(self._assign.get(ds.key, {}).values()) | {r.update_revision, r.current_revision}
+        old = [v for v in revs if v.number not in live]
+        drop = old[: max(0, len(old) - limit)]
+        if drop:
+            self.store.delete_revisions(ds.key, [v.number for v in drop])
+            numbers = {v.number for v in drop}
+            self._revs[ds.key] = [v for v in revs if v.number not in numbers]
+
+    def _put_assign(self, key: store.Key, items: Mapping[str, int], now: float) -> None:
+        cur = self._assign.setdefault(key, {})
+        fresh = {n: rev for n, rev in items.items() if cur.get(n) != rev}
+        if fresh:
+            self.store.put_assignments(
+                [store.Assignment(key, n, rev, now) for n, rev in sorted(fresh.items())]
+            )
+            cur.update(fresh)
+
+    def _put(self, r: store.Rollout) -> None:
+        if self._rollouts.get(r.key) != r:
+            self.store.put_rollout(r)
+            self._rollouts[r.key] = r
+
+    def _sync_one(
+        self,
+        ds: _DaemonSet,
+        reports: Mapping[str, fleet.NodeReport],
+        ready: Callable[[fleet.NodeReport], bool],
+        now: float,
+    ) -> bool:
+        key = ds.key
+        before_gen = dict(self._assign.get(key, {})), self._rollouts.get(key)
+        r = self._rollouts.get(key)
+        if r is None or r.file_hash != ds.file_hash:
+            number = self._new_revision(key, _template_json(ds.raw), ds.file_hash, now, "")
+            if r is None:
+                r = store.Rollout(key, number, number, store.PROGRESSING, started_at=now, progress_at=now)
+            else:
+                current = r.update_revision if r.phase == store.COMPLETE else r.current_revision
+                r = replace(
+                    r,
+                    update_revision=number,
+                    current_revision=current,
+                    phase=store.PROGRESSING,
+                    message="",
+                    started_at=now,
+                    progress_at=now,
+                    failed_revision=0,
+                    failed_at=0.0,
+                    reverted_at=0.0,
+                    pinned=False,
+                    exposed_nodes=0,
+                )
+            r = replace(r, file_hash=ds.file_hash)
+            if r.update_revision != number:
+                r = replace(r, update_revision=number)
+            self._put(r)
+            self._prune(ds, r)
+            log.info("rollout_started", namespace=key.namespace, daemonset=key.name, revision=number)
+        numbers = {v.hash: v.number for v in self._revs.get(key, [])}
+        canary = rollout_annotations.parse_selector(ds.policy.canary) if ds.policy.canary else None
+        states = []
+        assigned = self._assign.setdefault(key, {})
+        for name, rep in sorted(reports.items()):
+            node = Node(name, rep.labels, tuple(model.Taint(t.key, t.effect, t.value) for t in rep.taints))
+            decision = scheduling.decide(node, ds.obj.spec.template.spec)
+            pods: tuple[rollout.PodState, ...] = ()
+            for d in rep.daemonsets:
+                if (d.namespace, d.name) == (key.namespace, key.name):
+                    pods = tuple(_pod_state(p, numbers) for p in d.pods)
+            states.append(
+                rollout.NodeState(
+                    name,
+                    ready(rep),
+                    decision.should_run,
+                    assigned.get(name, 0),
+                    pods,
+                    canary is not None and scheduling.label_selector_matches(canary, rep.labels),
+                )
+            )
+        strategy = _strategy(ds.obj)
+        update = r.update_revision
+        if r.phase == store.ROLLED_BACK:  # rollback is faster than rollout: every node at once
+            self._put_assign(key, {n.name: update for n in states if n.assigned != update}, now)
+            states = [replace(n, assigned=update) for n in states]
+        p = rollout.plan(states, update, strategy, paused=r.paused or r.phase == store.FAILED)
+        adopt = {n.name: n.effective() for n in states if not n.assigned and n.effective()}
+        self._put_assign(key, {**adopt, **dict(p.assign)}, now)
+        unheard = [n for n, rev in assigned.items() if n not in reports and rev != update]
+        if unheard and now - self.started < self.grace:  # a restarted serve: not every node has reported
+            p = replace(p, complete=False)
+        exposed = sum(1 for rev in assigned.values() if rev == update)
+        prev = self._plans.get(key)
+        if prev is None or p.available > prev.available or p.updated > prev.updated:
+            r = replace(r, progress_at=now)
+        if r.phase in (store.PROGRESSING, store.PAUSED):
+            r = replace(
+                r,
+                exposed_nodes=max(r.exposed_nodes, exposed),
+                phase=store.PAUSED if r.paused else store.PROGRESSING,
+            )
+            why = "" if r.paused else rollout.verdict(p, ds.policy, now, r.progress_at)
+            if why:
+                r = self._fail(ds, r, why, now)
+            elif p.complete and not r.paused:
+                r = replace(r, phase=store.COMPLETE, current_revision=update, message="")
+                log.info("rollout_complete", namespace=key.namespace, daemonset=key.name, revision=update)
+        elif r.phase == store.ROLLED_BACK and p.complete and not r.reverted_at:
+            r = replace(r, reverted_at=now)
+        self._put(r)
+        self._plans[key] = p
+        self._nodes[key] = states
+        return (dict(self._assign.get(key, {})), self._rollouts.get(key)) != before_gen
+
+    def _fail(self, ds: _DaemonSet, r: store.Rollout, why: str, now: float) -> store.Rollout:
+        log.warning("rollout_failed", namespace=ds.key.namespace, daemonset=ds.key.name, reason=why)
+        r = replace(r, phase=store.FAILED, message=why, failed_at=now, failed_revision=r.update_revision)
+        if ds.policy.auto_rollback and r.current_revision != r.update_revision:
+            r = replace(
+                r,
+                phase=store.ROLLED_BACK,
+                update_revision=r.current_revision,
+                message=f"{why}; rolled back to revision {r.current_revision}",
+            )
+            back = {
+                n: r.current_revision
+                for n, rev in self._assign.get(ds.key, {}).items()
+                if rev == r.failed_revision
+            }
+            self._put_assign(ds.key, back, now)
+        return r
+
+    # --- operator actions (POST /api/rollouts/NS/NAME/...) -----------------------------------------
+
+    def _known(self, key: store.Key) -> store.Rollout:
+        r = self._rollouts.get(key)
+        if r is None or key not in self._daemonsets:
+            raise KeyError(key)
+        return r
+
+    def pause(self, key: store.Key, paused: bool) -> None:
+        with self.cond:
+            r = self._known(key)
+            phase = r.phase
+            if r.phase in (store.PROGRESSING, store.PAUSED):
+                phase = store.PAUSED if paused else store.PROGRESSING
+            self._put(replace(r, paused=paused, phase=phase, progress_at=self.clock()))
+            self.generation += 1
+            self.cond.notify_all()
+
+    def undo(self, key: store.Key, to_revision: int = 0) -> None:
+        with self.cond:
+            r = self._known(key)
+            revs = self._revs.get(key, [])
+            if to_revision:
+                target = next((v for v in revs if v.number == to_revision), None)
+                if target is None:
+                    raise RolloutError(f"revision {to_revision} not found in the history")
+            else:
+                older = [v for v in revs if v.number < r.update_revision]
+                if not older:
+                    raise RolloutError("no previous revision to roll back to")
+                target = older[-1]
+            self._restart_with(key, r, target.template, f"undo to revision {target.number}")
+
+    def restart(self, key: store.Key) -> None:
+        with self.cond:
+            r = self._known(key)
+            cur = next(v for v in self._revs[key] if v.number == r.update_revision)
+            template = json.loads(cur.template)
+            meta = template.setdefault("metadata", {})
+            meta.setdefault("annotations", {})[RESTARTED_AT] = time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())
+            )
+            self._restart_with(
+                key,
+                replace(r, restart_nonce=r.restart_nonce + 1),
+                json.dumps(template, sort_keys=True),
+                "rollout restart",
+            )
+
+    def _restart_with(self, key: store.Key, r: store.Rollout, template: str, cause: str) -> None:
+        now = self.clock()
+        ds = self._daemonsets[key]
+        hash_ = _hash_of(_with_template(ds.raw, template))
+        number = self._new_revision(key, template, hash_, now, cause)
+        current = r.update_revision if r.phase == store.COMPLETE else r.current_revision
+        if current not in {v.number for v in self._revs[key]}:
+            current = number
+        r = replace(
+            r,
+            update_revision=number,
+            current_revision=current,
+            phase=store.PAUSED if r.paused else store.PROGRESSING,
+            message=cause,
+            started_at=now,
+            progress_at=now,
+            failed_revision=0,
+            failed_at=0.0,
+            reverted_at=0.0,
+            pinned=True,
+            exposed_nodes=0,
+        )
+        self._put(r)
+        self._plans.pop(key, None)
+        self.generation += 1
+        self.cond.notify_all()
+
+    # --- per-node bundles -------------------------------------------------------------------------
+
+    def node_objects(self, objects: Sequence[object], node: str) -> list[object]:
+        """The bundle's objects as `node` should see them: each DaemonSet at its assigned revision."""
+        out: list[object] = []
+        with self.cond:
+            for raw in objects:
+                if isinstance(raw, dict) and raw.get("kind") == "DaemonSet":
+                    meta = raw.get("metadata") or {}
+                    key = store.Key(
+                        store.KIND_DAEMONSET, str(meta.get("namespace") or "default"), str(meta.get("name"))
+                    )
+                    r = self._rollouts.get(key)
+                    if r is not None:
+                        number = self._assign.get(key, {}).get(node) or r.current_revision
+                        rev = next((v for v in self._revs.get(key, []) if v.number == number), None)
+                        if rev is not None and rev.template != _template_json(raw):
+                            raw = _with_template(raw, rev.template)
+                out.append(raw)
+        return out
+
+    # --- views ------------------------------------------------------------------------------------
+
+    def keys(self) -> list[store.Key]:
+        with self.cond:
+            return sorted(self._daemonsets)
+
+    def summary(self, key: store.Key) -> dict[str, Any]:
+        """The rollout fields of a DaemonSet's /api/daemonsets entry."""
+        with self.cond:
+            r = self._rollouts.get(key)
+            p = self._plans.get(key)
+            ds = self._daemonsets.get(key)
+            if r is None or p is None or ds is None:
+                return {}
+            return {
+                "currentRevision": r.current_revision,
+                "updateRevision": r.update_revision,
+                "updatedNumberScheduled": p.updated,
+                "phase": r.phase,
+                "wave": list(p.wave),
+                "pendingNodes": list(p.pending),
+                "servedDiffersFromFile": r.pinned or self._update_hash(key, r) != ds.file_hash,
+            }
+
+    def _update_hash(self, key: store.Key, r: store.Rollout) -> str:
+        return next((v.hash for v in self._revs.get(key, []) if v.number == r.update_revision), "")
+
+    def document(self, key: store.Key) -> dict[str, Any]:
+        """GET /api/rollouts/NS/NAME."""
+        with self.cond:
+            r = self._known(key)
+            nodes = self._nodes.get(key, [])
+            p = self._plans.get(key)
+            detect = r.failed_at - r.started_at if r.failed_at else None
+            revert = r.reverted_at - r.failed_at if r.reverted_at and r.failed_at else None
+            return {
+                "namespace": key.namespace,
+                "name": key.name,
+                "phase": r.phase,
+                "message": r.message,
+                "currentRevision": r.current_revision,
+                "updateRevision": r.update_revision,
+                "paused": r.paused,
+                "desiredNumberScheduled": p.desired if p else 0,
+                "updatedNumberScheduled": p.updated if p else 0,
+                "numberAvailable": p.available if p else 0,
+                "maxUnavailable": p.max_unavailable if p else 0,
+                "maxSurge": p.max_surge if p else 0,
+                "nodes": [
+                    {
+                        "name": n.name,
+                        "ready": n.ready,
+                        "shouldRun": n.should_run,
+                        "revision": n.assigned or n.effective(),
+                        "runningRevision": max((x.revision for x in n.live()), default=0),
+                        "available": any(x.available for x in n.live()),
+                    }
+                    for n in nodes
+                ],
+                "wave": list(p.wave) if p else [],
+                "pendingNodes": list(p.pending) if p else [],
+                "failedNodes": list(p.failed) if p else [],
+                "servedDiffersFromFile": self.summary(key).get("servedDiffersFromFile", False),
+                "blastRadius": {
+                    "exposedNodes": r.exposed_nodes,
+                    "timeToDetectSeconds": None if detect is None else round(detect, 1),
+                    "timeToRevertSeconds": None if revert is None else round(revert, 1),
+                },
+            }
+
+    def history(self, key: store.Key) -> dict[str, Any]:
+        with self.cond:
+            self._known(key)
+            return {
+                "revisions": [
+                    {
+                        "revision": v.number,
+                        "hash": v.hash,
+                        "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.created_at)),
+                        "changeCause": v.change_cause,
+                    }
+                    for v in self._revs.get(key, [])
+                ]
+            }
+
+    def plan_waves(self, key: store.Key) -> dict[str, Any]:
+        """The waves a rollout of the file's template would take on today's fleet (nothing is started)."""
+        with self.cond:
+            self._known(key)
+            ds = self._daemonsets[key]
+            nodes = [
+                replace(n, assigned=1, pods=(rollout.PodState(1, True),) if n.should_run else ())
+                for n in self._nodes.get(key, [])
+            ]
+            return {"waves": rollout.waves(nodes, 2, _strategy(ds.obj))}
+
+    def exposition(self) -> str:
+        """The rollout gauges of /metrics (Prometheus text format)."""
+        lines: list[str] = []
+        gauges = (
+            ("nodeagent_rollout_updated_nodes", "updatedNumberScheduled", "nodes on the update revision"),
+            (
+                "nodeagent_rollout_available_nodes",
+                "numberAvailable",
+                "nodes available on the update revision",
+            ),
+            (
+                "nodeagent_rollout_desired_nodes",
+                "desiredNumberScheduled",
+                "nodes that should run the DaemonSet",
+            ),
+            ("nodeagent_rollout_exposed_nodes", "", "nodes handed the update revision in this rollout"),
+            ("nodeagent_rollout_update_revision", "updateRevision", "the revision being rolled out"),
+            ("nodeagent_rollout_current_revision", "currentRevision", "the last completed revision"),
+        )
+        with self.cond:
+            docs = [
+                self.document(k) for k in sorted(self._daemonsets) if k in self._rollouts and k in self._plans
+            ]
+        lines += [
+            "# HELP nodeagent_rollout_phase 1 for the rollout's phase",
+            "# TYPE nodeagent_rollout_phase gauge",
+        ]
+        for d in docs:
+            for phase in store.PHASES:
+                lines.append(
+                    f'nodeagent_rollout_phase{{namespace="{d["namespace"]}",daemonset="{d["name"]}",'
+                    f'phase="{phase}"}} {int(d["phase"] == phase)}'
+                )
+        for name, field, help_ in gauges:
+            lines += [f"# HELP {name} {help_}", f"# TYPE {name} gauge"]
+            for d in docs:
+                value = d["blastRadius"]["exposedNodes"] if not field else d[field]
+                lines.append(f'{name}{{namespace="{d["namespace"]}",daemonset="{d["name"]}"}} {value}')
+        return "\n".join(lines) + "\n"
+
+    def etag(self, body: bytes) -> str:
+        return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def _strategy(ds: model.DaemonSet) -> rollout.Strategy:
+    us = ds.spec.update_strategy
+    if us.type == rollout.ON_DELETE or us.rolling_update is None:
+        return rollout.Strategy(type=rollout.ON_DELETE)
+    return rollout.Strategy(
+        rollout.ROLLING_UPDATE, us.rolling_update.max_unavailable, us.rolling_update.max_surge
+    )

@@ -1,0 +1,312 @@
+"""`serve` as the fleet's DaemonSet controller, in process over real HTTP on loopback: per-node bundles,
+a maxUnavailable=1 rollout going node by node, pause, undo, restart, auto-rollback, a restarted serve
+resuming, and the CLI against it. The agents are simulated: each fetches its bundle and reports a pod
+of the revision it got."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nodeagent.agent import identity
+from nodeagent.cli import rollout as rolloutcli
+from nodeagent.fleet import annotations as ann
+from nodeagent.fleet import serve
+from nodeagent.k8s import manifests, model
+
+NODES = ("n1", "n2", "n3")
+
+
+def daemonset(image: str, annotations: dict[str, str] | None = None) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "web", "namespace": "default", "annotations": annotations or {}},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": image}]},
+                },
+            },
+        }
+    )
+
+
+class Fleet:
+    def __init__(self, tmp: Path) -> None:
+        self.dir = tmp / "manifests"
+        self.dir.mkdir()
+        self.state = tmp / "state"
+        self.healthy: Callable[[str, str], bool] = lambda node, image: not image.endswith(":bad")
+        self.reported: dict[str, str] = {}
+        self.start()
+
+    def start(self) -> None:
+        cfg = serve.ServeConfig(directory=str(self.dir), listen="127.0.0.1:0", state_dir=str(self.state))
+        self.server = serve.Server(cfg)
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def write(self, image: str, ann: dict[str, str] | None = None) -> None:
+        (self.dir / "web.yaml").write_text(daemonset(image, ann))
+        self.server.publisher.scan()
+
+    def get(self, path: str) -> tuple[int, bytes, dict[str, str]]:
+        with urllib.request.urlopen(self.server.url + path, timeout=10) as r:
+            return r.status, r.read(), dict(r.headers)
+
+    def api(self, path: str, method: str = "GET", body: object | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else b""
+        req = urllib.request.Request(
+            self.server.url + path, data=data if method == "POST" else None, method=method
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def image_of(self, node: str) -> tuple[str, str]:
+        _, body, _ = self.get(f"/manifests?node={node}")
+        docs = manifests.load_text(body, "bundle").documents
+        ds = next(d.obj for d in docs if isinstance(d.obj, model.DaemonSet))
+        return ds.spec.template.spec.containers[0].image, identity.spec_hash(ds.spec.template)
+
+    def step(self, node: str) -> str:
+        """The node's agent: fetch, run what it got, report it."""
+        image, revision = self.image_of(node)
+        ok = self.healthy(node, image)
+        pod = {
+            "namespace": "default",
+            "name": "web",
+            "revision": revision,
+            "ready": ok,
+            "available": ok,
+            "containers": [
+                {
+                    "name": "c",
+                    "restartCount": 0 if ok else 3,
+                    "state": "waiting" if not ok else "running",
+                    "reason": "" if ok else "CrashLoopBackOff",
+                }
+            ],
+        }
+        doc = {
+            "name": node,
+            "labels": {"role": "canary"} if node == "n3" else {},
+            "taints": [],
+            "status": {"node": node, "daemonSets": [{"namespace": "default", "name": "web", "pods": [pod]}]},
+        }
+        req = urllib.request.Request(
+            f"{self.server.url}/nodes/{node}/status",
+            data=json.dumps(doc).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(req, timeout=10).close()
+        self.reported[node] = image
+        return image
+
+    def served(self) -> dict[str, str]:
+        return {n: self.image_of(n)[0] for n in NODES}
+
+    def round(self) -> dict[str, str]:
+        return {n: self.step(n) for n in NODES}
+
+    def rollout(self) -> Any:
+        return self.api("/api/rollouts/default/web")
+
+
+@pytest.fixture
+def f(tmp_path: Path) -> Iterator[Fleet]:
+    fl = Fleet(tmp_path)
+    yield fl
+    fl.stop()
+
+
+def settle(f: Fleet, image: str) -> None:
+    f.write(image)
+    for _ in range(6):
+        f.round()
+    assert f.rollout()["phase"] == "Complete"
+
+
+def test_rollout_goes_node_by_node_with_per_node_bundles(f: Fleet) -> None:
+    settle(f, "web:1")
+    f.write("web:2")
+    assert f.served() == {"n1": "web:2", "n2": "web:1", "n3": "web:1"}  # one node at a time
+    order: list[str] = []
+    for _ in range(3):
+        for n in NODES:
+            served = f.served()
+            for m, image in served.items():
+                if image == "web:2" and m not in order:
+                    order.append(m)
+            in_flight = [m for m in NODES if served[m] == "web:2" and f.reported.get(m) != "web:2"]
+            assert len(in_flight) <= 1  # maxUnavailable 1: never two nodes between revisions
+            f.step(n)
+    assert order == ["n1", "n2", "n3"]
+    doc = f.rollout()
+    assert doc["phase"] == "Complete" and doc["updateRevision"] == doc["currentRevision"] == 2
+    ds = f.api("/api/daemonsets")["daemonSets"][0]
+    assert ds["updateRevision"] == 2 and ds["phase"] == "Complete" and ds["servedDiffersFromFile"] is False
+    # without ?node= the file as is
+    _, whole, _ = f.get("/manifests")
+    assert b"web:2" in whole
+
+
+def test_per_node_etag_and_watch(f: Fleet) -> None:
+    settle(f, "web:1")
+    f.write("web:2")
+    _, _, h1 = f.get("/manifests?node=n1")
+    _, _, h2 = f.get("/manifests?node=n2")
+    assert h1["ETag"] != h2["ETag"]  # n1 has revision 2, n2 still 1
+    with pytest.raises(urllib.error.HTTPError) as e:
+        f.get(f"/manifests?node=n2&watch=1&timeout=0.2&etag={h2['ETag']}")
+    assert e.value.code == 304  # nothing changed for n2
+    got: list[bytes] = []
+    watcher = threading.Thread(
+        target=lambda: got.append(f.get(f"/manifests?node=n2&watch=1&timeout=20&etag={h2['ETag']}")[1])
+    )
+    watcher.start()
+    f.step("n1")  # n1 reports revision 2 available: n2's turn, and its held watch answers
+    watcher.join(20)
+    assert got and b"web:2" in got[0]
+
+
+def test_crashing_revision_stops_after_first_node_then_undo(f: Fleet) -> None:
+    settle(f, "web:1")
+    f.write("web:bad")
+    for _ in range(4):
+        images = f.round()
+    assert sorted(n for n, i in images.items() if i == "web:bad") == ["n1"]
+    doc = f.rollout()
+    assert doc["phase"] == "Failed" and "n1" in doc["message"]
+    assert doc["blastRadius"]["exposedNodes"] == 1 and doc["blastRadius"]["timeToDetectSeconds"] is not None
+    f.api("/api/rollouts/default/web/undo", "POST", {})
+    for _ in range(4):
+        images = f.round()
+    assert set(images.values()) == {"web:1"}
+    doc = f.rollout()
+    assert doc["phase"] == "Complete" and doc["servedDiffersFromFile"] is True
+    history = f.api("/api/rollouts/default/web/history")["revisions"]
+    assert [r["revision"] for r in history] == [2, 3] and history[-1]["changeCause"] == "undo to revision 1"
+
+
+def test_auto_rollback_sends_every_node_back(f: Fleet) -> None:
+    settle(f, "web:1")
+    f.write("web:bad", {ann.AUTO_ROLLBACK: "true"})
+    for _ in range(4):
+        images = f.round()
+    assert set(images.values()) == {"web:1"}
+    doc = f.rollout()
+    assert doc["phase"] == "RolledBack" and doc["blastRadius"]["timeToRevertSeconds"] is not None
+
+
+def test_pause_holds_and_resume_continues(f: Fleet) -> None:
+    settle(f, "web:1")
+    f.api("/api/rollouts/default/web/pause", "POST", {})
+    f.write("web:2")
+    for _ in range(3):
+        images = f.round()
+    assert set(images.values()) == {"web:1"} and f.rollout()["phase"] == "Paused"
+    f.api("/api/rollouts/default/web/resume", "POST", {})
+    for _ in range(5):
+        images = f.round()
+    assert set(images.values()) == {"web:2"} and f.rollout()["phase"] == "Complete"
+
+
+def test_canary_goes_first(f: Fleet) -> None:
+    f.write("web:1", {ann.CANARY: "role=canary"})
+    for _ in range(5):
+        f.round()
+    f.write("web:2", {ann.CANARY: "role=canary"})
+    assert f.served() == {"n1": "web:1", "n2": "web:1", "n3": "web:2"}
+
+
+def test_restarted_serve_resumes_mid_rollout(f: Fleet) -> None:
+    settle(f, "web:1")
+    f.write("web:2")
+    f.step("n2")  # n1 has the new revision and has not reported it yet
+    f.stop()
+    f.start()
+    f.server.publisher.scan()
+    assert f.image_of("n1")[0] == "web:2" and f.image_of("n2")[0] == "web:1"  # before any report
+    for _ in range(5):
+        images = f.round()
+    assert set(images.values()) == {"web:2"}
+    assert f.rollout()["updateRevision"] == 2
+
+
+def test_restart_and_cli(f: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
+    settle(f, "web:1")
+
+    def cli(action: str, **kw: Any) -> tuple[int, str]:
+        ns = argparse.Namespace(
+            action=action,
+            daemonset="default/web",
+            server=f.server.url,
+            token_file=None,
+            ca_file=None,
+            timeout=kw.get("timeout", 5.0),
+            to_revision=kw.get("to_revision", 0),
+        )
+        out = io.StringIO()
+        return rolloutcli.main(ns, out), out.getvalue()
+
+    assert cli("restart") == (0, "daemonset.apps/web restarted\n")
+    code, out = cli("status", timeout=0.1)
+    assert code == 1 and "0 out of 3 new pods have been updated" in out
+    for _ in range(5):
+        f.round()
+    code, out = cli("status")
+    assert code == 0 and 'daemon set "default/web" successfully rolled out' in out and "blast radius" in out
+    code, out = cli("history")
+    assert code == 0 and "REVISION" in out and "rollout restart" in out
+    code, out = cli("plan")
+    assert code == 0 and out.splitlines() == ["wave 1: n1", "wave 2: n2", "wave 3: n3"]
+    assert cli("pause")[1] == "daemonset.apps/web paused\n"
+    assert cli("resume")[1] == "daemonset.apps/web resumed\n"
+    assert cli("undo", to_revision=99)[0] == 1
+    assert "not found" in capsys.readouterr().err
+
+
+def test_metrics_carry_rollout_gauges(f: Fleet) -> None:
+    settle(f, "web:1")
+    _, body, _ = f.get("/metrics")
+    assert b'nodeagent_rollout_phase{namespace="default",daemonset="web",phase="Complete"} 1' in body
+    assert b'nodeagent_rollout_desired_nodes{namespace="default",daemonset="web"} 3' in body
+
+
+def test_annotations_are_validated_at_their_path() -> None:
+    _, problems = ann.policy(
+        {
+            ann.CANARY: "a in ()",
+            ann.PROGRESS_DEADLINE: "-1",
+            ann.AUTO_ROLLBACK: "yes",
+            ann.MAX_FAILURE_RATIO: "2",
+        }
+    )
+    paths = [p for p, _ in problems]
+    assert paths == [
+        f"metadata.annotations[{k}]"
+        for k in (
+            ann.CANARY,
+            ann.PROGRESS_DEADLINE,
+            ann.AUTO_ROLLBACK,
+            ann.MAX_FAILURE_RATIO,
+        )
+    ]
+    sel = ann.parse_selector("role=canary, zone in (a, b), !gpu, tier!=db")
+    assert sel.match_labels == {"role": "canary"} and len(sel.match_expressions) == 3
