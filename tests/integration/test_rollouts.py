@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import docker.errors
 import pytest
 
 from nodeagent.runtime import docker as docker_rt
+from nodeagent.sources import http
 from tests.integration.conftest import SESSION_ID, require_docker
 from tests.integration.test_pulls import SlowRegistry
 from tests.support.fleet import Fleet, Sampler, daemonset, wait_for
@@ -75,10 +77,17 @@ def namespace(tag: str) -> str:
     return f"ro-{SESSION_ID}-{tag}{_count[0]}"
 
 
-def publish(fleet: Fleet, name: str, ns: str, **kw: Any) -> dict[str, Any]:
-    doc = daemonset(name, ns, fleet.image, **kw)
-    fleet.put(doc)
-    return doc
+def publish(fleet: Fleet, name: str, ns: str, image: str = "", **kw: Any) -> None:
+    """Publish a DaemonSet; a change to a published one returns once the serve has read it (a new
+    update revision), so what follows judges the new rollout, not the finished previous one."""
+    ref = f"{ns}/{name}"
+    try:
+        before = fleet.rollout(ref)["updateRevision"]
+    except http.FetchError:  # not published yet
+        before = None
+    fleet.put(daemonset(name, ns, image or fleet.image, **kw))
+    if before is not None:
+        wait_for(lambda: fleet.rollout(ref)["updateRevision"] != before, what=f"serve read {ref}'s change")
 
 
 @contextlib.contextmanager
@@ -156,9 +165,14 @@ def test_max_surge_starts_the_new_pod_beside_the_old_one_one_node_at_a_time(fres
             new = fresh.wait_rolled_out(ns, "web")
         assert new != old
         assert s.most_without() == 0, s.dump()  # every node runs a pod all the time
-        doubled = [{n for n, p in x.pods.items() if len(p) == 2} for x in s.samples]
-        assert max(len(d) for d in doubled) == 1, s.dump()  # one surge pod at a time in the fleet
-        assert set().union(*doubled) == set(fresh.nodes), s.dump()  # every node surged (old + new)
+        doubled = {n for x in s.samples for n, p in x.pods.items() if len(p) == 2}
+        assert doubled == set(fresh.nodes), s.dump()  # every node surged: old and new side by side
+        first = s.first_seen(new)
+        order = sorted(fresh.nodes, key=lambda n: first[n])
+        for a, b in itertools.pairwise(order):
+            # one surge pod at a time: b's started only once a's had been available (minReadySeconds 2);
+            # a's old pod may still be terminating then, as in Kubernetes
+            assert first[b] - first[a] >= 2.0, s.dump()
 
 
 # --- failures, undo, auto-rollback -----------------------------------------------------------------------
@@ -267,8 +281,7 @@ def test_the_old_pod_keeps_running_while_the_new_image_is_pulled(fresh: Fleet) -
     try:
         with published(fresh, "web", ns) as old:
             with Sampler(fresh, ns, "web") as s:
-                doc = daemonset("web", ns, image, version="2", pull_policy="IfNotPresent")
-                fresh.put(doc)
+                publish(fresh, "web", ns, image, version="2", pull_policy="IfNotPresent")
                 wait_for(lambda: new_count(fresh, ref) >= 1, what="the first node is handed revision 2")
                 assigned_at = time.monotonic()
                 (node,) = updated(fresh, ref)
@@ -360,15 +373,16 @@ def test_a_node_that_goes_silent_after_it_received_the_new_revision_stops_the_ro
 ) -> None:
     ns = namespace("silent")
     ref = f"{ns}/web"
-    slow = int(GRACE) + 20  # minReadySeconds of revision 2: its pod cannot be available before it is missed
     with published(fresh, "web", ns) as old:
-        publish(fresh, "web", ns, version="2", min_ready_seconds=slow)
+        publish(fresh, "web", ns, version="2")
         wait_for(
             lambda: new_count(fresh, ref) >= 1, interval=0.05, what="the first node is handed revision 2"
         )
         (first,) = updated(fresh, ref)
-        wait_for(  # it received revision 2 and acted on it: its new pod runs
+        wait_for(  # it received revision 2 and acted on it: its new pod runs (ready and available take
+            # a probe period and minReadySeconds more: it is killed well before)
             lambda: fresh.running_pods(ns, "web")[first] - {old} != set(),
+            interval=0.05,
             what="the first node runs its revision-2 pod",
         )
         fresh.kill_agent(first, signal.SIGKILL)  # then it goes dark
@@ -378,5 +392,5 @@ def test_a_node_that_goes_silent_after_it_received_the_new_revision_stops_the_ro
         time.sleep(3)
         doc = fresh.rollout(ref)
         assert doc["phase"] == "Failed" and doc["message"], doc
-        assert new_count(fresh, ref) == 1, doc  # nobody else was handed the suspect revision
+        assert new_count(fresh, ref) == 1, json.dumps(doc)  # nobody else was handed the suspect revision
         assert first not in doc["pendingNodes"], doc  # it is the suspect, not a node waiting its turn

@@ -379,6 +379,8 @@ class Sampler:
         return {node for s in self.samples for node, p in s.pods.items() if pod in p}
 
     def dump(self) -> str:
+        """The samples in which something changed (compact: enough to read a failure)."""
+        changed = [s for i, s in enumerate(self.samples) if i == 0 or s.pods != self.samples[i - 1].pods]
         return json.dumps(
-            [{"t": round(s.at, 2), **{k: sorted(v) for k, v in s.pods.items()}} for s in self.samples][-60:]
+            [{"t": round(s.at, 2), **{k: sorted(v) for k, v in s.pods.items()}} for s in changed][-40:]
         )
