@@ -343,11 +343,15 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+        self._sample()  # the state the test waited for is the last sample
+
+    def _sample(self) -> None:
+        pods = self._fleet.running_pods(self._ns, self._name)
+        self.samples.append(Sample(time.monotonic(), {n: frozenset(p) for n, p in pods.items()}))
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            pods = self._fleet.running_pods(self._ns, self._name)
-            self.samples.append(Sample(time.monotonic(), {n: frozenset(p) for n, p in pods.items()}))
+            self._sample()
             self._stop.wait(self._interval)
 
     def most_without(self, pod: str | None = None) -> int:
