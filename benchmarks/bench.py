@@ -515,11 +515,14 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
     procs = max(1, min(procs, nodes))
     sims: list[SimProcess] = []
 
-    def phase(url: str) -> str:
+    def state(url: str) -> tuple[str, int, int]:
+        """(phase, updateRevision, available nodes) of the rollout, as serve reports it."""
         try:
-            return str(http_src.get_json(f"{url}/api/rollouts/{ref}", timeout=10.0).get("phase", ""))
+            doc = http_src.get_json(f"{url}/api/rollouts/{ref}", timeout=10.0)
         except http_src.FetchError:
-            return ""
+            return "", 0, 0
+        up = sum(1 for n in doc.get("nodes", ()) if n.get("available"))
+        return str(doc.get("phase", "")), int(doc.get("updateRevision") or 0), up
 
     try:
         with serve_process(serve_dir, state_dir) as srv:
@@ -533,7 +536,7 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
                 for sim in sims:
                     sim.wait_for("complete", owner, "started")
                 deadline = time.monotonic() + 300
-                while phase(srv.url) != "Complete":  # revision 1 everywhere, and available
+                while (first := state(srv.url))[::2] != ("Complete", nodes):  # revision 1 available
                     assert time.monotonic() < deadline, "revision 1 never completed"
                     time.sleep(0.5)
                 for sim in sims:
@@ -543,9 +546,9 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
                 t_change = time.time()
                 write_atomic(serve_dir / "roll.yaml", rollout_daemonset(name, ROLLOUT_V2, percent))
                 deadline = time.monotonic() + 600
-                while phase(srv.url) != "Complete":
+                while (now := state(srv.url))[0] != "Complete" or now[1] == first[1]:
                     assert time.monotonic() < deadline, "the rollout did not complete within 600 s"
-                    time.sleep(0.5)
+                    time.sleep(0.2)
                 c1, w1 = _proc_cpu_seconds(srv.proc.pid), time.monotonic()
                 got = [e for sim in sims for e in sim.take("got") if e["image"] == ROLLOUT_V2]
                 ready = [e for sim in sims for e in sim.take("available") if e["image"] == ROLLOUT_V2]
