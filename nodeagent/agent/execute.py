@@ -92,6 +92,8 @@ class Executor:
         """Apply actions phase by phase (deletes, removes, then starts and creates), the pods of a phase
         concurrently, each pod's actions in order; outcomes come back in the plan's order."""
         ordered = sorted(actions, key=lambda a: plan.VERB_ORDER[a.verb])
+        if any(a.verb == plan.DELETE for a in ordered):
+            self._pull_before_stop(ordered)
         outcomes: list[Outcome | None] = [None] * len(ordered)
         for phase in (_PHASE_DELETE, _PHASE_REMOVE, _PHASE_RUN):
             by_pod: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -118,7 +120,22 @@ class Executor:
     def apply_owner(self, actions: Iterable[plan.Action]) -> list[Outcome]:
         """One owner's unit of work (see workers), in the order given: `plan.Plan.by_owner` puts a pod's
         delete before its successor's create; one failure never aborts the rest."""
+        actions = list(actions)
+        if any(a.verb == plan.DELETE for a in actions):
+            self._pull_before_stop(actions)
         return [self._apply_logged(a) for a in actions]
+
+    def _pull_before_stop(self, actions: list[plan.Action]) -> None:
+        """Pull the successor's images while the old pod still runs, so a replaced pod is down for the
+        restart, not the download (a fleet rollout with maxSurge 0). A failed pull changes nothing
+        here: the create pulls again and reports it."""
+        for a in actions:
+            if a.verb in (plan.CREATE, plan.INIT) and a.desired is not None:
+                spec = a.desired.template.spec
+                group = spec.init_containers if a.verb == plan.INIT else spec.containers
+                for c in group:
+                    if c.name == a.container and c.image_pull_policy != "Never":
+                        self._ensure_image(a, c.image, c.image_pull_policy)
 
     def _apply_logged(self, action: plan.Action) -> Outcome:
         try:

@@ -26,7 +26,9 @@ from nodeagent.agent import agent as agent_mod
 from nodeagent.agent import events, identity, plan, reconciler, status
 from nodeagent.cli import ops as opscli
 from nodeagent.cli import rollout as rolloutcli
+from nodeagent.fleet import annotations as rollout_annotations
 from nodeagent.fleet import report
+from nodeagent.fleet import rolloutview as rollout_view
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model, node, policy
 from nodeagent.service import health, kubestate, logs, metrics
@@ -93,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--grace", type=float, default=40.0, help="seconds of silence before a node is NotReady")
     sv.add_argument(
         "--state-dir",
-        default="/var/lib/nodeagent-serve",
-        help="where rollouts are kept (revisions, phases, node assignments): SQLite",
+        help="where rollouts are kept (revisions, phases, node assignments; SQLite); default "
+        "/var/lib/nodeagent-serve, or memory only (with a warning) when that cannot be created",
     )
     sv.add_argument(
         "--signing-key",
@@ -228,7 +230,7 @@ def _problem_json(p: model.Problem) -> dict[str, object]:
 
 
 def cmd_validate(paths: Sequence[str], output: str, out: TextIO, level: str = "privileged") -> int:
-    result = manifests.load_paths(paths)
+    result = rollout_annotations.check(manifests.load_paths(paths))  # nodeagent.io/* rollout annotations
     if level != policy.PRIVILEGED:  # as a source with `policy: LEVEL` would refuse them
         pol = policy.Policy(level)
         checked = [(d, policy.problems(d, pol)) for d in result.documents]
@@ -918,6 +920,25 @@ def _record_metrics(result: agent_mod.PassResult, doc: dict[str, Any]) -> None:
     kubestate.set_status(doc["status"])  # kube-state-metrics series on the agent's /metrics
 
 
+def _default_serve_state_dir() -> str:
+    """/var/lib/nodeagent-serve when it can be used; otherwise rollouts live in memory only (a restarted
+    serve then starts them over), said loudly, rather than refusing to serve."""
+    from nodeagent.fleet import store
+
+    try:
+        os.makedirs(store.DEFAULT_STATE_DIR, mode=0o700, exist_ok=True)
+        if os.access(store.DEFAULT_STATE_DIR, os.W_OK):
+            return store.DEFAULT_STATE_DIR
+    except OSError:
+        pass
+    print(
+        f"nodeagent serve: warning: cannot use {store.DEFAULT_STATE_DIR}; rollout state is kept in memory "
+        "only (pass --state-dir DIR to keep it across restarts)",
+        file=sys.stderr,
+    )
+    return ":memory:"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`nodeagent serve`: in the foreground until SIGTERM/SIGINT."""
     from nodeagent.fleet import serve
@@ -936,7 +957,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_nodes=args.max_nodes,
         max_report=args.max_report_bytes,
         max_connections=args.max_connections,
-        state_dir=args.state_dir,
+        state_dir=args.state_dir or _default_serve_state_dir(),
     )
     try:
         server = serve.Server(cfg)
@@ -1042,8 +1063,14 @@ def print_fleet(doc: dict[str, Any], out: TextIO) -> None:
         "numberAvailable",
         "numberMisscheduled",
     )
-    rows = [head] + [
-        [d["namespace"], d["name"], *(str(d.get(k, 0)) for k in keys)] for d in doc["daemonSets"]
+    rows = [[*head, *rollout_view.ROLLOUT_HEADERS]] + [
+        [
+            d["namespace"],
+            d["name"],
+            *(str(d.get(k, 0)) for k in keys),
+            *map(_clean, rollout_view.rollout_cells(d)),
+        ]
+        for d in doc["daemonSets"]
     ]
     if len(rows) > 1:
         _table(rows, out)

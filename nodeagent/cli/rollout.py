@@ -54,8 +54,9 @@ def blast_radius(doc: dict[str, Any]) -> str:
         return "-" if v is None else f"{v}s"
 
     detect, revert = secs(b.get("timeToDetectSeconds")), secs(b.get("timeToRevertSeconds"))
+    revision = doc.get("failedRevision") or doc.get("updateRevision")
     return (
-        f"blast radius: {b.get('exposedNodes', 0)} node(s) exposed to revision {doc.get('updateRevision')}, "
+        f"blast radius: {b.get('exposedNodes', 0)} node(s) exposed to revision {revision}, "
         f"time to detect {detect}, time to revert {revert}"
     )
 
@@ -72,7 +73,11 @@ def status(args: argparse.Namespace, out: TextIO) -> int:
             print(f'daemon set "{ref}" successfully rolled out', file=out)
             print(blast_radius(doc), file=out)
             return 0
-        if phase in ("Failed", "RolledBack"):
+        reverting = (
+            phase == "RolledBack" and (doc.get("blastRadius") or {}).get("timeToRevertSeconds") is None
+        )
+        timed_out = deadline is not None and time.monotonic() >= deadline
+        if phase in ("Failed", "RolledBack") and (not reverting or timed_out):
             print(f'error: daemon set "{ref}" rollout {phase}: {doc.get("message", "")}', file=out)
             print(blast_radius(doc), file=out)
             return 1
@@ -80,19 +85,19 @@ def status(args: argparse.Namespace, out: TextIO) -> int:
         available = doc["numberAvailable"]
         wait = f'Waiting for daemon set "{ref}" rollout to finish'
         if phase == "Paused":
-            line = (
-                f'Waiting for daemon set "{ref}" rollout to finish: paused ({updated} of {desired} updated)'
-            )
+            line = f"{wait}: paused ({updated} of {desired} updated)"
         elif updated < desired:
             line = f"{wait}: {updated} out of {desired} new pods have been updated..."
         else:
             line = f"{wait}: {available} of {updated} updated pods are available..."
         if doc.get("pendingNodes"):
             line += f" (pending NotReady: {', '.join(doc['pendingNodes'])})"
+        if phase == "RolledBack":
+            line = f"{wait}: rolling back to revision {doc.get('updateRevision')}..."
         if line != last:
             print(line, file=out, flush=True)
             last = line
-        if deadline is not None and time.monotonic() >= deadline:
+        if timed_out:
             print(f'error: timed out waiting for daemon set "{ref}" rollout', file=out)
             return 1
         time.sleep(0.5)

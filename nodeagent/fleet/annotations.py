@@ -6,6 +6,7 @@ is published. An annotation with a bad value is ignored (the default applies) an
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 
@@ -129,14 +130,30 @@ _ROLLOUT_LIKE = ("canaries", "progress-deadline", "autorollback", "auto_rollback
 
 
 def _with(p: Policy, **changes: object) -> Policy:
-    from dataclasses import replace
-
-    return replace(p, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(p, **changes)  # type: ignore[arg-type]
 
 
 def problems(obj: object) -> list[tuple[str, str]]:
-    """The annotation problems of a parsed object (only DaemonSets have rollout annotations): the
-    one-line hook for manifest validation."""
+    """The annotation problems of a parsed object (only DaemonSets have rollout annotations)."""
     if isinstance(obj, model.DaemonSet):
         return policy(obj.metadata.annotations)[1]
     return []
+
+
+def check(result: model.LoadResult) -> model.LoadResult:
+    """A load result with every DaemonSet whose rollout annotations are bad moved to the errors (and to
+    `failed`, so its previous good version stays in force): the hook `validate` and `serve` call."""
+    keep: list[model.Document] = []
+    errors = list(result.errors)
+    failed = list(result.failed)
+    for d in result.documents:
+        found = problems(d.obj)
+        if not found:
+            keep.append(d)
+            continue
+        meta = d.obj.metadata
+        errors += [model.Problem(d.file, d.index, d.obj.kind, meta.name, path, msg) for path, msg in found]
+        failed.append((d.file, d.index))
+    if len(keep) == len(result.documents):
+        return result
+    return dataclasses.replace(result, documents=tuple(keep), errors=tuple(errors), failed=tuple(failed))

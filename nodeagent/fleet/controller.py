@@ -26,7 +26,7 @@ import structlog
 
 from nodeagent.agent import identity
 from nodeagent.fleet import annotations as rollout_annotations
-from nodeagent.fleet import rollout, store
+from nodeagent.fleet import rollconfig, rollout, rolloutview, store
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests, model, scheduling
 from nodeagent.k8s.node import Node
@@ -34,6 +34,7 @@ from nodeagent.k8s.node import Node
 log = structlog.get_logger(__name__)
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+CONFIG_HISTORY = 10  # config revisions kept per ConfigMap/Secret (roll-config)
 FAILING_REASONS = frozenset(
     {
         "CrashLoopBackOff",
@@ -121,6 +122,7 @@ class Controller:
         now = self.clock()
         with self.cond:
             seen: dict[store.Key, _DaemonSet] = {}
+            configs = _configs(objects)
             for raw in objects:
                 if not isinstance(raw, dict) or raw.get("kind") != "DaemonSet":
                     continue
@@ -129,6 +131,11 @@ class Controller:
                     continue
                 key = store.Key(store.KIND_DAEMONSET, obj.metadata.namespace, obj.metadata.name)
                 pol, _problems = rollout_annotations.policy(obj.metadata.annotations)
+                if pol.roll_config:
+                    raw = self._with_config(raw, obj.metadata.namespace, configs, now)
+                    obj, _, _ = manifests.parse_object(raw, "serve", 0)
+                    if not isinstance(obj, model.DaemonSet):
+                        continue
                 seen[key] = _DaemonSet(key, raw, obj, identity.spec_hash(obj.spec.template), pol)
             self._daemonsets = seen
             changed = False
@@ -137,6 +144,35 @@ class Controller:
             if changed:
                 self.generation += 1
                 self.cond.notify_all()
+
+    def _with_config(
+        self,
+        raw: Mapping[str, Any],
+        namespace: str,
+        configs: Mapping[tuple[str, str, str], Mapping[str, Any]],
+        now: float,
+    ) -> dict[str, Any]:
+        """roll-config: the DaemonSet annotated with the hashes of the configs it uses, each config's
+        content kept as a config revision (so nodes not yet on this revision keep the old content)."""
+        bindings: dict[tuple[str, str], str] = {}
+        for kind, name in sorted(rollconfig.refs((raw.get("spec") or {}).get("template"))):
+            obj = configs.get((kind, namespace, name))
+            if obj is None:
+                continue
+            h = rollconfig.digest(obj)
+            bindings[(kind, name)] = h
+            ckey = store.Key(store.KIND_CONFIG, namespace, f"{kind}/{name}")
+            revs = self._revs.setdefault(ckey, self.store.revisions(ckey))
+            if not any(v.hash == h for v in revs):
+                rev = store.Revision(
+                    ckey, max((v.number for v in revs), default=0) + 1, h, json.dumps(obj), now
+                )
+                self.store.add_revision(rev)
+                revs.append(rev)
+                if len(revs) > CONFIG_HISTORY:
+                    self.store.delete_revisions(ckey, [v.number for v in revs[:-CONFIG_HISTORY]])
+                    del revs[:-CONFIG_HISTORY]
+        return rollconfig.annotate(raw, bindings)
 
     def _new_revision(self, key: store.Key, template: str, hash_: str, now: float, cause: str) -> int:
         revs = self._revs.setdefault(key, [])
@@ -197,20 +233,7 @@ class Controller:
                 r = store.Rollout(key, number, number, store.PROGRESSING, started_at=now, progress_at=now)
             else:
                 current = r.update_revision if r.phase == store.COMPLETE else r.current_revision
-                r = replace(
-                    r,
-                    update_revision=number,
-                    current_revision=current,
-                    phase=store.PROGRESSING,
-                    message="",
-                    started_at=now,
-                    progress_at=now,
-                    failed_revision=0,
-                    failed_at=0.0,
-                    reverted_at=0.0,
-                    pinned=False,
-                    exposed_nodes=0,
-                )
+                r = _begin(r, number, current, store.PROGRESSING, "", False, now)
             r = replace(r, file_hash=ds.file_hash)
             if r.update_revision != number:
                 r = replace(r, update_revision=number)
@@ -245,10 +268,13 @@ class Controller:
             states = [replace(n, assigned=update) for n in states]
         p = rollout.plan(states, update, strategy, paused=r.paused or r.phase == store.FAILED)
         adopt = {n.name: n.effective() for n in states if not n.assigned and n.effective()}
+        judging = r.phase == store.PROGRESSING and not r.paused
+        if judging and rollout.verdict(p, ds.policy, now, r.progress_at):
+            p = rollout.plan(states, update, strategy, paused=True)  # failed: hand out nothing more
         self._put_assign(key, {**adopt, **dict(p.assign)}, now)
         unheard = [n for n, rev in assigned.items() if n not in reports and rev != update]
-        if unheard and now - self.started < self.grace:  # a restarted serve: not every node has reported
-            p = replace(p, complete=False)
+        if (unheard or not reports) and now - self.started < self.grace:
+            p = replace(p, complete=False)  # a (re)started serve: not every node has reported yet
         exposed = sum(1 for rev in assigned.values() if rev == update)
         prev = self._plans.get(key)
         if prev is None or p.available > prev.available or p.updated > prev.updated:
@@ -347,20 +373,7 @@ class Controller:
         current = r.update_revision if r.phase == store.COMPLETE else r.current_revision
         if current not in {v.number for v in self._revs[key]}:
             current = number
-        r = replace(
-            r,
-            update_revision=number,
-            current_revision=current,
-            phase=store.PAUSED if r.paused else store.PROGRESSING,
-            message=cause,
-            started_at=now,
-            progress_at=now,
-            failed_revision=0,
-            failed_at=0.0,
-            reverted_at=0.0,
-            pinned=True,
-            exposed_nodes=0,
-        )
+        r = _begin(r, number, current, store.PAUSED if r.paused else store.PROGRESSING, cause, True, now)
         self._put(r)
         self._plans.pop(key, None)
         self.generation += 1
@@ -369,10 +382,29 @@ class Controller:
     # --- per-node bundles -------------------------------------------------------------------------
 
     def node_objects(self, objects: Sequence[object], node: str) -> list[object]:
-        """The bundle's objects as `node` should see them: each DaemonSet at its assigned revision."""
+        """The bundle's objects as `node` should see them: each DaemonSet at its assigned revision, and
+        the ConfigMaps/Secrets of roll-config DaemonSets with the content bound to that revision."""
         out: list[object] = []
         with self.cond:
+            bound: dict[tuple[str, str, str], str] = {}
+            for key, assigned in self._assign.items():
+                if key.kind != store.KIND_DAEMONSET or key not in self._daemonsets:
+                    continue
+                r = self._rollouts.get(key)
+                number = assigned.get(node) or (r.current_revision if r else 0)
+                rev = next((v for v in self._revs.get(key, []) if v.number == number), None)
+                for (kind, name), h in rollconfig.bindings_of(rev.template if rev else "").items():
+                    bound.setdefault((kind, key.namespace, name), h)
             for raw in objects:
+                if isinstance(raw, dict) and (raw.get("kind"), *_ns_name(raw)) in bound:
+                    want = bound[(str(raw.get("kind")), *_ns_name(raw))]
+                    if rollconfig.digest(raw) != want:
+                        ckey = store.Key(
+                            store.KIND_CONFIG, _ns_name(raw)[0], f"{raw.get('kind')}/{_ns_name(raw)[1]}"
+                        )
+                        old = next((v for v in self._revs.get(ckey, []) if v.hash == want), None)
+                        if old is not None:
+                            raw = json.loads(old.template)
                 if isinstance(raw, dict) and raw.get("kind") == "DaemonSet":
                     meta = raw.get("metadata") or {}
                     key = store.Key(
@@ -430,6 +462,7 @@ class Controller:
                 "currentRevision": r.current_revision,
                 "updateRevision": r.update_revision,
                 "paused": r.paused,
+                "failedRevision": r.failed_revision or None,
                 "desiredNumberScheduled": p.desired if p else 0,
                 "updatedNumberScheduled": p.updated if p else 0,
                 "numberAvailable": p.available if p else 0,
@@ -440,7 +473,7 @@ class Controller:
                         "name": n.name,
                         "ready": n.ready,
                         "shouldRun": n.should_run,
-                        "revision": n.assigned or n.effective(),
+                        "revision": self._assign.get(key, {}).get(n.name) or n.effective(),
                         "runningRevision": max((x.revision for x in n.live()), default=0),
                         "available": any(x.available for x in n.live()),
                     }
@@ -485,46 +518,48 @@ class Controller:
 
     def exposition(self) -> str:
         """The rollout gauges of /metrics (Prometheus text format)."""
-        lines: list[str] = []
-        gauges = (
-            ("nodeagent_rollout_updated_nodes", "updatedNumberScheduled", "nodes on the update revision"),
-            (
-                "nodeagent_rollout_available_nodes",
-                "numberAvailable",
-                "nodes available on the update revision",
-            ),
-            (
-                "nodeagent_rollout_desired_nodes",
-                "desiredNumberScheduled",
-                "nodes that should run the DaemonSet",
-            ),
-            ("nodeagent_rollout_exposed_nodes", "", "nodes handed the update revision in this rollout"),
-            ("nodeagent_rollout_update_revision", "updateRevision", "the revision being rolled out"),
-            ("nodeagent_rollout_current_revision", "currentRevision", "the last completed revision"),
-        )
         with self.cond:
             docs = [
                 self.document(k) for k in sorted(self._daemonsets) if k in self._rollouts and k in self._plans
             ]
-        lines += [
-            "# HELP nodeagent_rollout_phase 1 for the rollout's phase",
-            "# TYPE nodeagent_rollout_phase gauge",
-        ]
-        for d in docs:
-            for phase in store.PHASES:
-                lines.append(
-                    f'nodeagent_rollout_phase{{namespace="{d["namespace"]}",daemonset="{d["name"]}",'
-                    f'phase="{phase}"}} {int(d["phase"] == phase)}'
-                )
-        for name, field, help_ in gauges:
-            lines += [f"# HELP {name} {help_}", f"# TYPE {name} gauge"]
-            for d in docs:
-                value = d["blastRadius"]["exposedNodes"] if not field else d[field]
-                lines.append(f'{name}{{namespace="{d["namespace"]}",daemonset="{d["name"]}"}} {value}')
-        return "\n".join(lines) + "\n"
+        return rolloutview.exposition(docs)
 
     def etag(self, body: bytes) -> str:
         return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def _begin(
+    r: store.Rollout, number: int, current: int, phase: str, message: str, pinned: bool, now: float
+) -> store.Rollout:
+    """A new rollout of revision `number`: times, failure and blast radius start over."""
+    return replace(
+        r,
+        update_revision=number,
+        current_revision=current,
+        phase=phase,
+        message=message,
+        started_at=now,
+        progress_at=now,
+        failed_revision=0,
+        failed_at=0.0,
+        reverted_at=0.0,
+        pinned=pinned,
+        exposed_nodes=0,
+    )
+
+
+def _ns_name(raw: Mapping[str, Any]) -> tuple[str, str]:
+    meta = raw.get("metadata") or {}
+    return str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+
+
+def _configs(objects: Sequence[object]) -> dict[tuple[str, str, str], Mapping[str, Any]]:
+    """The bundle's ConfigMaps and Secrets by (kind, namespace, name)."""
+    out: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+    for raw in objects:
+        if isinstance(raw, dict) and raw.get("kind") in ("ConfigMap", "Secret"):
+            out[(str(raw["kind"]), *_ns_name(raw))] = raw
+    return out
 
 
 def _strategy(ds: model.DaemonSet) -> rollout.Strategy:

@@ -146,7 +146,9 @@ def plan(nodes: Sequence[NodeState], update: int, strategy: Strategy, paused: bo
                     continue
             if not n.ready:
                 if new is None or not new.available:
-                    failed.append(n.name)  # went dark after receiving the revision
+                    failed.append(n.name)  # went dark after receiving the revision: holds its budget
+                    unavailable += 1
+                    surging += 1
                 continue
             if new is not None and new.failing:
                 failed.append(n.name)
@@ -180,6 +182,8 @@ def plan(nodes: Sequence[NodeState], update: int, strategy: Strategy, paused: bo
         chosen = allowed + candidates[:room]
     if not paused:
         assign.extend((name, update) for name in chosen)
+        wave.extend(chosen)  # handed out now: this pass's wave
+        updated += len(chosen)
     ready_desired = [n for n in desired_nodes if n.ready]
     complete = all(
         n.effective() == update and (p := _new_pod(n, update)) is not None and p.available

@@ -21,6 +21,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from nodeagent import errors
+
 DEFAULT_STATE_DIR = "/var/lib/nodeagent-serve"
 DB_FILE = "rollouts.sqlite3"
 
@@ -151,8 +153,8 @@ _ROLLOUT_COLUMNS = (
 )
 
 
-class StoreError(RuntimeError):
-    """The state file cannot be used (unreadable, or written by a newer nodeagent)."""
+class StoreError(errors.ConfigError):
+    """`serve --state-dir` cannot be used (unwritable, unreadable, or written by a newer nodeagent)."""
 
 
 class SqliteStore:
@@ -163,8 +165,11 @@ class SqliteStore:
         if state_dir == ":memory:":
             self.path = state_dir
         else:
-            os.makedirs(state_dir, mode=0o700, exist_ok=True)
             self.path = os.path.join(state_dir, DB_FILE)
+            try:
+                os.makedirs(state_dir, mode=0o700, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"--state-dir {state_dir}: {e.strerror or e}") from e
         self._lock = threading.RLock()
         self._depth = 0
         try:

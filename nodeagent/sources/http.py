@@ -616,8 +616,10 @@ class HttpSource:
         return hdrs
 
     def _request_url(self) -> str:
-        """The URL with `node=NAME` added to its own query (a static web host ignores it)."""
-        if not self._node:
+        """The URL with `node=NAME` added to its own query when it is a `serve` endpoint (its path ends in
+        /manifests): serve answers with this node's revisions. Other URLs are left as they are, so a
+        presigned object-store URL keeps its signature."""
+        if not self._node or not urlsplit(self.cfg.url).path.endswith("/manifests"):
             return self.cfg.url
         sep = "&" if urlsplit(self.cfg.url).query else "?"
         return f"{self.cfg.url}{sep}node={quote(self._node, safe='')}"

@@ -281,3 +281,26 @@ def test_hooks_round_trip_through_their_label_and_a_post_start_sleep_is_capped(
     ex = executor(Ordered(), tmp_path)
     assert ex._run_hook("cid", execute.Hook(sleep=3600), execute.POST_START_TIMEOUT) is None
     assert slept == [execute.POST_START_TIMEOUT], "a postStart sleep never hangs the worker"
+
+
+def test_a_replaced_pod_pulls_its_new_image_before_the_old_pod_is_stopped(tmp_path: Path) -> None:
+    """Pull before stop: the old pod keeps running while the successor's image downloads."""
+
+    class Pulls(Ordered):
+        def pull(self, image: str, on_progress: object = None) -> None:
+            with self._log_lock:
+                self.log.append(("pull", image, ""))
+            super().pull(image, on_progress)  # type: ignore[arg-type]
+
+    runtime = Pulls(pullable=lambda image: image == "new:1")
+    ex = executor(runtime, tmp_path)
+    assert all(o.ok for o in ex.apply(plan.plan(inputs([daemonset("web", pod_spec("main"))], [])).actions))
+    runtime.log.clear()
+    newer = replace(
+        pod_spec("main"), containers=(model.Container("main", "new:1", image_pull_policy="IfNotPresent"),)
+    )
+    p = plan.plan(inputs([daemonset("web", newer)], runtime.list_managed()))
+    (unit,) = p.by_owner().values()
+    assert all(o.ok for o in executor(runtime, tmp_path).apply_owner(unit))  # the running agent's unit
+    calls = [call for call, *_ in runtime.log]
+    assert calls.index("pull") < calls.index("stop") < calls.index("create"), runtime.log

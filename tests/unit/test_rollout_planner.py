@@ -72,6 +72,12 @@ TABLE = [
         Strategy(),
         ["b"],
     ),
+    (
+        "dark after receiving the new revision: holds its budget",
+        [new("a", available=False, ready=False), old("b"), old("c")],
+        Strategy(),
+        [],
+    ),
     ("surge 1: one new pod at a time", [old("a"), old("b")], Strategy(max_unavailable=0, max_surge=1), ["a"]),
     (
         "surge: waiting for a new pod uses the surge",

@@ -9,6 +9,7 @@ import argparse
 import io
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -45,7 +46,8 @@ def daemonset(image: str, annotations: dict[str, str] | None = None) -> str:
 
 
 class Fleet:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, grace: float = 40.0) -> None:
+        self.grace = grace
         self.dir = tmp / "manifests"
         self.dir.mkdir()
         self.state = tmp / "state"
@@ -54,7 +56,9 @@ class Fleet:
         self.start()
 
     def start(self) -> None:
-        cfg = serve.ServeConfig(directory=str(self.dir), listen="127.0.0.1:0", state_dir=str(self.state))
+        cfg = serve.ServeConfig(
+            directory=str(self.dir), listen="127.0.0.1:0", state_dir=str(self.state), grace=self.grace
+        )
         self.server = serve.Server(cfg)
         self.server.start()
 
@@ -115,6 +119,7 @@ class Fleet:
             headers={"Content-Type": "application/json"},
         )
         urllib.request.urlopen(req, timeout=10).close()
+        self.server.sync_rollouts()  # what the server does within SYNC_GAP of a changed report
         self.reported[node] = image
         return image
 
@@ -267,7 +272,7 @@ def test_restart_and_cli(f: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
 
     assert cli("restart") == (0, "daemonset.apps/web restarted\n")
     code, out = cli("status", timeout=0.1)
-    assert code == 1 and "0 out of 3 new pods have been updated" in out
+    assert code == 1 and "1 out of 3 new pods have been updated" in out
     for _ in range(5):
         f.round()
     code, out = cli("status")
@@ -310,3 +315,156 @@ def test_annotations_are_validated_at_their_path() -> None:
     ]
     sel = ann.parse_selector("role=canary, zone in (a, b), !gpu, tier!=db")
     assert sel.match_labels == {"role": "canary"} and len(sel.match_expressions) == 3
+
+
+def test_fleet_page_and_status_show_rollout_columns(f: Fleet) -> None:
+    from nodeagent import cli
+
+    settle(f, "web:1")
+    f.write("web:2")
+    _, page, _ = f.get("/")
+    assert b"<th>PHASE</th>" in page and b"<td>1-&gt;2</td>" in page and b"<td>Progressing</td>" in page
+    out = io.StringIO()
+    cli.print_fleet(f.api("/api/fleet"), out)
+    header, row = out.getvalue().splitlines()[:2]
+    assert header.split()[-4:] == ["REVISION", "PHASE", "WAVE", "PENDING"]
+    assert row.split()[-4:] == ["1->2", "Progressing", "n1", "-"]
+    f.api("/api/rollouts/default/web/pause", "POST", {})
+    d = f.api("/api/daemonsets")["daemonSets"][0]
+    assert d["phase"] == "Paused" and d["wave"] == ["n1"] and d["pendingNodes"] == []
+
+
+def test_validate_and_serve_refuse_bad_rollout_annotations(f: Fleet, tmp_path: Path) -> None:
+    from nodeagent import cli
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(daemonset("web:1", {ann.PROGRESS_DEADLINE: "soon"}))
+    out = io.StringIO()
+    assert cli.cmd_validate([str(bad)], "text", out) == 1
+    assert f"metadata.annotations[{ann.PROGRESS_DEADLINE}]" in out.getvalue()
+    settle(f, "web:1")
+    f.write("web:2", {ann.PROGRESS_DEADLINE: "soon"})  # refused: the previous version stays in force
+    assert f.rollout()["updateRevision"] == 1
+    errors = f.api("/api/fleet")["errors"]
+    assert any(e["path"] == f"metadata.annotations[{ann.PROGRESS_DEADLINE}]" for e in errors)
+
+
+def test_silence_is_judged_by_when_it_began(tmp_path: Path) -> None:
+    """NotReady before its turn: pending, out of the budget, caught up on return. Dark after receiving
+    the new revision: a failure of that revision."""
+    f = Fleet(tmp_path, grace=1.0)
+    try:
+        settle(f, "web:1")
+        f.write("web:2")  # n1 is handed revision 2
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:  # n1 falls silent after receiving it; n2 and n3 report
+            f.step("n2")
+            f.step("n3")
+            time.sleep(0.2)
+        f.server.sync_rollouts()
+        doc = f.rollout()
+        assert doc["phase"] == "Failed" and "n1" in doc["message"] and doc["failedNodes"] == ["n1"]
+        assert f.served() == {"n1": "web:2", "n2": "web:1", "n3": "web:1"}
+    finally:
+        f.stop()
+
+
+def test_a_node_silent_before_its_turn_is_pending_and_catches_up(tmp_path: Path) -> None:
+    f = Fleet(tmp_path, grace=1.0)
+    try:
+        settle(f, "web:1")
+        time.sleep(1.2)  # every node silent past the grace period ...
+        f.step("n1")
+        f.step("n2")  # ... and n1, n2 back: n3 stays NotReady
+        f.write("web:2")
+        for _ in range(4):
+            f.step("n1")
+            f.step("n2")
+        f.server.sync_rollouts()
+        doc = f.rollout()
+        assert doc["phase"] == "Complete" and doc["pendingNodes"] == ["n3"]
+        assert f.served()["n3"] == "web:1"
+        f.step("n3")  # back: it catches up
+        assert f.image_of("n3")[0] == "web:2"
+    finally:
+        f.stop()
+
+
+def test_roll_config_paces_a_configmap_change(f: Fleet) -> None:
+    def write(value: str) -> None:
+        ds = json.loads(daemonset("web:1", {ann.ROLL_CONFIG: "true"}))
+        ds["spec"]["template"]["spec"]["volumes"] = [{"name": "conf", "configMap": {"name": "conf"}}]
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "conf"}, "data": {"k": value}}
+        (f.dir / "web.yaml").write_text(json.dumps(ds) + "\n---\n" + json.dumps(cm))
+        f.server.publisher.scan()
+
+    def values() -> dict[str, str]:
+        out = {}
+        for n in NODES:
+            docs = manifests.load_text(f.get(f"/manifests?node={n}")[1], "bundle").documents
+            out[n] = next(d.obj.data["k"] for d in docs if isinstance(d.obj, model.ConfigMap))
+        return out
+
+    write("one")
+    for _ in range(6):
+        f.round()
+    assert f.rollout()["phase"] == "Complete" and values() == dict.fromkeys(NODES, "one")
+    write("two")  # a new revision, handed out under the budget: one node at a time
+    assert f.rollout()["updateRevision"] == 2
+    assert values() == {"n1": "two", "n2": "one", "n3": "one"}
+    for _ in range(6):
+        f.round()
+    assert f.rollout()["phase"] == "Complete" and values() == dict.fromkeys(NODES, "two")
+
+
+def test_http_source_sends_its_node_name_keeping_the_urls_own_query(tmp_path: Path) -> None:
+    from nodeagent import settings
+    from nodeagent.sources import http as http_source
+
+    def src(url: str, node: str) -> http_source.HttpSource:
+        cfg = settings.HttpSource(url=url)
+        return http_source.HttpSource("s", cfg, lambda: None, state_dir=str(tmp_path), node=node)
+
+    assert src("https://h/manifests", "n1")._request_url() == "https://h/manifests?node=n1"
+    assert src("https://h/manifests?a=1", "n1")._request_url() == "https://h/manifests?a=1&node=n1"
+    assert (
+        src("https://h/manifests", "n1")._watch_url('"e"').startswith("https://h/manifests?node=n1&watch=1&")
+    )
+    assert (
+        src("https://h/b.yaml?X-Amz-Signature=x", "n1")._request_url() == "https://h/b.yaml?X-Amz-Signature=x"
+    )
+    assert src("https://h/manifests?a=1", "")._request_url() == "https://h/manifests?a=1"
+
+
+def test_rollout_actions_need_an_operator_credential(tmp_path: Path) -> None:
+    mdir = tmp_path / "m"
+    mdir.mkdir()
+    (mdir / "web.yaml").write_text(daemonset("web:1"))
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    (tokens / "n1").write_text("node-secret")
+    shared = tmp_path / "token"
+    shared.write_text("fleet-secret")
+    cfg = serve.ServeConfig(str(mdir), listen="127.0.0.1:0", token_file=str(shared), node_tokens=str(tokens))
+    s = serve.Server(cfg)
+    s.start()
+    try:
+
+        def post(token: str) -> int:
+            req = urllib.request.Request(
+                s.url + "/api/rollouts/default/web/pause",
+                data=b"{}",
+                method="POST",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return int(r.status)
+            except urllib.error.HTTPError as e:
+                return int(e.code)
+
+        assert post("wrong") == 401
+        assert post("node-secret") == 403
+        assert post("fleet-secret") == 200
+    finally:
+        s.stop()
