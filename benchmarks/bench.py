@@ -537,7 +537,7 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
                     sim.wait_for("complete", owner, "started")
                 deadline = time.monotonic() + 300
                 while (first := state(srv.url))[::2] != ("Complete", nodes):  # revision 1 available
-                    assert time.monotonic() < deadline, "revision 1 never completed"
+                    assert time.monotonic() < deadline, f"revision 1 never completed: {first}"
                     time.sleep(0.5)
                 for sim in sims:
                     sim.take("got")
@@ -547,7 +547,7 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
                 write_atomic(serve_dir / "roll.yaml", rollout_daemonset(name, ROLLOUT_V2, percent))
                 deadline = time.monotonic() + 600
                 while (now := state(srv.url))[0] != "Complete" or now[1] == first[1]:
-                    assert time.monotonic() < deadline, "the rollout did not complete within 600 s"
+                    assert time.monotonic() < deadline, f"the rollout did not complete within 600 s: {now}"
                     time.sleep(0.2)
                 c1, w1 = _proc_cpu_seconds(srv.proc.pid), time.monotonic()
                 got = [e for sim in sims for e in sim.take("got") if e["image"] == ROLLOUT_V2]
