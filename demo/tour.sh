@@ -65,6 +65,9 @@ wait_new_revision() {  # wait_new_revision OLD: until serve has read the edited 
 
 say "3. Roll out a change (log-shipper v1 -> v2, maxUnavailable 1): serve hands it to one node at a time"
 echo "   (Kubernetes' DaemonSet controller does the same: the next node only after the new pod is available)"
+# every pod available first (ready for minReadySeconds): like Kubernetes, serve replaces a pod that is
+# not available at once, outside the budget (node-c's came back in step 2 only seconds ago)
+wait_until 60 "log-shipper available on all 3 nodes" 'ds("log-shipper")["numberAvailable"] == 3'
 rev=$(update_revision)
 edit "$SHIPPER" 'text = text.replace("(v1)", "(v2)")'
 wait_new_revision "$rev"
