@@ -8,7 +8,9 @@ and are removed at the end, even on failure. Prints one table and writes it as J
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import platform
 import queue
@@ -143,9 +145,10 @@ def agent_process(root: Path) -> Iterator[subprocess.Popen[bytes]]:
 class ServeProcess:
     """`nodeagent serve` on an ephemeral loopback port, as its own process (its CPU is measured)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, state_dir: Path | None = None) -> None:
+        state = ["--state-dir", str(state_dir)] if state_dir is not None else []
         self.proc = subprocess.Popen(
-            [NODEAGENT, "serve", "--dir", str(directory), "--listen", "127.0.0.1:0"],
+            [NODEAGENT, "serve", "--dir", str(directory), "--listen", "127.0.0.1:0", *state],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -171,8 +174,8 @@ class ServeProcess:
 
 
 @contextmanager
-def serve_process(directory: Path) -> Iterator[ServeProcess]:
-    s = ServeProcess(directory)
+def serve_process(directory: Path, state_dir: Path | None = None) -> Iterator[ServeProcess]:
+    s = ServeProcess(directory, state_dir)
     try:
         yield s
     finally:
@@ -317,7 +320,9 @@ def fleet_daemonset(name: str) -> str:
 class SimProcess:
     """One process of hollow nodes (benchmarks/fleet_sim.py); its JSON-line events, in any order."""
 
-    def __init__(self, url: str, first: int, count: int, state_root: Path) -> None:
+    def __init__(
+        self, url: str, first: int, count: int, state_root: Path, extra: tuple[str, ...] = ()
+    ) -> None:
         script = str(Path(__file__).with_name("fleet_sim.py"))
         self.proc = subprocess.Popen(
             [
@@ -331,6 +336,7 @@ class SimProcess:
                 str(count),
                 "--state-root",
                 str(state_root),
+                *extra,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -357,6 +363,17 @@ class SimProcess:
                     self._seen.remove(doc)
                     return doc
             self._seen.append(self._lines.get(timeout=max(0.1, deadline - time.monotonic())))
+
+    def take(self, event: str) -> list[dict[str, Any]]:
+        """Every `event` line read so far (no wait), removed from what `wait_for` sees."""
+        while True:
+            try:
+                self._seen.append(self._lines.get_nowait())
+            except queue.Empty:
+                break
+        taken = [doc for doc in self._seen if doc["event"] == event]
+        self._seen = [doc for doc in self._seen if doc["event"] != event]
+        return taken
 
     def stats(self) -> dict[str, Any]:
         assert self.proc.stdin is not None
@@ -430,6 +447,122 @@ def bench_fleet(nodes: int, steady_seconds: float, procs: int = 4) -> dict[str, 
         "started_first_s": min(r["first"] for r in started) - t_change,
         "started_all_s": max(r["last"] for r in started) - t_change,
         "poll_interval_s": 10.0,
+    }
+
+
+ROLLOUT_V1, ROLLOUT_V2 = "registry.example/fleet/app:1", "registry.example/fleet/app:2"  # fleet_sim's
+
+
+def rollout_daemonset(name: str, image: str, max_unavailable: str) -> str:
+    """A DaemonSet rolled out under a fleet-wide budget; minReadySeconds 1: a pod is available 1 s after
+    it is ready, so every wave waits for the previous one's availability."""
+    return f"""apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: {name}, namespace: {NAMESPACE}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  minReadySeconds: 1
+  updateStrategy: {{type: RollingUpdate, rollingUpdate: {{maxUnavailable: "{max_unavailable}"}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: main
+          image: {image}
+          imagePullPolicy: IfNotPresent
+          command: ["sleep", "1000000"]
+"""
+
+
+def handout_latencies(handed: list[float], available: list[float], budget: int) -> list[float]:
+    """How long each node waited for its turn after a slot of the budget freed: with `budget` nodes
+    allowed unavailable, the (i)th handout needs the (i - budget)th availability. Negative: the budget
+    was overdrawn (a node handed out before a slot was free)."""
+    h, a = sorted(handed), sorted(available)
+    return [h[i] - a[i - budget] for i in range(budget, min(len(h), len(a) + budget))]
+
+
+def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10) -> dict[str, Any]:
+    """A rollout through `serve` over hollow nodes (benchmarks/fleet_sim.py, a simulation) with
+    `maxUnavailable: 10%`: how soon after a slot frees the next node is handed the new revision, how the
+    waves follow each other, and the serve's CPU over the rollout."""
+    from nodeagent.sources import http as http_src
+
+    serve_dir = Path(tempfile.mkdtemp(prefix="nodeagent-bench-rollout-"))
+    state_dir = Path(tempfile.mkdtemp(prefix="nodeagent-bench-rollout-state-"))
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    state_root = Path(tempfile.mkdtemp(prefix="nodeagent-fleet-", dir=shm))
+    name = "fleet-roll"
+    owner, ref = f"DaemonSet/{NAMESPACE}/{name}", f"{NAMESPACE}/{name}"
+    percent = f"{max_unavailable_percent}%"
+    budget = max(1, math.ceil(nodes * max_unavailable_percent / 100))  # Kubernetes rounds up
+    write_atomic(serve_dir / "roll.yaml", rollout_daemonset(name, ROLLOUT_V1, percent))
+    procs = max(1, min(procs, nodes))
+    sims: list[SimProcess] = []
+
+    def state(url: str) -> tuple[str, int, int]:
+        """(phase, updateRevision, available nodes) of the rollout, as serve reports it."""
+        try:
+            doc = http_src.get_json(f"{url}/api/rollouts/{ref}", timeout=10.0)
+        except http_src.FetchError:
+            return "", 0, 0
+        up = sum(1 for n in doc.get("nodes", ()) if n.get("available"))
+        return str(doc.get("phase", "")), int(doc.get("updateRevision") or 0), up
+
+    try:
+        with serve_process(serve_dir, state_dir) as srv:
+            try:
+                share = [nodes // procs + (1 if i < nodes % procs else 0) for i in range(procs)]
+                extra = ("--rollout-events", "--repass", "0.2")
+                for i, n in enumerate(share):
+                    sims.append(SimProcess(srv.url, sum(share[:i]), n, state_root, extra))
+                for sim in sims:
+                    sim.wait_for("ready")
+                for sim in sims:
+                    sim.wait_for("complete", owner, "started")
+                deadline = time.monotonic() + 300
+                while (first := state(srv.url))[::2] != ("Complete", nodes):  # revision 1 available
+                    assert time.monotonic() < deadline, f"revision 1 never completed: {first}"
+                    time.sleep(0.5)
+                for sim in sims:
+                    sim.take("got")
+                    sim.take("available")
+                c0, w0 = _proc_cpu_seconds(srv.proc.pid), time.monotonic()
+                t_change = time.time()
+                write_atomic(serve_dir / "roll.yaml", rollout_daemonset(name, ROLLOUT_V2, percent))
+                deadline = time.monotonic() + 600
+                while (now := state(srv.url))[0] != "Complete" or now[1] == first[1]:
+                    assert time.monotonic() < deadline, f"the rollout did not complete within 600 s: {now}"
+                    time.sleep(0.2)
+                c1, w1 = _proc_cpu_seconds(srv.proc.pid), time.monotonic()
+                got = [e for sim in sims for e in sim.take("got") if e["image"] == ROLLOUT_V2]
+                ready = [e for sim in sims for e in sim.take("available") if e["image"] == ROLLOUT_V2]
+            finally:
+                for sim in sims:
+                    sim.close()
+    finally:
+        for d in (serve_dir, state_dir, state_root):
+            shutil.rmtree(d, ignore_errors=True)
+    handed = sorted(e["t"] for e in got)
+    available = sorted(e["t"] for e in ready)
+    waits = handout_latencies(handed, available, budget)
+    bursts = 1 + sum(1 for x, y in itertools.pairwise(handed) if y - x > 0.5) if handed else 0
+    return {
+        "simulation": True,
+        "nodes": nodes,
+        "max_unavailable": percent,
+        "budget": budget,
+        "handed_out": len(handed),
+        "available": len(available),
+        "window_s": w1 - w0,
+        "server_cpu_percent": (c1 - c0) / (w1 - w0) * 100,
+        "first_handout_s": handed[0] - t_change if handed else None,
+        "all_available_s": available[-1] - t_change if available else None,
+        "handout_wait_p50_s": percentile([max(0.0, w) for w in waits], 0.5) if waits else None,
+        "handout_wait_max_s": max(waits) if waits else None,
+        "over_budget": sum(1 for w in waits if w < -0.05),
+        "waves": bursts,
     }
 
 
@@ -633,6 +766,20 @@ def table(results: dict[str, Any]) -> str:
                 "< 10 % of a core, p99 < 50 ms, every node < 12 s",
             )
         )
+    r = results.get("rollout")
+    if r:
+        rows.append(
+            (
+                f"rollout (SIMULATION: {r['nodes']} hollow nodes) through serve, maxUnavailable "
+                f"{r['max_unavailable']} ({r['budget']} nodes), minReadySeconds 1",
+                f"serve {r['server_cpu_percent']:.1f} % CPU over {r['window_s']:.0f} s; next node handed out "
+                f"{_secs(r['handout_wait_p50_s'])} p50, {_secs(r['handout_wait_max_s'])} max after a slot "
+                f"freed; {r['waves']} waves, {r['over_budget']} over budget; "
+                f"{r['available']}/{r['nodes']} available in {_secs(r['all_available_s'])}",
+                "-",
+                "each wave < 1 s after the previous one is available, < 10 % of a core",
+            )
+        )
     if results.get("replicas"):
         import replicas_bench  # benchmarks/replicas_bench.py: serve replicas on PostgreSQL
 
@@ -645,7 +792,11 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-MEASURES = ("reaction", "stopping", "pullhang", "http", "cold", "fleet", "replicas")
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+MEASURES = ("reaction", "stopping", "pullhang", "http", "cold", "fleet", "rollout", "replicas")
 
 
 def main() -> int:
@@ -719,6 +870,8 @@ def main() -> int:
                 client.images.remove(IMAGE)
     if "fleet" in only:
         results["fleet"] = bench_fleet(nodes, fleet_seconds, args.fleet_procs)
+    if "rollout" in only:
+        results["rollout"] = bench_rollout(nodes, args.fleet_procs)
     if "replicas" in only:
         import replicas_bench
 

@@ -12,11 +12,17 @@ Run by `bench.py` (several processes of a few hundred nodes each: fewer threads 
 talks JSON lines: stdout gets `ready`, `complete` (a DaemonSet has reached every node's source,
 `what: received`, or its pod has started on every node, `what: started`) and `stats` events; a
 `stats` line on stdin asks for the stats; EOF on stdin ends it.
+
+With `--rollout-events` (the rollout bench), every node also says when a DaemonSet's image reached it
+(`got`) and when its pod of that image became available (`available`), and a node whose pod is ready but
+not yet past minReadySeconds passes again `--repass` seconds later (no resync timer here): a simulated
+node reports its new pod available shortly after it started, as a real one does.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import queue
 import sys
@@ -35,6 +41,7 @@ from nodeagent.service import logs
 from nodeagent.sources import http
 
 IMAGE = "registry.example/fleet/app:1"
+IMAGE_V2 = "registry.example/fleet/app:2"  # the rollout bench's new revision
 _out_lock = threading.Lock()
 
 
@@ -78,8 +85,13 @@ class Timings:
 
 
 class Node:
-    def __init__(self, index: int, url: str, state_root: str, wake: Callable[[int], None]) -> None:
+    def __init__(
+        self, index: int, url: str, state_root: str, wake: Callable[[int], None], rollout_events: bool = False
+    ) -> None:
         self.index = index
+        self.rollout_events = rollout_events
+        self.got: set[tuple[str, str]] = set()  # (owner, image) that reached this node
+        self.available: set[tuple[str, str]] = set()  # (owner, image) whose pod is available here
         name = f"hollow-{index:05d}"
         urls = url.split(",")  # replicas of one serve: each node starts on its own, round robin
         urls = urls[index % len(urls) :] + urls[: index % len(urls)]
@@ -90,7 +102,7 @@ class Node:
             "statusServer": urls,
         }
         cfg = settings.from_dict(raw, state_root)
-        self.runtime = memory.MemoryRuntime(images=[IMAGE], node_name=name)
+        self.runtime = memory.MemoryRuntime(images=[IMAGE, IMAGE_V2], node_name=name)
         self.agent = agent.Agent(cfg, self.runtime, watch=True, on_change=lambda: wake(index))
         self.reporter = report.Reporter(urls, name, auth=report.credentials_for(cfg))
         self.received: dict[str, float] = {}  # owner -> when the bundle naming it reached this node
@@ -104,18 +116,49 @@ class Node:
         shot = self.agent.sources[0].snapshot()
         for d in shot.documents if shot is not None else ():
             if d.obj.kind == "DaemonSet":
-                self.received.setdefault(
-                    identity.owner_daemonset(d.obj.metadata.namespace, d.obj.metadata.name), now
-                )
+                owner = identity.owner_daemonset(d.obj.metadata.namespace, d.obj.metadata.name)
+                self.received.setdefault(owner, now)
+                if self.rollout_events:
+                    image = d.obj.spec.template.spec.containers[0].image
+                    if (owner, image) not in self.got:
+                        self.got.add((owner, image))
+                        emit({"event": "got", "node": self.index, "owner": owner, "image": image, "t": now})
 
-    def reconcile(self) -> None:
+    def reconcile(self) -> bool:
+        """One pass; True when a pod is ready but not yet available (worth another pass soon)."""
         result = self.agent.reconcile()
+        doc = report.node_report(self.agent, result)
         with self.report_lock:
-            self.latest = report.node_report(self.agent, result)
+            self.latest = doc
+        images: dict[str, set[str]] = {}
         for c in self.runtime.running():
             owner = c.labels.get(identity.LABEL_OWNER, "")
             if owner and owner not in self.started and c.started_at is not None:
                 self.started[owner] = c.started_at
+            if owner and c.spec.image in (IMAGE, IMAGE_V2):  # not the pod's sandbox
+                images.setdefault(owner, set()).add(c.spec.image)
+        waiting = False
+        for ds in doc["status"]["daemonSets"]:
+            if ds["numberAvailable"] < ds["currentNumberScheduled"]:
+                waiting = True
+            owner = identity.owner_daemonset(ds["namespace"], ds["name"])
+            running = images.get(owner, set())
+            # the report describes the pods seen before the pass acted: only the updated pod, available
+            settled = ds["updatedNumberScheduled"] >= 1 and len(ds["pods"]) == 1
+            if self.rollout_events and settled and ds["numberAvailable"] >= 1 and len(running) == 1:
+                key = (owner, next(iter(running)))
+                if key not in self.available:
+                    self.available.add(key)
+                    emit(
+                        {
+                            "event": "available",
+                            "node": self.index,
+                            "owner": owner,
+                            "image": key[1],
+                            "t": time.time(),
+                        }
+                    )
+        return waiting
 
     def report(self, heartbeat: bool) -> None:
         """What the Reporter's worker does: post on change, and at least every interval."""
@@ -133,11 +176,26 @@ class Fleet:
     plus a few shared workers for passes and status reports instead of one Reconciler and one
     Reporter thread per node."""
 
-    def __init__(self, url: str, first: int, count: int, workers: int, state_root: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        first: int,
+        count: int,
+        workers: int,
+        state_root: str,
+        *,
+        rollout_events: bool = False,
+        repass: float = 0.0,
+    ) -> None:
         self._queue: queue.Queue[int] = queue.Queue()
         self._pending: set[int] = set()
         self._lock = threading.Lock()
-        self.nodes = {i: Node(i, url, state_root, self.wake) for i in range(first, first + count)}
+        self._repass = repass
+        self._later: list[tuple[float, int]] = []  # (when, node): passes due after minReadySeconds
+        self._later_cond = threading.Condition()
+        self.nodes = {
+            i: Node(i, url, state_root, self.wake, rollout_events) for i in range(first, first + count)
+        }
         self.passes = 0
         self._complete: set[tuple[str, str]] = set()
         self._workers = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
@@ -146,6 +204,9 @@ class Fleet:
     def wake(self, index: int) -> None:
         """A source changed: one pass for that node soon; wake-ups before it starts coalesce."""
         self.nodes[index].source_changed()
+        self._enqueue(index)
+
+    def _enqueue(self, index: int) -> None:
         with self._lock:
             if index in self._pending:
                 return
@@ -159,7 +220,11 @@ class Fleet:
                 self._pending.discard(index)
             node = self.nodes[index]
             try:
-                node.reconcile()
+                waiting = node.reconcile()
+                if waiting and self._repass > 0:
+                    with self._later_cond:
+                        heapq.heappush(self._later, (time.monotonic() + self._repass, index))
+                        self._later_cond.notify()
                 if self._reports is not None:
                     self._reports.submit(node.report, False)
             except Exception as exc:  # one node's failure must not stop the others
@@ -186,6 +251,15 @@ class Fleet:
                     {"event": "complete", "what": what, "owner": owner, "first": min(done), "last": max(done)}
                 )
 
+    def _run_later(self) -> None:
+        """Passes that come due (a pod waiting out minReadySeconds), in time order."""
+        while True:
+            with self._later_cond:
+                while not self._later or self._later[0][0] > time.monotonic():
+                    self._later_cond.wait(self._later[0][0] - time.monotonic() if self._later else None)
+                _, index = heapq.heappop(self._later)
+            self._enqueue(index)
+
     def _heartbeats(self, interval: float) -> None:
         """Every node reports at least every `interval` seconds, spread evenly over the interval."""
         nodes = list(self.nodes.values())
@@ -199,6 +273,7 @@ class Fleet:
     def start(self) -> None:
         for w in self._workers:
             w.start()
+        threading.Thread(target=self._run_later, daemon=True).start()
         # the first fetch of every node (HttpSource.start is synchronous), spread over a few threads
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda n: n.agent.start_sources(), self.nodes.values()))
@@ -215,6 +290,10 @@ def main() -> int:
     p.add_argument("--nodes", type=int, default=1000, help="nodes in this process")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--state-root", default="")
+    p.add_argument("--rollout-events", action="store_true", help="emit per-node got/available events")
+    p.add_argument(
+        "--repass", type=float, default=0.0, help="pass again after S s while a pod awaits availability"
+    )
     args = p.parse_args()
     logs.configure("error", "json")
     threading.stack_size(256 * 1024)  # hundreds of mostly idle threads
@@ -222,7 +301,15 @@ def main() -> int:
     http.request = timings.wrap(http.request)
     root = args.state_root or tempfile.mkdtemp(prefix="nodeagent-fleet-")
     t0 = time.monotonic()
-    fleet = Fleet(args.url, args.first, args.nodes, args.workers, root)
+    fleet = Fleet(
+        args.url,
+        args.first,
+        args.nodes,
+        args.workers,
+        root,
+        rollout_events=args.rollout_events,
+        repass=args.repass,
+    )
     fleet.start()
     emit({"event": "ready", "nodes": args.nodes, "startup_s": time.monotonic() - t0})
     for line in sys.stdin:

@@ -53,31 +53,84 @@ edit "$NODE_C" 'text = text.replace("  taints:\n    - {key: maintenance, value: 
 wait_until 90 "log-shipper on 3 nodes, node-monitor on 2" "$CONVERGED"
 pause
 
-say "3. Update a DaemonSet (log-shipper v1 -> v2): every node replaces its pod with the new revision"
-shipper_pods() {
-    for n in node-a node-b node-c; do
-        compose exec -T "$n" docker ps --filter label=io.kubernetes.pod.namespace=logging \
-            --format "$n {{.Label \"io.kubernetes.pod.name\"}}"
+rollout() { curl -fsS "$FLEET/api/rollouts/logging/log-shipper"; }
+update_revision() { rollout | python3 -c 'import json,sys; print(json.load(sys.stdin)["updateRevision"])'; }
+wait_new_revision() {  # wait_new_revision OLD: until serve has read the edited file (a new update revision)
+    local deadline=$((SECONDS + 60))
+    until [ "$(update_revision 2>/dev/null || echo "$1")" != "$1" ]; do
+        [ $SECONDS -lt $deadline ] || { echo "   TIMEOUT: serve did not take the new revision" >&2; exit 1; }
+        sleep 0.5
     done
 }
-before=$(shipper_pods)
-echo "$before" | sed 's/^/   before: /'
+
+say "3. Roll out a change (log-shipper v1 -> v2, maxUnavailable 1): serve hands it to one node at a time"
+echo "   (Kubernetes' DaemonSet controller does the same: the next node only after the new pod is available)"
+# every pod available first (ready for minReadySeconds): like Kubernetes, serve replaces a pod that is
+# not available at once, outside the budget (node-c's came back in step 2 only seconds ago)
+wait_until 60 "log-shipper available on all 3 nodes" 'ds("log-shipper")["numberAvailable"] == 3'
+rev=$(update_revision)
 edit "$SHIPPER" 'text = text.replace("(v1)", "(v2)")'
-deadline=$((SECONDS + 120))
-while :; do
-    after=$(shipper_pods)
-    if [ "$(echo "$after" | wc -l)" = 3 ] && [ -z "$(comm -12 <(echo "$before" | sort) <(echo "$after" | sort))" ]; then
+wait_new_revision "$rev"
+rollout_watch() {  # rollout_watch SECONDS: the nodes in each wave, and the most nodes in one wave at once
+    python3 - "$FLEET/api/rollouts/logging/log-shipper" "$1" <<'PY'
+import json, sys, time, urllib.request
+url, seconds = sys.argv[1], float(sys.argv[2])
+order, widest, end = [], 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        doc = json.load(urllib.request.urlopen(url, timeout=5))
+    except OSError:
+        time.sleep(0.5)
+        continue
+    widest = max(widest, len(doc["wave"]))
+    order += [n for n in doc["wave"] if n not in order]
+    if doc["phase"] != "Progressing" and order:
         break
-    fi
-    [ $SECONDS -lt $deadline ] || { echo "   TIMEOUT: log-shipper not replaced everywhere" >&2; echo "$after" >&2; exit 1; }
-    sleep 1
-done
-echo "$after" | sed 's/^/   after:  /'
+    time.sleep(0.3)
+print(f"   waves: {' -> '.join(order) or '-'} (at most {widest} node at once)")
+sys.exit(0 if widest == 1 and len(order) == 3 else 1)
+PY
+}
+rollout_watch 180 > "$backup/waves" &
+watcher=$!
+"$NODEAGENT" rollout status logging/log-shipper --server "$FLEET" --timeout 180 | sed 's/^/   /'
+wait "$watcher" || { cat "$backup/waves"; echo "   TIMEOUT: the rollout did not go node by node" >&2; exit 1; }
+cat "$backup/waves"
 wait_until 60 "log-shipper v2 ready and up to date on all 3 nodes" \
     'ds("log-shipper")["updatedNumberScheduled"] == 3 and ds("log-shipper")["numberReady"] == 3'
 pause
 
-say "4. Stop node-b: after the grace period the fleet shows it NotReady"
+say "4. A bad revision (v3 exits at once): the rollout stops after the first node, the other two keep v2"
+rev=$(update_revision)
+edit "$SHIPPER" 'text = text.replace("(v2)", "(v3)").replace("\"while true;", "\"exit 1; while true;")'
+wait_new_revision "$rev"
+bad_nodes() {  # the nodes serve has handed the update revision
+    rollout | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(n["name"] for n in d["nodes"] if n["revision"] == d["updateRevision"]))'
+}
+deadline=$((SECONDS + 90))
+until [ -n "$(bad_nodes 2>/dev/null)" ]; do
+    [ $SECONDS -lt $deadline ] || { echo "   TIMEOUT: v3 was never handed out" >&2; exit 1; }
+    sleep 1
+done
+sleep 15  # five minReadySeconds: time enough for a rollout that would not stop
+first=$(bad_nodes)
+[ "$(echo "$first" | wc -w)" = 1 ] || { echo "   TIMEOUT: v3 reached more than one node: $first" >&2; exit 1; }
+echo "   v3 is on $first only; its pod crashes and never becomes available:"
+if "$NODEAGENT" rollout status logging/log-shipper --server "$FLEET" --timeout 5 | sed 's/^/   /'; then
+    echo "   TIMEOUT: rollout status said the bad rollout finished" >&2; exit 1
+fi
+say "   ... and roll it back: nodeagent rollout undo logging/log-shipper"
+"$NODEAGENT" rollout undo logging/log-shipper --server "$FLEET" | sed 's/^/   /'
+wait_until 90 "log-shipper v2 ready again on all 3 nodes" \
+    'ds("log-shipper")["numberReady"] == 3 and ds("log-shipper").get("servedDiffersFromFile", True)'
+"$NODEAGENT" rollout history logging/log-shipper --server "$FLEET" | sed 's/^/   /'
+echo "   the file still says v3; serve keeps handing out v2 (servedDiffersFromFile) until the file changes:"
+edit "$SHIPPER" 'text = text.replace("(v3)", "(v2)").replace("\"exit 1; while true;", "\"while true;")'
+wait_until 60 "the file is v2 again and serve hands out what it says" \
+    'not ds("log-shipper").get("servedDiffersFromFile") and ds("log-shipper")["numberReady"] == 3'
+pause
+
+say "5. Stop node-b: after the grace period the fleet shows it NotReady"
 compose stop -t 2 node-b >/dev/null
 wait_until 90 "node-b is not ready" 'not node("node-b")["ready"]'
 "$NODEAGENT" status --server "$FLEET" | sed -n '/NAME *STATUS/,$p' || true
@@ -86,7 +139,7 @@ compose start node-b >/dev/null
 wait_until 180 "node-b ready and the fleet converged" "$CONVERGED"
 pause
 
-say "5. Delete a DaemonSet (node-monitor): its pods are removed on every node"
+say "6. Delete a DaemonSet (node-monitor): its pods are removed on every node"
 rm -f "$MONITOR"
 wait_until 90 "node-monitor gone from the fleet" 'ds("node-monitor") is None or ds("node-monitor")["currentNumberScheduled"] == 0'
 for n in node-a node-b node-c; do

@@ -37,11 +37,18 @@ def test_demo_up_tour_down() -> None:
         for step in (
             "1. Label a node",
             "2. Taint node-c",
-            "3. Update a DaemonSet",
-            "4. Stop node-b",
-            "5. Delete",
+            "3. Roll out a change",
+            "4. A bad revision",
+            "5. Stop node-b",
+            "6. Delete",
         ):
             assert step in tour.stdout
+        # the rollout went node by node, shown by `rollout status`; the bad one stopped and was undone
+        assert "out of 3 new pods have been updated" in tour.stdout, tour.stdout[-6000:]
+        assert 'daemon set "logging/log-shipper" successfully rolled out' in tour.stdout
+        assert "(at most 1 node at once)" in tour.stdout
+        assert "v3 is on node-" in tour.stdout and "only" in tour.stdout
+        assert "daemonset.apps/log-shipper rolled back" in tour.stdout
         assert "TIMEOUT" not in tour.stdout + tour.stderr
     finally:
         down = run("down.sh", env, timeout=600)
