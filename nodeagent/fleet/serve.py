@@ -1114,6 +1114,16 @@ class _Handler(http_server.BaseHTTPRequestHandler):
 
     def _manifests(self, query: Mapping[str, list[str]]) -> None:
         node = query.get("node", [""])[0]
+        ident = self.identity
+        if ident is not None and ident.nodes is not None and node not in ident.nodes:
+            # a node's own credential (per-node token, certificate CN) fetches only its own bundle
+            log.warning(
+                "node_identity_mismatch", node=node, identity=ident.name, client=self.client_address[0]
+            )
+            self._send(
+                403, b"forbidden: a node's credential fetches its own bundle (?node=NAME)\n", "text/plain"
+            )
+            return
         if node:
             if node_name_error(node):
                 self._send(400, f"node: {node_name_error(node)}\n".encode(), "text/plain")

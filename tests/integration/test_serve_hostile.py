@@ -145,8 +145,13 @@ def test_per_node_tokens_post_only_their_own_status(mdir: Path, tmp_path: Path) 
         assert post(s.url + "/nodes/n2/status", report("n2"), "token-of-n1") == 403
         assert post(s.url + "/nodes/n2/status", report("n2"), "unknown") == 401
         assert post(s.url + "/nodes/n2/status", report("n2"), "shared-secret") == 204  # the simple mode
-        resp = http.request("GET", s.url + "/manifests", headers={"Authorization": "Bearer token-of-n2"})
-        assert resp.status == 200
+        n2 = {"Authorization": "Bearer token-of-n2"}
+        assert http.request("GET", s.url + "/manifests?node=n2", headers=n2).status == 200
+        # a node's credential fetches only its own bundle (its rollout revisions), never another's
+        assert http.request("GET", s.url + "/manifests?node=n1", headers=n2).status == 403
+        assert http.request("GET", s.url + "/manifests", headers=n2).status == 403
+        shared_auth = {"Authorization": "Bearer shared-secret"}
+        assert http.request("GET", s.url + "/manifests", headers=shared_auth).status == 200
         resp = http.request("DELETE", s.url + "/nodes/n2", headers={"Authorization": "Bearer token-of-n1"})
         assert resp.status == 403
         (tokens / "n3").write_text("token-of-n3\n")  # a node added later is picked up
