@@ -382,6 +382,17 @@ class Controller:
 
     # --- per-node bundles -------------------------------------------------------------------------
 
+    def node_view(self, node: str) -> tuple[object, ...]:
+        """What `node_objects` depends on besides the bundle: the controller's generation and the revision
+        each DaemonSet hands `node`. Nodes with equal views get equal bundles, so `serve` renders one bundle
+        per distinct view (two during a rollout), not one per node and wake-up."""
+        with self.cond:
+            view: list[object] = [self.generation]
+            for key in sorted(self._daemonsets, key=lambda k: (k.namespace, k.name)):
+                r = self._rollouts.get(key)
+                view.append((key, self._assign.get(key, {}).get(node) or (r.current_revision if r else 0)))
+            return tuple(view)
+
     def node_objects(self, objects: Sequence[object], node: str) -> list[object]:
         """The bundle's objects as `node` should see them: each DaemonSet at its assigned revision, and
         the ConfigMaps/Secrets of roll-config DaemonSets with the content bound to that revision."""

@@ -77,6 +77,7 @@ log = structlog.get_logger(__name__)
 MAX_REPORT = 1024 * 1024  # a node's report (a few hundred bytes per pod): larger is answered 413
 SIGNATURE_HEADER = "X-Nodeagent-Signature"  # base64 of the bundle's .minisig (signing.HEADER)
 MAX_WATCH = 300.0
+NODE_BUNDLE_CACHE = 256  # distinct per-node bundle views kept (a rollout has about two per generation)
 MAX_CONNECTIONS = 10_000  # and never more than the open-file limit allows (connection_limit)
 FD_RESERVE = 64  # file descriptors kept for everything but connections (files, inotify, TLS, logs)
 HEADER_TIMEOUT = 10.0  # a new connection must deliver its first request's headers within this
@@ -552,6 +553,9 @@ class Server:
             replica_id=cfg.replica_id,
         )  # fmt: skip
         self._signatures: dict[str, bytes] = {}
+        # per-node bundles by (bundle ETag, controller.node_view): every watch wakes on a controller change
+        self._node_bundles: dict[tuple[str, tuple[object, ...]], tuple[bytes, str, bytes]] = {}
+        self._node_bundles_lock = threading.Lock()
         self._ticker_stop = threading.Event()
         self._wake = threading.Event()
         self._synced_etag = ""
@@ -627,6 +631,19 @@ class Server:
         b = self.publisher.bundle()
         if b is None:
             return None
+        view = (b.etag, self.controller.node_view(node))
+        with self._node_bundles_lock:
+            cached = self._node_bundles.get(view)
+        if cached is not None:
+            return cached
+        got = self._render_node_bundle(b, node)
+        with self._node_bundles_lock:
+            if len(self._node_bundles) > NODE_BUNDLE_CACHE:
+                self._node_bundles.clear()
+            self._node_bundles[view] = got
+        return got
+
+    def _render_node_bundle(self, b: Bundle, node: str) -> tuple[bytes, str, bytes]:
         body = render_bundle(self.controller.node_objects(b.raw_objects, node))
         if body == b.body:
             return b.body, b.etag, b.signature

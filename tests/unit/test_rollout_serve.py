@@ -190,6 +190,30 @@ def test_per_node_etag_and_watch(f: Fleet) -> None:
     assert got and b"web:2" in got[0]
 
 
+def test_nodes_with_the_same_revisions_share_one_rendered_bundle(
+    f: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every held watch wakes on a controller change; rendering one bundle per node and wake-up is what
+    cost serve most of a core at 1000 nodes. Nodes on the same revisions share one render."""
+    settle(f, "web:1")
+    f.write("web:2")
+    renders: list[str] = []
+    real = f.server._render_node_bundle
+
+    def counted(b: serve.Bundle, node: str) -> tuple[bytes, str, bytes]:
+        renders.append(node)
+        return real(b, node)
+
+    monkeypatch.setattr(f.server, "_render_node_bundle", counted)
+    for _ in range(3):
+        for n in NODES:
+            f.server.node_bundle(n)
+    assert len(renders) == 2  # n1 on revision 2; n2 and n3 share revision 1's bundle
+    assert f.server.node_bundle("n2") == f.server.node_bundle("n3") != f.server.node_bundle("n1")
+    f.step("n1")  # n1 available: n2's turn (a new controller generation)
+    assert f.served() == {"n1": "web:2", "n2": "web:2", "n3": "web:1"}
+
+
 def test_crashing_revision_stops_after_first_node_then_undo(f: Fleet) -> None:
     settle(f, "web:1")
     f.write("web:bad")
