@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from nodeagent.fleet import serve
+from nodeagent.fleet import httpserver
 from nodeagent.runtime import docker as docker_rt
 from tests.support.waiting import wait_for
 
@@ -42,7 +42,7 @@ class Source:
         self.faulty_requests = 0
         self.lock = threading.Lock()
         self.port = 0
-        self._httpd: serve.TrackingHTTPServer | None = None
+        self._httpd: httpserver.TrackingHTTPServer | None = None
         self.start()
 
     @property
@@ -83,7 +83,7 @@ class Source:
                 if code != 304:
                     self.wfile.write(body)
 
-        httpd = serve.TrackingHTTPServer(("127.0.0.1", self.port), Handler)
+        httpd = httpserver.TrackingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = int(httpd.server_address[1])
         self._httpd = httpd
         threading.Thread(target=httpd.serve_forever, args=(0.1,), daemon=True).start()

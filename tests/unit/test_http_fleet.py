@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from nodeagent import cli
+from nodeagent.fleet import handler, publisher
 from nodeagent.fleet import page as fleet_page
-from nodeagent.fleet import serve
 from nodeagent.fleet import view as fleet
 from nodeagent.k8s import manifests
 from tests.support import manifests as testdocs
@@ -82,12 +82,12 @@ def test_bad_reports_are_refused(doc: object, message: str) -> None:
 
 def test_bundle_publishes_valid_documents_and_keeps_the_previous_version_of_a_broken_one() -> None:
     a, b = testdocs.daemonset("a"), testdocs.daemonset("b")
-    first = serve.publish_file(None, testdocs.to_yaml(a, b).encode(), "/d/x.yaml")
+    first = publisher.publish_file(None, testdocs.to_yaml(a, b).encode(), "/d/x.yaml")
     a_v2 = testdocs.daemonset("a", image="busybox:1.37")
-    second = serve.publish_file(
+    second = publisher.publish_file(
         first, testdocs.to_yaml(a_v2, testdocs.without_image(b)).encode(), "/d/x.yaml"
     )
-    body = serve.render_bundle(list(second.raw.values()))
+    body = publisher.render_bundle(list(second.raw.values()))
     loaded = manifests.load_text(body, "bundle")
     assert not loaded.errors
     got = {d.obj.metadata.name: d.obj.spec.template.spec.containers[0].image for d in loaded.documents}  # type: ignore[union-attr]
@@ -96,12 +96,12 @@ def test_bundle_publishes_valid_documents_and_keeps_the_previous_version_of_a_br
 
 
 def test_truncated_file_keeps_its_objects_published() -> None:
-    first = serve.publish_file(None, testdocs.to_yaml(testdocs.daemonset("a")).encode(), "/d/a.yaml")
-    assert list(serve.publish_file(first, b"", "/d/a.yaml").raw) == list(first.raw)
+    first = publisher.publish_file(None, testdocs.to_yaml(testdocs.daemonset("a")).encode(), "/d/a.yaml")
+    assert list(publisher.publish_file(first, b"", "/d/a.yaml").raw) == list(first.raw)
 
 
 def test_an_empty_directory_publishes_an_explicit_empty_list() -> None:
-    body = serve.render_bundle([])
+    body = publisher.render_bundle([])
     loaded = manifests.load_text(body, "bundle")
     assert loaded.documents == () and not loaded.errors
     assert b'"kind": "List"' in body
@@ -113,16 +113,16 @@ def test_yaml_dialect_of_the_bundle_matches_the_loader() -> None:
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: default}\n"
         'data: {d: "2024-01-01", y: "yes"}\n'
     )
-    raw = serve.publish_file(None, cm.encode(), "/d/c.yaml").raw
-    loaded = manifests.load_text(serve.render_bundle(list(raw.values())), "bundle")
+    raw = publisher.publish_file(None, cm.encode(), "/d/c.yaml").raw
+    loaded = manifests.load_text(publisher.render_bundle(list(raw.values())), "bundle")
     assert loaded.documents[0].obj.data == {"d": "2024-01-01", "y": "yes"}  # type: ignore[union-attr]
 
 
 def test_etag_matching() -> None:
-    assert serve._etag_matches('"a", "b"', '"b"')
-    assert serve._etag_matches('W/"b"', '"b"')
-    assert serve._etag_matches("*", '"b"')
-    assert not serve._etag_matches('"a"', '"b"')
+    assert handler._etag_matches('"a", "b"', '"b"')
+    assert handler._etag_matches('W/"b"', '"b"')
+    assert handler._etag_matches("*", '"b"')
+    assert not handler._etag_matches('"a"', '"b"')
 
 
 def test_html_page_escapes_and_refreshes() -> None:

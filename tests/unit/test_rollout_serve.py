@@ -21,7 +21,7 @@ import pytest
 from nodeagent.agent import identity
 from nodeagent.cli import rollout as rolloutcli
 from nodeagent.fleet import annotations as ann
-from nodeagent.fleet import serve
+from nodeagent.fleet import publisher, serve
 from nodeagent.k8s import manifests, model
 
 NODES = ("n1", "n2", "n3")
@@ -200,7 +200,7 @@ def test_nodes_with_the_same_revisions_share_one_rendered_bundle(
     renders: list[str] = []
     real = f.server._render_node_bundle
 
-    def counted(b: serve.Bundle, node: str) -> tuple[bytes, str, bytes]:
+    def counted(b: publisher.Bundle, node: str) -> tuple[bytes, str, bytes]:
         renders.append(node)
         return real(b, node)
 
