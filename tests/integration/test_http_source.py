@@ -268,6 +268,7 @@ def test_mutual_tls(tmp_path: Path, manifests_dir: Path, pki: Pki) -> None:
             ca_file=str(pki.ca),
             client_cert=str(pki.client_cert),
             client_key=str(pki.client_key),
+            node="node-a",  # the certificate's CN: a node's credential fetches its own bundle
         )
         src.relist()
         assert images(src) == {"a": "busybox:1.36"} and src.failure is None

@@ -25,7 +25,7 @@ def start_serve(directory: Path, **kw: Any) -> serve.Server:
 def source(
     url: str, tmp_path: Path, *, on_change: Callable[[], None] = lambda: None, watch: bool = True, **kw: Any
 ) -> http.HttpSource:
-    opts = {k: kw.pop(k) for k in ("max_body", "watch_seconds") if k in kw}
+    opts = {k: kw.pop(k) for k in ("max_body", "watch_seconds", "node") if k in kw}
     cfg = settings.HttpSource(url=url, **kw)
     name = f"src-{uuid.uuid4().hex[:8]}"
     state = tmp_path / f"state-{name}"  # each source its own cache, unless a test shares one on purpose
