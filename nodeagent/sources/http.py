@@ -38,6 +38,8 @@ query string or user info (`display_url`).
 
 The HTTP client itself (`request`, `get_json`, `post_json`, TLS, redirects, kept connections) is
 `httpclient`, re-exported here; it also serves the status reporter and `nodeagent status --server`.
+
+Just over 600 lines on purpose: one concept, the HTTP source (fetch, watch, signature, cache, replicas).
 """
 
 from __future__ import annotations
