@@ -38,7 +38,7 @@ from nodeagent.agent import agent, identity
 from nodeagent.fleet import report
 from nodeagent.runtime import memory
 from nodeagent.service import logs
-from nodeagent.sources import http
+from nodeagent.sources import http, httpclient
 
 IMAGE = "registry.example/fleet/app:1"
 IMAGE_V2 = "registry.example/fleet/app:2"  # the rollout bench's new revision
@@ -298,7 +298,9 @@ def main() -> int:
     logs.configure("error", "json")
     threading.stack_size(256 * 1024)  # hundreds of mostly idle threads
     timings = Timings()
-    http.request = timings.wrap(http.request)
+    # the client's one home is httpclient (status posts go through it); http re-exports the name for polls
+    httpclient.request = timings.wrap(httpclient.request)
+    http.request = httpclient.request
     root = args.state_root or tempfile.mkdtemp(prefix="nodeagent-fleet-")
     t0 = time.monotonic()
     fleet = Fleet(
