@@ -146,7 +146,8 @@ class ServeProcess:
     """`nodeagent serve` on an ephemeral loopback port, as its own process (its CPU is measured)."""
 
     def __init__(self, directory: Path, state_dir: Path | None = None) -> None:
-        state = ["--state-dir", str(state_dir)] if state_dir is not None else []
+        # its own state dir: a bench must not leave rollout state in /var/lib/nodeagent-serve
+        state = ["--state-dir", str(state_dir or Path(tempfile.mkdtemp(prefix="nodeagent-bench-serve-")))]
         self.proc = subprocess.Popen(
             [NODEAGENT, "serve", "--dir", str(directory), "--listen", "127.0.0.1:0", *state],
             stdout=subprocess.DEVNULL,

@@ -69,13 +69,14 @@ class Serve:
 def start_serve(directory: Path, tmp_path: Path, *args: str, nofile: int | None = None) -> Serve:
     port = free_port()
     log = tmp_path / f"serve-{port}.log"
+    state = ["--state-dir", str(tmp_path / f"serve-state-{port}")]
 
     def limit() -> None:
         if nofile is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
     proc = subprocess.Popen(
-        [NODEAGENT, "serve", "--dir", str(directory), "--listen", f"127.0.0.1:{port}", *args],
+        [NODEAGENT, "serve", "--dir", str(directory), "--listen", f"127.0.0.1:{port}", *state, *args],
         stdout=subprocess.DEVNULL,
         stderr=open(log, "ab"),  # noqa: SIM115  (the child owns it)
         preexec_fn=limit,

@@ -276,7 +276,10 @@ def test_serve_and_run_processes_a_change_reaches_the_node_and_the_node_reports(
     listen = url.removeprefix("http://")
     procs = [
         subprocess.Popen(
-            [NODEAGENT, "serve", "--dir", str(mdir), "--listen", listen, "--token-file", str(token)],
+            [
+                *(NODEAGENT, "serve", "--dir", str(mdir), "--listen", listen, "--token-file", str(token)),
+                *("--state-dir", str(tmp_path / "serve-state")),
+            ],
             stdout=log,
             stderr=log,
         )

@@ -264,7 +264,10 @@ def test_the_fleet_view_shows_started_pods_without_waiting_for_a_resync(
     log = (tmp_path / "procs.log").open("ab")
     procs = [
         subprocess.Popen(
-            [NODEAGENT, "serve", "--dir", str(mdir), "--listen", url.removeprefix("http://")],
+            [
+                *(NODEAGENT, "serve", "--dir", str(mdir), "--listen", url.removeprefix("http://")),
+                *("--state-dir", str(tmp_path / "serve-state")),
+            ],
             stdout=log,
             stderr=log,
         )
