@@ -21,27 +21,14 @@ from typing import Any
 import pytest
 
 from nodeagent.sources import http
+from tests.support.hostile import alias_bomb
 from tests.support.net import free_port
 from tests.support.pki import Pki, make_pki
 from tests.support.waiting import wait_for
 
 from .conftest import NODEAGENT, daemonset
 
-BOMB = """apiVersion: v1
-kind: ConfigMap
-metadata: {name: bomb, namespace: default}
-data: {k: v}
-junk:
-  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
-  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-  h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-  i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-"""
+BOMB = alias_bomb("junk", "default")
 
 
 @dataclass

@@ -10,22 +10,9 @@ from pathlib import Path
 import pytest
 
 from nodeagent.k8s import manifests
+from tests.support.hostile import alias_bomb
 
-BOMB = """apiVersion: v1
-kind: ConfigMap
-metadata: {name: bomb}
-x:
-  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
-  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-  h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-  i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-data: {k: v}
-"""
+BOMB = alias_bomb()
 
 
 def _errors(result: object) -> list[tuple[int | None, str, str]]:
