@@ -37,6 +37,8 @@ from nodeagent.runtime import docker as docker_rt
 # `python benchmarks/bench.py` puts benchmarks/ first on sys.path, not the repo root: add the root so the
 # test helpers (tests/support, not part of the installed package) import as they do under pytest.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import serveproc  # benchmarks/serveproc.py, beside this file
+
 from tests.support import hangingregistry, manifests
 
 IMAGE = "nodeagent-bench/busybox:latest"
@@ -148,22 +150,7 @@ class ServeProcess:
     def __init__(self, directory: Path, state_dir: Path | None = None) -> None:
         # its own state dir: a bench must not leave rollout state in /var/lib/nodeagent-serve
         state = ["--state-dir", str(state_dir or Path(tempfile.mkdtemp(prefix="nodeagent-bench-serve-")))]
-        self.proc = subprocess.Popen(
-            [NODEAGENT, "serve", "--dir", str(directory), "--listen", "127.0.0.1:0", *state],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        self.url = ""
-        for line in self.proc.stderr:
-            if line.startswith("serving ") and " at " in line:
-                self.url = line.rsplit(" at ", 1)[1].strip().removesuffix("/manifests")
-                break
-        if not self.url:
-            self.proc.kill()
-            raise RuntimeError("nodeagent serve did not start")
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # drain its logs
+        self.proc, self.url = serveproc.start(["--dir", str(directory), *state], "nodeagent serve")
 
     def close(self) -> None:
         self.proc.terminate()

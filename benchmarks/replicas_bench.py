@@ -17,12 +17,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, when run as a script
+
+import serveproc  # benchmarks/serveproc.py (benchmarks/ is on sys.path: this is run or imported from there)
 
 from nodeagent.sources import http
 from tests.support import postgres as pgsupport
@@ -70,23 +71,10 @@ class Replica:
     def __init__(self, directory: Path, store_url: str, name: str, log: Path) -> None:
         self.name = name
         self.log = log.open("ab")
-        self.proc = subprocess.Popen(
-            [NODEAGENT, "serve", "--dir", str(directory), "--listen", "127.0.0.1:0", "--store", store_url,
-             "--replica-id", name, "--grace", "20"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        assert self.proc.stderr is not None
-        self.url = ""
-        for line in self.proc.stderr:
-            if line.startswith("serving ") and " at " in line:
-                self.url = line.rsplit(" at ", 1)[1].strip().removesuffix("/manifests")
-                break
-        if not self.url:
-            self.proc.kill()
-            raise RuntimeError(f"serve replica {name} did not start")
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+        self.proc, self.url = serveproc.start(
+            ["--dir", str(directory), "--store", store_url, "--replica-id", name, "--grace", "20"],
+            f"serve replica {name}",
+        )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
