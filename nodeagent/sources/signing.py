@@ -96,15 +96,17 @@ def parse_public_key(text: str, origin: str = "public key") -> PublicKey:
     return PublicKey(raw[2:10], Ed25519PublicKey.from_public_bytes(raw[10:42]))
 
 
-def load_public_key(path: str) -> PublicKey:
+def _read_key_file(path: str, what: str) -> str:
+    """A key file's text (keys are small: at most 4 KiB is read); unreadable is a KeyFileError."""
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read(4096)
+            return fh.read(4096)
     except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(
-            f"{path}: cannot read public key: {getattr(exc, 'strerror', None) or exc}"
-        ) from exc
-    return parse_public_key(text, path)
+        raise KeyFileError(f"{path}: cannot read {what}: {getattr(exc, 'strerror', None) or exc}") from exc
+
+
+def load_public_key(path: str) -> PublicKey:
+    return parse_public_key(_read_key_file(path, "public key"), path)
 
 
 def parse_secret_key(text: str, origin: str = "secret key") -> SecretKey:
@@ -133,14 +135,7 @@ def parse_secret_key(text: str, origin: str = "secret key") -> SecretKey:
 
 
 def load_secret_key(path: str) -> SecretKey:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read(4096)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(
-            f"{path}: cannot read secret key: {getattr(exc, 'strerror', None) or exc}"
-        ) from exc
-    return parse_secret_key(text, path)
+    return parse_secret_key(_read_key_file(path, "secret key"), path)
 
 
 def generate() -> tuple[str, str]:
