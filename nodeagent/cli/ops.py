@@ -139,8 +139,21 @@ def cmd_events(
 ) -> int:
     """This node's events, oldest first as kubectl lists them; -w then prints each new or repeated one."""
     target = parse_for(args.for_object)
-    evs = _select(events.load(state_dir), target)
-    now = clock()
+    return _list_events(lambda: _select(events.load(state_dir), target), args, out, clock, keep_watching)
+
+
+def _list_events(
+    fetch: Callable[[], list[events.Event]],
+    args: argparse.Namespace,
+    out: TextIO,
+    clock: Callable[[], float],
+    keep_watching: Callable[[], bool],
+    *,
+    fleet: bool = False,
+) -> int:
+    """`events` for one node or (`fleet`, with a NODE column) the fleet: a table or an EventList, or with
+    `-w` one JSON line an event, then each new or repeated event as it comes."""
+    evs = fetch()
     if args.output == "json":
         if not args.watch:
             out.write(json.dumps({"kind": "EventList", "items": [e.to_json() for e in evs]}, indent=2) + "\n")
@@ -148,12 +161,12 @@ def cmd_events(
             for e in evs:
                 out.write(json.dumps(e.to_json()) + "\n")
     elif evs or args.watch:
-        _table([EVENT_HEADER, *event_rows(evs, now)], out)
+        _table([FLEET_HEADER if fleet else EVENT_HEADER, *event_rows(evs, clock(), with_node=fleet)], out)
     else:
         out.write("No events found.\n")
     out.flush()
     if args.watch:
-        _watch(lambda: _select(events.load(state_dir), target), evs, args.output, out, clock, keep_watching)
+        _watch(fetch, evs, args.output, out, clock, keep_watching, fleet=fleet)
     return EXIT_OK
 
 
@@ -198,21 +211,11 @@ def cmd_fleet_events(
 ) -> int:
     """The fleet's events as serve has them from node reports, newest first."""
     target = parse_for(args.for_object)
-    evs = _select(fetch_fleet_events(args.server, args.token_file, args.ca_file), target)
-    if args.output == "json":
-        out.write(json.dumps({"kind": "EventList", "items": [e.to_json() for e in evs]}, indent=2) + "\n")
-    elif evs:
-        _table([FLEET_HEADER, *event_rows(evs, clock(), with_node=True)], out)
-    else:
-        out.write("No events found.\n")
-    out.flush()
-    if args.watch:
 
-        def fetch() -> list[events.Event]:
-            return _select(fetch_fleet_events(args.server, args.token_file, args.ca_file), target)
+    def fetch() -> list[events.Event]:
+        return _select(fetch_fleet_events(args.server, args.token_file, args.ca_file), target)
 
-        _watch(fetch, evs, args.output, out, clock, keep_watching, fleet=True)
-    return EXIT_OK
+    return _list_events(fetch, args, out, clock, keep_watching, fleet=True)
 
 
 # --- logs --------------------------------------------------------------------------------------------
