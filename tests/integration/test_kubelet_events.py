@@ -173,3 +173,21 @@ def test_a_pod_whose_image_cannot_be_pulled_has_a_waiting_reason_metric(
         )
 
     wait_for(shown, timeout=60, what="status and describe showing the pull's waiting reason")
+
+
+def test_run_records_pulled_and_failed_pre_stop_hook_of_work_its_workers_finished(
+    home: Home, agent_proc: list[Popen[bytes]]
+) -> None:
+    """`run` derives events from outcomes its workers finished, a pass later, when the deleted containers
+    are gone from the engine: the outcomes carry what the events need."""
+    hook = {"preStop": {"exec": {"command": ["false"]}}}
+    home.put("hooked", home.ds("hooked", container={"lifecycle": hook}))
+    start_run(home, agent_proc)
+    wait_for(lambda: any(c.running for c in home.containers()), timeout=60)
+    pod = pod_of(home, "hooked")
+    wait_for(lambda: "Pulled" in {i["reason"] for i in events_json(home, pod)}, timeout=60)
+    (home.ds_dir / "hooked.yaml").unlink()
+    wait_for(lambda: not home.containers(), timeout=60)
+    wait_for(lambda: "FailedPreStopHook" in {i["reason"] for i in events_json(home, pod)}, timeout=60)
+    [failed] = [i for i in events_json(home, pod) if i["reason"] == "FailedPreStopHook"]
+    assert failed["message"].startswith('Exec lifecycle hook ([false]) for Container "main" in Pod "')
