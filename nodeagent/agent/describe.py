@@ -270,7 +270,8 @@ def states(v: ContainerView, inspects: Mapping[str, Inspect], pod_reason: str) -
     cur = v.current
     last = terminated(inspects.get(v.last.id), v.last) if v.last is not None else None
     if cur is None:
-        return State("Waiting", reason=pod_reason or "ContainerCreating"), last
+        own = v.status.reason if v.status is not None and v.status.state == "waiting" else ""
+        return State("Waiting", reason=own or pod_reason or "ContainerCreating"), last
     doc = inspects.get(cur.id) or {}
     st = doc.get("State") or {}
     if cur.running:

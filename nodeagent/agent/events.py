@@ -362,6 +362,54 @@ def _volume_refs(src: model.VolumeSource) -> list[str]:
     return []
 
 
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration String() of a duration truncated to milliseconds, as the kubelet prints pull
+    times: `523ms`, `1.2s`, `2m3.004s`, `1h0m0s`."""
+    ms = int(max(seconds, 0.0) * 1000)
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    sec, frac = divmod(rem, 1000)
+    text = f"{sec}.{frac:03d}".rstrip("0") + "s" if frac else f"{sec}s"
+    if h:
+        return f"{h}h{m}m{text}"
+    return f"{m}m{text}" if m else text
+
+
+def _image_events(o: execute.Outcome) -> list[tuple[str, str, str]]:
+    """The kubelet's image manager's events (images/image_manager.go) for how a create got its image:
+    already present, pulled (Pulling, Pulled with the pull's time and the time including waiting for a
+    slot), or a pull that failed (Pulling, Failed)."""
+    got = o.image
+    if got is None:  # an outcome that says nothing of its image: only a pull that was tried fails so
+        image = _image_of(o.action)
+        if o.reason != execute.ERR_IMAGE_PULL:
+            return []
+        return [
+            (NORMAL, PULLING, f'Pulling image "{image}"'),
+            (WARNING, FAILED, f'Failed to pull image "{image}": {o.message}'),
+        ]
+    if got.present:
+        return [(NORMAL, PULLED, f'Container image "{got.image}" already present on machine')]
+    if got.pulled:
+        took, waited = go_duration(got.pull_seconds), go_duration(got.wait_seconds)
+        pulled = f'Successfully pulled image "{got.image}" in {took} ({waited} including waiting)'
+        return [(NORMAL, PULLING, f'Pulling image "{got.image}"'), (NORMAL, PULLED, pulled)]
+    if got.failure is not None and got.failure.reason == execute.ERR_IMAGE_PULL:
+        return [
+            (NORMAL, PULLING, f'Pulling image "{got.image}"'),
+            (WARNING, FAILED, f'Failed to pull image "{got.image}": {got.failure.message}'),
+        ]
+    return []
+
+
+def _hook_failures(o: execute.Outcome, hook: str) -> list[execute.HookFailure]:
+    return [f for f in o.hooks_failed if f.hook == hook]
+
+
 def from_outcomes(
     outcomes: Iterable[execute.Outcome],
     observed: Iterable[rt.ObservedContainer],
@@ -388,19 +436,20 @@ def from_outcomes(
         init = a.verb == plan.INIT
         ref = _pod_ref(a.namespace, a.pod, a.container, init)
         if a.verb in (plan.CREATE, plan.RESTART, plan.INIT, plan.START):
+            for kind, reason, message in _image_events(o):
+                ev(kind, reason, message, ref)
             if o.ok:
                 if a.verb != plan.START:
                     ev(NORMAL, CREATED, f"Created container: {a.container}", ref)
                 ev(NORMAL, STARTED, f"Started container {a.container}", ref)
-            elif o.reason == execute.ERR_IMAGE_PULL:  # only a pull that was tried fails so
-                ev(NORMAL, PULLING, f'Pulling image "{_image_of(a)}"', ref)
-                ev(WARNING, FAILED, f'Failed to pull image "{_image_of(a)}": {o.message}', ref)
+            elif o.reason == execute.ERR_IMAGE_PULL:
                 ev(WARNING, FAILED, f"Error: {o.reason}", ref)
             elif o.reason == execute.ERR_IMAGE_NEVER_PULL:
                 ev(WARNING, execute.ERR_IMAGE_NEVER_PULL, o.message, ref)
                 ev(WARNING, FAILED, f"Error: {o.reason}", ref)
             elif o.reason == execute.POST_START_HOOK_ERROR:
-                ev(WARNING, FAILED_POST_START_HOOK, o.message, ref)
+                hooks = _hook_failures(o, execute.POST_START)
+                ev(WARNING, FAILED_POST_START_HOOK, hooks[0].message if hooks else o.message, ref)
                 ev(NORMAL, KILLING, f"FailedPostStartHook: Stopping container {a.container}", ref)
             elif o.reason == execute.CREATE_CONTAINER_CONFIG_ERROR and (vol := _mount_error(a, o.message)):
                 ev(
@@ -425,11 +474,14 @@ def from_outcomes(
             if owner is not None:
                 ev(NORMAL, SUCCESSFUL_DELETE, f"Deleted pod: {a.pod}", owner)
     running = {c.id for c in observed if c.running}
-    for o in outcomes:  # a restart of a running container: its liveness (or startup) probe failed
+    for o in outcomes:
         a = o.action
         if a.verb == plan.RESTART and any(cid in running for cid in a.container_ids):
+            # a restart of a running container: its liveness (or startup) probe failed
             msg = f"Container {a.container} failed liveness probe, will be restarted"
             ev(NORMAL, KILLING, msg, _pod_ref(a.namespace, a.pod, a.container))
+        for f in _hook_failures(o, execute.PRE_STOP):  # after Killing, as killContainer records them
+            ev(WARNING, FAILED_PRE_STOP_HOOK, f.message, _pod_ref(a.namespace, a.pod, f.container))
     return out
 
 

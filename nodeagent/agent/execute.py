@@ -45,11 +45,31 @@ MIN_STOP_AFTER_HOOK = 2  # the kubelet leaves at least 2 s to stop a container a
 
 
 @dataclass(frozen=True)
+class HookFailure:
+    """A lifecycle hook that failed or ran out of time, with the kubelet's message for its event
+    (FailedPreStopHook, FailedPostStartHook)."""
+
+    hook: str  # PRE_STOP or POST_START
+    container: str
+    message: str
+
+
+PRE_STOP, POST_START = "preStop", "postStart"
+
+Prepulled = Mapping[tuple[str, str, str], pulls.Ensured]  # (namespace, pod, container) -> its pull
+
+
+@dataclass(frozen=True)
 class Outcome:
+    """What one action did: ok or why not, plus what the kubelet would have recorded events for on the
+    way (how the image was got, the hooks that failed)."""
+
     action: plan.Action
     ok: bool
     reason: str = ""  # Kubernetes-style reason when it failed (ErrImagePull, ...)
     message: str = ""
+    image: pulls.Ensured | None = None  # create, init, restart: the image was present, pulled, or failed
+    hooks_failed: tuple[HookFailure, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,8 +112,7 @@ class Executor:
         """Apply actions phase by phase (deletes, removes, then starts and creates), the pods of a phase
         concurrently, each pod's actions in order; outcomes come back in the plan's order."""
         ordered = sorted(actions, key=lambda a: plan.VERB_ORDER[a.verb])
-        if any(a.verb == plan.DELETE for a in ordered):
-            self._pull_before_stop(ordered)
+        prepulled = self._pull_before_stop(ordered) if any(a.verb == plan.DELETE for a in ordered) else {}
         outcomes: list[Outcome | None] = [None] * len(ordered)
         for phase in (_PHASE_DELETE, _PHASE_REMOVE, _PHASE_RUN):
             by_pod: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -104,7 +123,7 @@ class Executor:
 
             def run(group: list[int]) -> None:
                 for i in group:
-                    outcomes[i] = self._apply_logged(ordered[i])
+                    outcomes[i] = self._apply_logged(ordered[i], prepulled)
 
             if len(groups) <= 1 or self._workers <= 1:
                 for g in groups:
@@ -121,25 +140,29 @@ class Executor:
         """One owner's unit of work (see workers), in the order given: `plan.Plan.by_owner` puts a pod's
         delete before its successor's create; one failure never aborts the rest."""
         actions = list(actions)
-        if any(a.verb == plan.DELETE for a in actions):
-            self._pull_before_stop(actions)
-        return [self._apply_logged(a) for a in actions]
+        prepulled = self._pull_before_stop(actions) if any(a.verb == plan.DELETE for a in actions) else {}
+        return [self._apply_logged(a, prepulled) for a in actions]
 
-    def _pull_before_stop(self, actions: list[plan.Action]) -> None:
+    def _pull_before_stop(self, actions: list[plan.Action]) -> dict[tuple[str, str, str], pulls.Ensured]:
         """Pull the successor's images while the old pod still runs, so a replaced pod is down for the
         restart, not the download (a fleet rollout with maxSurge 0). A failed pull changes nothing
-        here: the create pulls again and reports it."""
+        here: the create pulls again and reports it. The pulls that ran are returned, so the create
+        reports them (Pulling, Pulled) rather than an image already present."""
+        done: dict[tuple[str, str, str], pulls.Ensured] = {}
         for a in actions:
             if a.verb in (plan.CREATE, plan.INIT) and a.desired is not None:
                 spec = a.desired.template.spec
                 group = spec.init_containers if a.verb == plan.INIT else spec.containers
                 for c in group:
                     if c.name == a.container and c.image_pull_policy != "Never":
-                        self._ensure_image(a, c.image, c.image_pull_policy)
+                        got = self._ensure_image(a, c.image, c.image_pull_policy)
+                        if got.pulled:
+                            done[(a.namespace, a.pod, a.container)] = got
+        return done
 
-    def _apply_logged(self, action: plan.Action) -> Outcome:
+    def _apply_logged(self, action: plan.Action, prepulled: Prepulled | None = None) -> Outcome:
         try:
-            outcome = self._apply_one(action)
+            outcome = self._apply_one(action, prepulled or {})
         except errors.NodeAgentError as exc:
             outcome = Outcome(action, False, _reason_for(exc), str(exc))
         except Exception as exc:  # an unexpected bug must not abort the other actions
@@ -160,7 +183,7 @@ class Executor:
 
     # --- one action ---------------------------------------------------------------------------
 
-    def _apply_one(self, action: plan.Action) -> Outcome:
+    def _apply_one(self, action: plan.Action, prepulled: Prepulled) -> Outcome:
         if action.verb == plan.DELETE:
             return self._delete(action)
         if action.verb == plan.REMOVE:
@@ -172,7 +195,7 @@ class Executor:
                 self._rt.start(cid)
             return Outcome(action, True)
         if action.verb in (plan.CREATE, plan.RESTART, plan.INIT):
-            return self._create(action)
+            return self._create(action, prepulled)
         raise errors.NodeAgentError(f"unknown action {action.verb!r}")
 
     def _delete(self, action: plan.Action) -> Outcome:
@@ -185,11 +208,14 @@ class Executor:
         deadline = time.monotonic() + action.grace_seconds
         hooks = dict(action.pre_stop)
         errors_seen: list[errors.NodeAgentError] = []
+        failed: list[tuple[str, Hook, probes.Result]] = []  # list.append is atomic: the threads share it
 
         def kill(cid: str) -> None:
             raw = hooks.get(cid)
             if raw:
-                self._pre_stop_one(cid, raw, deadline - MIN_STOP_AFTER_HOOK)
+                bad = self._pre_stop_one(cid, raw, deadline - MIN_STOP_AFTER_HOOK)
+                if bad is not None:
+                    failed.append((cid, *bad))
             grace = (
                 max(int(deadline - time.monotonic() + 0.5), MIN_STOP_AFTER_HOOK)
                 if raw
@@ -208,41 +234,70 @@ class Executor:
         if sandbox is not None:
             kill(sandbox)
             ids.append(sandbox)
+        hooks_failed = self._pre_stop_failures(action, failed)
         for cid in ids:
             try:
                 self._rt.remove(cid)
             except errors.NodeAgentError as exc:
                 errors_seen.append(exc)
         if errors_seen:
-            raise errors_seen[0]
+            raise errors_seen[0]  # the hooks that failed are lost with it (FailedPreStopHook is best effort)
         if action.owner:
             volumes.remove_pod_dirs(self._host.state_dir, identity.pod_uid(action.owner, action.pod))
-        return Outcome(action, True)
+        return Outcome(action, True, hooks_failed=hooks_failed)
 
-    def run_pre_stop(self, hooks: Iterable[tuple[str, str]], grace: int) -> None:
+    def _pre_stop_failures(
+        self, action: plan.Action, failed: list[tuple[str, Hook, probes.Result]]
+    ) -> tuple[HookFailure, ...]:
+        """The failed hooks of a delete, named by their containers (read from the engine once, only when
+        one failed: the action knows container ids, the kubelet's message names the container)."""
+        if not failed:
+            return ()
+        names: dict[str, str] = {}
+        try:
+            names = {c.id: c.labels.get(identity.LABEL_CONTAINER_NAME, "") for c in self._rt.list_managed()}
+        except errors.NodeAgentError as exc:
+            log.info("pre_stop_names_unknown", error=str(exc))
+        return tuple(
+            HookFailure(PRE_STOP, names.get(cid, ""), hook_message(hook, names.get(cid, ""), action, result))
+            for cid, hook, result in failed
+        )
+
+    def run_pre_stop(
+        self, hooks: Iterable[tuple[str, str]], grace: int
+    ) -> list[tuple[str, Hook, probes.Result]]:
         """Run preStop hooks (concurrently, as the kubelet stops a pod's containers in parallel), bounded
-        by the grace period; a failing or hanging hook is logged, never blocks the stop for longer."""
+        by the grace period; a failing or hanging hook is logged, never blocks the stop for longer.
+        Returns the hooks that failed (container id, hook, result), for FailedPreStopHook."""
         hooks = list(hooks)
         if not hooks:
-            return
+            return []
         deadline = time.monotonic() + max(grace - MIN_STOP_AFTER_HOOK, 1)
-        threads = [
-            threading.Thread(target=self._pre_stop_one, args=(cid, raw, deadline), daemon=True)
-            for cid, raw in hooks
-        ]
+        failed: list[tuple[str, Hook, probes.Result]] = []
+
+        def one(cid: str, raw: str) -> None:
+            bad = self._pre_stop_one(cid, raw, deadline)
+            if bad is not None:
+                failed.append((cid, *bad))
+
+        threads = [threading.Thread(target=one, args=(cid, raw), daemon=True) for cid, raw in hooks]
         for t in threads:
             t.start()
         for t in threads:
             t.join(max(deadline - time.monotonic(), 0.0))
+        return list(failed)
 
-    def _pre_stop_one(self, cid: str, raw: str, deadline: float) -> None:
+    def _pre_stop_one(self, cid: str, raw: str, deadline: float) -> tuple[Hook, probes.Result] | None:
+        """Run one recorded preStop hook; the hook and its result when it failed."""
         hook = decode_hook(raw)
         if hook is None:
             log.warning("pre_stop_unreadable", container_id=cid[:12])
-            return
+            return None
         result = self._run_hook(cid, hook, max(deadline - time.monotonic(), 0.1))
         if result is not None and not result.success:
             log.warning("pre_stop_hook_failed", container_id=cid[:12], error=result.message)
+            return hook, result
+        return None
 
     def _run_hook(self, cid: str, hook: Hook, timeout: float) -> probes.Result | None:
         """One hook, through the probes' handler code (exec, httpGet); a sleep hook sleeps, at most
@@ -265,16 +320,31 @@ class Executor:
             timeout=timeout,
         )
 
-    def _create(self, action: plan.Action) -> Outcome:
+    def _create(self, action: plan.Action, prepulled: Prepulled) -> Outcome:
         desired = action.desired
         assert desired is not None, "create, init and restart actions carry their desired pod"
         spec = desired.template.spec
         init = action.verb == plan.INIT
         group = spec.init_containers if init else spec.containers
         index, container = next((i, c) for i, c in enumerate(group) if c.name == action.container)
-        failed = self._ensure_image(action, container.image, container.image_pull_policy)
-        if failed is not None:
-            return failed
+        image = self._ensure_image(action, container.image, container.image_pull_policy)
+        if image.failure is not None:
+            return Outcome(action, False, image.failure.reason, image.failure.message, image=image)
+        if image.present:  # pulled a moment ago, before the old pod stopped: that pull is this create's
+            image = prepulled.get((action.namespace, action.pod, action.container), image)
+        try:
+            outcome = self._create_container(action, container, index, init)
+        except errors.NodeAgentError as exc:
+            outcome = Outcome(action, False, _reason_for(exc), str(exc))
+        return dataclasses.replace(outcome, image=image)
+
+    def _create_container(
+        self, action: plan.Action, container: model.Container, index: int, init: bool
+    ) -> Outcome:
+        """Create and start one container whose image is there (its pod's sandbox and volumes first)."""
+        desired = action.desired
+        assert desired is not None
+        spec = desired.template.spec
         ctx = self.context(desired)
         if podconfig.needs_sandbox(spec):
             ctx = self._ensure_sandbox(ctx)
@@ -299,18 +369,26 @@ class Executor:
             # a running container restarted for a failed liveness probe: its preStop hook, then stop it
             # (with the grace period the action carries) before its successor starts, so they never
             # hold a port at once
-            self.run_pre_stop(action.pre_stop, action.grace_seconds)
+            failed = self.run_pre_stop(action.pre_stop, action.grace_seconds)
+            hooks_failed = tuple(
+                HookFailure(PRE_STOP, action.container, hook_message(hook, action.container, action, result))
+                for _cid, hook, result in failed
+            )
             for old in action.container_ids:
                 self._rt.stop(old, action.grace_seconds)
+        else:
+            hooks_failed = ()
         cid = self._rt.create(create)
         try:
             self._rt.start(cid)
         except errors.ContainerRuntimeError as exc:
             # keep the container: it shows up as exited/created and the planner backs off on it
-            return Outcome(action, False, RUN_CONTAINER_ERROR, str(exc))
+            return Outcome(action, False, RUN_CONTAINER_ERROR, str(exc), hooks_failed=hooks_failed)
         # the earlier attempt stays: the planner's GC keeps the last dead one per container (logs --previous)
         failed_hook = self._post_start(action, cid, container, spec, ctx.sandbox)
-        return failed_hook or Outcome(action, True)
+        if failed_hook is not None:
+            return dataclasses.replace(failed_hook, hooks_failed=hooks_failed + failed_hook.hooks_failed)
+        return Outcome(action, True, hooks_failed=hooks_failed)
 
     def _post_start(
         self, action: plan.Action, cid: str, container: model.Container, spec: model.PodSpec, sandbox: str
@@ -328,7 +406,14 @@ class Executor:
             self._rt.stop(cid, 0)
         except errors.ContainerRuntimeError as exc:
             log.info("stop_failed", container_id=cid[:12], error=str(exc))
-        return Outcome(action, False, POST_START_HOOK_ERROR, f"postStart hook failed: {result.message}")
+        failure = HookFailure(POST_START, container.name, hook_message(hook, container.name, action, result))
+        return Outcome(
+            action,
+            False,
+            POST_START_HOOK_ERROR,
+            f"postStart hook failed: {result.message}",
+            hooks_failed=(failure,),
+        )
 
     def _ensure_sandbox(self, ctx: podconfig.PodContext) -> podconfig.PodContext:
         """Create and start the pod's sandbox (idempotent: found by its deterministic name); the pod's
@@ -395,9 +480,9 @@ class Executor:
             self._host.state_dir, ctx.uid, desired.template.spec, lookup=self._lookup, pod=ctx
         )
 
-    def _ensure_image(self, action: plan.Action, image: str, policy: str) -> Outcome | None:
+    def _ensure_image(self, action: plan.Action, image: str, policy: str) -> pulls.Ensured:
         """imagePullPolicy as the kubelet applies it, through the shared puller (one pull per image, a
-        bound on parallel pulls, a no-progress deadline); returns a failed Outcome or None.
+        bound on parallel pulls, a no-progress deadline): present, pulled, or why not.
 
         While this pod waits for its image, its worker's detail follows the pull ("pulling image X: 120 MB
         of 340 MB"), which `status` shows, refreshed every PROGRESS_EVERY seconds."""
@@ -414,11 +499,10 @@ class Executor:
         if policy != "Never":
             threading.Thread(target=follow, name=f"pull-progress-{action.pod}", daemon=True).start()
         try:
-            failure = self._puller.ensure(image, policy)
+            return self._puller.ensure_image(image, policy)
         finally:
             done.set()
             self._progress(action, "")
-        return None if failure is None else Outcome(action, False, failure.reason, failure.message)
 
 
 _PHASE_DELETE, _PHASE_REMOVE, _PHASE_RUN = 0, 1, 2
@@ -468,6 +552,19 @@ def hook_for(container: model.Container, spec: model.PodSpec, sandbox: str, whic
             via=sandbox,
         )
     return None
+
+
+def hook_message(hook: Hook, container: str, action: plan.Action, result: probes.Result) -> str:
+    """The kubelet's message for a failed hook (lifecycle/handlers.go), which its FailedPreStopHook and
+    FailedPostStartHook events carry: `Exec lifecycle hook ([cmd]) for Container "c" in Pod
+    "pod_namespace(uid)" failed - error: ...`. The command's output is not captured here."""
+    pod = f"{action.pod}_{action.namespace}({identity.pod_uid(action.owner, action.pod)})"
+    where = f'for Container "{container}" in Pod "{pod}" failed - error: {result.message}'
+    if isinstance(hook.handler, model.ExecAction):
+        return f"Exec lifecycle hook ([{' '.join(hook.handler.command)}]) {where}"
+    if isinstance(hook.handler, model.HTTPGetAction):
+        return f"HTTP lifecycle hook ({hook.handler.path}) {where}"
+    return f"lifecycle hook {where}"
 
 
 def encode_hook(hook: Hook) -> str:

@@ -64,6 +64,21 @@ class PullFailure:
     message: str
 
 
+@dataclass(frozen=True)
+class Ensured:
+    """What `ensure_image` found or did, for the kubelet's image events (Pulling, Pulled, Failed): the image
+    was already present, or a pull ran (`pulled`), with how long the pull took and how long this caller
+    waited in all (a queued slot, another pod's pull of the same image)."""
+
+    image: str
+    policy: str
+    present: bool = False  # there before the call, and the policy did not ask for a pull
+    pulled: bool = False  # a pull ran for this call and succeeded
+    pull_seconds: float = 0.0
+    wait_seconds: float = 0.0  # pull_seconds plus the time spent waiting for a slot or another caller
+    failure: PullFailure | None = None
+
+
 def human_size(n: int) -> str:
     """Bytes in decimal units with three significant digits, as Docker and kubectl print sizes."""
     value = float(n)
@@ -97,6 +112,7 @@ class _Pull:
         self.running = False  # holds a slot and has a thread
         self.waiters = 0  # callers waiting for its result
         self.done = False
+        self.finished = now  # clock() when it ended
         self.failure: PullFailure | None = None
         self.error: errors.NodeAgentError | None = None  # re-raised in every caller (engine gone, ...)
 
@@ -125,19 +141,24 @@ class ImagePuller:
         self._running = 0
 
     def ensure(self, image: str, policy: str) -> PullFailure | None:
+        """`ensure_image`'s failure: None means the image is there now."""
+        return self.ensure_image(image, policy).failure
+
+    def ensure_image(self, image: str, policy: str) -> Ensured:
         """imagePullPolicy as the kubelet applies it: Never uses the image only if present; Always pulls;
-        IfNotPresent (and anything else) pulls when it is missing. None means the image is there now.
+        IfNotPresent (and anything else) pulls when it is missing. Says whether it was present or pulled
+        (and how long that took), or why it failed.
 
         Errors other than a failed pull (the engine does not answer) are raised, as the runtime raised them.
         """
         if policy == "Never":
             if self._rt.image_present(image):
-                return None
-            return PullFailure(
-                ERR_IMAGE_NEVER_PULL, f'Container image "{image}" is not present with pull policy of Never'
-            )
+                return Ensured(image, policy, present=True)
+            message = f'Container image "{image}" is not present with pull policy of Never'
+            return Ensured(image, policy, failure=PullFailure(ERR_IMAGE_NEVER_PULL, message))
         if policy != "Always" and self._rt.image_present(image):
-            return None
+            return Ensured(image, policy, present=True)
+        called = self._clock()
         with self._cond:
             pull = self._pulls.get(image)
             if pull is None:
@@ -156,7 +177,15 @@ class ImagePuller:
                 pull.waiters -= 1
             if pull.error is not None:
                 raise pull.error
-            return pull.failure
+            if pull.failure is not None:
+                return Ensured(image, policy, failure=pull.failure)
+            return Ensured(
+                image,
+                policy,
+                pulled=True,
+                pull_seconds=max(pull.finished - max(pull.started, called), 0.0),  # joined: its share
+                wait_seconds=max(pull.finished - called, 0.0),
+            )
 
     def in_progress(self) -> dict[str, PullProgress]:
         """Every pull now running or waiting for a slot, by image."""
@@ -189,6 +218,7 @@ class ImagePuller:
         if pull.done:
             return
         pull.done = True
+        pull.finished = self._clock()
         pull.failure, pull.error = failure, error
         if self._pulls.get(pull.image) is pull:
             del self._pulls[pull.image]

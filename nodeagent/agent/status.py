@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from nodeagent import runtime as rt
 from nodeagent.agent import identity, plan
+from nodeagent.k8s import model
 
 # DaemonSetStatus's counters in kubectl's column order (DaemonSetStatus.to_json, the fleet's sums and tables);
 # numberUnavailable is derived (desired - available).
@@ -55,6 +56,11 @@ class PodStatus:
     init_containers: tuple[ContainerStatus, ...] = ()
     terminating: bool = False  # its worker is stopping it (kubectl: deletionTimestamp set)
     is_available: bool = False  # set by daemonset_status (minReadySeconds); read by serve's rollouts
+
+    @property
+    def created(self) -> bool:
+        """Some container of it exists (a pod only waiting to be created lists its containers too)."""
+        return any(c.container_id for c in (*self.containers, *self.init_containers))
 
     def available(self, min_ready_seconds: int, now: float) -> bool:
         """podutil.IsPodAvailable: ready for at least minReadySeconds; a terminating pod never is."""
@@ -165,6 +171,34 @@ def _container_status(
     )
 
 
+# a pod-level wait that says nothing about a container not made yet (it is ContainerCreating then)
+_NOT_CONTAINER_REASONS = frozenset({"Terminating", "TolerationSeconds"})
+
+
+def _not_created(c: model.Container, reason: str) -> ContainerStatus:
+    """A container the spec has and the engine does not (yet), as the kubelet reports it: waiting, with
+    why it could not be made (ErrImagePull, CreateContainerConfigError, ...) or ContainerCreating."""
+    return ContainerStatus(
+        name=c.name,
+        state="waiting",
+        reason=reason,
+        ready=False,
+        restart_count=0,
+        exit_code=None,
+        image=c.image,
+        container_id="",
+    )
+
+
+def _wait_reason(mine: Mapping[str, plan.Waiting], container: str, default: str) -> str:
+    """A container's own wait, else the pod's (the planner backs a pod off as a whole), else `default`."""
+    w = mine.get(container)
+    if w is not None:
+        return w.reason
+    pod = mine.get("")
+    return pod.reason if pod is not None and pod.reason not in _NOT_CONTAINER_REASONS else default
+
+
 def pod_status(
     pod: plan.ObservedPod,
     current_hash: str,
@@ -173,12 +207,22 @@ def pod_status(
     current_name: str = "",
     init_total: int = 0,
     terminating: frozenset[tuple[str, str]] = frozenset(),
+    spec: model.PodSpec | None = None,
 ) -> PodStatus:
     """A pod's status; `readiness` (the plan's, from probes) decides `ready`, else a running container
     counts as ready. Only app containers count (a sandbox or init container is never `ready`). A pod
-    being stopped shows `Terminating`, as kubectl prints a pod with a deletionTimestamp."""
+    being stopped shows `Terminating`, as kubectl prints a pod with a deletionTimestamp. With the
+    `spec` of its revision, app containers not made yet are listed as waiting, with the reason."""
     mine = {w.container: w for w in waiting if (w.namespace, w.pod) == pod.key}
     containers = tuple(_container_status(c, mine, readiness) for c in pod.containers)
+    if spec is not None and pod.spec_hash == current_hash:
+        have = {c.name for c in containers}
+        default = "PodInitializing" if not pod.containers and spec.init_containers else "ContainerCreating"
+        containers += tuple(
+            _not_created(c, _wait_reason(mine, c.name, default))
+            for c in spec.containers
+            if c.name not in have
+        )
     apps = containers  # pod.containers are the app containers (plan.group_pods)
     ready = bool(apps) and all(c.ready for c in apps)
     since = [r.since for c in pod.containers if readiness and (r := readiness.get(c.id)) is not None]
@@ -239,10 +283,28 @@ def _init_status(inits: tuple[ContainerStatus, ...], total: int) -> str:
 
 
 def pending_pod(desired: plan.DesiredPod, waiting: tuple[plan.Waiting, ...]) -> PodStatus | None:
-    """A pod that should exist but has no container yet, shown with the reason it is held back."""
+    """A pod that should exist but has no container yet, shown with the reason it is held back, and each
+    of its containers waiting with that reason (kube-state-metrics' waiting_reason, describe's State):
+    with init containers, the first one waits for it and the others, as the app containers, in
+    PodInitializing, as the kubelet reports them."""
     w = next((w for w in waiting if (w.namespace, w.pod) == desired.key), None)
     if w is None:
         return None
+    spec = desired.template.spec
+    mine = {x.container: x for x in waiting if (x.namespace, x.pod) == desired.key}
+
+    def own(c: model.Container) -> str:
+        return mine[c.name].reason if c.name in mine else "PodInitializing"
+
+    first = spec.init_containers[:1] or spec.containers  # what the pod's wait is about
+    inits = tuple(
+        _not_created(c, _wait_reason(mine, c.name, "ContainerCreating") if c in first else own(c))
+        for c in spec.init_containers
+    )
+    apps = tuple(
+        _not_created(c, _wait_reason(mine, c.name, "ContainerCreating") if c in first else own(c))
+        for c in spec.containers
+    )
     return PodStatus(
         namespace=desired.namespace,
         name=desired.name,
@@ -254,7 +316,8 @@ def pending_pod(desired: plan.DesiredPod, waiting: tuple[plan.Waiting, ...]) -> 
         ready=False,
         restart_count=0,
         started_at=None,
-        containers=(),
+        containers=apps,
+        init_containers=inits,
     )
 
 
@@ -269,15 +332,16 @@ def daemonset_status(
     the pods' readiness, numberAvailable from ready for at least minReadySeconds (never a pod that is
     terminating)."""
     inits = len(d.desired.template.spec.init_containers)
+    spec = d.desired.template.spec
     pods = [
-        pod_status(p, d.desired.spec_hash, waiting, readiness, d.desired.name, inits, terminating)
+        pod_status(p, d.desired.spec_hash, waiting, readiness, d.desired.name, inits, terminating, spec)
         for p in d.pods
     ]
     if not any(p.name == d.desired.name for p in pods) and d.decision.should_run:
         pending = pending_pod(d.desired, waiting)
         if pending is not None:
             pods.append(pending)
-    scheduled = [p for p in pods if p.containers or p.init_containers]
+    scheduled = [p for p in pods if p.created]
     should_run = d.decision.should_run
     ready = [p for p in scheduled if p.ready and not p.terminating]
     available = [p for p in ready if p.available(d.min_ready_seconds, now)]
@@ -304,7 +368,10 @@ def static_pod_status(
     terminating: frozenset[tuple[str, str]] = frozenset(),
 ) -> tuple[PodStatus, ...]:
     inits = len(s.desired.template.spec.init_containers)
-    pods = [pod_status(p, s.desired.spec_hash, waiting, readiness, "", inits, terminating) for p in s.pods]
+    spec = s.desired.template.spec
+    pods = [
+        pod_status(p, s.desired.spec_hash, waiting, readiness, "", inits, terminating, spec) for p in s.pods
+    ]
     if not pods:
         pending = pending_pod(s.desired, waiting)
         if pending is not None:

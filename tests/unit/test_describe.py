@@ -6,9 +6,10 @@ from dataclasses import replace
 
 import pytest
 
+from nodeagent import runtime as rt
 from nodeagent.agent import describe, events, plan, status
 from nodeagent.k8s import model
-from tests.support.planning import DESIRED, NOW, container_for
+from tests.support.planning import DESIRED, NOW, container_for, make_ds, make_node
 
 
 def test_tabwriter_aligns_blocks_of_consecutive_lines_like_go() -> None:
@@ -121,3 +122,54 @@ def test_events_section_counts_repeats() -> None:
     text = describe.describe_pod(facts, NOW)
     assert "  Type     Reason   Age               From       Message\n" in text
     assert "  Warning  BackOff  10s (x3 over 2m)  nodeagent  Back-off restarting\n" in text
+
+
+# --- a pod not (fully) created: each container waits with its reason ---------------------------------
+
+
+def _plan(ds: model.DaemonSet, observed: list[rt.ObservedContainer], reason: str) -> plan.Plan:
+    key = plan.desired_daemon_pod(ds).key
+    return plan.plan(
+        plan.Inputs(
+            node=make_node(),
+            daemonsets=(plan.DaemonSetInput(ds, "test"),),
+            static_pods=(),
+            observed=tuple(observed),
+            now=NOW,
+            failures={key: plan.Failure(1, NOW - 1, reason, "m")},
+        )
+    )
+
+
+def test_a_pod_whose_init_image_cannot_be_pulled_waits_in_it_and_its_app_in_pod_initializing() -> None:
+    ds = make_ds(image="127.0.0.1:1/nope:1")
+    spec = replace(ds.spec.template.spec, init_containers=(model.Container("setup", "127.0.0.1:1/nope:1"),))
+    ds = replace(ds, spec=replace(ds.spec, template=replace(ds.spec.template, spec=spec)))
+    p = _plan(ds, [], "ErrImagePull")
+    [pod] = status.daemonset_status(p.daemonsets[0], p.waiting, NOW).pods
+    assert [(c.name, c.state, c.reason) for c in pod.init_containers] == [
+        ("setup", "waiting", "ImagePullBackOff")
+    ]
+    assert [(c.name, c.state, c.reason) for c in pod.containers] == [("main", "waiting", "PodInitializing")]
+    facts = describe.PodFacts(
+        desired=p.daemonsets[0].desired, observed=None, status=pod, node_name="n", waiting_reason=pod.status
+    )
+    text = describe.describe_pod(facts, NOW)
+    assert "  setup:\n" in text and "      Reason:       ImagePullBackOff\n" in text
+    assert "      Reason:       PodInitializing\n" in text, text
+
+
+def test_a_container_the_pod_lacks_shows_why_beside_the_running_one() -> None:
+    """One container's image cannot be pulled, the other runs: kubectl shows 1/2 ImagePullBackOff."""
+    ds = make_ds(containers=("main", "side"))
+    desired = plan.desired_daemon_pod(ds)
+    side = container_for(desired, "side")
+    p = _plan(ds, [side], "ErrImagePull")
+    shown = status.daemonset_status(p.daemonsets[0], p.waiting, NOW)
+    [pod] = shown.pods
+    assert [(c.name, c.state, c.reason) for c in pod.containers] == [
+        ("side", "running", ""),
+        ("main", "waiting", "ImagePullBackOff"),
+    ]
+    assert (pod.status, pod.phase, pod.ready) == ("ImagePullBackOff", "Running", False)
+    assert shown.current_number_scheduled == 1 and shown.number_ready == 0

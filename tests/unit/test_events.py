@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.agent import events, execute, plan
+from nodeagent.agent import events, execute, plan, pulls
 from nodeagent.k8s import model
 from tests.support.planning import DESIRED, DS, NOW, container_for, make_ds, make_node
 
@@ -289,3 +289,102 @@ def test_node_report_events_are_checked_and_bounded() -> None:
     extra = {**ev().to_json(), "message": "a\nb", "secret": "x" * 10}
     kept = fleet.parse_report({**doc, "events": [extra]}, "n", NOW).events[0]
     assert kept["message"] == "a b" and "secret" not in kept
+
+
+# --- Pulled and FailedPreStopHook: what the puller and the executor carry out -----------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.0, "0s"),
+        (0.0004, "0s"),
+        (0.5239, "523ms"),
+        (1.2, "1.2s"),
+        (1.0, "1s"),
+        (3.4567, "3.456s"),
+        (123.004, "2m3.004s"),
+        (3600.0, "1h0m0s"),
+    ],
+)
+def test_durations_print_as_gos_time_duration_truncated_to_milliseconds(seconds: float, text: str) -> None:
+    assert events.go_duration(seconds) == text
+
+
+def test_an_image_already_present_is_pulled_before_created_and_started() -> None:
+    got = pulls.Ensured("busybox:1", "IfNotPresent", present=True)
+    o = execute.Outcome(_action(plan.CREATE), True, image=got)
+    evs = events.from_outcomes([o], [], "node-a", NOW)
+    assert [(e.type, e.reason) for e in evs][:3] == [
+        ("Normal", "Pulled"),
+        ("Normal", "Created"),
+        ("Normal", "Started"),
+    ]
+    assert evs[0].message == 'Container image "busybox:1" already present on machine'
+    assert evs[0].involved.field_path == "spec.containers{main}"
+
+
+def test_a_successful_pull_is_pulling_then_pulled_with_its_two_times() -> None:
+    got = pulls.Ensured("busybox:1", "Always", pulled=True, pull_seconds=1.2, wait_seconds=3.4567)
+    o = execute.Outcome(_action(plan.CREATE), True, image=got)
+    evs = events.from_outcomes([o], [container_for(DESIRED)], "node-a", NOW)
+    assert [(e.reason, e.message) for e in evs] == [
+        ("Pulling", 'Pulling image "busybox:1"'),
+        ("Pulled", 'Successfully pulled image "busybox:1" in 1.2s (3.456s including waiting)'),
+        ("Created", "Created container: main"),
+        ("Started", "Started container main"),
+    ]
+
+
+def test_a_failed_pull_with_its_image_says_pulling_failed_once() -> None:
+    got = pulls.Ensured(
+        "busybox:1", "IfNotPresent", failure=pulls.PullFailure(execute.ERR_IMAGE_PULL, "refused")
+    )
+    o = execute.Outcome(_action(plan.CREATE), False, execute.ERR_IMAGE_PULL, "refused", image=got)
+    evs = events.from_outcomes([o], [container_for(DESIRED)], "node-a", NOW)
+    assert [(e.type, e.reason, e.message) for e in evs] == [
+        ("Normal", "Pulling", 'Pulling image "busybox:1"'),
+        ("Warning", "Failed", 'Failed to pull image "busybox:1": refused'),
+        ("Warning", "Failed", "Error: ErrImagePull"),
+    ]
+
+
+def test_a_failed_pre_stop_hook_is_a_warning_on_its_container_and_repeats_merge(tmp_path: Path) -> None:
+    running = container_for(DESIRED)
+    failure = execute.HookFailure(execute.PRE_STOP, "main", "Exec lifecycle hook ([false]) ... failed")
+    delete = _action(plan.DELETE, container="", desired=None, container_ids=(running.id,))
+    o = execute.Outcome(delete, True, hooks_failed=(failure,))
+    evs = events.from_outcomes([o], [running], "node-a", NOW)
+    assert _reasons(evs) == [
+        ("Normal", "Killing", f"pod/{DESIRED.name}"),
+        ("Normal", "SuccessfulDelete", "daemonset/agent"),
+        ("Warning", "FailedPreStopHook", f"pod/{DESIRED.name}"),
+    ]
+    assert evs[2].message == failure.message and evs[2].involved.field_path == "spec.containers{main}"
+    events.record(str(tmp_path), evs, NOW)
+    events.record(str(tmp_path), events.from_outcomes([o], [running], "node-a", NOW + 5), NOW + 5)
+    [stored] = [e for e in events.load(str(tmp_path)) if e.reason == "FailedPreStopHook"]
+    assert (stored.count, stored.first_timestamp, stored.last_timestamp) == (2, NOW, NOW + 5)
+
+
+def test_a_liveness_restart_with_a_failed_pre_stop_hook() -> None:
+    running = container_for(DESIRED)
+    failure = execute.HookFailure(execute.PRE_STOP, "main", "m")
+    o = execute.Outcome(
+        _action(plan.RESTART, attempt=1, container_ids=(running.id,)), True, hooks_failed=(failure,)
+    )
+    got = events.from_outcomes([o], [running], "node-a", NOW)
+    assert [e.reason for e in got] == ["Created", "Started", "Killing", "FailedPreStopHook"]
+
+
+def test_a_failed_post_start_hook_event_carries_the_hooks_message() -> None:
+    failure = execute.HookFailure(execute.POST_START, "main", "Exec lifecycle hook ([false]) ... failed")
+    o = execute.Outcome(
+        _action(plan.CREATE),
+        False,
+        execute.POST_START_HOOK_ERROR,
+        "postStart hook failed: x",
+        hooks_failed=(failure,),
+    )
+    [hook, _killing] = events.from_outcomes([o], [container_for(DESIRED)], "node-a", NOW)
+    assert (hook.reason, hook.message) == ("FailedPostStartHook", failure.message)

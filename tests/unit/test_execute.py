@@ -304,3 +304,100 @@ def test_a_replaced_pod_pulls_its_new_image_before_the_old_pod_is_stopped(tmp_pa
     assert all(o.ok for o in executor(runtime, tmp_path).apply_owner(unit))  # the running agent's unit
     calls = [call for call, *_ in runtime.log]
     assert calls.index("pull") < calls.index("stop") < calls.index("create"), runtime.log
+
+
+# --- what the kubelet records events for: the image, the hooks that failed -----------------------
+
+
+def test_a_replaced_pods_create_reports_the_pull_made_before_the_stop(tmp_path: Path) -> None:
+    """The pull ran before the old pod stopped; the create finds the image present, yet reports that pull
+    (Pulling, Pulled "Successfully pulled"), not "already present"."""
+    runtime = Ordered(pullable=lambda image: image == "new:1")
+    ex = executor(runtime, tmp_path)
+    [first] = ex.apply(plan.plan(inputs([daemonset("web", pod_spec("main"))], [])).actions)
+    assert first.image is not None and first.image.present and not first.image.pulled
+    newer = replace(
+        pod_spec("main"), containers=(model.Container("main", "new:1", image_pull_policy="IfNotPresent"),)
+    )
+    (unit,) = plan.plan(inputs([daemonset("web", newer)], runtime.list_managed())).by_owner().values()
+    created = [o for o in executor(runtime, tmp_path).apply_owner(unit) if o.action.verb == plan.CREATE]
+    [o] = created
+    assert o.ok and o.image is not None and o.image.pulled and not o.image.present
+    assert o.image.image == "new:1" and o.image.failure is None
+
+
+def test_a_failed_pull_and_a_config_error_say_how_the_image_was_got(tmp_path: Path) -> None:
+    runtime = Ordered()
+    broken = daemonset("b", replace(pod_spec("main"), containers=(model.Container("main", "absent:1"),)))
+    [o] = executor(runtime, tmp_path).apply(plan.plan(inputs([broken], [])).actions)
+    assert not o.ok and o.reason == execute.ERR_IMAGE_PULL
+    assert o.image is not None and o.image.failure is not None and not o.image.pulled
+    vol = model.Volume("cfg", model.ConfigMapVolumeSource(name="missing"))
+    mount = model.VolumeMount(name="cfg", mount_path="/cfg")
+    spec = replace(
+        pod_spec("main"), containers=(model.Container("main", IMAGE, volume_mounts=(mount,)),), volumes=(vol,)
+    )
+    [o] = executor(runtime, tmp_path, lookup=lambda *_: None).apply(
+        plan.plan(inputs([daemonset("c", spec)], [])).actions
+    )
+    assert not o.ok and o.reason == execute.CREATE_CONTAINER_CONFIG_ERROR
+    assert o.image is not None and o.image.present, "the image was there before the config failed"
+
+
+def test_a_failed_pre_stop_hook_is_reported_with_the_kubelets_message(tmp_path: Path) -> None:
+    runtime = Ordered()
+    runtime.exec_results[("false",)] = 1
+    hook = model.Lifecycle(pre_stop=model.LifecycleHandler(model.ExecAction(("false",))))
+    ds = daemonset("h", pod_spec("main", "side", lifecycle=hook))
+    executor(runtime, tmp_path).apply(plan.plan(inputs([ds], [])).actions)
+    [delete] = plan.plan(inputs([], runtime.list_managed())).actions
+    [done] = executor(runtime, tmp_path).apply([delete])
+    assert done.ok and runtime.list_managed() == [], "a failed hook never stops the delete"
+    uid = identity.pod_uid(delete.owner, delete.pod)
+    assert sorted(done.hooks_failed, key=lambda f: f.container) == [
+        execute.HookFailure(
+            execute.PRE_STOP,
+            name,
+            f'Exec lifecycle hook ([false]) for Container "{name}" in Pod "{delete.pod}_ns({uid})" failed'
+            " - error: command ['false'] exited with 1",
+        )
+        for name in ("main", "side")
+    ]
+
+
+def test_a_liveness_restart_reports_its_failed_pre_stop_hook(tmp_path: Path) -> None:
+    runtime = Ordered()
+    runtime.exec_results[("false",)] = 1
+    hook = model.Lifecycle(pre_stop=model.LifecycleHandler(model.ExecAction(("false",))))
+    ds = daemonset("h", pod_spec("main", lifecycle=hook))
+    executor(runtime, tmp_path).apply(plan.plan(inputs([ds], [])).actions)
+    [c] = runtime.list_managed()
+    restart = plan.Action(
+        verb=plan.RESTART,
+        namespace="ns",
+        pod=c.labels[identity.LABEL_POD_NAME],
+        reason="liveness probe failed",
+        owner=c.labels[identity.LABEL_OWNER],
+        container="main",
+        attempt=1,
+        desired=plan.desired_daemon_pod(ds),
+        container_ids=(c.id,),
+        grace_seconds=1,
+        pre_stop=((c.id, c.labels[plan.LABEL_PRE_STOP]),),
+    )
+    [o] = executor(runtime, tmp_path).apply([restart])
+    assert o.ok and [(f.hook, f.container) for f in o.hooks_failed] == [(execute.PRE_STOP, "main")]
+    assert o.hooks_failed[0].message.startswith('Exec lifecycle hook ([false]) for Container "main" in Pod')
+
+
+def test_a_failed_post_start_hook_carries_the_kubelets_message(tmp_path: Path) -> None:
+    runtime = Ordered()
+    runtime.exec_results[("false",)] = 1
+    hook = model.Lifecycle(post_start=model.LifecycleHandler(model.ExecAction(("false",))))
+    [o] = executor(runtime, tmp_path).apply(
+        plan.plan(inputs([daemonset("p", pod_spec("main", lifecycle=hook))], [])).actions
+    )
+    [f] = o.hooks_failed
+    assert f.hook == execute.POST_START and f.container == "main"
+    assert f.message.startswith('Exec lifecycle hook ([false]) for Container "main" in Pod "p-')
+    assert f.message.endswith("failed - error: command ['false'] exited with 1")

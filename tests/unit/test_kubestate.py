@@ -6,8 +6,12 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from nodeagent.agent import identity
+from nodeagent import runtime as rt
+from nodeagent.agent import identity, plan
+from nodeagent.agent import status as status_mod
+from nodeagent.k8s import model
 from nodeagent.service import kubestate, metrics
+from tests.support.planning import NOW, make_ds, make_node
 
 
 def pod(name: str, *, ready: bool, containers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -126,3 +130,64 @@ def test_agent_registry_shows_the_last_status_and_serve_replaces_it_with_the_fle
     assert value(got, "kube_node_status_condition", node="y", condition="Ready", status="unknown") == 1
     assert value(got, "kube_node_status_condition", node="x", condition="Ready", status="true") == 1
     assert any(k[0] == "nodeagent_reconcile_duration_seconds_count" for k in got)
+
+
+# --- pods the agent wants but could not create: waiting_reason per container ------------------------
+
+
+def _planned_status(
+    ds: model.DaemonSet,
+    observed: list[rt.ObservedContainer],
+    failure: plan.Failure | None = None,
+    busy: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The `status -o json` document of one pass over one DaemonSet (what the agent sets each pass)."""
+    desired = plan.desired_daemon_pod(ds)
+    p = plan.plan(
+        plan.Inputs(
+            node=make_node(),
+            daemonsets=(plan.DaemonSetInput(ds, "test"),),
+            static_pods=(),
+            observed=tuple(observed),
+            now=NOW,
+            failures={desired.key: failure} if failure is not None else {},
+            busy=busy or {},
+        )
+    )
+    [d] = p.daemonsets
+    shown = status_mod.daemonset_status(d, p.waiting, NOW, p.readiness, p.terminating)
+    return {"node": "node-a", "daemonSets": [shown.to_json()], "staticPods": [], "orphanedPods": []}
+
+
+def test_a_pod_that_cannot_pull_its_image_has_a_waiting_reason_per_container() -> None:
+    """kube-state-metrics shows ErrImagePull/ImagePullBackOff for containers that were never created,
+    not only for containers that exist and wait."""
+    ds = make_ds(image="127.0.0.1:1/nope:1", containers=("main", "side"))
+    failure = plan.Failure(count=1, last=NOW - 1, reason="ErrImagePull", message="refused")
+    doc = _planned_status(ds, [], failure)
+    [pod_doc] = doc["daemonSets"][0]["pods"]
+    assert doc["daemonSets"][0]["currentNumberScheduled"] == 0, "a pod with no container is not scheduled"
+    got = render([(doc, True)])
+    uid = identity.pod_uid(identity.owner_daemonset("kube-system", "agent"), pod_doc["name"])
+    for container in ("main", "side"):
+        labels = {"namespace": "kube-system", "pod": pod_doc["name"], "uid": uid, "container": container}
+        assert value(got, kubestate.WAITING_REASON, **labels, reason="ImagePullBackOff") == 1.0
+        assert value(got, kubestate.RESTARTS, **labels) == 0.0
+    assert (
+        value(
+            got, kubestate.POD_READY, namespace="kube-system", pod=pod_doc["name"], uid=uid, condition="false"
+        )
+        == 1.0
+    )
+
+
+def test_a_missing_config_map_and_a_pod_being_created_show_their_reasons() -> None:
+    ds = make_ds()
+    failure = plan.Failure(1, NOW - 1, "CreateContainerConfigError", 'configmap "cfg" not found')
+    [pod_doc] = _planned_status(ds, [], failure)["daemonSets"][0]["pods"]
+    assert [(c["name"], c["state"], c["reason"]) for c in pod_doc["containers"]] == [
+        ("main", "waiting", "CreateContainerConfigError")
+    ]
+    busy = {identity.owner_daemonset("kube-system", "agent"): "ContainerCreating"}
+    [pod_doc] = _planned_status(ds, [], busy=busy)["daemonSets"][0]["pods"]
+    assert [(c["name"], c["reason"]) for c in pod_doc["containers"]] == [("main", "ContainerCreating")]

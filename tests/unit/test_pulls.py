@@ -364,3 +364,58 @@ def test_memory_runtime_hangs_a_pull_and_reports_its_size() -> None:
     )
     assert not r.image_present("hang:1")
     r.hanging["hang:1"].set()
+
+
+# --- what ensure_image says it did (the kubelet's Pulled events) ------------------------------------
+
+
+def test_ensure_image_says_present_or_pulled_or_why_not() -> None:
+    images = FakeImages(present=("a:1",))
+    images.fail["bad:1"] = errors.ImagePullError("pull bad:1: manifest unknown")
+    puller = pulls.ImagePuller(images)
+    assert puller.ensure_image("a:1", "IfNotPresent") == pulls.Ensured("a:1", "IfNotPresent", present=True)
+    assert puller.ensure_image("a:1", "Never") == pulls.Ensured("a:1", "Never", present=True)
+    always = puller.ensure_image("a:1", "Always")
+    assert always.pulled and not always.present and always.failure is None
+    missing = puller.ensure_image("b:1", "IfNotPresent")
+    assert missing.pulled and not missing.present
+    bad = puller.ensure_image("bad:1", "IfNotPresent")
+    assert not bad.pulled and not bad.present
+    assert bad.failure == pulls.PullFailure("ErrImagePull", "pull bad:1: manifest unknown")
+    never = puller.ensure_image("c:1", "Never")
+    assert never.failure is not None and never.failure.reason == "ErrImageNeverPull" and not never.pulled
+
+
+def test_ensure_image_times_the_pull_and_the_wait_of_each_caller(fast_poll: None) -> None:
+    """A caller queued behind the one pull slot waits longer than its pull; one that joins a pull
+    already running counts only the part it waited for."""
+    clock = Clock()
+    images = FakeImages()
+    images.gate("a:1", "b:1")
+    puller = pulls.ImagePuller(images, max_parallel=1, clock=clock)
+    results: dict[str, pulls.Ensured] = {}
+
+    def ensure(name: str, image: str) -> threading.Thread:
+        t = threading.Thread(target=lambda: results.__setitem__(name, puller.ensure_image(image, "Always")))
+        t.start()
+        return t
+
+    first = ensure("first", "a:1")
+    images.started["a:1"].wait(5)
+    queued = ensure("queued", "b:1")  # waits for the one slot from t=1000
+    wait_for(lambda: waiters(puller, "b:1") == 1)
+    clock.now += 2.0
+    joined = ensure("joined", "a:1")  # joins the running pull of a:1 at t=1002
+    wait_for(lambda: waiters(puller, "a:1") == 2)
+    clock.now += 1.5
+    images.gates["a:1"].set()  # a:1 done at t=1003.5: b:1 starts
+    first.join(5)
+    joined.join(5)
+    images.started["b:1"].wait(5)
+    clock.now += 4.0
+    images.gates["b:1"].set()  # b:1 done at t=1007.5, after 4 s of pulling and 7.5 s in all
+    queued.join(5)
+    assert (results["first"].pull_seconds, results["first"].wait_seconds) == (3.5, 3.5)
+    assert (results["joined"].pull_seconds, results["joined"].wait_seconds) == (1.5, 1.5)
+    assert (results["queued"].pull_seconds, results["queued"].wait_seconds) == (4.0, 7.5)
+    assert all(r.pulled for r in results.values())
