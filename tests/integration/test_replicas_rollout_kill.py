@@ -54,6 +54,7 @@ def fleet(
         node_labels=[{} for _ in range(NODES)],
         image=test_image,
         grace=GRACE,
+        poll="1h",  # every change reaches the agents through a watch (on either replica)
         store_url=postgres.url,
     )
     try:
@@ -177,6 +178,32 @@ def test_the_leader_is_killed_mid_rollout_and_the_other_replica_finishes_it_with
     assert set(fleet.nodes_on(other)) == set(fleet.nodes)
 
 
+def test_the_follower_an_agent_uses_is_killed_the_agent_fails_over_and_gets_the_next_change(
+    fleet: ReplicatedFleet,
+) -> None:
+    ns = f"rk-{SESSION_ID}-follow"
+    wait_for(lambda: fleet.leader() is not None, timeout=30, what="a leader")
+    lead = fleet.leader()
+    assert lead is not None
+    follower = 1 - lead
+    publish(fleet, ns, "1")
+    old = fleet.wait_rolled_out(ns, NAME, timeout=180)
+    fleet.stop_replica(follower)  # SIGKILL: the watches held on it break
+    with AvailabilitySampler(fleet, ns, NAME) as s:
+        publish(fleet, ns, "2")  # pollInterval 1h: only a watch on the leader brings it
+        wait_first_node_updated(fleet, ns, old)
+        new = fleet.wait_rolled_out(ns, NAME, timeout=240)
+    assert s.most_unavailable(MIN_READY) <= 1, s.dump(MIN_READY)
+    assert s.errors == []
+    assert_all_on_revision_2(fleet, lead, ns, old, new)
+    assert fleet.role(lead) == "leader"
+    moved = [n for n in fleet.nodes if fleet.first_replica_of(n) == follower]
+    assert moved
+    for n in moved:
+        text = fleet.agent_log(n)
+        assert "source_failover" in text and "status_server_failover" in text, text[-3000:]
+
+
 def test_the_fleet_view_of_either_replica_shows_every_node(fleet: ReplicatedFleet) -> None:
     ns = f"rk-{SESSION_ID}-view"
     publish(fleet, ns, "1")
@@ -203,6 +230,9 @@ def test_postgresql_restarted_mid_rollout_both_replicas_reconnect_and_nothing_is
     with AvailabilitySampler(fleet, ns, NAME) as s:
         wait_first_node_updated(fleet, ns, old)
         postgres.restart()  # every session is cut: the leader's lock, LISTEN, the pools
+        at_restart = s.sample()
+        still_old = [n for n, pods in at_restart.started.items() if any(p == old for p, _ in pods)]
+        assert still_old, s.dump(MIN_READY)  # mid-rollout: nodes were left to do after the restart
         new = fleet.wait_rolled_out(ns, NAME, timeout=240)
     assert s.most_unavailable(MIN_READY) <= 1, s.dump(MIN_READY)
     assert s.errors == []
