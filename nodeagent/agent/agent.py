@@ -117,7 +117,10 @@ class Agent:
         self.images = self._images_dir(cfg, watch=watch)
         self.merger = desired.Merger([s.name for s in self.sources])
         self.backoff = plan.Backoff(cfg.backoff.initial, cfg.backoff.max, cfg.backoff.reset_after)
-        self.failures: dict[tuple[str, str], plan.Failure] = statefiles.load_failures(cfg.state_dir)
+        # recent create failures, per container (its success clears its own only; see `failures`)
+        self.container_failures: dict[execute.FailureKey, plan.Failure] = statefiles.load_failures(
+            cfg.state_dir
+        )
         self.noexecute_since: dict[tuple[str, str], float] = {}
         self._times: dict[str, tuple[float | None, float | None]] = {}
         self._lock = threading.RLock()  # held briefly: a pass plans and dispatches, it never waits for work
@@ -151,7 +154,7 @@ class Agent:
         def imported() -> None:
             # pods held back for a missing image (ErrImagePull, ErrImageNeverPull) may start now
             with self._lock:
-                self.failures = {}
+                self.container_failures = {}
             self._on_change()
 
         return images_source.ImagesDirectory(
@@ -192,6 +195,12 @@ class Agent:
         if self.prober is not None:
             self.prober.stop()
             self.prober = None
+
+    @property
+    def failures(self) -> dict[tuple[str, str], plan.Failure]:
+        """Each pod's recent create failure as the planner backs it off (and `describe` says why): that of
+        its container whose backoff ends last."""
+        return execute.pod_failures(self.container_failures, self.backoff)
 
     def desired_state(self) -> desired.DesiredState:
         for s in self.sources:
@@ -399,10 +408,10 @@ class Agent:
         self._last_drained = outcomes
         if not outcomes:
             return
-        failures = execute.record_failures(self.failures, outcomes, self.clock())
-        if failures != self.failures:
+        failures = execute.record_failures(self.container_failures, outcomes, self.clock())
+        if failures != self.container_failures:
             statefiles.save_failures(self.settings.state_dir, failures)
-        self.failures = failures
+        self.container_failures = failures
 
     def _after(
         self,
@@ -423,10 +432,10 @@ class Agent:
         now = self.clock()
         ev.record_pass(self.settings.state_dir, p, outcomes, observed, self.health(), self.node.name, now)
         wanted = {d.desired.key for d in p.daemonsets} | {s.desired.key for s in p.static_pods}
-        failures = {k: f for k, f in self.failures.items() if k in wanted}
-        if failures != self.failures:
+        failures = {k: f for k, f in self.container_failures.items() if k[:2] in wanted}
+        if failures != self.container_failures:
             statefiles.save_failures(self.settings.state_dir, failures)
-        self.failures = failures
+        self.container_failures = failures
         stuck = self.workers.stuck()
         metrics.WORKERS_STUCK.set(len(stuck))
         metrics.WORKERS_BUSY.set(len(busy))

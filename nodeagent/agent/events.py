@@ -418,8 +418,6 @@ def from_outcomes(
 ) -> list[Event]:
     """The kubelet's and the DaemonSet controller's events for what the executor did."""
     observed = list(observed)
-    names = {c.id: c.labels.get(identity.LABEL_CONTAINER_NAME, "") for c in observed}
-    roles = {c.id: c.labels.get(identity.LABEL_ROLE, "") for c in observed}
     existing = {
         (c.labels.get(identity.LABEL_POD_NAMESPACE, ""), c.labels.get(identity.LABEL_POD_NAME, ""))
         for c in observed
@@ -465,18 +463,15 @@ def from_outcomes(
                 created_pods.add(key)
                 ev(NORMAL, SUCCESSFUL_CREATE, f"Created pod: {a.pod}", owner)
         elif a.verb == plan.DELETE and o.ok:
-            for cid in a.container_ids:
-                if roles.get(cid) in (identity.ROLE_APP, identity.ROLE_INIT) and names.get(cid):
-                    init_c = roles.get(cid) == identity.ROLE_INIT
-                    msg = f"Stopping container {names[cid]}"
-                    ev(NORMAL, KILLING, msg, _pod_ref(a.namespace, a.pod, names[cid], init_c))
+            # named by the executor before the stop: in `run` the next pass's list no longer has them
+            for s in o.stopped:
+                ev(NORMAL, KILLING, f"Stopping container {s.container}", _pod_ref(*key, s.container, s.init))
             owner = _owner_ref(a.owner)
             if owner is not None:
                 ev(NORMAL, SUCCESSFUL_DELETE, f"Deleted pod: {a.pod}", owner)
-    running = {c.id for c in observed if c.running}
     for o in outcomes:
         a = o.action
-        if a.verb == plan.RESTART and any(cid in running for cid in a.container_ids):
+        if a.verb == plan.RESTART and o.stopped:
             # a restart of a running container: its liveness (or startup) probe failed
             msg = f"Container {a.container} failed liveness probe, will be restarted"
             ev(NORMAL, KILLING, msg, _pod_ref(a.namespace, a.pod, a.container))

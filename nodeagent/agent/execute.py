@@ -56,6 +56,17 @@ class HookFailure:
 
 PRE_STOP, POST_START = "preStop", "postStart"
 
+
+@dataclass(frozen=True)
+class Stopped:
+    """A running container an action stopped, named as the kubelet's Killing event names it ("Stopping
+    container NAME"). The executor reads the name while the container still exists: by the time a
+    running agent's next pass lists the engine, a deleted pod's containers are gone."""
+
+    container: str
+    init: bool = False
+
+
 Prepulled = Mapping[tuple[str, str, str], pulls.Ensured]  # (namespace, pod, container) -> its pull
 
 
@@ -70,6 +81,7 @@ class Outcome:
     message: str = ""
     image: pulls.Ensured | None = None  # create, init, restart: the image was present, pulled, or failed
     hooks_failed: tuple[HookFailure, ...] = ()
+    stopped: tuple[Stopped, ...] = ()  # delete, restart: the running containers it stopped (Killing)
 
 
 @dataclass(frozen=True)
@@ -205,6 +217,7 @@ class Executor:
         then the pod's directories."""
         sandbox = action.sandbox_id if action.sandbox_id in action.container_ids else None
         ids = [cid for cid in action.container_ids if cid != sandbox]
+        seen = self._seen(action.container_ids)  # before the stop: running, and named for the events
         deadline = time.monotonic() + action.grace_seconds
         hooks = dict(action.pre_stop)
         errors_seen: list[errors.NodeAgentError] = []
@@ -234,7 +247,11 @@ class Executor:
         if sandbox is not None:
             kill(sandbox)
             ids.append(sandbox)
-        hooks_failed = self._pre_stop_failures(action, failed)
+        names = {cid: c.labels.get(identity.LABEL_CONTAINER_NAME, "") for cid, c in seen.items()}
+        hooks_failed = tuple(
+            HookFailure(PRE_STOP, names.get(cid, ""), hook_message(hook, names.get(cid, ""), action, result))
+            for cid, hook, result in failed
+        )
         for cid in ids:
             try:
                 self._rt.remove(cid)
@@ -244,24 +261,20 @@ class Executor:
             raise errors_seen[0]  # the hooks that failed are lost with it (FailedPreStopHook is best effort)
         if action.owner:
             volumes.remove_pod_dirs(self._host.state_dir, identity.pod_uid(action.owner, action.pod))
-        return Outcome(action, True, hooks_failed=hooks_failed)
+        return Outcome(action, True, hooks_failed=hooks_failed, stopped=_stopped(action.container_ids, seen))
 
-    def _pre_stop_failures(
-        self, action: plan.Action, failed: list[tuple[str, Hook, probes.Result]]
-    ) -> tuple[HookFailure, ...]:
-        """The failed hooks of a delete, named by their containers (read from the engine once, only when
-        one failed: the action knows container ids, the kubelet's message names the container)."""
-        if not failed:
-            return ()
-        names: dict[str, str] = {}
+    def _seen(self, ids: Iterable[str]) -> dict[str, rt.ObservedContainer]:
+        """These containers as the engine lists them now (one list call), before an action stops them:
+        the action knows ids, the kubelet's Killing and FailedPreStopHook events name containers. An
+        engine that does not answer costs those events only (they are best effort)."""
+        wanted = set(ids)
+        if not wanted:
+            return {}
         try:
-            names = {c.id: c.labels.get(identity.LABEL_CONTAINER_NAME, "") for c in self._rt.list_managed()}
+            return {c.id: c for c in self._rt.list_managed() if c.id in wanted}
         except errors.NodeAgentError as exc:
-            log.info("pre_stop_names_unknown", error=str(exc))
-        return tuple(
-            HookFailure(PRE_STOP, names.get(cid, ""), hook_message(hook, names.get(cid, ""), action, result))
-            for cid, hook, result in failed
-        )
+            log.info("stopped_names_unknown", error=str(exc))
+            return {}
 
     def run_pre_stop(
         self, hooks: Iterable[tuple[str, str]], grace: int
@@ -369,6 +382,7 @@ class Executor:
             # a running container restarted for a failed liveness probe: its preStop hook, then stop it
             # (with the grace period the action carries) before its successor starts, so they never
             # hold a port at once
+            stopped = _stopped(action.container_ids, self._seen(action.container_ids))
             failed = self.run_pre_stop(action.pre_stop, action.grace_seconds)
             hooks_failed = tuple(
                 HookFailure(PRE_STOP, action.container, hook_message(hook, action.container, action, result))
@@ -377,18 +391,22 @@ class Executor:
             for old in action.container_ids:
                 self._rt.stop(old, action.grace_seconds)
         else:
-            hooks_failed = ()
+            hooks_failed, stopped = (), ()
         cid = self._rt.create(create)
         try:
             self._rt.start(cid)
         except errors.ContainerRuntimeError as exc:
             # keep the container: it shows up as exited/created and the planner backs off on it
-            return Outcome(action, False, RUN_CONTAINER_ERROR, str(exc), hooks_failed=hooks_failed)
+            return Outcome(
+                action, False, RUN_CONTAINER_ERROR, str(exc), hooks_failed=hooks_failed, stopped=stopped
+            )
         # the earlier attempt stays: the planner's GC keeps the last dead one per container (logs --previous)
         failed_hook = self._post_start(action, cid, container, spec, ctx.sandbox)
         if failed_hook is not None:
-            return dataclasses.replace(failed_hook, hooks_failed=hooks_failed + failed_hook.hooks_failed)
-        return Outcome(action, True, hooks_failed=hooks_failed)
+            return dataclasses.replace(
+                failed_hook, hooks_failed=hooks_failed + failed_hook.hooks_failed, stopped=stopped
+            )
+        return Outcome(action, True, hooks_failed=hooks_failed, stopped=stopped)
 
     def _post_start(
         self, action: plan.Action, cid: str, container: model.Container, spec: model.PodSpec, sandbox: str
@@ -510,6 +528,20 @@ _PHASE_DELETE, _PHASE_REMOVE, _PHASE_RUN = 0, 1, 2
 
 def _phase(verb: str) -> int:
     return {plan.DELETE: _PHASE_DELETE, plan.REMOVE: _PHASE_REMOVE}.get(verb, _PHASE_RUN)
+
+
+def _stopped(ids: Iterable[str], seen: Mapping[str, rt.ObservedContainer]) -> tuple[Stopped, ...]:
+    """The app and init containers among `ids` that ran when listed, in the action's order: the kubelet
+    kills a pod's running containers only, each with its Killing event (a sandbox has none)."""
+    out: list[Stopped] = []
+    for cid in ids:
+        c = seen.get(cid)
+        if c is None or not c.running:
+            continue
+        role, name = c.labels.get(identity.LABEL_ROLE, ""), c.labels.get(identity.LABEL_CONTAINER_NAME, "")
+        if name and role in (identity.ROLE_APP, identity.ROLE_INIT):
+            out.append(Stopped(name, init=role == identity.ROLE_INIT))
+    return tuple(out)
 
 
 _NO_CONTAINER = model.Container(name="", image="")  # hooks carry resolved ports: no name to look up
@@ -662,17 +694,24 @@ def _reason_for(exc: errors.NodeAgentError) -> str:
     return CREATE_CONTAINER_ERROR
 
 
+FailureKey = tuple[str, str, str]  # (namespace, pod, container): the kubelet keys its backoff per container
+
+
 def record_failures(
-    previous: Mapping[tuple[str, str], plan.Failure], outcomes: Iterable[Outcome], now: float
-) -> dict[tuple[str, str], plan.Failure]:
-    """Fold this pass's outcomes into the in-memory failure record the planner backs off on."""
+    previous: Mapping[FailureKey, plan.Failure], outcomes: Iterable[Outcome], now: float
+) -> dict[FailureKey, plan.Failure]:
+    """Fold finished outcomes into the failure record the planner backs off on, one entry per container:
+    a container that succeeds clears its own failure only, never another's of the same pod (nor, once,
+    a whole-pod entry an older agent wrote, container "")."""
     out = dict(previous)
     for o in outcomes:
-        key = (o.action.namespace, o.action.pod)
-        if o.action.verb not in (plan.CREATE, plan.RESTART, plan.START, plan.INIT):
+        a = o.action
+        key = (a.namespace, a.pod, a.container)
+        if a.verb not in (plan.CREATE, plan.RESTART, plan.START, plan.INIT):
             continue
         if o.ok:
             out.pop(key, None)
+            out.pop((a.namespace, a.pod, ""), None)
             continue
         prev = out.get(key)
         reason = o.reason
@@ -686,3 +725,20 @@ def record_failures(
             count=(prev.count + 1) if prev else 1, last=now, reason=reason, message=o.message
         )
     return out
+
+
+def pod_failures(
+    failures: Mapping[FailureKey, plan.Failure], backoff: plan.Backoff
+) -> dict[tuple[str, str], plan.Failure]:
+    """Each pod's failure as the planner reads it (it backs a pod off as a whole): that of the container
+    whose backoff ends last, so no failed container of the pod is retried before its own delay."""
+    out: dict[tuple[str, str], plan.Failure] = {}
+    for (ns, pod, _container), f in sorted(failures.items()):
+        prev = out.get((ns, pod))
+        if prev is None or _until(f, backoff) > _until(prev, backoff):
+            out[(ns, pod)] = f
+    return out
+
+
+def _until(f: plan.Failure, backoff: plan.Backoff) -> tuple[float, float]:
+    return (f.last + backoff.delay(f.count - 1), f.last)

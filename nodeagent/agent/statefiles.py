@@ -2,7 +2,7 @@
 `describe` run beside `run`, or the next start). One home for their names, their formats and the one
 atomic write they all use, so a reader never sees half a file.
 
-- failures.json: recent create failures (the planner keeps backing off; `status` says why)
+- failures.json: recent create failures, per container (the planner keeps backing off; `status` says why)
 - probes.json: readiness as the running agent's prober last saw it
 - ownership.json: orphan-on-delete policies and orphaned/adopted pods (Docker labels cannot change)
 - workers.json: the running agent's work in flight, with its pid
@@ -62,13 +62,14 @@ def _load_json(state_dir: str, name: str, parse: Callable[[Any], T], empty: T) -
 # --- failures.json -------------------------------------------------------------------------------
 
 
-def load_failures(state_dir: str) -> dict[tuple[str, str], plan.Failure]:
-    """Recent create failures, so `status` in another process shows why a pod is not running and a new
-    `sync` keeps backing off; anything unreadable counts as no failures (they only shape timing)."""
+def load_failures(state_dir: str) -> dict[tuple[str, str, str], plan.Failure]:
+    """Recent create failures by (namespace, pod, container), so `status` in another process shows why a
+    pod is not running and a new `sync` keeps backing off; anything unreadable counts as no failures
+    (they only shape timing). An entry without a container (an older agent's, per pod) reads as ""."""
 
-    def parse(raw: Any) -> dict[tuple[str, str], plan.Failure]:
+    def parse(raw: Any) -> dict[tuple[str, str, str], plan.Failure]:
         return {
-            (str(f["namespace"]), str(f["pod"])): plan.Failure(
+            (str(f["namespace"]), str(f["pod"]), str(f.get("container", ""))): plan.Failure(
                 count=int(f["count"]),
                 last=float(f["last"]),
                 reason=str(f["reason"]),
@@ -80,9 +81,10 @@ def load_failures(state_dir: str) -> dict[tuple[str, str], plan.Failure]:
     return _load_json(state_dir, FAILURES_FILE, parse, {})
 
 
-def save_failures(state_dir: str, failures: Mapping[tuple[str, str], plan.Failure]) -> None:
+def save_failures(state_dir: str, failures: Mapping[tuple[str, str, str], plan.Failure]) -> None:
     doc = [
-        {"namespace": ns, "pod": pod, **dataclasses.asdict(f)} for (ns, pod), f in sorted(failures.items())
+        {"namespace": ns, "pod": pod, "container": container, **dataclasses.asdict(f)}
+        for (ns, pod, container), f in sorted(failures.items())
     ]
     save_json(state_dir, FAILURES_FILE, doc)
 

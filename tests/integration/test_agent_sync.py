@@ -687,17 +687,20 @@ def test_image_pull_failure_is_errimagepull_then_backoff(home: Home) -> None:
     assert [p["status"] for p in pull["pods"]] == ["ImagePullBackOff"]
 
     # after the backoff, the next failure shows as ImagePullBackOff, as kubectl does
-    a.failures = {k: dataclasses.replace(f, last=f.last - 3600) for k, f in a.failures.items()}
+    a.container_failures = {
+        k: dataclasses.replace(f, last=f.last - 3600) for k, f in a.container_failures.items()
+    }
     again = a.reconcile()
     [failed] = again.failed
     assert a.failures[(home.namespace, failed.action.pod)].reason == "ImagePullBackOff"
+    assert a.container_failures[(home.namespace, failed.action.pod, "main")].reason == "ImagePullBackOff"
 
 
 # --- failures kept in stateDir ---------------------------------------------------------------
 
 
 def test_failures_file_round_trips_and_a_bad_one_is_ignored(tmp_path: Path) -> None:
-    failures = {("ns", "p-1"): plan.Failure(count=2, last=123.5, reason="ErrImagePull", message="no")}
+    failures = {("ns", "p-1", "main"): plan.Failure(count=2, last=123.5, reason="ErrImagePull", message="no")}
     statefiles.save_failures(str(tmp_path / "state"), failures)
     assert statefiles.load_failures(str(tmp_path / "state")) == failures
     (tmp_path / "state" / statefiles.FAILURES_FILE).write_text("{not json")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nodeagent import settings
-from nodeagent.agent import agent, plan
+from nodeagent.agent import agent, events, localimage, plan, statefiles
 from nodeagent.k8s import node, scheduling
 from nodeagent.runtime import memory
 
@@ -92,3 +92,88 @@ def test_one_scheduling_decision_per_daemonset_per_pass_and_noexecute_counts_fro
     last = a.reconcile()
     assert [x.verb for x in last.plan.actions] == [plan.DELETE]
     assert "tolerationSeconds elapsed" in last.plan.actions[0].reason
+
+
+# --- what a pass records of work its workers finished ------------------------------------------------
+
+TWO = """apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: two, namespace: sim}
+spec:
+  selector: {matchLabels: {app: two}}
+  template:
+    metadata: {labels: {app: two}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - {name: broken, image: example.com/absent:1, imagePullPolicy: IfNotPresent}
+        - {name: main, image: example.com/app:1, imagePullPolicy: IfNotPresent}
+"""
+
+
+def two_cfg(tmp_path: Path, manifest: str) -> settings.Settings:
+    (tmp_path / "ds").mkdir(exist_ok=True)
+    (tmp_path / "ds" / "two.yaml").write_text(manifest)
+    raw = {"node": {"name": "sim-node"}, "sources": [{"directory": "ds"}], "stateDir": "state"}
+    return settings.from_dict(raw, str(tmp_path))
+
+
+def test_a_container_that_fails_keeps_its_backoff_when_a_later_one_of_its_pod_succeeds(
+    tmp_path: Path,
+) -> None:
+    """Failures are kept per container, as the kubelet keys its backoff: `main` succeeding in the same
+    pass does not clear `broken`'s failure, so `broken` is not pulled again before its backoff ends."""
+    clock = Clock()
+    r = memory.MemoryRuntime(images=[IMAGE, localimage.PAUSE_TAG], node_name="sim-node", clock=clock)
+    a = agent.Agent(two_cfg(tmp_path, TWO), r, clock=clock)
+    a.relist()
+    first = a.reconcile()
+    assert [(o.action.container, o.ok, o.reason) for o in first.outcomes] == [
+        ("broken", False, "ErrImagePull"),
+        ("main", True, ""),
+    ]
+    pod = first.outcomes[0].action.pod
+    pulls = r.calls.get("pull", 0)
+
+    clock.now += 1
+    held = a.reconcile()
+    assert held.plan.actions == () and r.calls.get("pull", 0) == pulls, "no pull before the backoff ends"
+    assert [(w.container, w.reason) for w in held.plan.waiting] == [("", "ImagePullBackOff")]
+    assert set(a.container_failures) == {("sim", pod, "broken")}
+    assert statefiles.load_failures(a.settings.state_dir) == a.container_failures
+
+    clock.now += 3600  # the backoff is over: only `broken` is tried again, and fails again
+    again = a.reconcile()
+    assert [(o.action.container, o.reason) for o in again.outcomes] == [("broken", "ErrImagePull")]
+    assert a.container_failures[("sim", pod, "broken")].count == 2
+    assert a.failures[("sim", pod)].reason == "ImagePullBackOff"
+
+
+def test_run_records_killing_for_a_pod_its_worker_deleted_after_the_containers_are_gone(
+    tmp_path: Path,
+) -> None:
+    """`run` (reconcile without waiting) records events of finished work a pass later, when the engine no
+    longer lists the deleted containers: Killing comes from the names the delete's outcome carries."""
+    ok = TWO.replace("example.com/absent:1", IMAGE)
+    r = memory.MemoryRuntime(images=[IMAGE, localimage.PAUSE_TAG], node_name="sim-node")
+    a = agent.Agent(two_cfg(tmp_path, ok), r)
+    a.relist()
+    created = a.reconcile()
+    assert all(o.ok for o in created.outcomes) and len(r.list_managed()) == 3  # two and the sandbox
+    pod = created.outcomes[0].action.pod
+    (tmp_path / "ds" / "two.yaml").unlink()
+    a.relist()
+    dispatched = a.reconcile(wait=False)
+    assert [x.verb for x in dispatched.plan.actions] == [plan.DELETE]
+    assert a.workers.wait_idle(timeout=60) and r.list_managed() == []
+    recorded = a.reconcile(wait=False)  # the pass that drains the delete's outcome
+    assert [o.action.verb for o in recorded.outcomes] == [plan.DELETE]
+    killing = [
+        (e.message, e.involved.field_path)
+        for e in events.for_object(events.load(a.settings.state_dir), "Pod", "sim", pod)
+        if e.reason == events.KILLING
+    ]
+    assert sorted(killing) == [
+        ("Stopping container broken", "spec.containers{broken}"),
+        ("Stopping container main", "spec.containers{main}"),
+    ]

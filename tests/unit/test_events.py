@@ -157,10 +157,18 @@ def test_a_restart_of_an_existing_pod_is_not_a_successful_create() -> None:
 
 def test_liveness_restart_kills_the_running_container() -> None:
     running = container_for(DESIRED)
-    o = execute.Outcome(_action(plan.RESTART, attempt=1, container_ids=(running.id,)), True)
-    got = events.from_outcomes([o], [running], "node-a", NOW)
+    action = _action(plan.RESTART, attempt=1, container_ids=(running.id,))
+    o = execute.Outcome(action, True, stopped=(execute.Stopped("main"),))
+    stopped_since = container_for(DESIRED, state="exited", exit_code=137)  # what `run`'s next pass sees
+    got = events.from_outcomes([o], [stopped_since], "node-a", NOW)
     assert [e.reason for e in got] == ["Created", "Started", "Killing"]
     assert "failed liveness probe" in got[2].message
+    assert got[2].involved.field_path == "spec.containers{main}"
+    crashed = execute.Outcome(action, True)  # the restart of an exited container stopped nothing
+    assert [e.reason for e in events.from_outcomes([crashed], [running], "node-a", NOW)] == [
+        "Created",
+        "Started",
+    ]
 
 
 def test_pull_failure_post_start_and_config_errors() -> None:
@@ -229,14 +237,21 @@ def test_volume_errors_are_failed_mount(volume: model.Volume, message: str) -> N
     assert e.involved.field_path == ""
 
 
-def test_delete_kills_each_container_and_counts_on_the_daemonset() -> None:
+def test_delete_kills_each_container_it_stopped_and_counts_on_the_daemonset() -> None:
+    """The names come with the outcome: in `run` the pass that records them lists the engine after the
+    containers are gone (observed is empty here)."""
     c = container_for(DESIRED)
     p = plan.group_pods([c])[(DESIRED.namespace, DESIRED.name)]
-    got = events.from_outcomes([execute.Outcome(plan.delete_action(p, "gone"), True)], [c], "node-a", NOW)
-    assert [(e.reason, e.message) for e in got] == [
-        ("Killing", "Stopping container main"),
-        ("SuccessfulDelete", f"Deleted pod: {DESIRED.name}"),
+    stopped = (execute.Stopped("main"), execute.Stopped("side"), execute.Stopped("setup", init=True))
+    o = execute.Outcome(plan.delete_action(p, "gone"), True, stopped=stopped)
+    got = events.from_outcomes([o], [], "node-a", NOW)
+    assert [(e.reason, e.message, e.involved.field_path) for e in got] == [
+        ("Killing", "Stopping container main", "spec.containers{main}"),
+        ("Killing", "Stopping container side", "spec.containers{side}"),
+        ("Killing", "Stopping container setup", "spec.initContainers{setup}"),
+        ("SuccessfulDelete", f"Deleted pod: {DESIRED.name}", ""),
     ]
+    assert all(e.type == "Normal" for e in got)
 
 
 def test_plan_backoff_and_failed_placement() -> None:
@@ -353,7 +368,7 @@ def test_a_failed_pre_stop_hook_is_a_warning_on_its_container_and_repeats_merge(
     running = container_for(DESIRED)
     failure = execute.HookFailure(execute.PRE_STOP, "main", "Exec lifecycle hook ([false]) ... failed")
     delete = _action(plan.DELETE, container="", desired=None, container_ids=(running.id,))
-    o = execute.Outcome(delete, True, hooks_failed=(failure,))
+    o = execute.Outcome(delete, True, hooks_failed=(failure,), stopped=(execute.Stopped("main"),))
     evs = events.from_outcomes([o], [running], "node-a", NOW)
     assert _reasons(evs) == [
         ("Normal", "Killing", f"pod/{DESIRED.name}"),
@@ -371,7 +386,10 @@ def test_a_liveness_restart_with_a_failed_pre_stop_hook() -> None:
     running = container_for(DESIRED)
     failure = execute.HookFailure(execute.PRE_STOP, "main", "m")
     o = execute.Outcome(
-        _action(plan.RESTART, attempt=1, container_ids=(running.id,)), True, hooks_failed=(failure,)
+        _action(plan.RESTART, attempt=1, container_ids=(running.id,)),
+        True,
+        hooks_failed=(failure,),
+        stopped=(execute.Stopped("main"),),
     )
     got = events.from_outcomes([o], [running], "node-a", NOW)
     assert [e.reason for e in got] == ["Created", "Started", "Killing", "FailedPreStopHook"]

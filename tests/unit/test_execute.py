@@ -401,3 +401,103 @@ def test_a_failed_post_start_hook_carries_the_kubelets_message(tmp_path: Path) -
     assert f.hook == execute.POST_START and f.container == "main"
     assert f.message.startswith('Exec lifecycle hook ([false]) for Container "main" in Pod "p-')
     assert f.message.endswith("failed - error: command ['false'] exited with 1")
+
+
+# --- the containers an action stopped (Killing) ----------------------------------------------------
+
+
+def test_a_delete_names_the_running_containers_it_stopped(tmp_path: Path) -> None:
+    """Named by the executor while they exist: `run` records the events a pass later, when they are gone.
+    Only running ones (the kubelet kills a pod's running containers), never the sandbox."""
+    runtime = Ordered()
+    ds = daemonset("k", pod_spec("main", "side", "done"))
+    executor(runtime, tmp_path).apply(plan.plan(inputs([ds], [])).actions)
+    exited = runtime.by_name(
+        next(c.name for c in runtime.list_managed() if c.labels[identity.LABEL_CONTAINER_NAME] == "done")
+    )
+    assert exited is not None
+    runtime.exit(exited.id, 0)
+    [delete] = plan.plan(inputs([], runtime.list_managed())).actions
+    [done] = executor(runtime, tmp_path).apply([delete])
+    assert done.ok and runtime.list_managed() == []
+    assert sorted(done.stopped, key=lambda s: s.container) == [
+        execute.Stopped("main"),
+        execute.Stopped("side"),
+    ]
+
+
+def test_a_delete_names_a_running_init_container_as_init(tmp_path: Path) -> None:
+    runtime = Ordered()
+    ds = daemonset("i", pod_spec("a", inits=("setup",)))
+    executor(runtime, tmp_path).apply(plan.plan(inputs([ds], [])).actions)  # setup runs
+    [delete] = plan.plan(inputs([], runtime.list_managed())).actions
+    [done] = executor(runtime, tmp_path).apply([delete])
+    assert done.ok and done.stopped == (execute.Stopped("setup", init=True),)
+
+
+def test_a_liveness_restart_names_the_running_container_it_stopped_a_crash_restart_none(
+    tmp_path: Path,
+) -> None:
+    runtime = Ordered()
+    ds = daemonset("r", pod_spec("main"))
+    executor(runtime, tmp_path).apply(plan.plan(inputs([ds], [])).actions)
+    [c] = runtime.list_managed()
+
+    def restart(ids: tuple[str, ...], attempt: int) -> plan.Action:
+        return plan.Action(
+            verb=plan.RESTART,
+            namespace="ns",
+            pod=c.labels[identity.LABEL_POD_NAME],
+            reason="r",
+            owner=c.labels[identity.LABEL_OWNER],
+            container="main",
+            attempt=attempt,
+            desired=plan.desired_daemon_pod(ds),
+            container_ids=ids,
+            grace_seconds=1,
+        )
+
+    [probed] = executor(runtime, tmp_path).apply([restart((c.id,), 1)])
+    assert probed.ok and probed.stopped == (execute.Stopped("main"),)
+    [new] = [x for x in runtime.list_managed() if x.running]
+    runtime.exit(new.id, 1)
+    [crashed] = executor(runtime, tmp_path).apply([restart((new.id,), 2)])
+    assert crashed.ok and crashed.stopped == (), "an exited container is not killed again"
+
+
+# --- failures, per container ------------------------------------------------------------------------
+
+
+def _outcome(container: str, ok: bool, reason: str = "") -> execute.Outcome:
+    action = plan.Action(verb=plan.CREATE, namespace="ns", pod="p-1", reason="r", container=container)
+    return execute.Outcome(action, ok, reason, "m" if not ok else "")
+
+
+def test_failures_are_kept_per_container_and_a_success_clears_its_own_only() -> None:
+    got = execute.record_failures(
+        {}, [_outcome("a", False, execute.ERR_IMAGE_PULL), _outcome("b", True)], now=10.0
+    )
+    assert got == {("ns", "p-1", "a"): plan.Failure(1, 10.0, execute.ERR_IMAGE_PULL, "m")}
+    both = execute.record_failures(
+        got, [_outcome("a", False, execute.ERR_IMAGE_PULL), _outcome("b", False, "X")], now=20.0
+    )
+    assert both == {
+        ("ns", "p-1", "a"): plan.Failure(2, 20.0, "ImagePullBackOff", "m"),
+        ("ns", "p-1", "b"): plan.Failure(1, 20.0, "X", "m"),
+    }, "each container counts its own attempts; a repeated pull failure is ImagePullBackOff"
+    assert execute.record_failures(both, [_outcome("a", True)], now=30.0) == {
+        ("ns", "p-1", "b"): plan.Failure(1, 20.0, "X", "m")
+    }
+
+
+def test_a_success_clears_a_failure_an_older_agent_kept_per_pod() -> None:
+    legacy = {("ns", "p-1", ""): plan.Failure(4, 1.0, "X", "m")}
+    assert execute.record_failures(legacy, [_outcome("a", True)], now=2.0) == {}
+
+
+def test_a_pod_waits_for_the_container_whose_backoff_ends_last() -> None:
+    backoff = plan.Backoff(initial=10.0, maximum=300.0)
+    late = plan.Failure(count=4, last=100.0, reason="A", message="a")  # until 100 + 80
+    recent = plan.Failure(count=1, last=150.0, reason="B", message="b")  # until 150 + 10
+    failures = {("ns", "p-1", "a"): late, ("ns", "p-1", "b"): recent, ("ns", "q-1", "c"): recent}
+    assert execute.pod_failures(failures, backoff) == {("ns", "p-1"): late, ("ns", "q-1"): recent}

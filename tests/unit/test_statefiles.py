@@ -13,12 +13,25 @@ from nodeagent.agent import plan, statefiles, workers
 
 
 def test_failures_round_trip_and_unreadable_reads_empty(tmp_path: Path) -> None:
-    failures = {("kube-system", "agent-1"): plan.Failure(3, 1000.5, "ErrImagePull", "no such image")}
+    failures = {
+        ("kube-system", "agent-1", "main"): plan.Failure(3, 1000.5, "ErrImagePull", "no such image"),
+        ("kube-system", "agent-1", "side"): plan.Failure(1, 1001.5, "CreateContainerError", "boom"),
+    }
     statefiles.save_failures(str(tmp_path), failures)
     assert statefiles.load_failures(str(tmp_path)) == failures
     (tmp_path / statefiles.FAILURES_FILE).write_text('[{"namespace": "a"}]')
     assert statefiles.load_failures(str(tmp_path)) == {}
     assert statefiles.load_failures(str(tmp_path / "absent")) == {}
+
+
+def test_a_failure_an_older_agent_kept_per_pod_reads_with_no_container(tmp_path: Path) -> None:
+    old = [
+        {"namespace": "ns", "pod": "p-1", "count": 2, "last": 5.0, "reason": "ErrImagePull", "message": "m"}
+    ]
+    (tmp_path / statefiles.FAILURES_FILE).write_text(json.dumps(old))
+    assert statefiles.load_failures(str(tmp_path)) == {
+        ("ns", "p-1", ""): plan.Failure(2, 5.0, "ErrImagePull", "m")
+    }
 
 
 def test_probes_keep_readiness_only(tmp_path: Path) -> None:
