@@ -24,7 +24,7 @@ import structlog
 
 from nodeagent import errors, settings
 from nodeagent import runtime as rt
-from nodeagent.agent import desired, execute, plan, podconfig, probes, pulls, statefiles, workers
+from nodeagent.agent import desired, execute, identity, plan, podconfig, probes, pulls, statefiles, workers
 from nodeagent.agent import events as ev
 from nodeagent.k8s import model, node
 from nodeagent.service import metrics
@@ -381,6 +381,13 @@ class Agent:
                 lookup=state.lookup,
                 on_progress=lambda a, text: self.workers.set_detail(plan.work_owner(a), text),
                 puller=self.puller,
+                planned_pods={
+                    (
+                        c.labels.get(identity.LABEL_POD_NAMESPACE, ""),
+                        c.labels.get(identity.LABEL_POD_NAME, ""),
+                    )
+                    for c in observed
+                },
             )
             for owner, actions in p.by_owner().items():
                 self.workers.submit(_unit(owner, actions, executor))

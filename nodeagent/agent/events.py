@@ -410,18 +410,10 @@ def _hook_failures(o: execute.Outcome, hook: str) -> list[execute.HookFailure]:
     return [f for f in o.hooks_failed if f.hook == hook]
 
 
-def from_outcomes(
-    outcomes: Iterable[execute.Outcome],
-    observed: Iterable[rt.ObservedContainer],
-    node: str,
-    now: float,
-) -> list[Event]:
-    """The kubelet's and the DaemonSet controller's events for what the executor did."""
-    observed = list(observed)
-    existing = {
-        (c.labels.get(identity.LABEL_POD_NAMESPACE, ""), c.labels.get(identity.LABEL_POD_NAME, ""))
-        for c in observed
-    }
+def from_outcomes(outcomes: Iterable[execute.Outcome], node: str, now: float) -> list[Event]:
+    """The kubelet's and the DaemonSet controller's events for what the executor did, from the outcomes
+    alone: `run` derives them a pass later, from an engine that has moved on (the created pod exists,
+    the deleted containers are gone)."""
     out: list[Event] = []
 
     def ev(kind: str, reason: str, message: str, ref: ObjectRef) -> None:
@@ -459,7 +451,7 @@ def from_outcomes(
             else:
                 ev(WARNING, FAILED, f"Error: {o.message or o.reason}", ref)
             owner = _owner_ref(a.owner)
-            if owner is not None and key not in existing and key not in created_pods:
+            if owner is not None and o.pod_created and key not in created_pods:
                 created_pods.add(key)
                 ev(NORMAL, SUCCESSFUL_CREATE, f"Created pod: {a.pod}", owner)
         elif a.verb == plan.DELETE and o.ok:
@@ -541,7 +533,7 @@ def derive(
     """Every event of one pass."""
     observed = list(observed)
     return [
-        *from_outcomes(outcomes, observed, node, now),
+        *from_outcomes(outcomes, node, now),
         *from_plan(p, node, now),
         *from_health(health, observed, node, now),
     ]
@@ -560,12 +552,10 @@ def record_pass(
     record(state_dir, derive(p, outcomes, observed, health, node, now), now)
 
 
-def record_outcomes(
-    state_dir: str, outcomes: Iterable[execute.Outcome], observed: Iterable[rt.ObservedContainer], node: str
-) -> None:
+def record_outcomes(state_dir: str, outcomes: Iterable[execute.Outcome], node: str) -> None:
     """Events of actions applied outside a pass (`nodeagent delete pod`), now."""
     now = time.time()
-    record(state_dir, from_outcomes(outcomes, observed, node, now), now)
+    record(state_dir, from_outcomes(outcomes, node, now), now)
 
 
 # --- the fleet (serve) ------------------------------------------------------------------------------

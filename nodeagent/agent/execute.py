@@ -18,7 +18,7 @@ import threading
 import time
 import typing
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -82,6 +82,7 @@ class Outcome:
     image: pulls.Ensured | None = None  # create, init, restart: the image was present, pulled, or failed
     hooks_failed: tuple[HookFailure, ...] = ()
     stopped: tuple[Stopped, ...] = ()  # delete, restart: the running containers it stopped (Killing)
+    pod_created: bool = False  # create, init: the pod had no container when planned (SuccessfulCreate)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,11 @@ class Executor:
         workers: int = WORKERS,
         on_progress: Callable[[plan.Action, str], None] | None = None,
         puller: pulls.ImagePuller | None = None,
+        planned_pods: Collection[tuple[str, str]] | None = None,
     ) -> None:
+        """`planned_pods`: the pods (namespace, name) that had containers when the pass planned these
+        actions; a create of any other pod is that pod's creation (unknown when not given)."""
+        self._planned_pods = None if planned_pods is None else frozenset(planned_pods)
         self._progress = on_progress or (lambda action, text: None)
         # one puller per agent, shared by every pass and pod; a one-shot Executor makes its own
         self._puller = puller if puller is not None else pulls.ImagePuller(runtime)
@@ -180,6 +185,12 @@ class Executor:
         except Exception as exc:  # an unexpected bug must not abort the other actions
             log.exception("action_crashed", action=action.verb, pod=action.pod)
             outcome = Outcome(action, False, CREATE_CONTAINER_ERROR, f"{type(exc).__name__}: {exc}")
+        if (
+            action.verb in (plan.CREATE, plan.INIT)
+            and self._planned_pods is not None
+            and (action.namespace, action.pod) not in self._planned_pods
+        ):
+            outcome = dataclasses.replace(outcome, pod_created=True)
         fields = {
             "action": action.verb,
             "namespace": action.namespace,

@@ -182,7 +182,7 @@ def cmd_delete_pod(cfg: settings.Settings, pod: str, out: TextIO) -> int:
     action = plan.delete_action(found, "deleted by `nodeagent delete pod`")
     host = execute.HostInfo(node_name=common.node_name(cfg), host_ip="", state_dir=cfg.state_dir)
     [outcome] = execute.Executor(runtime, host).apply([action])
-    events.record_outcomes(cfg.state_dir, [outcome], found.containers + found.init_containers, host.node_name)
+    events.record_outcomes(cfg.state_dir, [outcome], host.node_name)
     if not outcome.ok:
         print(f"nodeagent: {outcome.message}", file=sys.stderr)
         return EXIT_FAILED

@@ -191,3 +191,51 @@ def test_run_records_pulled_and_failed_pre_stop_hook_of_work_its_workers_finishe
     wait_for(lambda: "FailedPreStopHook" in {i["reason"] for i in events_json(home, pod)}, timeout=60)
     [failed] = [i for i in events_json(home, pod) if i["reason"] == "FailedPreStopHook"]
     assert failed["message"].startswith('Exec lifecycle hook ([false]) for Container "main" in Pod "')
+
+
+def _app(name: str, image: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "Never",
+        "command": ["sh", "-c", "exec sleep 1000000"],
+    }
+
+
+def test_run_records_killing_for_each_container_of_a_pod_it_deleted(
+    home: Home, agent_proc: list[Popen[bytes]]
+) -> None:
+    """A withdrawn pod under `run`: its worker stops the containers, and the pass that records the outcome
+    lists the engine after they are gone; the delete's outcome names them (`Stopping container NAME`, the
+    kubelet's killContainer message), one Killing event on each container's fieldPath. The DaemonSet has
+    its SuccessfulCreate (recorded when the pod already shows in the engine) and SuccessfulDelete."""
+    pod_spec = {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [_app("main", home.image), _app("side", home.image)],
+    }
+    home.put("two", home.ds("two", pod=pod_spec))
+    start_run(home, agent_proc)
+    wait_for(lambda: sum(c.running for c in home.containers()) == 3, timeout=60, what="main, side, sandbox")
+    pod = pod_of(home, "two")
+    (home.ds_dir / "two.yaml").unlink()
+    wait_for(lambda: not home.containers(), timeout=60, what="the pod deleted")
+
+    def killing() -> list[tuple[str, str, str]]:
+        return sorted(
+            (i["type"], i["message"], i["involvedObject"].get("fieldPath", ""))
+            for i in events_json(home, pod)
+            if i["reason"] == "Killing"
+        )
+
+    wait_for(lambda: len(killing()) == 2, timeout=60, what="Killing of main and side")
+    assert killing() == [
+        ("Normal", "Stopping container main", "spec.containers{main}"),
+        ("Normal", "Stopping container side", "spec.containers{side}"),
+    ]
+    text = cli(home, "events", "--for", f"pod/{home.namespace}/{pod}").stdout
+    assert re.search(rf"Normal\s+Killing\s+pod/{pod}\s+Stopping container side", text), text
+    ds = cli(home, "events", "--for", f"daemonset/{home.namespace}/two", "-o", "json")
+    assert sorted((i["reason"], i["message"]) for i in json.loads(ds.stdout)["items"]) == [
+        ("SuccessfulCreate", f"Created pod: {pod}"),  # recorded a pass later too, when the pod is listed
+        ("SuccessfulDelete", f"Deleted pod: {pod}"),
+    ]

@@ -149,18 +149,22 @@ def test_a_container_that_fails_keeps_its_backoff_when_a_later_one_of_its_pod_su
     assert a.failures[("sim", pod)].reason == "ImagePullBackOff"
 
 
-def test_run_records_killing_for_a_pod_its_worker_deleted_after_the_containers_are_gone(
-    tmp_path: Path,
-) -> None:
-    """`run` (reconcile without waiting) records events of finished work a pass later, when the engine no
-    longer lists the deleted containers: Killing comes from the names the delete's outcome carries."""
+def test_run_records_successful_create_and_killing_of_work_its_workers_finished(tmp_path: Path) -> None:
+    """`run` (reconcile without waiting) records events of finished work a pass later, from an engine that
+    has moved on: the created pod is listed (SuccessfulCreate comes from the pass that planned the
+    create), the deleted containers are gone (Killing names come with the delete's outcome)."""
     ok = TWO.replace("example.com/absent:1", IMAGE)
     r = memory.MemoryRuntime(images=[IMAGE, localimage.PAUSE_TAG], node_name="sim-node")
     a = agent.Agent(two_cfg(tmp_path, ok), r)
     a.relist()
-    created = a.reconcile()
-    assert all(o.ok for o in created.outcomes) and len(r.list_managed()) == 3  # two and the sandbox
+    a.reconcile(wait=False)
+    assert a.workers.wait_idle(timeout=60) and len(r.list_managed()) == 3  # two and the sandbox
+    created = a.reconcile(wait=False)  # drains the creates, and lists the pod they made
+    assert [o.action.verb for o in created.outcomes] == [plan.CREATE, plan.CREATE]
+    assert all(o.ok for o in created.outcomes)
     pod = created.outcomes[0].action.pod
+    ds_events = events.for_object(events.load(a.settings.state_dir), "DaemonSet", "sim", "two")
+    assert [(e.reason, e.message) for e in ds_events] == [("SuccessfulCreate", f"Created pod: {pod}")]
     (tmp_path / "ds" / "two.yaml").unlink()
     a.relist()
     dispatched = a.reconcile(wait=False)

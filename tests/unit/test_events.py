@@ -139,33 +139,38 @@ def _reasons(evs: list[events.Event]) -> list[tuple[str, str, str]]:
 
 
 def test_a_new_daemonset_pod_is_created_started_and_counted_on_the_daemonset() -> None:
-    got = events.from_outcomes([execute.Outcome(_action(plan.CREATE), True)], [], "node-a", NOW)
-    assert _reasons(got) == [
+    created = execute.Outcome(_action(plan.CREATE), True, pod_created=True)
+    got = events.from_outcomes(
+        [created, replace(created, action=_action(plan.CREATE, container="side"))], "n", NOW
+    )
+    assert _reasons(got)[:3] == [
         ("Normal", "Created", f"pod/{DESIRED.name}"),
         ("Normal", "Started", f"pod/{DESIRED.name}"),
         ("Normal", "SuccessfulCreate", "daemonset/agent"),
     ]
     assert got[0].involved.field_path == "spec.containers{main}"
     assert got[0].message == "Created container: main" and got[2].message == f"Created pod: {DESIRED.name}"
+    assert [e.reason for e in got[3:]] == ["Created", "Started"], "one SuccessfulCreate a pod"
+    added = execute.Outcome(_action(plan.CREATE, container="side"), True)  # to a pod that had containers
+    assert [e.reason for e in events.from_outcomes([added], "n", NOW)] == ["Created", "Started"]
 
 
 def test_a_restart_of_an_existing_pod_is_not_a_successful_create() -> None:
     old = container_for(DESIRED, state="exited", exit_code=1, finished=NOW - 1)
     o = execute.Outcome(_action(plan.RESTART, attempt=1, container_ids=(old.id,)), True)
-    assert [e.reason for e in events.from_outcomes([o], [old], "node-a", NOW)] == ["Created", "Started"]
+    assert [e.reason for e in events.from_outcomes([o], "node-a", NOW)] == ["Created", "Started"]
 
 
 def test_liveness_restart_kills_the_running_container() -> None:
     running = container_for(DESIRED)
     action = _action(plan.RESTART, attempt=1, container_ids=(running.id,))
     o = execute.Outcome(action, True, stopped=(execute.Stopped("main"),))
-    stopped_since = container_for(DESIRED, state="exited", exit_code=137)  # what `run`'s next pass sees
-    got = events.from_outcomes([o], [stopped_since], "node-a", NOW)
+    got = events.from_outcomes([o], "node-a", NOW)
     assert [e.reason for e in got] == ["Created", "Started", "Killing"]
     assert "failed liveness probe" in got[2].message
     assert got[2].involved.field_path == "spec.containers{main}"
     crashed = execute.Outcome(action, True)  # the restart of an exited container stopped nothing
-    assert [e.reason for e in events.from_outcomes([crashed], [running], "node-a", NOW)] == [
+    assert [e.reason for e in events.from_outcomes([crashed], "node-a", NOW)] == [
         "Created",
         "Started",
     ]
@@ -181,7 +186,7 @@ def test_pull_failure_post_start_and_config_errors() -> None:
             _action(plan.CREATE), False, execute.CREATE_CONTAINER_CONFIG_ERROR, 'secret "s" not found'
         ),
     ]
-    got = events.from_outcomes(outs, [container_for(DESIRED)], "node-a", NOW)
+    got = events.from_outcomes(outs, "node-a", NOW)
     assert [(e.type, e.reason) for e in got] == [
         ("Normal", "Pulling"),
         ("Warning", "Failed"),
@@ -195,9 +200,7 @@ def test_pull_failure_post_start_and_config_errors() -> None:
     assert got[2].message == "Error: ErrImagePull"
     assert got[5].message == 'Error: secret "s" not found'
     never = execute.Outcome(_action(plan.CREATE), False, execute.ERR_IMAGE_NEVER_PULL, "not present")
-    assert [
-        (e.reason, e.message) for e in events.from_outcomes([never], [container_for(DESIRED)], "n", NOW)
-    ] == [
+    assert [(e.reason, e.message) for e in events.from_outcomes([never], "n", NOW)] == [
         ("ErrImageNeverPull", "not present"),
         ("Failed", "Error: ErrImageNeverPull"),
     ]
@@ -227,7 +230,6 @@ def test_volume_errors_are_failed_mount(volume: model.Volume, message: str) -> N
     a = _action(plan.CREATE, desired=_with_volumes(volume))
     got = events.from_outcomes(
         [execute.Outcome(a, False, execute.CREATE_CONTAINER_CONFIG_ERROR, message)],
-        [container_for(DESIRED)],
         "n",
         NOW,
     )
@@ -244,7 +246,7 @@ def test_delete_kills_each_container_it_stopped_and_counts_on_the_daemonset() ->
     p = plan.group_pods([c])[(DESIRED.namespace, DESIRED.name)]
     stopped = (execute.Stopped("main"), execute.Stopped("side"), execute.Stopped("setup", init=True))
     o = execute.Outcome(plan.delete_action(p, "gone"), True, stopped=stopped)
-    got = events.from_outcomes([o], [], "node-a", NOW)
+    got = events.from_outcomes([o], "node-a", NOW)
     assert [(e.reason, e.message, e.involved.field_path) for e in got] == [
         ("Killing", "Stopping container main", "spec.containers{main}"),
         ("Killing", "Stopping container side", "spec.containers{side}"),
@@ -329,7 +331,7 @@ def test_durations_print_as_gos_time_duration_truncated_to_milliseconds(seconds:
 def test_an_image_already_present_is_pulled_before_created_and_started() -> None:
     got = pulls.Ensured("busybox:1", "IfNotPresent", present=True)
     o = execute.Outcome(_action(plan.CREATE), True, image=got)
-    evs = events.from_outcomes([o], [], "node-a", NOW)
+    evs = events.from_outcomes([o], "node-a", NOW)
     assert [(e.type, e.reason) for e in evs][:3] == [
         ("Normal", "Pulled"),
         ("Normal", "Created"),
@@ -342,7 +344,7 @@ def test_an_image_already_present_is_pulled_before_created_and_started() -> None
 def test_a_successful_pull_is_pulling_then_pulled_with_its_two_times() -> None:
     got = pulls.Ensured("busybox:1", "Always", pulled=True, pull_seconds=1.2, wait_seconds=3.4567)
     o = execute.Outcome(_action(plan.CREATE), True, image=got)
-    evs = events.from_outcomes([o], [container_for(DESIRED)], "node-a", NOW)
+    evs = events.from_outcomes([o], "node-a", NOW)
     assert [(e.reason, e.message) for e in evs] == [
         ("Pulling", 'Pulling image "busybox:1"'),
         ("Pulled", 'Successfully pulled image "busybox:1" in 1.2s (3.456s including waiting)'),
@@ -356,7 +358,7 @@ def test_a_failed_pull_with_its_image_says_pulling_failed_once() -> None:
         "busybox:1", "IfNotPresent", failure=pulls.PullFailure(execute.ERR_IMAGE_PULL, "refused")
     )
     o = execute.Outcome(_action(plan.CREATE), False, execute.ERR_IMAGE_PULL, "refused", image=got)
-    evs = events.from_outcomes([o], [container_for(DESIRED)], "node-a", NOW)
+    evs = events.from_outcomes([o], "node-a", NOW)
     assert [(e.type, e.reason, e.message) for e in evs] == [
         ("Normal", "Pulling", 'Pulling image "busybox:1"'),
         ("Warning", "Failed", 'Failed to pull image "busybox:1": refused'),
@@ -369,7 +371,7 @@ def test_a_failed_pre_stop_hook_is_a_warning_on_its_container_and_repeats_merge(
     failure = execute.HookFailure(execute.PRE_STOP, "main", "Exec lifecycle hook ([false]) ... failed")
     delete = _action(plan.DELETE, container="", desired=None, container_ids=(running.id,))
     o = execute.Outcome(delete, True, hooks_failed=(failure,), stopped=(execute.Stopped("main"),))
-    evs = events.from_outcomes([o], [running], "node-a", NOW)
+    evs = events.from_outcomes([o], "node-a", NOW)
     assert _reasons(evs) == [
         ("Normal", "Killing", f"pod/{DESIRED.name}"),
         ("Normal", "SuccessfulDelete", "daemonset/agent"),
@@ -377,7 +379,7 @@ def test_a_failed_pre_stop_hook_is_a_warning_on_its_container_and_repeats_merge(
     ]
     assert evs[2].message == failure.message and evs[2].involved.field_path == "spec.containers{main}"
     events.record(str(tmp_path), evs, NOW)
-    events.record(str(tmp_path), events.from_outcomes([o], [running], "node-a", NOW + 5), NOW + 5)
+    events.record(str(tmp_path), events.from_outcomes([o], "node-a", NOW + 5), NOW + 5)
     [stored] = [e for e in events.load(str(tmp_path)) if e.reason == "FailedPreStopHook"]
     assert (stored.count, stored.first_timestamp, stored.last_timestamp) == (2, NOW, NOW + 5)
 
@@ -391,7 +393,7 @@ def test_a_liveness_restart_with_a_failed_pre_stop_hook() -> None:
         hooks_failed=(failure,),
         stopped=(execute.Stopped("main"),),
     )
-    got = events.from_outcomes([o], [running], "node-a", NOW)
+    got = events.from_outcomes([o], "node-a", NOW)
     assert [e.reason for e in got] == ["Created", "Started", "Killing", "FailedPreStopHook"]
 
 
@@ -404,5 +406,5 @@ def test_a_failed_post_start_hook_event_carries_the_hooks_message() -> None:
         "postStart hook failed: x",
         hooks_failed=(failure,),
     )
-    [hook, _killing] = events.from_outcomes([o], [container_for(DESIRED)], "node-a", NOW)
+    [hook, _killing] = events.from_outcomes([o], "node-a", NOW)
     assert (hook.reason, hook.message) == ("FailedPostStartHook", failure.message)

@@ -501,3 +501,24 @@ def test_a_pod_waits_for_the_container_whose_backoff_ends_last() -> None:
     recent = plan.Failure(count=1, last=150.0, reason="B", message="b")  # until 150 + 10
     failures = {("ns", "p-1", "a"): late, ("ns", "p-1", "b"): recent, ("ns", "q-1", "c"): recent}
     assert execute.pod_failures(failures, backoff) == {("ns", "p-1"): late, ("ns", "q-1"): recent}
+
+
+def test_a_create_of_a_pod_the_pass_did_not_see_is_the_pods_creation(tmp_path: Path) -> None:
+    runtime = Ordered()
+    ds = daemonset("n", pod_spec("main", "side"))
+    pod = plan.desired_daemon_pod(ds).name
+    actions = plan.plan(inputs([ds], [])).actions
+    assert [o.pod_created for o in executor(runtime, tmp_path, planned_pods=set()).apply(actions)] == [
+        True,
+        True,
+    ]
+    [main] = [c for c in runtime.list_managed() if c.labels.get(identity.LABEL_CONTAINER_NAME) == "main"]
+    runtime.remove(main.id)  # the pod lost one container: recreating it is no new pod
+    [again] = plan.plan(inputs([ds], runtime.list_managed())).actions
+    [o] = executor(runtime, tmp_path, planned_pods={("ns", pod)}).apply([again])
+    assert o.ok and not o.pod_created
+    runtime.remove(
+        next(c.id for c in runtime.list_managed() if c.labels.get(identity.LABEL_CONTAINER_NAME) == "main")
+    )
+    [o] = executor(runtime, tmp_path).apply([again])  # no pass's view given (`delete pod`): never claimed
+    assert o.ok and not o.pod_created
