@@ -430,12 +430,15 @@ class Handler(http_server.BaseHTTPRequestHandler):
         self._send(200, b.signature, "text/plain", {"ETag": b.etag, "Cache-Control": "no-cache"})
 
     def _client_gone(self) -> bool:
-        """During a watch the client sends nothing: a readable socket means it closed (or misbehaves)."""
+        """During a watch the client sends nothing: a readable socket means it closed (or misbehaves).
+        poll, not select: select cannot watch a descriptor numbered 1024 or more, which a fleet's
+        connections soon are (every such watch looked gone and was answered at once)."""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
+            p = select.poll()
+            p.register(self.connection, select.POLLIN | select.POLLPRI)
+            return bool(p.poll(0))  # readable, or hung up, in error, not open (always reported)
         except (OSError, ValueError):
             return True
-        return bool(readable)
 
     def _json(self, doc: object) -> None:
         self._send(200, (json.dumps(doc, indent=2) + "\n").encode(), "application/json")
