@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import select
 import ssl
@@ -92,6 +93,18 @@ class Handler(http_server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # access logs would be one line per poll per node; metrics count requests instead
+
+    _date: tuple[int, str] = (0, "")  # (second, its Date header): formatted once a second, not per answer
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        second = int(time.time())
+        cached = Handler._date
+        if cached[0] != second:
+            cached = (second, super().date_time_string(second))
+            Handler._date = cached
+        return cached[1]
 
     def setup(self) -> None:
         self._conn = getattr(_current, "conn", None)
@@ -209,9 +222,13 @@ class Handler(http_server.BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length)
         self.close_connection = not keep_alive or len(body) < length
+        digest = hashlib.blake2b(body, digest_size=16).digest()  # a heartbeat repeats its last body
+        now = app.clock()
+        with app.fleet_lock:
+            report = app.fleet.unchanged(name, digest, now)
         try:
-            doc = json.loads(body)
-            report = fleet.parse_report(doc, name, app.clock())
+            if report is None:
+                report = fleet.parse_report(json.loads(body), name, now)
         except (ValueError, RecursionError, fleet.ReportError) as exc:
             why = str(exc) if isinstance(exc, fleet.ReportError) else "the body is not JSON"
             self._send(400, f"bad report: {why}\n".encode(), "text/plain")
@@ -224,7 +241,7 @@ class Handler(http_server.BaseHTTPRequestHandler):
                 or not app.fleet.ready(prev, report.received_at)
                 or rollout_view(prev) != (rollout_view(report))
             )
-            recorded = app.fleet.report(report)
+            recorded = app.fleet.report(report, digest)
         if not recorded:
             log.warning("node_refused_fleet_full", node=name, max_nodes=app.cfg.max_nodes)
             self._send(
@@ -413,12 +430,15 @@ class Handler(http_server.BaseHTTPRequestHandler):
         self._send(200, b.signature, "text/plain", {"ETag": b.etag, "Cache-Control": "no-cache"})
 
     def _client_gone(self) -> bool:
-        """During a watch the client sends nothing: a readable socket means it closed (or misbehaves)."""
+        """During a watch the client sends nothing: a readable socket means it closed (or misbehaves).
+        poll, not select: select cannot watch a descriptor numbered 1024 or more, which a fleet's
+        connections soon are (every such watch looked gone and was answered at once)."""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
+            p = select.poll()
+            p.register(self.connection, select.POLLIN | select.POLLPRI)
+            return bool(p.poll(0))  # readable, or hung up, in error, not open (always reported)
         except (OSError, ValueError):
             return True
-        return bool(readable)
 
     def _json(self, doc: object) -> None:
         self._send(200, (json.dumps(doc, indent=2) + "\n").encode(), "application/json")

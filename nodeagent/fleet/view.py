@@ -14,9 +14,10 @@ time it was last synced; it goes NotReady after the grace period like any other 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nodeagent import errors
@@ -38,6 +39,7 @@ MAX_ERRORS = 100  # a report's `errors` beyond this are dropped (with a note), e
 MAX_ERROR_CHARS = 2000
 MAX_STRING = 253  # names, namespaces, taint keys and values, versions
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: never kept in a reported string
 
 
 class ReportError(errors.NodeAgentError, ValueError):
@@ -147,7 +149,7 @@ class _Checker:
             raise ReportError(f"{path}: must be a non-empty string, got {_kind(raw)}")
         if len(raw) > limit:
             raise ReportError(f"{path}: longer than {limit} characters")
-        if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in raw):
+        if _CONTROL.search(raw):
             raise ReportError(f"{path}: must not contain control characters")
         return raw
 
@@ -204,7 +206,7 @@ class _Checker:
         message = e.get("message")
         if not isinstance(message, str):
             raise ReportError(f"{path}.message: must be a string, got {_kind(message)}")
-        message = "".join(" " if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in message[:MAX_ERROR_CHARS])
+        message = _CONTROL.sub(" ", message[:MAX_ERROR_CHARS])
         src = self.obj(e.get("source"), f"{path}.source")
         ref = {k: self.str_(obj.get(k), f"{path}.involvedObject.{k}") for k in ("kind", "namespace", "name")}
         if obj.get("fieldPath"):
@@ -315,17 +317,33 @@ class Fleet:
     nodes: dict[str, NodeReport] = field(default_factory=dict)
     expiry: float = DEFAULT_EXPIRY
     max_nodes: int = DEFAULT_MAX_NODES
+    digests: dict[str, bytes] = field(default_factory=dict)  # node -> digest of the body it was parsed from
 
-    def report(self, r: NodeReport) -> bool:
-        """Record a report; False (nothing recorded) when it is a new node and the fleet is full."""
+    def report(self, r: NodeReport, digest: bytes = b"") -> bool:
+        """Record a report; False (nothing recorded) when it is a new node and the fleet is full.
+        `digest` identifies the posted body, so the same body posted again need not be parsed again
+        (`unchanged`)."""
         if r.name not in self.nodes and len(self.nodes) >= self.max_nodes:
             self.expire(r.received_at)
             if len(self.nodes) >= self.max_nodes:
                 return False
         self.nodes[r.name] = r
+        if digest:
+            self.digests[r.name] = digest
+        else:
+            self.digests.pop(r.name, None)
         return True
 
+    def unchanged(self, name: str, digest: bytes, now: float) -> NodeReport | None:
+        """The node's report re-dated to `now` when its last one was parsed from a body of this digest
+        (a heartbeat that repeats itself: `parse_report` of it would give the same report), else None."""
+        prev = self.nodes.get(name)
+        if prev is None or not digest or self.digests.get(name) != digest:
+            return None
+        return replace(prev, received_at=now)
+
     def delete(self, name: str) -> bool:
+        self.digests.pop(name, None)
         return self.nodes.pop(name, None) is not None
 
     def expire(self, now: float) -> list[str]:
@@ -333,6 +351,7 @@ class Fleet:
         gone = [n for n, r in self.nodes.items() if now - r.received_at > self.grace + self.expiry]
         for n in gone:
             del self.nodes[n]
+            self.digests.pop(n, None)
         return gone
 
     def ready(self, r: NodeReport, now: float) -> bool:

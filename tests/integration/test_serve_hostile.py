@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import resource
 import socket
 import subprocess
 import sys
@@ -223,6 +225,44 @@ def test_a_watch_whose_client_has_gone_frees_its_connection(server: serve.Server
     wait_for(lambda: any(c.state == "watch" for c in list(server.httpd._open.values())))
     sock.close()
     wait_for(lambda: server.httpd.open_connections() == 0, timeout=10)
+
+
+def test_a_watch_on_a_descriptor_past_1024_is_held_until_its_bundle_changes(
+    server: serve.Server, mdir: Path
+) -> None:
+    """A fleet's connections soon have descriptors numbered past select()'s 1024: such a watch was taken
+    for one whose client had gone and answered 304 at once, so 1000 nodes waited a poll interval for a
+    change. Here the server (in this process) gets such a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"an open-file limit of {hard} leaves no descriptor past 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))  # hard is 1200 or more
+    filler: list[int] = []
+    try:
+        while not filler or filler[-1] < 1030:  # every lower descriptor taken: the next socket is past them
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        etag = http.request("GET", server.url + "/manifests?node=n1", timeout=10).headers["etag"]
+        host, port = server.httpd.server_address[:2]
+        sock = socket.create_connection((str(host), int(port)), timeout=10)
+        sock.sendall(
+            f"GET /manifests?node=n1&watch=1&timeout=300&etag={etag} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        wait_for(lambda: any(c.state == "watch" for c in list(server.httpd._open.values())))
+        sock.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # held: no answer while nothing changed
+        put(mdir, "b", daemonset("b"))
+        server.publisher.scan()
+        sock.settimeout(10)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        sock.close()
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_mtls_with_tokens_the_node_token_must_match_the_cn(mdir: Path, pki: Pki, tmp_path: Path) -> None:

@@ -80,6 +80,42 @@ def test_bad_reports_are_refused(doc: object, message: str) -> None:
         fleet.parse_report(doc, "a", 0.0)
 
 
+def test_a_repeated_report_body_is_recognised_and_re_dated_and_any_other_body_is_not() -> None:
+    f = fleet.Fleet(grace=40)
+    first = fleet.parse_report(report("a", ds_status("log", 1, 1)), "a", 100.0)
+    assert f.report(first, b"digest-1")
+    again = f.unchanged("a", b"digest-1", 130.0)
+    assert again is not None and again.received_at == 130.0
+    assert again == fleet.parse_report(report("a", ds_status("log", 1, 1)), "a", 130.0)
+    assert f.unchanged("a", b"digest-2", 130.0) is None  # another body: parsed again
+    assert f.unchanged("b", b"digest-1", 130.0) is None  # another node's
+    assert f.unchanged("a", b"", 130.0) is None
+    f.report(first)  # recorded without a digest (a report read back from another replica's store)
+    assert f.unchanged("a", b"digest-1", 130.0) is None
+    f.report(first, b"digest-1")
+    f.delete("a")
+    f.report(fleet.parse_report(report("a"), "a", 140.0))
+    assert f.unchanged("a", b"digest-1", 150.0) is None  # forgotten with the node
+    f.report(first, b"digest-1")
+    assert f.expire(100.0 + 40 + f.expiry + 1) == ["a"]
+    assert f.unchanged("a", b"digest-1", 200.0) is None and not f.digests
+
+
+def test_control_characters_are_refused_in_names_and_blanked_in_event_messages() -> None:
+    for bad in ("a\x1bb", "a\x7fb", "a\x9bb", "a\nb"):
+        with pytest.raises(fleet.ReportError, match="control characters"):
+            fleet.parse_report({**report("a"), "agentVersion": bad}, "a", 0.0)
+    assert fleet.parse_report({**report("a"), "agentVersion": "v\xa0\u00e9"}, "a", 0.0).agent_version
+    event = {
+        "type": "Warning",
+        "reason": "Failed",
+        "message": "pull\nfailed\x1b[2J\x85x",
+        "involvedObject": {"kind": "Pod", "namespace": "d", "name": "p"},
+    }
+    r = fleet.parse_report({**report("a"), "events": [event]}, "a", 0.0)
+    assert r.events[0]["message"] == "pull failed [2J x"
+
+
 def test_bundle_publishes_valid_documents_and_keeps_the_previous_version_of_a_broken_one() -> None:
     a, b = testdocs.daemonset("a"), testdocs.daemonset("b")
     first = publisher.publish_file(None, testdocs.to_yaml(a, b).encode(), "/d/x.yaml")
