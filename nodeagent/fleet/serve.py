@@ -53,7 +53,7 @@ from typing import Any
 import structlog
 
 import nodeagent
-from nodeagent.fleet import handler, page, replicas, store
+from nodeagent.fleet import aioserver, handler, page, replicas, store
 from nodeagent.fleet import view as fleet
 from nodeagent.fleet.handler import Identity
 from nodeagent.fleet.httpserver import HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, connection_limit
@@ -148,7 +148,7 @@ class Server:
         self._ticker_stop = threading.Event()
         self._wake = threading.Event()
         self._synced_etag = ""
-        self.publisher = Publisher(cfg.directory, cfg.relist_interval, signer, self.sync_rollouts)
+        self.publisher = Publisher(cfg.directory, cfg.relist_interval, signer, self._published)
         self._node_tokens: tuple[tuple[int, float], dict[bytes, str]] | None = None
         self._node_tokens_lock = threading.Lock()
         self.tls_context: ssl.SSLContext | None = None
@@ -165,15 +165,15 @@ class Server:
             raise ValueError(f"--node-tokens {cfg.node_tokens}: not a directory")
         host, port = split_listen(cfg.listen)
         self.host = host
-        self.httpd = handler.FleetHTTPServer(
+        self.httpd = aioserver.AioHTTPServer(  # no thread per connection: watches are parked awaits
+            handler.FleetAPI(self),
             (host, port),
-            handler.Handler,
+            tls=self.tls_context,
             max_connections=connection_limit(cfg.max_connections),
             header_timeout=cfg.header_timeout,
             idle_timeout=cfg.idle_timeout,
         )
-        self.httpd.app = self
-        self._thread: threading.Thread | None = None
+        self._bridge: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -181,6 +181,21 @@ class Server:
         scheme = "https" if self.tls_context else "http"
         shown = f"[{host}]" if ":" in host else host
         return f"{scheme}://{shown}:{port}"
+
+    def _published(self) -> None:
+        """A new bundle: the watches of the shared bundle answer, the rollout controller runs."""
+        self.httpd.wake()
+        self.sync_rollouts()
+
+    def _wake_watches(self) -> None:
+        """Hands the controller's notifications (`cond`: any node's bundle may differ) to the HTTP
+        server's parked watches: one thread, whatever the number of watches. The lock is held but
+        inside wait(), so no notification falls between two waits."""
+        cond = self.controller.cond
+        with cond:
+            while not self._ticker_stop.is_set():
+                if cond.wait(1.0):
+                    self.httpd.wake()
 
     def sync_rollouts(self) -> None:
         """Run the rollout controller over the current bundle and reports (fleet/controller.py)."""
@@ -250,10 +265,9 @@ class Server:
             self.replication.start()
         self.publisher.start()
         threading.Thread(target=self._tick, name="serve-rollouts", daemon=True).start()
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, args=(0.1,), name="serve-http", daemon=True
-        )
-        self._thread.start()
+        self._bridge = threading.Thread(target=self._wake_watches, name="serve-wake", daemon=True)
+        self._bridge.start()
+        self.httpd.start()
         log.info(
             "serve_started",
             url=self.url,
@@ -275,12 +289,10 @@ class Server:
         with self.controller.cond:
             self.controller.cond.notify_all()
         self.publisher.stop()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.httpd.drop_connections()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self.httpd.stop()
+        if self._bridge is not None:
+            self._bridge.join()
+            self._bridge = None
 
     def authorized(self, header: str | None) -> bool:
         """Whether the Authorization header gets in (any identity); see `identify`."""

@@ -11,6 +11,7 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from nodeagent import cli
-from nodeagent.fleet import serve
+from nodeagent.fleet import aioserver, serve
 from nodeagent.sources import http
 from tests.support.httpsource import start_serve
 from tests.support.manifests import daemonset, put
@@ -222,7 +223,7 @@ def test_a_watch_whose_client_has_gone_frees_its_connection(server: serve.Server
     sock.sendall(
         f'GET /manifests?watch=1&timeout=300 HTTP/1.1\r\nHost: x\r\nIf-None-Match: "{etag}"\r\n\r\n'.encode()
     )
-    wait_for(lambda: any(c.state == "watch" for c in list(server.httpd._open.values())))
+    wait_for(lambda: "watch" in server.httpd.states())
     sock.close()
     wait_for(lambda: server.httpd.open_connections() == 0, timeout=10)
 
@@ -247,7 +248,7 @@ def test_a_watch_on_a_descriptor_past_1024_is_held_until_its_bundle_changes(
         sock.sendall(
             f"GET /manifests?node=n1&watch=1&timeout=300&etag={etag} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
         )
-        wait_for(lambda: any(c.state == "watch" for c in list(server.httpd._open.values())))
+        wait_for(lambda: "watch" in server.httpd.states())
         sock.settimeout(1.0)
         with pytest.raises(TimeoutError):
             sock.recv(1)  # held: no answer while nothing changed
@@ -310,3 +311,33 @@ def test_a_numeric_secret_value_is_never_shown_on_the_fleet_page_logs_or_status(
             assert "918273645" not in text
     finally:
         s.stop()
+
+
+def test_held_watches_take_no_thread_each(server: serve.Server) -> None:
+    """A fleet's watches are parked on serve's event loop: 200 held watches (shared and per-node) add a
+    few worker threads at most, not 200, and one change answers every one of them."""
+    host, port = server.httpd.server_address[:2]
+    etag = http.request("GET", server.url + "/manifests", timeout=10).headers["etag"]
+    node_etag = http.request("GET", server.url + "/manifests?node=n0", timeout=10).headers["etag"]
+    before = threading.active_count()
+    socks = []
+    try:
+        for i in range(200):
+            sock = socket.create_connection((str(host), int(port)), timeout=30)
+            target = f"/manifests?watch=1&timeout=300&etag={etag}"
+            if i % 2:
+                target = f"/manifests?node=n{i}&watch=1&timeout=300&etag={node_etag}"
+            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            socks.append(sock)
+        wait_for(lambda: server.httpd.states().count("watch") == 200, timeout=30)
+        assert threading.active_count() - before <= aioserver.WORKERS
+        put(Path(server.publisher.directory), "b", daemonset("b"))
+        server.publisher.scan()
+        for sock in socks:
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in socks:
+            sock.close()
