@@ -276,6 +276,8 @@ class AioHTTPServer:
         )
         got = await self._work(self.api.handle, req)
         if isinstance(got, handler.ReadBody):
+            if request.headers.get("Expect", "").lower() == "100-continue":  # curl's, for larger bodies
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             try:
                 body = await asyncio.wait_for(request.content.readexactly(got.length), self.idle_timeout)
             except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):

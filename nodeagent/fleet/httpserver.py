@@ -1,6 +1,7 @@
 """A threading HTTP server that bounds what clients can take: it knows its open connections (so stopping
 it ends them), caps them below the open-file limit, and cuts off clients slow to send their headers.
-`serve` and the fault suite's sources run on it."""
+The fault suite's HTTP sources run on it; `serve` runs on fleet/aioserver.py (an event loop),
+which shares its limits (`connection_limit`, the timeouts)."""
 
 from __future__ import annotations
 
