@@ -101,6 +101,7 @@ class AioHTTPServer:
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="serve-work")
         self._conns: dict[Any, _Conn] = {}  # aiohttp's protocol object -> its connection
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}  # watched node ("": shared) -> parked
+        self._wakes = 0  # wake() calls so far: a watch that saw none since its last look need not look
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -243,6 +244,7 @@ class AioHTTPServer:
                 c.transport.abort()
 
     def _wake(self, nodes: frozenset[str] | None) -> None:
+        self._wakes += 1
         keys = list(self._waiters) if nodes is None else [n for n in nodes if n in self._waiters]
         if nodes is not None and "" in self._waiters:
             keys.append("")  # shared-bundle watches check cheaply; a change of a node may be theirs too
@@ -274,7 +276,8 @@ class AioHTTPServer:
         req = handler.Request(
             request.method, request.raw_path, request.headers, request.remote or "", peercert
         )
-        got = await self._work(self.api.handle, req)
+        wakes = self._wakes  # before the first look at a watched bundle (handle), see _watch
+        got = self.api.handle(req) if self.api.cheap(req) else await self._work(self.api.handle, req)
         if isinstance(got, handler.ReadBody):
             if request.headers.get("Expect", "").lower() == "100-continue":  # curl's, for larger bodies
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -284,28 +287,35 @@ class AioHTTPServer:
                 return handler.Answer(400, b"incomplete body\n", close=True)
             return await self._work(got.then, body)
         if isinstance(got, handler.Watch):
-            return await self._watch(got, conn)
+            return await self._watch(got, conn, wakes)
         return got
 
-    async def _watch(self, w: handler.Watch, conn: _Conn | None) -> handler.Answer:
-        """Park until the watched bundle changes (or the deadline, the client gone, serve stopping)."""
+    async def _watch(self, w: handler.Watch, conn: _Conn | None, wakes: int) -> handler.Answer:
+        """Park until the watched bundle changes (or the deadline, the client gone, serve stopping).
+
+        `handle` looked at the bundle already. Every change calls `wake` after it is made, and a wake
+        runs on this loop: one that has not run by the time this watch is parked resolves its waiter,
+        and one that ran meanwhile moved `_wakes` from `wakes`, so the watch looks again first."""
         loop = asyncio.get_running_loop()
         if conn is not None:
             conn.state = "watch"
         while True:
             left = w.deadline - time.monotonic()
             if left <= 0 or self._stopping or (conn is not None and conn.gone):
-                return await self._work(self.api.end, w)
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.setdefault(w.node, set()).add(waiter)  # before polling: no wake slips past
-            if conn is not None:
-                conn.waiter = waiter
-            timer = loop.call_later(left, _resolve, waiter)
-            try:
+                return self.api.end(w) if not w.node else await self._work(self.api.end, w)
+            if self._wakes != wakes:
+                wakes = self._wakes
                 # the shared bundle is one locked read: inline; a node's may need rendering: a worker
                 got = self.api.poll(w) if not w.node else await self._work(self.api.poll, w)
                 if got is not None:
                     return got
+                continue
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(w.node, set()).add(waiter)
+            if conn is not None:
+                conn.waiter = waiter
+            timer = loop.call_later(left, _resolve, waiter)
+            try:
                 await waiter
             finally:
                 timer.cancel()

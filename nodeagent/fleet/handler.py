@@ -106,6 +106,19 @@ class FleetAPI:
     def __init__(self, app: Server) -> None:
         self.app = app
 
+    def cheap(self, req: Request) -> bool:
+        """Whether `handle(req)` is cheap enough for an event loop: no store, no rendering, no lock a
+        controller pass holds. The shared bundle, /healthz without replicas (with them it may ask the
+        database who leads), and a report's checks before its body (its parsing is `then`'s)."""
+        path, _, query = req.target.partition("?")
+        if req.method == "POST":
+            return path.startswith("/nodes/")
+        if req.method == "GET":
+            if path == "/healthz":
+                return self.app.replication is None
+            return path in ("/manifests", "/manifests.minisig") and "node=" not in query
+        return req.method != "DELETE"
+
     def handle(self, req: Request) -> Outcome:
         if req.method == "GET":
             return self._get(req)
