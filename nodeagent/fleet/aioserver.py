@@ -11,7 +11,9 @@ report connections; with a thread each, 5000 nodes were 10 000 threads per repli
   `max_connections` (below the open-file limit); a new one beyond that evicts the one that has waited
   longest for a request, or is closed when none waits; a connection must deliver a request's headers
   within `header_timeout` of being accepted and within `idle_timeout` of its previous answer, and a TLS
-  handshake within `header_timeout`; a watch whose client hangs up is freed at once.
+  handshake within `header_timeout`; a watch whose client hangs up is freed at once. (A TLS connection
+  counts once its handshake is done: until then asyncio owns it, and its handshake timeout bounds it.
+  Out of descriptors, asyncio stops accepting for a second rather than spinning.)
 """
 
 from __future__ import annotations
