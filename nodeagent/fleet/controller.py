@@ -18,7 +18,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -108,8 +108,13 @@ class Controller:
         self.clock = clock
         self.grace = grace
         self.started = clock()  # until a grace period has passed, nodes that have not reported may be alive
-        self.cond = threading.Condition(threading.RLock())
+        self._lock = threading.RLock()
+        self.cond = threading.Condition(self._lock)  # notified when every node's bundle may differ
         self.generation = 0
+        # per-node wake-ups: a pass that hands out a wave wakes that wave's watches, not the fleet's
+        self._epoch = 0  # bumped when every node's bundle may differ
+        self._node_versions: dict[str, int] = {}
+        self._node_conds: dict[str, tuple[threading.Condition, int]] = {}  # node -> (cond, watches on it)
         self._daemonsets: dict[store.Key, _DaemonSet] = {}
         self._plans: dict[store.Key, rollout.Plan] = {}
         self._nodes: dict[store.Key, list[rollout.NodeState]] = {}
@@ -153,9 +158,62 @@ class Controller:
             before = self._served_state()
             for ds in seen.values():
                 self._sync_one(ds, nodes, ready, now)
-            if self._served_state() != before:  # only then can a node's bundle differ: wake the watches
-                self.generation += 1
+            self._wake_changed(before)
+
+    # --- waking the watches ----------------------------------------------------------------------------
+
+    def node_version(self, node: str) -> tuple[int, int]:
+        """Changes whenever `node`'s bundle may have changed (read it before the bundle, then wait_node)."""
+        with self.cond:
+            return self._epoch, self._node_versions.get(node, 0)
+
+    def wait_node(self, node: str, seen: tuple[int, int], timeout: float) -> None:
+        """Wait until node_version(node) differs from `seen`, or `timeout`. Only the nodes whose
+        assignment a pass changed are woken: 1000 held watches waking on every wave cost serve most of
+        a core."""
+        with self.cond:
+            if (self._epoch, self._node_versions.get(node, 0)) != seen:
+                return
+            cond, waiting = self._node_conds.get(node) or (threading.Condition(self._lock), 0)
+            self._node_conds[node] = (cond, waiting + 1)
+            try:
+                cond.wait(timeout)
+            finally:
+                cond, waiting = self._node_conds[node]
+                if waiting <= 1:
+                    del self._node_conds[node]
+                else:
+                    self._node_conds[node] = (cond, waiting - 1)
+
+    def wake(self, nodes: Iterable[str] | None = None) -> None:
+        """Wake the watches of `nodes` (None: of every node, and `cond`'s waiters)."""
+        with self.cond:
+            self.generation += 1
+            if nodes is None:
+                self._epoch += 1
                 self.cond.notify_all()
+                for cond, _ in self._node_conds.values():
+                    cond.notify_all()
+                return
+            for n in nodes:
+                self._node_versions[n] = self._node_versions.get(n, 0) + 1
+                got = self._node_conds.get(n)
+                if got is not None:
+                    got[0].notify_all()
+
+    def _wake_changed(self, before: tuple[tuple[object, ...], dict[store.Key, dict[str, int]]]) -> None:
+        """Wake the nodes whose bundle may differ from what `before` (_served_state) served."""
+        after = self._served_state()
+        if after == before:
+            return
+        if after[0] != before[0]:  # revisions, or what a node without an assignment gets
+            self.wake()
+            return
+        changed: set[str] = set()
+        for key in set(before[1]) | set(after[1]):
+            old, new = before[1].get(key, {}), after[1].get(key, {})
+            changed.update(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+        self.wake(changed)
 
     def _parse(self, objects: Sequence[object], now: float) -> dict[store.Key, _DaemonSet]:
         seen: dict[store.Key, _DaemonSet] = {}
@@ -176,19 +234,20 @@ class Controller:
             seen[key] = _DaemonSet(key, raw, obj, identity.spec_hash(obj.spec.template), pol)
         return seen
 
-    def _served_state(self) -> tuple[object, ...]:
-        """What the per-node bundles are made of (node_view, node_objects): the assignments, the revision a
-        node without one gets, and the revisions kept. The rollout's other fields (times, counters) do
-        not wake 1000 watches."""
-        return tuple(
+    def _served_state(self) -> tuple[tuple[object, ...], dict[store.Key, dict[str, int]]]:
+        """What the per-node bundles are made of (node_view, node_objects): the revisions kept and what a
+        node without an assignment gets, then the assignments. The rollout's other fields (times,
+        counters) wake no watch."""
+        keys = sorted(self._daemonsets)
+        shared = tuple(
             (
                 key,
-                dict(self._assign.get(key, {})),
                 r.current_revision if (r := self._rollouts.get(key)) else 0,
                 tuple(v.number for v in self._revs.get(key, [])),
             )
-            for key in sorted(self._daemonsets)
+            for key in keys
         )
+        return shared, {key: dict(self._assign.get(key, {})) for key in keys}
 
     def _with_config(
         self,
@@ -436,8 +495,7 @@ class Controller:
             if r.phase in (store.PROGRESSING, store.PAUSED):
                 phase = store.PAUSED if paused else store.PROGRESSING
             self._put(replace(r, paused=paused, phase=phase, progress_at=self.clock()))
-            self.generation += 1
-            self.cond.notify_all()
+            self.wake()
 
     def undo(self, key: store.Key, to_revision: int = 0) -> None:
         with self.cond:
@@ -481,17 +539,16 @@ class Controller:
         r = _begin(r, number, current, store.PAUSED if r.paused else store.PROGRESSING, cause, True, now)
         self._put(r)
         self._plans.pop(key, None)
-        self.generation += 1
-        self.cond.notify_all()
+        self.wake()
 
     # --- per-node bundles -------------------------------------------------------------------------
 
     def node_view(self, node: str) -> tuple[object, ...]:
-        """What `node_objects` depends on besides the bundle: the controller's generation and the revision
+        """What `node_objects` depends on besides the bundle: the controller's epoch and the revision
         each DaemonSet hands `node`. Nodes with equal views get equal bundles, so `serve` renders one bundle
         per distinct view (two during a rollout), not one per node and wake-up."""
         with self.cond:
-            view: list[object] = [self.generation]
+            view: list[object] = [self._epoch]
             for key in sorted(self._daemonsets, key=lambda k: (k.namespace, k.name)):
                 r = self._rollouts.get(key)
                 view.append((key, self._assign.get(key, {}).get(node) or (r.current_revision if r else 0)))

@@ -522,3 +522,20 @@ def test_a_pass_over_a_stale_bundle_starts_no_rollout(f: Fleet, monkeypatch: pyt
     doc = f.rollout()
     assert (doc["currentRevision"], doc["updateRevision"]) == (1, 2)
     assert [r["revision"] for r in f.api("/api/rollouts/default/web/history")["revisions"]] == [1, 2]
+
+
+def test_a_wave_wakes_only_its_own_nodes_watches(f: Fleet) -> None:
+    """1000 held watches woken on every wave (and every counter change) cost serve most of a core: a
+    pass wakes the watches of the nodes it handed something, and a pass that changes no assignment none."""
+    settle(f, "web:1")
+    ctl = f.server.controller
+    before = {n: ctl.node_version(n) for n in NODES}
+    f.server.sync_rollouts()  # nothing changed
+    assert {n: ctl.node_version(n) for n in NODES} == before
+    f.write("web:2")  # a new bundle: every node's bundle may differ
+    after_write = {n: ctl.node_version(n) for n in NODES}
+    assert all(after_write[n] != before[n] for n in NODES)
+    f.step("n1")  # n1 available on revision 2: n2's turn, n3 still waits
+    now = {n: ctl.node_version(n) for n in NODES}
+    assert now["n2"] != after_write["n2"] and now["n3"] == after_write["n3"]
+    ctl.wait_node("n3", now["n3"], 0.01)  # nothing for n3: returns on its timeout
