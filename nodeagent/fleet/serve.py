@@ -198,8 +198,7 @@ class Server:
             self.controller.sync(b.raw_objects, reports, lambda r: self.fleet.ready(r, now))
         if b.etag != self._synced_etag:  # a new bundle: every node's bundle may differ (watches wake)
             self._synced_etag = b.etag
-            with self.controller.cond:
-                self.controller.cond.notify_all()
+            self.controller.wake()
 
     def request_sync(self) -> None:
         """Have the rollout controller run soon (within SYNC_GAP): reports arrive far more often than
@@ -277,8 +276,7 @@ class Server:
             self.replication.stop()
         self._ticker_stop.set()
         self._wake.set()
-        with self.controller.cond:
-            self.controller.cond.notify_all()
+        self.controller.wake()
         self.publisher.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
