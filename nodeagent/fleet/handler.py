@@ -358,6 +358,7 @@ class Handler(http_server.BaseHTTPRequestHandler):
         """The per-node bundle (rollouts): the same protocol as `_manifests`, with a per-node ETag."""
         app = self.server.app
         inm = self.headers.get("If-None-Match")
+        seen = app.controller.node_version(node)  # before the bundle: no change slips between the two
         got = app.node_bundle(node)
         watch = self._watch_params(query, inm)
         if watch is not None:
@@ -366,8 +367,8 @@ class Handler(http_server.BaseHTTPRequestHandler):
                 left = deadline - time.monotonic()
                 if left <= 0 or app.publisher.stopping or self._client_gone():
                     break
-                with app.controller.cond:
-                    app.controller.cond.wait(min(WATCH_CHECK, left))
+                app.controller.wait_node(node, seen, min(WATCH_CHECK, left))  # wakes on this node's change
+                seen = app.controller.node_version(node)
                 got = app.node_bundle(node)
         self._bundle_answer(got, inm)
 

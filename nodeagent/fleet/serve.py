@@ -148,6 +148,10 @@ class Server:
         self._ticker_stop = threading.Event()
         self._wake = threading.Event()
         self._synced_etag = ""
+        # a pass reads the bundle and runs the controller as one step: a pass over a bundle read just
+        # before a file change must not run after the pass over the new one (the old template would
+        # come back as a new revision, and every node with it)
+        self._sync_lock = threading.Lock()
         self.publisher = Publisher(cfg.directory, cfg.relist_interval, signer, self.sync_rollouts)
         self._node_tokens: tuple[tuple[int, float], dict[bytes, str]] | None = None
         self._node_tokens_lock = threading.Lock()
@@ -184,17 +188,17 @@ class Server:
 
     def sync_rollouts(self) -> None:
         """Run the rollout controller over the current bundle and reports (fleet/controller.py)."""
-        b = self.publisher.bundle() if hasattr(self, "publisher") else None
-        if b is None:
-            return
-        now = self.clock()
-        with self.fleet_lock:
-            reports = dict(self.fleet.nodes)
-        self.controller.sync(b.raw_objects, reports, lambda r: self.fleet.ready(r, now))
+        with self._sync_lock:
+            b = self.publisher.bundle() if hasattr(self, "publisher") else None
+            if b is None:
+                return
+            now = self.clock()
+            with self.fleet_lock:
+                reports = dict(self.fleet.nodes)
+            self.controller.sync(b.raw_objects, reports, lambda r: self.fleet.ready(r, now))
         if b.etag != self._synced_etag:  # a new bundle: every node's bundle may differ (watches wake)
             self._synced_etag = b.etag
-            with self.controller.cond:
-                self.controller.cond.notify_all()
+            self.controller.wake()
 
     def request_sync(self) -> None:
         """Have the rollout controller run soon (within SYNC_GAP): reports arrive far more often than
@@ -272,8 +276,7 @@ class Server:
             self.replication.stop()
         self._ticker_stop.set()
         self._wake.set()
-        with self.controller.cond:
-            self.controller.cond.notify_all()
+        self.controller.wake()
         self.publisher.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
