@@ -188,7 +188,8 @@ class Fleet:
         repass: float = 0.0,
     ) -> None:
         self._queue: queue.Queue[int] = queue.Queue()
-        self._pending: set[int] = set()
+        self._pending: set[int] = set()  # a pass is due (queued, or to run again after the one running)
+        self._running: set[int] = set()  # a worker is in this node's pass
         self._lock = threading.Lock()
         self._repass = repass
         self._later: list[tuple[float, int]] = []  # (when, node): passes due after minReadySeconds
@@ -211,27 +212,45 @@ class Fleet:
             if index in self._pending:
                 return
             self._pending.add(index)
+            if index in self._running:
+                return  # the worker in its pass runs it again when done: one pass at a time per node
         self._queue.put(index)
 
     def _work(self) -> None:
         while True:
             index = self._queue.get()
-            with self._lock:
-                self._pending.discard(index)
-            node = self.nodes[index]
-            try:
-                waiting = node.reconcile()
-                if waiting and self._repass > 0:
-                    with self._later_cond:
-                        heapq.heappush(self._later, (time.monotonic() + self._repass, index))
-                        self._later_cond.notify()
-                if self._reports is not None:
-                    self._reports.submit(node.report, False)
-            except Exception as exc:  # one node's failure must not stop the others
-                print(f"node {index}: pass failed: {exc!r}", file=sys.stderr)
-            with self._lock:
-                self.passes += 1
-            self._check_complete()
+            while True:
+                with self._lock:
+                    self._pending.discard(index)
+                    self._running.add(index)
+                try:
+                    self._pass(index)
+                finally:
+                    with self._lock:
+                        self._running.discard(index)
+                        again = index in self._pending
+                if not again:
+                    break
+
+    def _pass(self, index: int) -> None:
+        """One pass of one node, never two at once (as the real agent's one Reconciler thread): two
+        concurrent passes finish in any order, and the one that planned before the other acted would
+        post its stale report last. It stayed: the node, handed the new revision and running it,
+        reported the old pod forever, and the rollout stalled."""
+        node = self.nodes[index]
+        try:
+            waiting = node.reconcile()
+            if waiting and self._repass > 0:
+                with self._later_cond:
+                    heapq.heappush(self._later, (time.monotonic() + self._repass, index))
+                    self._later_cond.notify()
+            if self._reports is not None:
+                self._reports.submit(node.report, False)
+        except Exception as exc:  # one node's failure must not stop the others
+            print(f"node {index}: pass failed: {exc!r}", file=sys.stderr)
+        with self._lock:
+            self.passes += 1
+        self._check_complete()
 
     def _check_complete(self) -> None:
         for what in ("received", "started"):

@@ -17,6 +17,7 @@ import datetime
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -236,9 +237,32 @@ def load(state_dir: str) -> list[Event]:
     return _load(state_dir)[0]
 
 
+_parsed: dict[str, tuple[tuple[int, int, int], list[Event], Spam]] = {}
+_parsed_lock = threading.Lock()
+
+
 def _load(state_dir: str) -> tuple[list[Event], Spam]:
+    """The store as last written; parsed again only when the file changed (every write is an atomic
+    rename, so a new inode), since the status reporter reads it for every report."""
+    file = path(state_dir)
     try:
-        with open(path(state_dir), encoding="utf-8") as fh:
+        st = os.stat(file)
+    except OSError:
+        return [], {}
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    with _parsed_lock:
+        hit = _parsed.get(file)
+    if hit is not None and hit[0] == stamp:
+        return list(hit[1]), dict(hit[2])
+    out, spam = _parse(file)
+    with _parsed_lock:
+        _parsed[file] = (stamp, out, spam)
+    return list(out), dict(spam)
+
+
+def _parse(file: str) -> tuple[list[Event], Spam]:
+    try:
+        with open(file, encoding="utf-8") as fh:
             doc = json.load(fh)
     except (OSError, ValueError):
         return [], {}
@@ -548,8 +572,11 @@ def record_pass(
     node: str,
     now: float,
 ) -> None:
-    """The one call the agent makes after a pass's outcomes are known."""
-    record(state_dir, derive(p, outcomes, observed, health, node, now), now)
+    """The one call the agent makes after a pass's outcomes are known; a quiet pass (no event) touches
+    no file, so an idle agent does not read its event store every pass."""
+    new = derive(p, outcomes, observed, health, node, now)
+    if new:
+        record(state_dir, new, now)
 
 
 def record_outcomes(state_dir: str, outcomes: Iterable[execute.Outcome], node: str) -> None:

@@ -247,9 +247,8 @@ class AioHTTPServer:
 
     def _wake(self, nodes: frozenset[str] | None) -> None:
         self._wakes += 1
+        # the shared bundle ("") changes only with a new bundle, which wakes every watch (nodes None)
         keys = list(self._waiters) if nodes is None else [n for n in nodes if n in self._waiters]
-        if nodes is not None and "" in self._waiters:
-            keys.append("")  # shared-bundle watches check cheaply; a change of a node may be theirs too
         for k in keys:
             for f in self._waiters.pop(k, ()):
                 if not f.done():

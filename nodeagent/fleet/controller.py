@@ -18,7 +18,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -50,6 +50,20 @@ FAILING_REASONS = frozenset(
 
 class RolloutError(errors.NodeAgentError, ValueError):
     """A bad rollout request (unknown revision): 400."""
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """The controller's memory of one node for one DaemonSet: the report it last read, what it derived
+    from it (scheduling, canary match, pod states), and the NodeState it planned with. A report whose
+    rollout-relevant parts did not change reuses all of it, so a pass costs a lookup per node."""
+
+    report: fleet.NodeReport
+    ds_report: fleet.DaemonSetReport | None
+    should_run: bool
+    canary: bool
+    pods: tuple[rollout.PodState, ...]
+    state: rollout.NodeState
 
 
 @dataclass(frozen=True)
@@ -94,14 +108,29 @@ class Controller:
         self.clock = clock
         self.grace = grace
         self.started = clock()  # until a grace period has passed, nodes that have not reported may be alive
-        self.cond = threading.Condition(threading.RLock())
+        self._lock = threading.RLock()
+        self.cond = threading.Condition(self._lock)  # notified when every node's bundle may differ
         self.generation = 0
+        # per-node wake-ups: a pass that hands out a wave wakes that wave's watches, not the fleet's
+        self._epoch = 0  # bumped when every node's bundle may differ
+        self._node_versions: dict[str, int] = {}
+        self._node_conds: dict[str, tuple[threading.Condition, int]] = {}  # node -> (cond, watches on it)
+        self.on_wake: Callable[[frozenset[str] | None], None] | None = None  # must not block (it is called
+        # under `cond`): serve's HTTP server hands it to its event loop
         self._daemonsets: dict[store.Key, _DaemonSet] = {}
         self._plans: dict[store.Key, rollout.Plan] = {}
         self._nodes: dict[store.Key, list[rollout.NodeState]] = {}
         self._assign: dict[store.Key, dict[str, int]] = {}
         self._revs: dict[store.Key, list[store.Revision]] = {}
         self._rollouts: dict[store.Key, store.Rollout] = {}
+        # incremental passes: per DaemonSet, each node's _Seen, what they were derived with, and what the
+        # last full pass planned from (nothing changed since: the pass is skipped)
+        self._seen: dict[store.Key, dict[str, _Seen]] = {}
+        self._seen_ctx: dict[store.Key, tuple[object, ...]] = {}
+        self._clean: dict[store.Key, tuple[object, ...]] = {}
+        self._parsed: tuple[Sequence[object], dict[store.Key, _DaemonSet]] | None = None
+        self._held: dict[store.Key, bool] = {}  # completion held until a (re)started serve's grace ends
+        self.passes = 0  # full planner passes (the rest found nothing changed)
         for r in st.rollouts():
             self._load(r.key)
 
@@ -122,29 +151,109 @@ class Controller:
     ) -> None:
         now = self.clock()
         with self.cond:
-            seen: dict[store.Key, _DaemonSet] = {}
-            configs = _configs(objects)
-            for raw in objects:
-                if not isinstance(raw, dict) or raw.get("kind") != "DaemonSet":
-                    continue
+            if self._parsed is not None and self._parsed[0] is objects:
+                seen = self._parsed[1]  # the same bundle: nothing to parse again
+            else:
+                seen = self._parse(objects, now)
+                self._parsed = (objects, seen)
+            self._daemonsets = seen
+            before = self._served_state()
+            for ds in seen.values():
+                self._sync_one(ds, nodes, ready, now)
+            self._wake_changed(before)
+
+    # --- waking the watches ----------------------------------------------------------------------------
+
+    def node_version(self, node: str) -> tuple[int, int]:
+        """Changes whenever `node`'s bundle may have changed (read it before the bundle, then wait_node)."""
+        with self.cond:
+            return self._epoch, self._node_versions.get(node, 0)
+
+    def wait_node(self, node: str, seen: tuple[int, int], timeout: float) -> None:
+        """Wait until node_version(node) differs from `seen`, or `timeout`. Only the nodes whose
+        assignment a pass changed are woken: 1000 held watches waking on every wave cost serve most of
+        a core."""
+        with self.cond:
+            if (self._epoch, self._node_versions.get(node, 0)) != seen:
+                return
+            cond, waiting = self._node_conds.get(node) or (threading.Condition(self._lock), 0)
+            self._node_conds[node] = (cond, waiting + 1)
+            try:
+                cond.wait(timeout)
+            finally:
+                cond, waiting = self._node_conds[node]
+                if waiting <= 1:
+                    del self._node_conds[node]
+                else:
+                    self._node_conds[node] = (cond, waiting - 1)
+
+    def wake(self, nodes: Iterable[str] | None = None) -> None:
+        """Wake the watches of `nodes` (None: of every node, and `cond`'s waiters), and tell `on_wake`
+        (serve's event loop, whose watches are parked futures, not threads waiting here)."""
+        which = None if nodes is None else frozenset(nodes)
+        with self.cond:
+            self.generation += 1
+            if which is None:
+                self._epoch += 1
+                self.cond.notify_all()
+                for cond, _ in self._node_conds.values():
+                    cond.notify_all()
+            else:
+                for n in which:
+                    self._node_versions[n] = self._node_versions.get(n, 0) + 1
+                    got = self._node_conds.get(n)
+                    if got is not None:
+                        got[0].notify_all()
+            if self.on_wake is not None:  # after the change is visible: a woken watch reads it
+                self.on_wake(which)
+
+    def _wake_changed(self, before: tuple[tuple[object, ...], dict[store.Key, dict[str, int]]]) -> None:
+        """Wake the nodes whose bundle may differ from what `before` (_served_state) served."""
+        after = self._served_state()
+        if after == before:
+            return
+        if after[0] != before[0]:  # revisions, or what a node without an assignment gets
+            self.wake()
+            return
+        changed: set[str] = set()
+        for key in set(before[1]) | set(after[1]):
+            old, new = before[1].get(key, {}), after[1].get(key, {})
+            changed.update(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+        self.wake(changed)
+
+    def _parse(self, objects: Sequence[object], now: float) -> dict[store.Key, _DaemonSet]:
+        seen: dict[store.Key, _DaemonSet] = {}
+        configs = _configs(objects)
+        for raw in objects:
+            if not isinstance(raw, dict) or raw.get("kind") != "DaemonSet":
+                continue
+            obj, _, _ = manifests.parse_object(raw, "serve", 0)
+            if not isinstance(obj, model.DaemonSet):
+                continue
+            key = store.Key(store.KIND_DAEMONSET, obj.metadata.namespace, obj.metadata.name)
+            pol, _problems = rollout_annotations.policy(obj.metadata.annotations)
+            if pol.roll_config:
+                raw = self._with_config(raw, obj.metadata.namespace, configs, now)
                 obj, _, _ = manifests.parse_object(raw, "serve", 0)
                 if not isinstance(obj, model.DaemonSet):
                     continue
-                key = store.Key(store.KIND_DAEMONSET, obj.metadata.namespace, obj.metadata.name)
-                pol, _problems = rollout_annotations.policy(obj.metadata.annotations)
-                if pol.roll_config:
-                    raw = self._with_config(raw, obj.metadata.namespace, configs, now)
-                    obj, _, _ = manifests.parse_object(raw, "serve", 0)
-                    if not isinstance(obj, model.DaemonSet):
-                        continue
-                seen[key] = _DaemonSet(key, raw, obj, identity.spec_hash(obj.spec.template), pol)
-            self._daemonsets = seen
-            changed = False
-            for ds in seen.values():
-                changed |= self._sync_one(ds, nodes, ready, now)
-            if changed:
-                self.generation += 1
-                self.cond.notify_all()
+            seen[key] = _DaemonSet(key, raw, obj, identity.spec_hash(obj.spec.template), pol)
+        return seen
+
+    def _served_state(self) -> tuple[tuple[object, ...], dict[store.Key, dict[str, int]]]:
+        """What the per-node bundles are made of (node_view, node_objects): the revisions kept and what a
+        node without an assignment gets, then the assignments. The rollout's other fields (times,
+        counters) wake no watch."""
+        keys = sorted(self._daemonsets)
+        shared = tuple(
+            (
+                key,
+                r.current_revision if (r := self._rollouts.get(key)) else 0,
+                tuple(v.number for v in self._revs.get(key, [])),
+            )
+            for key in keys
+        )
+        return shared, {key: dict(self._assign.get(key, {})) for key in keys}
 
     def _with_config(
         self,
@@ -217,6 +326,7 @@ class Controller:
         if self._rollouts.get(r.key) != r:
             self.store.put_rollout(r)
             self._rollouts[r.key] = r
+            self._clean.pop(r.key, None)
 
     def _sync_one(
         self,
@@ -224,9 +334,8 @@ class Controller:
         reports: Mapping[str, fleet.NodeReport],
         ready: Callable[[fleet.NodeReport], bool],
         now: float,
-    ) -> bool:
+    ) -> None:
         key = ds.key
-        before_gen = dict(self._assign.get(key, {})), self._rollouts.get(key)
         r = self._rollouts.get(key)
         if r is None or r.file_hash != ds.file_hash:
             number = self._new_revision(key, _template_json(ds.raw), ds.file_hash, now, "")
@@ -242,26 +351,22 @@ class Controller:
             self._prune(ds, r)
             log.info("rollout_started", namespace=key.namespace, daemonset=key.name, revision=number)
         numbers = {v.hash: v.number for v in self._revs.get(key, [])}
-        canary = rollout_annotations.parse_selector(ds.policy.canary) if ds.policy.canary else None
-        states = []
+        dirty = self._observe(ds, reports, ready, numbers)
+        prev = self._plans.get(key)
+        clean = self._clean.get(key)
+        if (
+            not dirty
+            and prev is not None
+            and clean is not None
+            and clean[0] is r
+            and clean[1] is self._assign.get(key)
+            and not (self._held.get(key) and now - self.started >= self.grace)  # held for the grace window
+            and not self._deadline_due(r, prev, ds.policy, now)
+        ):
+            return  # no node changed what the planner reads, no timer is due: the same plan again
+        self.passes += 1
+        states = [s.state for _, s in sorted(self._seen[key].items())]
         assigned = self._assign.setdefault(key, {})
-        for name, rep in sorted(reports.items()):
-            node = Node(name, rep.labels, tuple(model.Taint(t.key, t.effect, t.value) for t in rep.taints))
-            decision = scheduling.decide(node, ds.obj.spec.template.spec)
-            pods: tuple[rollout.PodState, ...] = ()
-            for d in rep.daemonsets:
-                if (d.namespace, d.name) == (key.namespace, key.name):
-                    pods = tuple(_pod_state(p, numbers) for p in d.pods)
-            states.append(
-                rollout.NodeState(
-                    name,
-                    ready(rep),
-                    decision.should_run,
-                    assigned.get(name, 0),
-                    pods,
-                    canary is not None and selectors.label_selector_matches(canary, rep.labels),
-                )
-            )
         strategy = _strategy(ds.obj)
         update = r.update_revision
         if r.phase == store.ROLLED_BACK:  # rollback is faster than rollout: every node at once
@@ -274,7 +379,8 @@ class Controller:
             p = rollout.plan(states, update, strategy, paused=True)  # failed: hand out nothing more
         self._put_assign(key, {**adopt, **dict(p.assign)}, now)
         unheard = [n for n, rev in assigned.items() if n not in reports and rev != update]
-        if (unheard or not reports) and now - self.started < self.grace:
+        self._held[key] = bool(unheard or not reports) and now - self.started < self.grace
+        if self._held[key]:
             p = replace(p, complete=False)  # a (re)started serve: not every node has reported yet
         exposed = sum(1 for rev in assigned.values() if rev == update)
         prev = self._plans.get(key)
@@ -297,7 +403,70 @@ class Controller:
         self._put(r)
         self._plans[key] = p
         self._nodes[key] = states
-        return (dict(self._assign.get(key, {})), self._rollouts.get(key)) != before_gen
+        self._clean[key] = (self._rollouts.get(key), self._assign.get(key))
+
+    @staticmethod
+    def _deadline_due(r: store.Rollout, p: rollout.Plan, policy: rollout.Policy, now: float) -> bool:
+        """The last plan, judged now, has failed (the progress deadline passed): a pass must run."""
+        return (
+            r.phase == store.PROGRESSING
+            and not r.paused
+            and bool(rollout.verdict(p, policy, now, r.progress_at))
+        )
+
+    def _observe(
+        self,
+        ds: _DaemonSet,
+        reports: Mapping[str, fleet.NodeReport],
+        ready: Callable[[fleet.NodeReport], bool],
+        numbers: Mapping[str, int],
+    ) -> bool:
+        """Bring each node's _Seen up to date with its report; True when any NodeState changed. Only a
+        report that is new (heartbeats are new objects) is compared, and only changed labels or taints
+        are scheduled again."""
+        key = ds.key
+        ctx = (ds.file_hash, ds.policy.canary, tuple(sorted(numbers.items())))
+        cache = self._seen.setdefault(key, {})
+        dirty = False
+        if self._seen_ctx.get(key) != ctx:  # a new template, canary selector or revision numbering
+            cache.clear()
+            self._seen_ctx[key] = ctx
+            dirty = True
+        for gone in [n for n in cache if n not in reports]:
+            del cache[gone]
+            dirty = True
+        canary = rollout_annotations.parse_selector(ds.policy.canary) if ds.policy.canary else None
+        assigned = self._assign.get(key, {})
+        spec = ds.obj.spec.template.spec
+        for name, rep in reports.items():
+            e = cache.get(name)
+            is_ready, number = ready(rep), assigned.get(name, 0)
+            if e is not None and e.report is rep:
+                if e.state.ready == is_ready and e.state.assigned == number:
+                    continue
+                dsr, should_run, is_canary, pods = e.ds_report, e.should_run, e.canary, e.pods
+            else:
+                dsr = None
+                for d in rep.daemonsets:
+                    if (d.namespace, d.name) == (key.namespace, key.name):
+                        dsr = d
+                if e is not None and e.report.labels == rep.labels and e.report.taints == rep.taints:
+                    should_run, is_canary = e.should_run, e.canary
+                else:
+                    taints = tuple(model.Taint(t.key, t.effect, t.value) for t in rep.taints)
+                    should_run = scheduling.decide(Node(name, rep.labels, taints), spec).should_run
+                    is_canary = canary is not None and selectors.label_selector_matches(canary, rep.labels)
+                if e is not None and e.ds_report == dsr:
+                    pods = e.pods
+                else:
+                    pods = tuple(_pod_state(p, numbers) for p in dsr.pods) if dsr is not None else ()
+            state = rollout.NodeState(name, is_ready, should_run, number, pods, is_canary)
+            if e is not None and e.state == state:
+                state = e.state
+            else:
+                dirty = True
+            cache[name] = _Seen(rep, dsr, should_run, is_canary, pods, state)
+        return dirty
 
     def _fail(self, ds: _DaemonSet, r: store.Rollout, why: str, now: float) -> store.Rollout:
         log.warning("rollout_failed", namespace=ds.key.namespace, daemonset=ds.key.name, reason=why)
@@ -332,8 +501,7 @@ class Controller:
             if r.phase in (store.PROGRESSING, store.PAUSED):
                 phase = store.PAUSED if paused else store.PROGRESSING
             self._put(replace(r, paused=paused, phase=phase, progress_at=self.clock()))
-            self.generation += 1
-            self.cond.notify_all()
+            self.wake()
 
     def undo(self, key: store.Key, to_revision: int = 0) -> None:
         with self.cond:
@@ -377,17 +545,16 @@ class Controller:
         r = _begin(r, number, current, store.PAUSED if r.paused else store.PROGRESSING, cause, True, now)
         self._put(r)
         self._plans.pop(key, None)
-        self.generation += 1
-        self.cond.notify_all()
+        self.wake()
 
     # --- per-node bundles -------------------------------------------------------------------------
 
     def node_view(self, node: str) -> tuple[object, ...]:
-        """What `node_objects` depends on besides the bundle: the controller's generation and the revision
+        """What `node_objects` depends on besides the bundle: the controller's epoch and the revision
         each DaemonSet hands `node`. Nodes with equal views get equal bundles, so `serve` renders one bundle
         per distinct view (two during a rollout), not one per node and wake-up."""
         with self.cond:
-            view: list[object] = [self.generation]
+            view: list[object] = [self._epoch]
             for key in sorted(self._daemonsets, key=lambda k: (k.namespace, k.name)):
                 r = self._rollouts.get(key)
                 view.append((key, self._assign.get(key, {}).get(node) or (r.current_revision if r else 0)))

@@ -108,13 +108,13 @@ class ReplicatedController(controller.Controller):
             rollouts = self.pg.rollouts()
             revs = {r.key: self.pg.revisions(r.key) for r in rollouts}
             assign = {r.key: {a.node: a.revision for a in self.pg.assignments(r.key)} for r in rollouts}
+            before = self._served_state()
             self.store = self.pg
             self._rollouts = {r.key: r for r in rollouts}
             self._revs = revs
             self._assign = assign
-            self.generation += 1
             self.refreshes += 1
-            self.cond.notify_all()
+            self._wake_changed(before)  # only the nodes another replica's decision concerns
 
     def changed_elsewhere(self, replica: str) -> None:
         """A NOTIFY (`replica` committed a change; "" after a reconnect: anything may have changed)."""

@@ -148,6 +148,10 @@ class Server:
         self._ticker_stop = threading.Event()
         self._wake = threading.Event()
         self._synced_etag = ""
+        # a pass reads the bundle and runs the controller as one step: a pass over a bundle read just
+        # before a file change must not run after the pass over the new one (the old template would
+        # come back as a new revision, and every node with it)
+        self._sync_lock = threading.Lock()
         self.publisher = Publisher(cfg.directory, cfg.relist_interval, signer, self._published)
         self._node_tokens: tuple[tuple[int, float], dict[bytes, str]] | None = None
         self._node_tokens_lock = threading.Lock()
@@ -173,7 +177,7 @@ class Server:
             header_timeout=cfg.header_timeout,
             idle_timeout=cfg.idle_timeout,
         )
-        self._bridge: threading.Thread | None = None
+        self.controller.on_wake = self.httpd.wake  # a pass's changed nodes wake their parked watches
 
     @property
     def url(self) -> str:
@@ -187,29 +191,19 @@ class Server:
         self.httpd.wake()
         self.sync_rollouts()
 
-    def _wake_watches(self) -> None:
-        """Hands the controller's notifications (`cond`: any node's bundle may differ) to the HTTP
-        server's parked watches: one thread, whatever the number of watches. The lock is held but
-        inside wait(), so no notification falls between two waits."""
-        cond = self.controller.cond
-        with cond:
-            while not self._ticker_stop.is_set():
-                if cond.wait(1.0):
-                    self.httpd.wake()
-
     def sync_rollouts(self) -> None:
         """Run the rollout controller over the current bundle and reports (fleet/controller.py)."""
-        b = self.publisher.bundle() if hasattr(self, "publisher") else None
-        if b is None:
-            return
-        now = self.clock()
-        with self.fleet_lock:
-            reports = dict(self.fleet.nodes)
-        self.controller.sync(b.raw_objects, reports, lambda r: self.fleet.ready(r, now))
+        with self._sync_lock:
+            b = self.publisher.bundle() if hasattr(self, "publisher") else None
+            if b is None:
+                return
+            now = self.clock()
+            with self.fleet_lock:
+                reports = dict(self.fleet.nodes)
+            self.controller.sync(b.raw_objects, reports, lambda r: self.fleet.ready(r, now))
         if b.etag != self._synced_etag:  # a new bundle: every node's bundle may differ (watches wake)
             self._synced_etag = b.etag
-            with self.controller.cond:
-                self.controller.cond.notify_all()
+            self.controller.wake()
 
     def request_sync(self) -> None:
         """Have the rollout controller run soon (within SYNC_GAP): reports arrive far more often than
@@ -265,8 +259,6 @@ class Server:
             self.replication.start()
         self.publisher.start()
         threading.Thread(target=self._tick, name="serve-rollouts", daemon=True).start()
-        self._bridge = threading.Thread(target=self._wake_watches, name="serve-wake", daemon=True)
-        self._bridge.start()
         self.httpd.start()
         log.info(
             "serve_started",
@@ -286,13 +278,9 @@ class Server:
             self.replication.stop()
         self._ticker_stop.set()
         self._wake.set()
-        with self.controller.cond:
-            self.controller.cond.notify_all()
+        self.controller.wake()
         self.publisher.stop()
         self.httpd.stop()
-        if self._bridge is not None:
-            self._bridge.join()
-            self._bridge = None
 
     def authorized(self, header: str | None) -> bool:
         """Whether the Authorization header gets in (any identity); see `identify`."""

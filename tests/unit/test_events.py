@@ -408,3 +408,28 @@ def test_a_failed_post_start_hook_event_carries_the_hooks_message() -> None:
     )
     [hook, _killing] = events.from_outcomes([o], "node-a", NOW)
     assert (hook.reason, hook.message) == ("FailedPostStartHook", failure.message)
+
+
+def test_a_quiet_pass_reads_no_file_and_a_reader_parses_each_write_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle agent's pass must not read its event store, and the reporter (which reads it for every
+    report) parses it again only after a write."""
+    events.record(str(tmp_path), [ev()], NOW)
+    parsed: list[str] = []
+    real = events._parse
+
+    def counting(file: str) -> tuple[list[events.Event], events.Spam]:
+        parsed.append(file)
+        return real(file)
+
+    monkeypatch.setattr(events, "_parse", counting)
+    quiet = plan.Plan(daemonsets=(), static_pods=(), other_actions=(), waiting=(), wake_at=None)
+    events.record_pass(str(tmp_path), quiet, [], [], {}, "n", NOW)
+    assert parsed == []
+    for i in range(3):
+        events.record(str(tmp_path), [ev(t=NOW + i + 1)], NOW + i + 1)
+        before = len(parsed)
+        assert [e.count for e in events.load(str(tmp_path))] == [i + 2]
+        assert [e.count for e in events.load(str(tmp_path))] == [i + 2]
+        assert len(parsed) - before <= 1

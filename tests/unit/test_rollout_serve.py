@@ -492,3 +492,50 @@ def test_rollout_actions_need_an_operator_credential(tmp_path: Path) -> None:
         assert post("fleet-secret") == 200
     finally:
         s.stop()
+
+
+def test_a_pass_over_a_stale_bundle_starts_no_rollout(f: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ticker read the bundle just before a file change and its pass ran after the publisher's: the
+    old template came back as a "new" revision (kubectl's renumbering), then the new one again, each a
+    rollout: updateRevision climbed to 8 after one file change and nodes were sent back and forth."""
+    settle(f, "web:1")
+    real = f.server.controller.sync
+    entered, go = threading.Event(), threading.Event()
+
+    def held(objects: Any, nodes: Any, ready: Any) -> None:
+        if threading.current_thread().name == "stale-pass":
+            entered.set()
+            go.wait(10)  # the bundle it read is stale by now
+        real(objects, nodes, ready)
+
+    monkeypatch.setattr(f.server.controller, "sync", held)
+    stale = threading.Thread(target=f.server.sync_rollouts, name="stale-pass")
+    stale.start()
+    assert entered.wait(10)
+    change = threading.Thread(target=lambda: f.write("web:2"))  # publishes, then passes over the new bundle
+    change.start()
+    change.join(3)  # returns at once without the fix; with it, waits for the stale pass
+    go.set()
+    stale.join(10)
+    change.join(10)
+    f.server.sync_rollouts()
+    doc = f.rollout()
+    assert (doc["currentRevision"], doc["updateRevision"]) == (1, 2)
+    assert [r["revision"] for r in f.api("/api/rollouts/default/web/history")["revisions"]] == [1, 2]
+
+
+def test_a_wave_wakes_only_its_own_nodes_watches(f: Fleet) -> None:
+    """1000 held watches woken on every wave (and every counter change) cost serve most of a core: a
+    pass wakes the watches of the nodes it handed something, and a pass that changes no assignment none."""
+    settle(f, "web:1")
+    ctl = f.server.controller
+    before = {n: ctl.node_version(n) for n in NODES}
+    f.server.sync_rollouts()  # nothing changed
+    assert {n: ctl.node_version(n) for n in NODES} == before
+    f.write("web:2")  # a new bundle: every node's bundle may differ
+    after_write = {n: ctl.node_version(n) for n in NODES}
+    assert all(after_write[n] != before[n] for n in NODES)
+    f.step("n1")  # n1 available on revision 2: n2's turn, n3 still waits
+    now = {n: ctl.node_version(n) for n in NODES}
+    assert now["n2"] != after_write["n2"] and now["n3"] == after_write["n3"]
+    ctl.wait_node("n3", now["n3"], 0.01)  # nothing for n3: returns on its timeout
