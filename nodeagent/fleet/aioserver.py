@@ -153,10 +153,6 @@ class AioHTTPServer:
         """The sockets of the open connections (diagnostics, tests)."""
         return [c.transport.get_extra_info("socket") for c in list(self._conns.values())]
 
-    def threads(self) -> int:
-        """Threads this server runs: its loop's and the workers started so far."""
-        return 1 + len(self._pool._threads)
-
     # --- the loop ---------------------------------------------------------------------------------------
 
     def _run(self) -> None:
