@@ -287,7 +287,10 @@ class Fleet:
             for n in nodes:
                 time.sleep(gap)
                 if self._reports is not None:
-                    self._reports.submit(n.report, True)
+                    try:
+                        self._reports.submit(n.report, True)
+                    except RuntimeError:  # the pool is shut down: the simulation is ending
+                        return
 
     def start(self) -> None:
         for w in self._workers:
