@@ -41,7 +41,7 @@ T = TypeVar("T")
 
 WORKERS = 16  # threads for the endpoints' blocking work (store, rendering, rollout actions)
 BACKLOG = 1024  # a fleet reconnects its watches at once after every change: keep the SYNs
-REAP_EVERY = 0.5  # how often connections past their header or idle deadline are closed
+REAP_EVERY = 1.0  # how often connections past their header or idle deadline are closed
 MAX_LINE = 65536  # request line and header field sizes (http.server's limits, which serve had)
 SERVER_HEADER = f"nodeagent-serve/{nodeagent.__version__}"
 

@@ -148,6 +148,8 @@ class Server:
         self._ticker_stop = threading.Event()
         self._wake = threading.Event()
         self._synced_etag = ""
+        self._ctl_reports: dict[str, fleet.NodeReport] = {}  # _controller_reports: what the controller saw
+        self._ctl_seen: dict[str, fleet.NodeReport] = {}  # the newest report of each node at that pass
         # a pass reads the bundle and runs the controller as one step: a pass over a bundle read just
         # before a file change must not run after the pass over the new one (the old template would
         # come back as a new revision, and every node with it)
@@ -199,11 +201,29 @@ class Server:
                 return
             now = self.clock()
             with self.fleet_lock:
-                reports = dict(self.fleet.nodes)
-            self.controller.sync(b.raw_objects, reports, lambda r: self.fleet.ready(r, now))
+                latest = dict(self.fleet.nodes)
+            reports = self._controller_reports(latest)
+            self.controller.sync(b.raw_objects, reports, lambda r: self.fleet.ready(latest[r.name], now))
         if b.etag != self._synced_etag:  # a new bundle: every node's bundle may differ (watches wake)
             self._synced_etag = b.etag
             self.controller.wake()
+
+    def _controller_reports(self, latest: Mapping[str, fleet.NodeReport]) -> dict[str, fleet.NodeReport]:
+        """The reports the controller reads: a node's earlier report object while what the controller
+        reads of it (handler.rollout_view) is unchanged, so its per-node cache is hit. Every heartbeat is
+        a new object: without this each pass compared 1000 nodes' DaemonSet reports anew (a fifth of an
+        idle serve's CPU). Readiness is judged on `latest` (the newest arrival time)."""
+        kept: dict[str, fleet.NodeReport] = {}
+        for name, rep in latest.items():
+            old = self._ctl_reports.get(name)
+            if old is not None and (
+                self._ctl_seen.get(name) is rep or handler.rollout_view(old) == handler.rollout_view(rep)
+            ):
+                kept[name] = old
+            else:
+                kept[name] = rep
+        self._ctl_reports, self._ctl_seen = kept, dict(latest)
+        return kept
 
     def request_sync(self) -> None:
         """Have the rollout controller run soon (within SYNC_GAP): reports arrive far more often than

@@ -539,3 +539,20 @@ def test_a_wave_wakes_only_its_own_nodes_watches(f: Fleet) -> None:
     now = {n: ctl.node_version(n) for n in NODES}
     assert now["n2"] != after_write["n2"] and now["n3"] == after_write["n3"]
     ctl.wait_node("n3", now["n3"], 0.01)  # nothing for n3: returns on its timeout
+
+
+def test_heartbeats_reach_the_controller_as_the_report_it_already_read(f: Fleet) -> None:
+    """A heartbeat (a report whose rollout view is unchanged) is a new object after parsing; the
+    controller must be handed the report it already read, or every pass compares each node's DaemonSet
+    reports anew (a fifth of an idle 1000-node serve's CPU), while readiness follows the newest one."""
+    settle(f, "img:1")
+    seen = f.server.controller._seen[next(iter(f.server.controller._seen))]
+    first = {n: seen[n].report for n in NODES}
+    f.round()  # the same reports again: new bodies parsed into new objects
+    assert all(
+        f.server.controller._seen[next(iter(f.server.controller._seen))][n].report is first[n] for n in NODES
+    )
+    assert f.server.fleet.nodes["n1"] is not first["n1"]  # the fleet view keeps the newest
+    f.write("img:2")  # a changed report is handed over as itself
+    f.round()
+    assert f.server.controller._seen[next(iter(f.server.controller._seen))]["n1"].report is not first["n1"]
