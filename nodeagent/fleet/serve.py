@@ -53,7 +53,7 @@ from typing import Any
 import structlog
 
 import nodeagent
-from nodeagent.fleet import aioserver, handler, page, replicas, store
+from nodeagent.fleet import handler, page, replicas, store
 from nodeagent.fleet import view as fleet
 from nodeagent.fleet.handler import Identity
 from nodeagent.fleet.httpserver import HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, connection_limit
@@ -171,6 +171,8 @@ class Server:
             raise ValueError(f"--node-tokens {cfg.node_tokens}: not a directory")
         host, port = split_listen(cfg.listen)
         self.host = host
+        from nodeagent.fleet import aioserver  # lazy: aiohttp takes ~0.2 s to import; only serve needs it
+
         self.httpd = aioserver.AioHTTPServer(  # no thread per connection: watches are parked awaits
             handler.FleetAPI(self),
             (host, port),

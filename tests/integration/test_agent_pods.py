@@ -218,7 +218,7 @@ def test_secret_values_never_appear_in_logs_plan_or_status(home: Home) -> None:
 
 
 def test_missing_configmap_holds_back_only_its_pod_until_it_appears(home: Home) -> None:
-    home.backoff = "{initial: 1s, max: 2s, resetAfter: 10m}"
+    home.backoff = "{initial: 4s, max: 5s, resetAfter: 10m}"  # status below runs within the first backoff
     home.write_config()
     needs = home.ds(
         "needs",
