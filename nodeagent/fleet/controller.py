@@ -114,7 +114,6 @@ class Controller:
         # per-node wake-ups: a pass that hands out a wave wakes that wave's watches, not the fleet's
         self._epoch = 0  # bumped when every node's bundle may differ
         self._node_versions: dict[str, int] = {}
-        self._node_conds: dict[str, tuple[threading.Condition, int]] = {}  # node -> (cond, watches on it)
         self.on_wake: Callable[[frozenset[str] | None], None] | None = None  # must not block (it is called
         # under `cond`): serve's HTTP server hands it to its event loop
         self._daemonsets: dict[store.Key, _DaemonSet] = {}
@@ -165,27 +164,9 @@ class Controller:
     # --- waking the watches ----------------------------------------------------------------------------
 
     def node_version(self, node: str) -> tuple[int, int]:
-        """Changes whenever `node`'s bundle may have changed (read it before the bundle, then wait_node)."""
+        """Changes whenever `node`'s bundle may have changed (what `wake` tells `on_wake`, countable)."""
         with self.cond:
             return self._epoch, self._node_versions.get(node, 0)
-
-    def wait_node(self, node: str, seen: tuple[int, int], timeout: float) -> None:
-        """Wait until node_version(node) differs from `seen`, or `timeout`. Only the nodes whose
-        assignment a pass changed are woken: 1000 held watches waking on every wave cost serve most of
-        a core."""
-        with self.cond:
-            if (self._epoch, self._node_versions.get(node, 0)) != seen:
-                return
-            cond, waiting = self._node_conds.get(node) or (threading.Condition(self._lock), 0)
-            self._node_conds[node] = (cond, waiting + 1)
-            try:
-                cond.wait(timeout)
-            finally:
-                cond, waiting = self._node_conds[node]
-                if waiting <= 1:
-                    del self._node_conds[node]
-                else:
-                    self._node_conds[node] = (cond, waiting - 1)
 
     def wake(self, nodes: Iterable[str] | None = None) -> None:
         """Wake the watches of `nodes` (None: of every node, and `cond`'s waiters), and tell `on_wake`
@@ -196,14 +177,9 @@ class Controller:
             if which is None:
                 self._epoch += 1
                 self.cond.notify_all()
-                for cond, _ in self._node_conds.values():
-                    cond.notify_all()
             else:
                 for n in which:
                     self._node_versions[n] = self._node_versions.get(n, 0) + 1
-                    got = self._node_conds.get(n)
-                    if got is not None:
-                        got[0].notify_all()
             if self.on_wake is not None:  # after the change is visible: a woken watch reads it
                 self.on_wake(which)
 
