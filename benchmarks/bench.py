@@ -444,23 +444,10 @@ ROLLOUT_V1, ROLLOUT_V2 = "registry.example/fleet/app:1", "registry.example/fleet
 def rollout_daemonset(name: str, image: str, max_unavailable: str) -> str:
     """A DaemonSet rolled out under a fleet-wide budget; minReadySeconds 1: a pod is available 1 s after
     it is ready, so every wave waits for the previous one's availability."""
-    return f"""apiVersion: apps/v1
-kind: DaemonSet
-metadata: {{name: {name}, namespace: {NAMESPACE}}}
-spec:
-  selector: {{matchLabels: {{app: {name}}}}}
-  minReadySeconds: 1
-  updateStrategy: {{type: RollingUpdate, rollingUpdate: {{maxUnavailable: "{max_unavailable}"}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-        - name: main
-          image: {image}
-          imagePullPolicy: IfNotPresent
-          command: ["sleep", "1000000"]
-"""
+    ds = manifests.daemonset(
+        name, namespace=NAMESPACE, image=image, pull_policy="IfNotPresent", command=["sleep", "1000000"]
+    )
+    return manifests.to_yaml(manifests.rolling(ds, max_unavailable, min_ready_seconds=1))
 
 
 def handout_latencies(handed: list[float], available: list[float], budget: int) -> list[float]:

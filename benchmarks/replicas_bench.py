@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 import serveproc  # benchmarks/serveproc.py (benchmarks/ is on sys.path: this is run or imported from there)
 
 from nodeagent.sources import http
+from tests.support import manifests
 from tests.support import postgres as pgsupport
 
 NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
@@ -35,22 +36,10 @@ IMAGE = "registry.example/fleet/app:1"  # fleet_sim.IMAGE
 
 def rollout_daemonset(name: str, sleep: str) -> str:
     """Revisions differ in the command (the hollow nodes' in-memory runtime has only IMAGE)."""
-    return f"""apiVersion: apps/v1
-kind: DaemonSet
-metadata: {{name: {name}, namespace: {NAMESPACE}}}
-spec:
-  selector: {{matchLabels: {{app: {name}}}}}
-  updateStrategy: {{type: RollingUpdate, rollingUpdate: {{maxUnavailable: "10%"}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-        - name: main
-          image: {IMAGE}
-          imagePullPolicy: IfNotPresent
-          command: ["sleep", "{sleep}"]
-"""
+    ds = manifests.daemonset(
+        name, namespace=NAMESPACE, image=IMAGE, pull_policy="IfNotPresent", command=["sleep", sleep]
+    )
+    return manifests.to_yaml(manifests.rolling(ds, "10%"))
 
 
 def _cpu_seconds(pid: int) -> float:

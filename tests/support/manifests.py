@@ -80,6 +80,18 @@ def daemonset(
     }
 
 
+def rolling(doc: Mapping[str, Any], max_unavailable: str, *, min_ready_seconds: int = 0) -> dict[str, Any]:
+    """`doc` (a DaemonSet from `daemonset`) with a RollingUpdate budget and, when set, minReadySeconds."""
+    out = copy.deepcopy(dict(doc))
+    if min_ready_seconds:
+        out["spec"]["minReadySeconds"] = min_ready_seconds
+    out["spec"]["updateStrategy"] = {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": max_unavailable},
+    }
+    return out
+
+
 def static_pod(name: str, *, namespace: str | None = "default", **args: Unpack[PodArgs]) -> dict[str, Any]:
     """A v1 Pod, as a `staticPodPath` manifest."""
     return {
