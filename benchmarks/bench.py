@@ -329,6 +329,7 @@ class SimProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=lambda: os.nice(int(os.environ.get("SIM_NICE", "0"))),
         )
         self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self._seen: list[dict[str, Any]] = []
@@ -432,6 +433,10 @@ def bench_fleet(nodes: int, steady_seconds: float, procs: int = 4) -> dict[str, 
         "errors": sum(st["errors"] for st in stats),
         "reports_sent": sum(st["reports_sent"] for st in stats),
         "received_all_s": max(r["last"] for r in received) - t_change,
+        # the server's part of it: when the last watch answer carrying the change reached its client
+        "watch_answered_all_s": max((t for st in stats for t in st["watch_changed_at"]), default=t_change)
+        - t_change,
+        "watch_answers": sorted(round(t - t_change, 3) for st in stats for t in st["watch_changed_at"]),
         "started_first_s": min(r["first"] for r in started) - t_change,
         "started_all_s": max(r["last"] for r in started) - t_change,
         "poll_interval_s": 10.0,

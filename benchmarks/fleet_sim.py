@@ -36,6 +36,7 @@ from typing import Any
 from nodeagent import settings
 from nodeagent.agent import agent, identity
 from nodeagent.fleet import report
+from nodeagent.k8s import manifests
 from nodeagent.runtime import memory
 from nodeagent.service import logs
 from nodeagent.sources import http, httpclient
@@ -49,6 +50,26 @@ def emit(doc: Mapping[str, Any]) -> None:
     with _out_lock:
         sys.stdout.write(json.dumps(doc) + "\n")
         sys.stdout.flush()
+
+
+def shared_parses(load_text: Callable[[str | bytes, str], Any]) -> Callable[[str | bytes, str], Any]:
+    """`manifests.load_text` remembered for the last few (body, source) pairs: a bundle every node of
+    the process received parses once (its result is frozen dataclasses: safe to share)."""
+    memo: dict[tuple[str | bytes, str], Any] = {}
+    lock = threading.Lock()
+
+    def load(text: str | bytes, source: str) -> Any:
+        with lock:
+            got = memo.get((text, source))
+        if got is None:
+            got = load_text(text, source)
+            with lock:
+                if len(memo) >= 16:
+                    memo.clear()
+                memo[(text, source)] = got
+        return got
+
+    return load
 
 
 class Timings:
@@ -323,6 +344,7 @@ def main() -> int:
     # the client's one home is httpclient (status posts go through it); http re-exports the name for polls
     httpclient.request = timings.wrap(httpclient.request)
     http.request = httpclient.request
+    manifests.load_text = shared_parses(manifests.load_text)  # what the HTTP source parses with
     root = args.state_root or tempfile.mkdtemp(prefix="nodeagent-fleet-")
     t0 = time.monotonic()
     fleet = Fleet(
@@ -343,12 +365,14 @@ def main() -> int:
                     "event": "stats",
                     "quick": timings.quick,
                     "watch_changed": len(timings.watch_changed),
+                    "watch_changed_at": timings.watch_changed,
                     "watch_timeouts": timings.watch_timeouts,
                     "errors": timings.errors,
                     "passes": fleet.passes,
                     "reports_sent": sum(n.reporter.sent for n in fleet.nodes.values()),
                 }
                 timings.quick = []
+                timings.watch_changed = []
             emit(doc)
     return 0
 

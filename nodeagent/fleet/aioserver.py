@@ -2,9 +2,9 @@
 held watch is a parked await, not a thread. A fleet of N nodes holds N watches and up to N kept-alive
 report connections; with a thread each, 5000 nodes were 10 000 threads per replica.
 
-- The endpoints are fleet/handler.py's `FleetAPI`, which knows nothing of the transport. Its calls may
-  block (SQLite or PostgreSQL, locks, rendering a node's bundle), so they run in a bounded pool of worker
-  threads; the loop itself only parses, reads bodies, parks watches and writes answers.
+- The endpoints are fleet/handler.py's `FleetAPI`, which knows nothing of the transport. Its quick work
+  (checks, reports, bundles already rendered) runs on the loop; what may block (SQLite or PostgreSQL,
+  locks, rendering a node's bundle) it hands back as a `Defer`, run in a bounded pool of worker threads.
 - Watches wake through `wake(nodes)`, callable from any thread: one `call_soon_threadsafe` resolves the
   futures the watches of those nodes (or of all) are parked on, and each then polls its bundle once.
 - Connections are bounded as TrackingHTTPServer bounded them (fleet/httpserver.py): at most
@@ -274,7 +274,7 @@ class AioHTTPServer:
             request.method, request.raw_path, request.headers, request.remote or "", peercert
         )
         wakes = self._wakes  # before the first look at a watched bundle (handle), see _watch
-        got = self.api.handle(req) if self.api.cheap(req) else await self._work(self.api.handle, req)
+        got = await self._done_with(self.api.handle(req))
         if isinstance(got, handler.ReadBody):
             if request.headers.get("Expect", "").lower() == "100-continue":  # curl's, for larger bodies
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -282,9 +282,17 @@ class AioHTTPServer:
                 body = await asyncio.wait_for(request.content.readexactly(got.length), self.idle_timeout)
             except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
                 return handler.Answer(400, b"incomplete body\n", close=True)
-            return await self._work(got.then, body)
+            got = await self._done_with(got.then(body))
         if isinstance(got, handler.Watch):
             return await self._watch(got, conn, wakes)
+        if not isinstance(got, handler.Answer):
+            raise TypeError(f"unexpected outcome {got!r}")
+        return got
+
+    async def _done_with(self, got: handler.Outcome | None) -> handler.Outcome | None:
+        """`got`, or what its deferred work gives, run in a worker."""
+        while isinstance(got, handler.Defer):
+            got = await self._work(got.run)
         return got
 
     async def _watch(self, w: handler.Watch, conn: _Conn | None, wakes: int) -> handler.Answer:
@@ -299,12 +307,14 @@ class AioHTTPServer:
         while True:
             left = w.deadline - time.monotonic()
             if left <= 0 or self._stopping or (conn is not None and conn.gone):
-                return self.api.end(w) if not w.node else await self._work(self.api.end, w)
+                end = await self._done_with(self.api.end(w))
+                if not isinstance(end, handler.Answer):
+                    raise TypeError(f"unexpected outcome {end!r}")
+                return end
             if self._wakes != wakes:
                 wakes = self._wakes
-                # the shared bundle is one locked read: inline; a node's may need rendering: a worker
-                got = self.api.poll(w) if not w.node else await self._work(self.api.poll, w)
-                if got is not None:
+                got = await self._done_with(self.api.poll(w))  # a bundle not yet rendered: in a worker
+                if isinstance(got, handler.Answer):
                     return got
                 continue
             waiter: asyncio.Future[None] = loop.create_future()

@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 CONFIG_HISTORY = 10  # config revisions kept per ConfigMap/Secret (roll-config)
+VIEW_CACHE = 100_000  # cached per-node views (node_view) before that cache starts again
 FAILING_REASONS = frozenset(
     {
         "CrashLoopBackOff",
@@ -114,6 +115,8 @@ class Controller:
         # per-node wake-ups: a pass that hands out a wave wakes that wave's watches, not the fleet's
         self._epoch = 0  # bumped when every node's bundle may differ
         self._node_versions: dict[str, int] = {}
+        # node -> (its version, its view) when last computed: read without the lock (node_view)
+        self._views: dict[str, tuple[tuple[int, int], tuple[object, ...]]] = {}
         self.on_wake: Callable[[frozenset[str] | None], None] | None = None  # must not block (it is called
         # under `cond`): serve's HTTP server hands it to its event loop
         self._daemonsets: dict[store.Key, _DaemonSet] = {}
@@ -529,12 +532,29 @@ class Controller:
         """What `node_objects` depends on besides the bundle: the controller's epoch and the revision
         each DaemonSet hands `node`. Nodes with equal views get equal bundles, so `serve` renders one bundle
         per distinct view (two during a rollout), not one per node and wake-up."""
+        got = self.cached_node_view(node)
+        if got is not None:
+            return got
         with self.cond:
+            version = (self._epoch, self._node_versions.get(node, 0))
             view: list[object] = [self._epoch]
             for key in sorted(self._daemonsets, key=lambda k: (k.namespace, k.name)):
                 r = self._rollouts.get(key)
                 view.append((key, self._assign.get(key, {}).get(node) or (r.current_revision if r else 0)))
+            if len(self._views) > VIEW_CACHE:  # nodes come and go: never more than a fleet's worth
+                self._views.clear()
+            self._views[node] = (version, tuple(view))
             return tuple(view)
+
+    def cached_node_view(self, node: str) -> tuple[object, ...] | None:
+        """`node_view` without taking the lock (serve's event loop asks it for every held watch it wakes),
+        or None when it must be computed. Every change of a view is followed by a `wake` of its node (or
+        of all), which moves the version: a view cached under the current version is still the view, and
+        one computed after a change but before its wake is cached under the old version, so recomputed."""
+        got = self._views.get(node)
+        if got is None or got[0] != (self._epoch, self._node_versions.get(node, 0)):
+            return None
+        return got[1]
 
     def node_objects(self, objects: Sequence[object], node: str) -> list[object]:
         """The bundle's objects as `node` should see them: each DaemonSet at its assigned revision, and

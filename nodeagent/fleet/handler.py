@@ -1,9 +1,14 @@
 """`serve`'s requests, apart from any transport: the endpoints (bundles and watches, node reports, the
 fleet's JSON, pages and metrics, rollouts), authentication and each node's identity. `FleetAPI.handle`
-turns a `Request` into an `Answer`, or into a `ReadBody` (the body is wanted: read it, then `then`) or a
-`Watch` (held until `poll` answers or its deadline, then `end`). Every method here may block (store,
-locks, rendering): fleet/aioserver.py runs them in worker threads, never on its event loop. The state it
-serves is the `serve.Server` it points at (`app`)."""
+turns a `Request` into an `Answer`, or into a `ReadBody` (the body is wanted: read it, then `then`), a
+`Watch` (held until `poll` answers or its deadline, then `end`) or a `Defer`.
+
+fleet/aioserver.py calls `handle`, `then`, `poll` and `end` on its event loop, so they do only quick work
+there: checks, a report's parsing, a bundle already rendered. Whatever may block (the store, rendering,
+a lock a controller pass holds, building pages) comes back as a `Defer`, which runs in a worker thread.
+With one interpreter lock, a worker adds no parallelism to quick work, only two thread hand-offs: at
+1000 nodes those hand-offs were a fifth of serve's CPU. The state it serves is the `serve.Server` it
+points at (`app`)."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import structlog
@@ -68,7 +73,7 @@ class ReadBody:
     """Read exactly `length` bytes of the request's body, then answer `then(body)`."""
 
     length: int
-    then: Callable[[bytes], Answer]
+    then: Callable[[bytes], Answer | Defer]
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,15 @@ class Watch:
     deadline: float  # time.monotonic()
 
 
-Outcome = Answer | ReadBody | Watch
+@dataclass(frozen=True)
+class Defer:
+    """Work that may block: run `run()` in a worker thread; it gives the outcome (None: a watch's bundle
+    has not changed, `poll`)."""
+
+    run: Callable[[], Outcome | None]
+
+
+Outcome = Answer | ReadBody | Watch | Defer
 
 
 def rollout_view(r: fleet.NodeReport) -> tuple[object, ...]:
@@ -106,26 +119,20 @@ class FleetAPI:
     def __init__(self, app: Server) -> None:
         self.app = app
 
-    def cheap(self, req: Request) -> bool:
-        """Whether `handle(req)` is cheap enough for an event loop: no store, no rendering, no lock a
-        controller pass holds. The shared bundle, /healthz without replicas (with them it may ask the
-        database who leads), and a report's checks before its body (its parsing is `then`'s)."""
-        path, _, query = req.target.partition("?")
-        if req.method == "POST":
-            return path.startswith("/nodes/")
-        if req.method == "GET":
-            if path == "/healthz":
-                return self.app.replication is None
-            return path in ("/manifests", "/manifests.minisig") and "node=" not in query
-        return req.method != "DELETE"
-
     def handle(self, req: Request) -> Outcome:
+        """Quick: a bundle at hand, /healthz without replicas (with them it may ask the database who
+        leads), and a report's checks before its body. The rest is a `Defer`."""
         if req.method == "GET":
-            return self._get(req)
+            path = req.target.partition("?")[0]
+            if path == "/healthz" and self.app.replication is None:
+                return self._get(req)
+            if path == "/manifests":
+                return self._get(req)  # a node's bundle not at hand is a Defer (_manifests)
+            return Defer(lambda: self._get(req))
         if req.method == "POST":
             return self._post(req)
         if req.method == "DELETE":
-            return self._delete(req)
+            return Defer(lambda: self._delete(req))
         if req.method == "HEAD":
             return Answer(405)
         return _text(501, f"unsupported method ({req.method!r})\n")
@@ -198,9 +205,10 @@ class FleetAPI:
             except ValueError:
                 return _text(400, "bad Content-Length\n", close=True)
             if 0 < length <= MAX_ACTION_BODY:
-                return ReadBody(length, lambda body: self._rollout(req, "POST", path, body))
-            answer = self._rollout(req, "POST", path, None)
-            return answer if length == 0 else replace(answer, close=True)
+                return ReadBody(length, lambda body: Defer(lambda: self._rollout(req, "POST", path, body)))
+            if length == 0:
+                return Defer(lambda: self._rollout(req, "POST", path, None))
+            return Defer(lambda: replace(self._rollout(req, "POST", path, None), close=True))
         if len(parts) != 3 or parts[0] != "nodes" or parts[2] != "status" or not parts[1]:
             return Answer(404, b"not found\n", close=True)
         name = parts[1]
@@ -338,26 +346,42 @@ class FleetAPI:
                 wait = 30.0
             # the watch's etag is the condition of the answer too
             w = Watch(node, etag, etag or inm, time.monotonic() + wait)
-            return self.poll(w) or w
-        return self._bundle_answer(self._current(node), inm)
+            first = self.poll(w)
+            if isinstance(first, Defer):
+                deferred = first
+                return Defer(lambda: deferred.run() or w)  # unchanged: held
+            return first or w
+        got = self._at_hand(node)
+        if got is False:
+            return Defer(lambda: self._bundle_answer(self.app.node_bundle(node), inm))
+        return self._bundle_answer(got, inm)
 
-    def _current(self, node: str) -> tuple[bytes, str, bytes] | None:
-        """(body, ETag, signature) of the shared bundle (`node` ""), or of `node`'s (rollouts)."""
+    def _at_hand(self, node: str) -> tuple[bytes, str, bytes] | Literal[False] | None:
+        """(body, ETag, signature) of the shared bundle (`node` ""), or of `node`'s (rollouts) when it is
+        rendered already; False when `app.node_bundle` must run (in a worker)."""
         if node:
-            return self.app.node_bundle(node)
+            return self.app.cached_node_bundle(node)
         b = self.app.publisher.bundle()
         return None if b is None else (b.body, b.etag, b.signature)
 
-    def poll(self, w: Watch) -> Answer | None:
+    def poll(self, w: Watch) -> Answer | Defer | None:
         """The watch's answer once its bundle's ETag differs from the client's; None while it does not."""
-        got = self._current(w.node)
+        got = self._at_hand(w.node)
+        if got is False:
+            return Defer(lambda: self._changed(w, self.app.node_bundle(w.node)))
+        return self._changed(w, got)
+
+    def _changed(self, w: Watch, got: tuple[bytes, str, bytes] | None) -> Answer | None:
         if got is None or got[1] == w.etag:
             return None
         return self._bundle_answer(got, w.inm)
 
-    def end(self, w: Watch) -> Answer:
+    def end(self, w: Watch) -> Answer | Defer:
         """The answer to a watch at its deadline (or when serve stops): 304 unless the bundle changed."""
-        return self._bundle_answer(self._current(w.node), w.inm)
+        got = self._at_hand(w.node)
+        if got is False:
+            return Defer(lambda: self._bundle_answer(self.app.node_bundle(w.node), w.inm))
+        return self._bundle_answer(got, w.inm)
 
     def _bundle_answer(self, got: tuple[bytes, str, bytes] | None, inm: str | None) -> Answer:
         """200 with a bundle (its ETag, and its signature: of exactly this body, so no second request can

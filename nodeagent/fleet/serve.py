@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -191,9 +191,16 @@ class Server:
         return f"{scheme}://{shown}:{port}"
 
     def _published(self) -> None:
-        """A new bundle: the watches of the shared bundle answer, the rollout controller runs."""
-        self.httpd.wake()
-        self.sync_rollouts()
+        """A new bundle: the rollout controller runs, then the watches of the shared bundle answer. The
+        nodes' watches are woken by that pass (a new bundle wakes them all), once their bundles are
+        decided: woken before, each would look twice."""
+        try:
+            self.sync_rollouts()
+        except Exception:
+            log.exception("rollout_sync_failed")
+            self.httpd.wake()  # whatever the controller thinks: every watch looks at the new bundle
+            return
+        self.httpd.wake([""])
 
     def sync_rollouts(self) -> None:
         """Run the rollout controller over the current bundle and reports (fleet/controller.py)."""
@@ -262,6 +269,18 @@ class Server:
                 self._node_bundles.clear()
             self._node_bundles[view] = got
         return got
+
+    def cached_node_bundle(self, node: str) -> tuple[bytes, str, bytes] | Literal[False] | None:
+        """`node_bundle` if it is at hand without waiting on the controller or rendering (serve's event
+        loop answers most watches and polls with it); False when `node_bundle` must run in a worker."""
+        b = self.publisher.bundle()
+        if b is None:
+            return None
+        view = self.controller.cached_node_view(node)
+        if view is None:
+            return False
+        with self._node_bundles_lock:
+            return self._node_bundles.get((b.etag, view)) or False
 
     def _render_node_bundle(self, b: Bundle, node: str) -> tuple[bytes, str, bytes]:
         body = render_bundle(self.controller.node_objects(b.raw_objects, node))
