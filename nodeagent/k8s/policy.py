@@ -101,6 +101,11 @@ def _join_quote(items: Iterable[str]) -> str:
     return '"' + '", "'.join(items) + '"' if items else ""
 
 
+def _named(singular: str, plural: str, items: Sequence[str]) -> str:
+    """`container "a"`, `containers "a", "b"`: the noun for the count, then the names quoted."""
+    return f"{_pluralize(singular, plural, len(items))} {_join_quote(items)}"
+
+
 def _containers(spec: model.PodSpec) -> tuple[model.Container, ...]:
     """PSA's visitContainers order: init containers, then containers."""
     return spec.init_containers + spec.containers
@@ -109,7 +114,7 @@ def _containers(spec: model.PodSpec) -> tuple[model.Container, ...]:
 def _setters(pod: bool, containers: Sequence[str]) -> list[str]:
     out = ["pod"] if pod else []
     if containers:
-        out.append(f"{_pluralize('container', 'containers', len(containers))} {_join_quote(containers)}")
+        out.append(_named("container", "containers", containers))
     return out
 
 
@@ -183,7 +188,7 @@ def host_ports(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | Non
         return None
     return CheckResult(
         "hostPort",
-        f"{_pluralize('container', 'containers', len(containers))} {_join_quote(containers)} "
+        f"{_named('container', 'containers', containers)} "
         f"{_pluralize('uses', 'use', len(containers))} {_pluralize('hostPort', 'hostPorts', len(ports))} "
         + ", ".join(sorted(ports)),
     )
@@ -212,10 +217,9 @@ def host_probes_and_host_lifecycle(meta: model.ObjectMeta, spec: model.PodSpec) 
         return None
     return CheckResult(
         "probe or lifecycle host",
-        f"{_pluralize('container', 'containers', len(containers))} {_join_quote(sorted(containers))} "
+        f"{_named('container', 'containers', sorted(containers))} "
         f"{_pluralize('uses', 'use', len(containers))} "
-        f"{_pluralize('probe or lifecycle host', 'probe or lifecycle hosts', len(hosts))} "
-        f"{_join_quote(sorted(hosts))}",
+        f"{_named('probe or lifecycle host', 'probe or lifecycle hosts', sorted(hosts))}",
     )
 
 
@@ -225,8 +229,7 @@ def privileged(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | Non
         return None
     return CheckResult(
         "privileged",
-        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
-        "must not set securityContext.privileged=true",
+        f"{_named('container', 'containers', bad)} must not set securityContext.privileged=true",
     )
 
 
@@ -241,7 +244,7 @@ def proc_mount(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | Non
         return None
     return CheckResult(
         "procMount",
-        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
+        f"{_named('container', 'containers', bad)} "
         f"must not set securityContext.procMount to {_join_quote(sorted(types))}",
     )
 
@@ -277,7 +280,7 @@ def se_linux_options(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult
         return None
     data = []
     if bad_types:
-        data.append(f"{_pluralize('type', 'types', len(bad_types))} {_join_quote(sorted(bad_types))}")
+        data.append(_named("type", "types", sorted(bad_types)))
     if set_user:
         data.append("user may not be set")
     if set_role:
@@ -363,7 +366,7 @@ def capabilities_baseline(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckR
         return None
     return CheckResult(
         "non-default capabilities",
-        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
+        f"{_named('container', 'containers', bad)} "
         f"must not include {_join_quote(sorted(caps))} in securityContext.capabilities.add",
     )
 
@@ -372,7 +375,7 @@ def host_path_volumes(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResul
     bad = [v.name for v in spec.volumes if isinstance(v.source, model.HostPathVolumeSource)]
     if not bad:
         return None
-    return CheckResult("hostPath volumes", f"{_pluralize('volume', 'volumes', len(bad))} {_join_quote(bad)}")
+    return CheckResult("hostPath volumes", _named("volume", "volumes", bad))
 
 
 def seccomp_profile_baseline(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
@@ -404,8 +407,7 @@ def allow_privilege_escalation(meta: model.ObjectMeta, spec: model.PodSpec) -> C
         return None
     return CheckResult(
         "allowPrivilegeEscalation != false",
-        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
-        "must set securityContext.allowPrivilegeEscalation=false",
+        f"{_named('container', 'containers', bad)} must set securityContext.allowPrivilegeEscalation=false",
     )
 
 
@@ -425,12 +427,12 @@ def capabilities_restricted(meta: model.ObjectMeta, spec: model.PodSpec) -> Chec
     details = []
     if missing_drop:
         details.append(
-            f"{_pluralize('container', 'containers', len(missing_drop))} {_join_quote(missing_drop)} "
+            f"{_named('container', 'containers', missing_drop)} "
             'must set securityContext.capabilities.drop=["ALL"]'
         )
     if adding:
         details.append(
-            f"{_pluralize('container', 'containers', len(adding))} {_join_quote(adding)} "
+            f"{_named('container', 'containers', adding)} "
             f"must not include {_join_quote(sorted(caps))} in securityContext.capabilities.add"
         )
     return CheckResult("unrestricted capabilities", "; ".join(details)) if details else None
@@ -476,10 +478,9 @@ def restricted_volumes(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResu
         return None
     return CheckResult(
         "restricted volume types",
-        f"{_pluralize('volume', 'volumes', len(bad))} {_join_quote(bad)} "
+        f"{_named('volume', 'volumes', bad)} "
         f"{_pluralize('uses', 'use', len(bad))} "
-        f"{_pluralize('restricted volume type', 'restricted volume types', len(types))} "
-        f"{_join_quote(sorted(types))}",
+        f"{_named('restricted volume type', 'restricted volume types', sorted(types))}",
     )
 
 
@@ -530,7 +531,7 @@ def run_as_non_root(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult 
     if implicit:
         return CheckResult(
             "runAsNonRoot != true",
-            f"pod or {_pluralize('container', 'containers', len(implicit))} {_join_quote(implicit)} "
+            f"pod or {_named('container', 'containers', implicit)} "
             "must set securityContext.runAsNonRoot=true",
         )
     return None
@@ -569,7 +570,7 @@ def seccomp_profile_restricted(meta: model.ObjectMeta, spec: model.PodSpec) -> C
     if implicit:
         return CheckResult(
             "seccompProfile",
-            f"pod or {_pluralize('container', 'containers', len(implicit))} {_join_quote(implicit)} "
+            f"pod or {_named('container', 'containers', implicit)} "
             'must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"',
         )
     return None
