@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from nodeagent.k8s import model
+from nodeagent.k8s.manifests.tables import VOLUME_TYPES
 
 PRIVILEGED, BASELINE, RESTRICTED = "privileged", "baseline", "restricted"
 LEVELS = (PRIVILEGED, BASELINE, RESTRICTED)
@@ -484,32 +485,9 @@ def restricted_volumes(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResu
     )
 
 
-# the types PSA names; any other (image, for one) is "unknown" in its message
-_KNOWN_RESTRICTED = frozenset(
-    {
-        "hostPath",
-        "gcePersistentDisk",
-        "awsElasticBlockStore",
-        "gitRepo",
-        "nfs",
-        "iscsi",
-        "glusterfs",
-        "rbd",
-        "flexVolume",
-        "cinder",
-        "cephfs",
-        "flocker",
-        "fc",
-        "azureFile",
-        "vsphereVolume",
-        "quobyte",
-        "azureDisk",
-        "photonPersistentDisk",
-        "portworxVolume",
-        "scaleIO",
-        "storageos",
-    }
-)
+# the types PSA names in its message: every type of the API that restricted does not allow; a volume
+# of no type nodeagent knows is "unknown"
+_KNOWN_RESTRICTED = frozenset(VOLUME_TYPES) - _RESTRICTED_OK_VOLUMES
 
 
 def run_as_non_root(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
