@@ -564,13 +564,8 @@ class HttpSource:
             first = not self._failing
             self._failing = True
             self._failures += 1
-            self._failure = model.Problem(
-                file=self.url,
-                document=None,
-                kind="",
-                name="",
-                path="",
-                message=f"source {self.name}: {why}; the last good bundle stays in force",
+            self._failure = model.Problem.of_file(
+                self.url, f"source {self.name}: {why}; the last good bundle stays in force"
             )
             need_cache = self._state.content is None and not self._cache_tried
             self._cache_tried = self._cache_tried or need_cache
