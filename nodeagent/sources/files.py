@@ -179,6 +179,15 @@ def report_problems(logger: Any, previous: FileContent | None, content: FileCont
         logger.info("manifest_valid")
 
 
+def notify(logger: Any, on_change: Callable[[], None]) -> None:
+    """Tell the merger a source's snapshot changed: a failing callback is logged, never raised into the
+    source's own thread."""
+    try:
+        on_change()
+    except Exception:
+        logger.exception("on_change_failed")
+
+
 class DirectorySource:
     """One watched directory of manifests; `snapshot()` is its current full snapshot.
 
@@ -375,10 +384,7 @@ class DirectorySource:
             if good:
                 self._last_good = new
         if changed:
-            try:
-                self._on_change()
-            except Exception:
-                self._log.exception("on_change_failed")
+            notify(self._log, self._on_change)
 
     def _report(self, file: str, previous: FileContent | None, content: FileContent) -> None:
         report_problems(self._log.bind(file=file), previous, content)

@@ -610,10 +610,7 @@ class HttpSource:
             changed = new != self._snapshot
             self._snapshot = new
         if changed:
-            try:
-                self._on_change()
-            except Exception:
-                self._log.exception("on_change_failed")
+            files.notify(self._log, self._on_change)
 
     def _report(self, previous: files.FileContent | None, content: files.FileContent) -> None:
         old_docs = previous.documents if previous is not None else ()
