@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal, TypeGuard, TypeVar
 
 from nodeagent.k8s import model
+
+T = TypeVar("T")
 
 # --- message formats (k8s.io/apimachinery/pkg/util/validation/field) ---------------------------
 
@@ -359,53 +361,41 @@ class Walker:
 
     # -- scalars --
 
-    def opt_str(self, d: Raw, name: str, path: str) -> str | None:
+    def _scalar(
+        self, d: Raw, name: str, path: str, accept: Callable[[object], TypeGuard[T]], what: str
+    ) -> T | None:
+        """`d[name]` when `accept` takes it; None when absent, or (an error at its path) of another type."""
         v = d.get(name)
         if v is None:
             return None
-        if not isinstance(v, str):
-            self.error(child(path, name), invalid(_short(v), "must be of type string"))
+        if not accept(v):
+            self.error(child(path, name), invalid(_short(v), what))
             return None
         return v
+
+    def opt_str(self, d: Raw, name: str, path: str) -> str | None:
+        return self._scalar(d, name, path, _is_str, "must be of type string")
 
     def str_(self, d: Raw, name: str, path: str, default: str = "") -> str:
         v = self.opt_str(d, name, path)
         return default if v is None else v
 
     def opt_int(self, d: Raw, name: str, path: str) -> int | None:
-        v = d.get(name)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int):
-            self.error(child(path, name), invalid(_short(v), "must be of type integer"))
-            return None
-        return v
+        return self._scalar(d, name, path, _is_int, "must be of type integer")
 
     def int_(self, d: Raw, name: str, path: str, default: int) -> int:
         v = self.opt_int(d, name, path)
         return default if v is None else v
 
     def opt_bool(self, d: Raw, name: str, path: str) -> bool | None:
-        v = d.get(name)
-        if v is None:
-            return None
-        if not isinstance(v, bool):
-            self.error(child(path, name), invalid(_short(v), "must be of type boolean"))
-            return None
-        return v
+        return self._scalar(d, name, path, _is_bool, "must be of type boolean")
 
     def bool_(self, d: Raw, name: str, path: str, default: bool = False) -> bool:
         v = self.opt_bool(d, name, path)
         return default if v is None else v
 
     def int_or_str(self, d: Raw, name: str, path: str) -> int | str | None:
-        v = d.get(name)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int | str):
-            self.error(child(path, name), invalid(_short(v), "must be an integer or a string"))
-            return None
-        return v
+        return self._scalar(d, name, path, _is_int_or_str, "must be an integer or a string")
 
     def str_list(self, d: Raw, name: str, path: str) -> tuple[str, ...]:
         out = []
@@ -430,6 +420,22 @@ class Walker:
                 continue
             out[k] = v
         return out
+
+
+def _is_str(v: object) -> TypeGuard[str]:
+    return isinstance(v, str)
+
+
+def _is_int(v: object) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_bool(v: object) -> TypeGuard[bool]:
+    return isinstance(v, bool)
+
+
+def _is_int_or_str(v: object) -> TypeGuard[int | str]:
+    return isinstance(v, int | str) and not isinstance(v, bool)
 
 
 class _Kind(str):
