@@ -119,6 +119,11 @@ def _setters(pod: bool, containers: Sequence[str]) -> list[str]:
     return out
 
 
+def _forbid(reason: str, setters: Sequence[str], detail: str) -> CheckResult | None:
+    """PSA's `pod and container "a" <detail>`, or None when nothing set what the check forbids."""
+    return CheckResult(reason, f"{' and '.join(setters)} {detail}") if setters else None
+
+
 Check = Callable[[model.ObjectMeta, model.PodSpec], CheckResult | None]
 
 
@@ -157,11 +162,10 @@ def app_armor_profile(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResul
     if annotations:
         values += annotations
         setters.append(_pluralize("annotation", "annotations", len(annotations)))
-    if not setters:
-        return None
-    return CheckResult(
+    return _forbid(
         _pluralize("forbidden AppArmor profile", "forbidden AppArmor profiles", len(values)),
-        f"{' and '.join(setters)} must not set AppArmor profile type to {_join_quote(values)}",
+        setters,
+        f"must not set AppArmor profile type to {_join_quote(values)}",
     )
 
 
@@ -226,12 +230,7 @@ def host_probes_and_host_lifecycle(meta: model.ObjectMeta, spec: model.PodSpec) 
 
 def privileged(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
     bad = [c.name for c in _containers(spec) if c.security_context and c.security_context.privileged]
-    if not bad:
-        return None
-    return CheckResult(
-        "privileged",
-        f"{_named('container', 'containers', bad)} must not set securityContext.privileged=true",
-    )
+    return _forbid("privileged", _setters(False, bad), "must not set securityContext.privileged=true")
 
 
 def proc_mount(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
@@ -241,11 +240,9 @@ def proc_mount(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | Non
         if pm is not None and pm != "Default":
             bad.append(c.name)
             types.add(pm)
-    if not bad:
-        return None
-    return CheckResult(
+    return _forbid(
         "procMount",
-        f"{_named('container', 'containers', bad)} "
+        _setters(False, bad),
         f"must not set securityContext.procMount to {_join_quote(sorted(types))}",
     )
 
@@ -276,9 +273,6 @@ def se_linux_options(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult
         opts = c.security_context.se_linux_options if c.security_context else None
         if opts is not None and not valid(opts):
             containers.append(c.name)
-    setters = _setters(pod, containers)
-    if not setters:
-        return None
     data = []
     if bad_types:
         data.append(_named("type", "types", sorted(bad_types)))
@@ -286,9 +280,10 @@ def se_linux_options(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult
         data.append("user may not be set")
     if set_role:
         data.append("role may not be set")
-    return CheckResult(
+    return _forbid(
         "seLinuxOptions",
-        f"{' and '.join(setters)} set forbidden securityContext.seLinuxOptions: {'; '.join(data)}",
+        _setters(pod, containers),
+        f"set forbidden securityContext.seLinuxOptions: {'; '.join(data)}",
     )
 
 
@@ -321,12 +316,10 @@ def windows_host_process(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckRe
     bad = [
         c.name for c in _containers(spec) if c.security_context and c.security_context.windows_host_process
     ]
-    setters = _setters(bool(spec.security_context.windows_host_process), bad)
-    if not setters:
-        return None
-    return CheckResult(
+    return _forbid(
         "hostProcess",
-        f"{' and '.join(setters)} must not set securityContext.windowsOptions.hostProcess=true",
+        _setters(bool(spec.security_context.windows_host_process), bad),
+        "must not set securityContext.windowsOptions.hostProcess=true",
     )
 
 
@@ -363,11 +356,9 @@ def capabilities_baseline(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckR
         if extra:
             bad.append(c.name)
             caps.update(extra)
-    if not bad:
-        return None
-    return CheckResult(
+    return _forbid(
         "non-default capabilities",
-        f"{_named('container', 'containers', bad)} "
+        _setters(False, bad),
         f"must not include {_join_quote(sorted(caps))} in securityContext.capabilities.add",
     )
 
@@ -386,12 +377,10 @@ def seccomp_profile_baseline(meta: model.ObjectMeta, spec: model.PodSpec) -> Che
         for c in _containers(spec)
         if c.security_context is not None and c.security_context.seccomp_profile == "Unconfined"
     ]
-    setters = _setters(pod, bad)
-    if not setters:
-        return None
-    return CheckResult(
+    return _forbid(
         "seccompProfile",
-        f'{" and ".join(setters)} must not set securityContext.seccompProfile.type to "Unconfined"',
+        _setters(pod, bad),
+        'must not set securityContext.seccompProfile.type to "Unconfined"',
     )
 
 
@@ -404,11 +393,10 @@ def allow_privilege_escalation(meta: model.ObjectMeta, spec: model.PodSpec) -> C
         for c in _containers(spec)
         if c.security_context is None or c.security_context.allow_privilege_escalation is not False
     ]
-    if not bad:
-        return None
-    return CheckResult(
+    return _forbid(
         "allowPrivilegeEscalation != false",
-        f"{_named('container', 'containers', bad)} must set securityContext.allowPrivilegeEscalation=false",
+        _setters(False, bad),
+        "must set securityContext.allowPrivilegeEscalation=false",
     )
 
 
@@ -501,10 +489,11 @@ def run_as_non_root(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult 
                 explicit.append(c.name)
         elif not pod_ok:
             implicit.append(c.name)
-    setters = _setters(pod_bad, explicit)
-    if setters:
-        return CheckResult(
-            "runAsNonRoot != true", f"{' and '.join(setters)} must not set securityContext.runAsNonRoot=false"
+    if explicit or pod_bad:
+        return _forbid(
+            "runAsNonRoot != true",
+            _setters(pod_bad, explicit),
+            "must not set securityContext.runAsNonRoot=false",
         )
     if implicit:
         return CheckResult(
@@ -517,10 +506,9 @@ def run_as_non_root(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult 
 
 def run_as_user(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
     bad = [c.name for c in _containers(spec) if c.security_context and c.security_context.run_as_user == 0]
-    setters = _setters(spec.security_context.run_as_user == 0, bad)
-    if not setters:
-        return None
-    return CheckResult("runAsUser=0", f"{' and '.join(setters)} must not set runAsUser=0")
+    return _forbid(
+        "runAsUser=0", _setters(spec.security_context.run_as_user == 0, bad), "must not set runAsUser=0"
+    )
 
 
 def seccomp_profile_restricted(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
@@ -538,12 +526,11 @@ def seccomp_profile_restricted(meta: model.ObjectMeta, spec: model.PodSpec) -> C
                 bad_values.add(t)
         elif not pod_set:
             implicit.append(c.name)
-    setters = _setters(pod_bad, explicit)
-    if setters:
-        return CheckResult(
+    if explicit or pod_bad:
+        return _forbid(
             "seccompProfile",
-            f"{' and '.join(setters)} must not set securityContext.seccompProfile.type to "
-            f"{_join_quote(sorted(bad_values))}",
+            _setters(pod_bad, explicit),
+            f"must not set securityContext.seccompProfile.type to {_join_quote(sorted(bad_values))}",
         )
     if implicit:
         return CheckResult(
