@@ -112,6 +112,20 @@ def _containers(spec: model.PodSpec) -> tuple[model.Container, ...]:
     return spec.init_containers + spec.containers
 
 
+def _offenders(
+    spec: model.PodSpec, found: Callable[[model.Container], Iterable[str]]
+) -> tuple[list[str], set[str]]:
+    """The containers (in PSA's order) in which `found` finds something, and all that it found."""
+    names: list[str] = []
+    values: set[str] = set()
+    for c in _containers(spec):
+        hits = list(found(c))
+        if hits:
+            names.append(c.name)
+            values.update(hits)
+    return names, values
+
+
 def _setters(pod: bool, containers: Sequence[str]) -> list[str]:
     out = ["pod"] if pod else []
     if containers:
@@ -183,12 +197,7 @@ def host_namespaces(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult 
 
 
 def host_ports(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    containers, ports = [], set()
-    for c in _containers(spec):
-        used = [str(p.host_port) for p in c.ports if p.host_port]
-        if used:
-            containers.append(c.name)
-            ports.update(used)
+    containers, ports = _offenders(spec, lambda c: [str(p.host_port) for p in c.ports if p.host_port])
     if not containers:
         return None
     return CheckResult(
@@ -205,24 +214,24 @@ def _hosts(handler: model.ProbeHandler | None) -> list[str]:
     return []
 
 
+def _probe_and_hook_hosts(c: model.Container) -> list[str]:
+    found: list[str] = []
+    for probe in (c.liveness_probe, c.readiness_probe, c.startup_probe):
+        found += _hosts(probe.handler if probe else None)
+    if c.lifecycle is not None:
+        for hook in (c.lifecycle.post_start, c.lifecycle.pre_stop):
+            found += _hosts(hook.handler if hook else None)
+    return found
+
+
 def host_probes_and_host_lifecycle(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    containers: set[str] = set()
-    hosts: set[str] = set()
-    for c in _containers(spec):
-        found: list[str] = []
-        for probe in (c.liveness_probe, c.readiness_probe, c.startup_probe):
-            found += _hosts(probe.handler if probe else None)
-        if c.lifecycle is not None:
-            for hook in (c.lifecycle.post_start, c.lifecycle.pre_stop):
-                found += _hosts(hook.handler if hook else None)
-        if found:
-            containers.add(c.name)
-            hosts.update(found)
-    if not containers:
+    found, hosts = _offenders(spec, _probe_and_hook_hosts)
+    if not found:
         return None
+    containers = sorted(set(found))
     return CheckResult(
         "probe or lifecycle host",
-        f"{_named('container', 'containers', sorted(containers))} "
+        f"{_named('container', 'containers', containers)} "
         f"{_pluralize('uses', 'use', len(containers))} "
         f"{_named('probe or lifecycle host', 'probe or lifecycle hosts', sorted(hosts))}",
     )
@@ -234,12 +243,11 @@ def privileged(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | Non
 
 
 def proc_mount(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    bad, types = [], set()
-    for c in _containers(spec):
+    def unmasked(c: model.Container) -> list[str]:
         pm = c.security_context.proc_mount if c.security_context else None
-        if pm is not None and pm != "Default":
-            bad.append(c.name)
-            types.add(pm)
+        return [pm] if pm is not None and pm != "Default" else []
+
+    bad, types = _offenders(spec, unmasked)
     return _forbid(
         "procMount",
         _setters(False, bad),
@@ -345,17 +353,11 @@ ALLOWED_CAPABILITIES = frozenset(
 
 
 def capabilities_baseline(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    bad, caps = [], set()
-    for c in _containers(spec):
-        added = (
-            c.security_context.capabilities.add
-            if c.security_context and c.security_context.capabilities
-            else ()
-        )
-        extra = [cap for cap in added if cap not in ALLOWED_CAPABILITIES]
-        if extra:
-            bad.append(c.name)
-            caps.update(extra)
+    def extra(c: model.Container) -> list[str]:
+        caps = c.security_context.capabilities if c.security_context else None
+        return [cap for cap in caps.add if cap not in ALLOWED_CAPABILITIES] if caps else []
+
+    bad, caps = _offenders(spec, extra)
     return _forbid(
         "non-default capabilities",
         _setters(False, bad),
