@@ -34,9 +34,12 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from nodeagent.k8s import model
 from nodeagent.k8s.manifests.tables import VOLUME_TYPES
+
+T = TypeVar("T")
 
 PRIVILEGED, BASELINE, RESTRICTED = "privileged", "baseline", "restricted"
 LEVELS = (PRIVILEGED, BASELINE, RESTRICTED)
@@ -480,30 +483,47 @@ def restricted_volumes(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResu
 _KNOWN_RESTRICTED = frozenset(VOLUME_TYPES) - _RESTRICTED_OK_VOLUMES
 
 
-def run_as_non_root(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    pod_value = spec.security_context.run_as_non_root
-    pod_bad, pod_ok = pod_value is False, pod_value is True
+def _must_set(
+    spec: model.PodSpec,
+    reason: str,
+    pod_value: T | None,
+    value: Callable[[model.SecurityContext], T | None],
+    allowed: Callable[[T], bool],
+    forbidden: Callable[[list[T]], str],
+    required: str,
+) -> CheckResult | None:
+    """A setting the pod, or else every container, must set to an allowed value: who set a forbidden one
+    (`forbidden` words it from the values), else which containers leave it unset where the pod does not
+    set it either."""
+    pod_bad = pod_value is not None and not allowed(pod_value)
+    pod_ok = pod_value is not None and not pod_bad
+    bad_values = [pod_value] if pod_value is not None and pod_bad else []
     explicit, implicit = [], []
     for c in _containers(spec):
-        value = c.security_context.run_as_non_root if c.security_context else None
-        if value is not None:
-            if not value:
+        v = value(c.security_context) if c.security_context else None
+        if v is not None:
+            if not allowed(v):
                 explicit.append(c.name)
+                bad_values.append(v)
         elif not pod_ok:
             implicit.append(c.name)
     if explicit or pod_bad:
-        return _forbid(
-            "runAsNonRoot != true",
-            _setters(pod_bad, explicit),
-            "must not set securityContext.runAsNonRoot=false",
-        )
+        return _forbid(reason, _setters(pod_bad, explicit), forbidden(bad_values))
     if implicit:
-        return CheckResult(
-            "runAsNonRoot != true",
-            f"pod or {_named('container', 'containers', implicit)} "
-            "must set securityContext.runAsNonRoot=true",
-        )
+        return CheckResult(reason, f"pod or {_named('container', 'containers', implicit)} {required}")
     return None
+
+
+def run_as_non_root(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
+    return _must_set(
+        spec,
+        "runAsNonRoot != true",
+        spec.security_context.run_as_non_root,
+        lambda sc: sc.run_as_non_root,
+        lambda v: v,
+        lambda _: "must not set securityContext.runAsNonRoot=false",
+        "must set securityContext.runAsNonRoot=true",
+    )
 
 
 def run_as_user(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
@@ -514,33 +534,15 @@ def run_as_user(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | No
 
 
 def seccomp_profile_restricted(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    valid = ("RuntimeDefault", "Localhost")
-    pod_type = spec.security_context.seccomp_profile
-    pod_bad = pod_type is not None and pod_type not in valid
-    pod_set = pod_type is not None and not pod_bad
-    bad_values = {pod_type} if pod_bad and pod_type is not None else set()
-    explicit, implicit = [], []
-    for c in _containers(spec):
-        t = c.security_context.seccomp_profile if c.security_context else None
-        if t is not None:
-            if t not in valid:
-                explicit.append(c.name)
-                bad_values.add(t)
-        elif not pod_set:
-            implicit.append(c.name)
-    if explicit or pod_bad:
-        return _forbid(
-            "seccompProfile",
-            _setters(pod_bad, explicit),
-            f"must not set securityContext.seccompProfile.type to {_join_quote(sorted(bad_values))}",
-        )
-    if implicit:
-        return CheckResult(
-            "seccompProfile",
-            f"pod or {_named('container', 'containers', implicit)} "
-            'must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"',
-        )
-    return None
+    return _must_set(
+        spec,
+        "seccompProfile",
+        spec.security_context.seccomp_profile,
+        lambda sc: sc.seccomp_profile,
+        lambda t: t in ("RuntimeDefault", "Localhost"),
+        lambda bad: f"must not set securityContext.seccompProfile.type to {_join_quote(sorted(set(bad)))}",
+        'must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"',
+    )
 
 
 # PSA's evaluation order: the baseline checks shared by both levels (by check ID, as Go runs the
