@@ -345,6 +345,20 @@ class _Parser:
         value = d.get(key)
         return None if value is None else convert(value, _join(path, key))
 
+    def required(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        path: str,
+        convert: Callable[[object, str], T],
+        why: str = "required",
+    ) -> T:
+        """`opt` for a key that must be there: a missing (or null) one fails with `why`."""
+        value = d.get(key)
+        if value is None:
+            self.fail(_join(path, key), why)
+        return convert(value, _join(path, key))
+
     def boolean(self, value: object, path: str) -> bool:
         if not isinstance(value, bool):
             self.fail(path, f"must be true or false, got {_show(value)}")
@@ -492,9 +506,7 @@ class _Parser:
         for i, item in enumerate(raw):
             path = f"node.taints[{i}]"
             d = self.mapping(item, path, _TAINT_KEYS)
-            if d.get("key") is None:
-                self.fail(_join(path, "key"), "required")
-            key = self.string(d["key"], _join(path, "key"))
+            key = self.required(d, "key", path, self.string)
             err = node.label_key_error(key)
             if err:
                 self.fail(_join(path, "key"), f"invalid taint key {_show(key)}: {err}")
@@ -502,9 +514,9 @@ class _Parser:
             err = node.label_value_error(value)
             if err:
                 self.fail(_join(path, "value"), f"invalid taint value {_show(value)}: {err}")
-            if d.get("effect") is None:
-                self.fail(_join(path, "effect"), f"required (one of {', '.join(node.TAINT_EFFECTS)})")
-            effect = self.string(d["effect"], _join(path, "effect"))
+            effect = self.required(
+                d, "effect", path, self.string, f"required (one of {', '.join(node.TAINT_EFFECTS)})"
+            )
             if effect not in node.TAINT_EFFECTS:
                 self.fail(
                     _join(path, "effect"),
@@ -584,9 +596,7 @@ class _Parser:
         for i, item in enumerate(raw):
             ipath = f"{lpath}[{i}]"
             entry = self.mapping(item, ipath, _HOST_PATH_KEYS)
-            if entry.get("pathPrefix") is None:
-                self.fail(_join(ipath, "pathPrefix"), "required")
-            prefix = self.string(entry["pathPrefix"], _join(ipath, "pathPrefix"))
+            prefix = self.required(entry, "pathPrefix", ipath, self.string)
             if not prefix.startswith("/"):
                 self.fail(_join(ipath, "pathPrefix"), f"must be an absolute path, got {_show(prefix)}")
             read_only = _or(self.opt(entry, "readOnly", ipath, self.boolean), False)

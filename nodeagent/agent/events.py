@@ -546,23 +546,6 @@ def from_health(
     return out
 
 
-def derive(
-    p: plan.Plan,
-    outcomes: Iterable[execute.Outcome],
-    observed: Iterable[rt.ObservedContainer],
-    health: Mapping[str, plan.Health],
-    node: str,
-    now: float,
-) -> list[Event]:
-    """Every event of one pass."""
-    observed = list(observed)
-    return [
-        *from_outcomes(outcomes, node, now),
-        *from_plan(p, node, now),
-        *from_health(health, observed, node, now),
-    ]
-
-
 def record_pass(
     state_dir: str,
     p: plan.Plan,
@@ -574,7 +557,11 @@ def record_pass(
 ) -> None:
     """The one call the agent makes after a pass's outcomes are known; a quiet pass (no event) touches
     no file, so an idle agent does not read its event store every pass."""
-    new = derive(p, outcomes, observed, health, node, now)
+    new = [
+        *from_outcomes(outcomes, node, now),
+        *from_plan(p, node, now),
+        *from_health(health, observed, node, now),
+    ]
     if new:
         record(state_dir, new, now)
 

@@ -68,7 +68,7 @@ def add_parsers(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         if args.command == "events" and args.server:
-            return cmd_fleet_events(args, sys.stdout)
+            return cmd_events(None, args, sys.stdout)
         cfg = settings.load(args.config or settings.default_config_path())
         if args.command == "events":
             return cmd_events(cfg.state_dir, args, sys.stdout)
@@ -131,15 +131,22 @@ def _select(evs: Iterable[events.Event], target: tuple[str, str, str] | None) ->
 
 
 def cmd_events(
-    state_dir: str,
+    state_dir: str | None,
     args: argparse.Namespace,
     out: TextIO,
     clock: Callable[[], float] = time.time,
     keep_watching: Callable[[], bool] = lambda: True,
 ) -> int:
-    """This node's events, oldest first as kubectl lists them; -w then prints each new or repeated one."""
+    """This node's events (stateDir), oldest first as kubectl lists them, or (`state_dir` None: --server)
+    the fleet's as serve has them from node reports, newest first; -w then prints each new or repeated one."""
     target = parse_for(args.for_object)
-    return _list_events(lambda: _select(events.load(state_dir), target), args, out, clock, keep_watching)
+
+    def fetch() -> list[events.Event]:
+        if state_dir is None:
+            return _select(fetch_fleet_events(args.server, args.token_file, args.ca_file), target)
+        return _select(events.load(state_dir), target)
+
+    return _list_events(fetch, args, out, clock, keep_watching, fleet=state_dir is None)
 
 
 def _list_events(
@@ -201,21 +208,6 @@ def fetch_fleet_events(url: str, token_file: str | None, ca_file: str | None) ->
         raise OpsError(str(exc)) from exc
     items = doc.get("items") if isinstance(doc, dict) else None
     return [events.Event.from_json(i) for i in items or [] if isinstance(i, dict)]
-
-
-def cmd_fleet_events(
-    args: argparse.Namespace,
-    out: TextIO,
-    clock: Callable[[], float] = time.time,
-    keep_watching: Callable[[], bool] = lambda: True,
-) -> int:
-    """The fleet's events as serve has them from node reports, newest first."""
-    target = parse_for(args.for_object)
-
-    def fetch() -> list[events.Event]:
-        return _select(fetch_fleet_events(args.server, args.token_file, args.ca_file), target)
-
-    return _list_events(fetch, args, out, clock, keep_watching, fleet=True)
 
 
 # --- logs --------------------------------------------------------------------------------------------

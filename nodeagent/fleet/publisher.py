@@ -74,10 +74,7 @@ def publish_file(
     """
     result = rollout_annotations.check(manifests.load_text(data, path))  # nodeagent.io/* rollout annotations
     if not data:  # a write in progress (`>` truncates first), not a withdrawal: as the directory source
-        message = f"{path} is empty; its last good content stays in force (delete the file to withdraw it)"
-        result = model.LoadResult(
-            errors=(model.Problem(path, None, "", "", "", message),), failed=((path, None),)
-        )
+        result = files.truncated(path)
     content = files.merge_file(previous.content if previous else None, result, path, allowed_kinds)
     raws = _raw_documents(data) or []
     fresh: dict[tuple[str, str, str], object] = {}
@@ -178,7 +175,7 @@ class Publisher:
                     data = manifests.read_manifest_file(full)  # never blocks on a FIFO
                 except OSError as exc:
                     old = self._files.get(name)
-                    problem = model.Problem(full, None, "", "", "", f"cannot read {full}: {exc.strerror}")
+                    problem = model.Problem.of_file(full, f"cannot read {full}: {exc.strerror}")
                     keep = old.content if old else files.FileContent()
                     new_files[name] = _File(
                         files.FileContent(keep.documents, (problem,), keep.warnings, (None,)),

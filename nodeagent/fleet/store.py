@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from nodeagent import errors
 
@@ -219,13 +219,17 @@ class SqliteStore:
             if outer:
                 self._db.execute("COMMIT")
 
-    def revisions(self, key: Key) -> list[Revision]:
+    def _key_rows(self, sql: str, key: Key) -> list[Any]:
+        """What `sql`, with its `kind = ? AND namespace = ? AND name = ?` bound to `key`, reads."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT number, hash, template, created_at, change_cause FROM revisions "
-                "WHERE kind = ? AND namespace = ? AND name = ? ORDER BY number",
-                (key.kind, key.namespace, key.name),
-            ).fetchall()
+            return self._db.execute(sql, (key.kind, key.namespace, key.name)).fetchall()
+
+    def revisions(self, key: Key) -> list[Revision]:
+        rows = self._key_rows(
+            "SELECT number, hash, template, created_at, change_cause FROM revisions "
+            "WHERE kind = ? AND namespace = ? AND name = ? ORDER BY number",
+            key,
+        )
         return [Revision(key, int(n), str(h), str(t), float(c), str(cc)) for n, h, t, c, cc in rows]
 
     def add_revision(self, rev: Revision) -> None:
@@ -246,21 +250,23 @@ class SqliteStore:
                 ),
             )
 
-    def delete_revisions(self, key: Key, numbers: Sequence[int]) -> None:
+    def _delete_key_rows(self, table: str, column: str, key: Key, values: Sequence[object]) -> None:
+        """Deletes `key`'s rows of `table` whose `column` is one of `values`, in one transaction."""
         with self.transaction():
-            for n in numbers:
+            for v in values:
                 self._db.execute(
-                    "DELETE FROM revisions WHERE kind = ? AND namespace = ? AND name = ? AND number = ?",
-                    (key.kind, key.namespace, key.name, n),
+                    f"DELETE FROM {table} WHERE kind = ? AND namespace = ? AND name = ? AND {column} = ?",
+                    (key.kind, key.namespace, key.name, v),
                 )
 
+    def delete_revisions(self, key: Key, numbers: Sequence[int]) -> None:
+        self._delete_key_rows("revisions", "number", key, numbers)
+
     def rollout(self, key: Key) -> Rollout | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE kind = ? AND namespace = ? AND name = ?",
-                (key.kind, key.namespace, key.name),
-            ).fetchone()
-        return None if row is None else _rollout(key, row)
+        rows = self._key_rows(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE kind = ? AND namespace = ? AND name = ?", key
+        )
+        return _rollout(key, rows[0]) if rows else None
 
     def rollouts(self) -> list[Rollout]:
         with self._lock:
@@ -299,12 +305,11 @@ class SqliteStore:
             )
 
     def assignments(self, key: Key) -> list[Assignment]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT node, revision, assigned_at FROM assignments "
-                "WHERE kind = ? AND namespace = ? AND name = ? ORDER BY node",
-                (key.kind, key.namespace, key.name),
-            ).fetchall()
+        rows = self._key_rows(
+            "SELECT node, revision, assigned_at FROM assignments "
+            "WHERE kind = ? AND namespace = ? AND name = ? ORDER BY node",
+            key,
+        )
         return [Assignment(key, str(n), int(r), float(t)) for n, r, t in rows]
 
     def put_assignments(self, items: Sequence[Assignment]) -> None:
@@ -319,12 +324,7 @@ class SqliteStore:
                 )
 
     def delete_assignments(self, key: Key, nodes: Sequence[str]) -> None:
-        with self.transaction():
-            for n in nodes:
-                self._db.execute(
-                    "DELETE FROM assignments WHERE kind = ? AND namespace = ? AND name = ? AND node = ?",
-                    (key.kind, key.namespace, key.name, n),
-                )
+        self._delete_key_rows("assignments", "node", key, nodes)
 
     def close(self) -> None:
         with self._lock:

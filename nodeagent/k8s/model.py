@@ -527,6 +527,11 @@ class Problem:
     message: str
     severity: Literal["error", "warning"] = "error"
 
+    @classmethod
+    def of_file(cls, file: str, message: str) -> Problem:
+        """An error of a whole file or source: no document, object or field to name."""
+        return cls(file, None, "", "", "", message)
+
     def render(self) -> str:
         """`FILE[#DOC] KIND/NAME: FIELD.PATH: message`, the validate text format (ARCHITECTURE.md §5)."""
         where = self.file if self.document is None else f"{self.file}#{self.document}"
@@ -565,6 +570,11 @@ class LoadResult:
     warnings: tuple[Problem, ...] = ()
     # (file, document index) pairs that failed: their previous good version must stay in force
     failed: tuple[tuple[str, int | None], ...] = ()
+
+    @classmethod
+    def failed_file(cls, file: str, message: str) -> LoadResult:
+        """A file that yielded nothing but this error: its last good content stays in force."""
+        return cls(errors=(Problem.of_file(file, message),), failed=((file, None),))
 
     @property
     def ok(self) -> bool:

@@ -4,21 +4,21 @@ The agent has no API server to read a Node object from, so it builds one from it
 the way the kubelet registers itself: the name defaults to the lowercased host name, the well-known
 `kubernetes.io/{hostname,os,arch}` labels are filled in, and a cordoned (unschedulable) node carries the
 `node.kubernetes.io/unschedulable:NoSchedule` taint that Kubernetes' node lifecycle controller adds.
-Label-syntax checks live here too, because node labels and taint keys must obey them.
+Label-syntax checks are here too (node labels and taint keys must obey them): `validation`'s, worded
+without its examples.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import re
 import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nodeagent.k8s import model
+from nodeagent.k8s import model, validation
 
 # Well-known labels the kubelet sets on its Node (k8s.io/api/core/v1 well_known_labels.go).
 LABEL_HOSTNAME = "kubernetes.io/hostname"
@@ -185,58 +185,21 @@ def allocatable() -> tuple[int, int]:
 
 # --- label syntax (k8s.io/apimachinery/pkg/util/validation) ----------------------------------------
 
-_QNAME_CHAR = "[A-Za-z0-9]"
-_QNAME_EXT = "[-A-Za-z0-9_.]"
-_QUALIFIED_NAME_RE = re.compile(f"(?:{_QNAME_CHAR}{_QNAME_EXT}*)?{_QNAME_CHAR}")
-_LABEL_VALUE_RE = re.compile(f"(?:(?:{_QNAME_CHAR}{_QNAME_EXT}*)?{_QNAME_CHAR})?")
-_DNS1123_LABEL = "[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_RE = re.compile(f"{_DNS1123_LABEL}(?:\\.{_DNS1123_LABEL})*")
 
-_QNAME_MSG = (
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-    "alphanumeric character"
-)
+def _first(errors: list[str]) -> str | None:
+    return errors[0] if errors else None
 
 
 def dns1123_subdomain_error(value: str) -> str | None:
     """Why `value` is not a lowercase RFC 1123 subdomain (the syntax of node names), or None."""
-    if len(value) > 253:
-        return "must be no more than 253 characters"
-    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        return (
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
-            "'.', and must start and end with an alphanumeric character"
-        )
-    return None
+    return _first(validation.dns1123_subdomain(value, hint=False))
 
 
 def label_key_error(key: str) -> str | None:
     """Why `key` is not a valid label key / taint key (a qualified name: `[prefix/]name`), or None."""
-    parts = key.split("/")
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            return "prefix part must be non-empty"
-        err = dns1123_subdomain_error(prefix)
-        if err:
-            return f"prefix part {err}"
-    else:
-        return f"a qualified name {_QNAME_MSG} with an optional DNS subdomain prefix and '/'"
-    if not name:
-        return "name part must be non-empty"
-    if len(name) > 63:
-        return "name part must be no more than 63 characters"
-    if not _QUALIFIED_NAME_RE.fullmatch(name):
-        return f"name part {_QNAME_MSG}"
-    return None
+    return _first(validation.qualified_name(key, hint=False))
 
 
 def label_value_error(value: str) -> str | None:
     """Why `value` is not a valid label value (or taint value), or None; the empty string is valid."""
-    if len(value) > 63:
-        return "must be no more than 63 characters"
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        return f"a valid label must be an empty string or {_QNAME_MSG.removeprefix('must ')}"
-    return None
+    return _first(validation.label_value(value, hint=False))

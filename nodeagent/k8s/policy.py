@@ -34,8 +34,12 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from nodeagent.k8s import model
+from nodeagent.k8s.manifests.tables import VOLUME_TYPES
+
+T = TypeVar("T")
 
 PRIVILEGED, BASELINE, RESTRICTED = "privileged", "baseline", "restricted"
 LEVELS = (PRIVILEGED, BASELINE, RESTRICTED)
@@ -101,16 +105,40 @@ def _join_quote(items: Iterable[str]) -> str:
     return '"' + '", "'.join(items) + '"' if items else ""
 
 
+def _named(singular: str, plural: str, items: Sequence[str]) -> str:
+    """`container "a"`, `containers "a", "b"`: the noun for the count, then the names quoted."""
+    return f"{_pluralize(singular, plural, len(items))} {_join_quote(items)}"
+
+
 def _containers(spec: model.PodSpec) -> tuple[model.Container, ...]:
     """PSA's visitContainers order: init containers, then containers."""
     return spec.init_containers + spec.containers
 
 
+def _offenders(
+    spec: model.PodSpec, found: Callable[[model.Container], Iterable[str]]
+) -> tuple[list[str], set[str]]:
+    """The containers (in PSA's order) in which `found` finds something, and all that it found."""
+    names: list[str] = []
+    values: set[str] = set()
+    for c in _containers(spec):
+        hits = list(found(c))
+        if hits:
+            names.append(c.name)
+            values.update(hits)
+    return names, values
+
+
 def _setters(pod: bool, containers: Sequence[str]) -> list[str]:
     out = ["pod"] if pod else []
     if containers:
-        out.append(f"{_pluralize('container', 'containers', len(containers))} {_join_quote(containers)}")
+        out.append(_named("container", "containers", containers))
     return out
+
+
+def _forbid(reason: str, setters: Sequence[str], detail: str) -> CheckResult | None:
+    """PSA's `pod and container "a" <detail>`, or None when nothing set what the check forbids."""
+    return CheckResult(reason, f"{' and '.join(setters)} {detail}") if setters else None
 
 
 Check = Callable[[model.ObjectMeta, model.PodSpec], CheckResult | None]
@@ -151,11 +179,10 @@ def app_armor_profile(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResul
     if annotations:
         values += annotations
         setters.append(_pluralize("annotation", "annotations", len(annotations)))
-    if not setters:
-        return None
-    return CheckResult(
+    return _forbid(
         _pluralize("forbidden AppArmor profile", "forbidden AppArmor profiles", len(values)),
-        f"{' and '.join(setters)} must not set AppArmor profile type to {_join_quote(values)}",
+        setters,
+        f"must not set AppArmor profile type to {_join_quote(values)}",
     )
 
 
@@ -173,17 +200,12 @@ def host_namespaces(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult 
 
 
 def host_ports(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    containers, ports = [], set()
-    for c in _containers(spec):
-        used = [str(p.host_port) for p in c.ports if p.host_port]
-        if used:
-            containers.append(c.name)
-            ports.update(used)
+    containers, ports = _offenders(spec, lambda c: [str(p.host_port) for p in c.ports if p.host_port])
     if not containers:
         return None
     return CheckResult(
         "hostPort",
-        f"{_pluralize('container', 'containers', len(containers))} {_join_quote(containers)} "
+        f"{_named('container', 'containers', containers)} "
         f"{_pluralize('uses', 'use', len(containers))} {_pluralize('hostPort', 'hostPorts', len(ports))} "
         + ", ".join(sorted(ports)),
     )
@@ -195,53 +217,43 @@ def _hosts(handler: model.ProbeHandler | None) -> list[str]:
     return []
 
 
+def _probe_and_hook_hosts(c: model.Container) -> list[str]:
+    found: list[str] = []
+    for probe in (c.liveness_probe, c.readiness_probe, c.startup_probe):
+        found += _hosts(probe.handler if probe else None)
+    if c.lifecycle is not None:
+        for hook in (c.lifecycle.post_start, c.lifecycle.pre_stop):
+            found += _hosts(hook.handler if hook else None)
+    return found
+
+
 def host_probes_and_host_lifecycle(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    containers: set[str] = set()
-    hosts: set[str] = set()
-    for c in _containers(spec):
-        found: list[str] = []
-        for probe in (c.liveness_probe, c.readiness_probe, c.startup_probe):
-            found += _hosts(probe.handler if probe else None)
-        if c.lifecycle is not None:
-            for hook in (c.lifecycle.post_start, c.lifecycle.pre_stop):
-                found += _hosts(hook.handler if hook else None)
-        if found:
-            containers.add(c.name)
-            hosts.update(found)
-    if not containers:
+    found, hosts = _offenders(spec, _probe_and_hook_hosts)
+    if not found:
         return None
+    containers = sorted(set(found))
     return CheckResult(
         "probe or lifecycle host",
-        f"{_pluralize('container', 'containers', len(containers))} {_join_quote(sorted(containers))} "
+        f"{_named('container', 'containers', containers)} "
         f"{_pluralize('uses', 'use', len(containers))} "
-        f"{_pluralize('probe or lifecycle host', 'probe or lifecycle hosts', len(hosts))} "
-        f"{_join_quote(sorted(hosts))}",
+        f"{_named('probe or lifecycle host', 'probe or lifecycle hosts', sorted(hosts))}",
     )
 
 
 def privileged(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
     bad = [c.name for c in _containers(spec) if c.security_context and c.security_context.privileged]
-    if not bad:
-        return None
-    return CheckResult(
-        "privileged",
-        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
-        "must not set securityContext.privileged=true",
-    )
+    return _forbid("privileged", _setters(False, bad), "must not set securityContext.privileged=true")
 
 
 def proc_mount(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    bad, types = [], set()
-    for c in _containers(spec):
+    def unmasked(c: model.Container) -> list[str]:
         pm = c.security_context.proc_mount if c.security_context else None
-        if pm is not None and pm != "Default":
-            bad.append(c.name)
-            types.add(pm)
-    if not bad:
-        return None
-    return CheckResult(
+        return [pm] if pm is not None and pm != "Default" else []
+
+    bad, types = _offenders(spec, unmasked)
+    return _forbid(
         "procMount",
-        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
+        _setters(False, bad),
         f"must not set securityContext.procMount to {_join_quote(sorted(types))}",
     )
 
@@ -272,19 +284,17 @@ def se_linux_options(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult
         opts = c.security_context.se_linux_options if c.security_context else None
         if opts is not None and not valid(opts):
             containers.append(c.name)
-    setters = _setters(pod, containers)
-    if not setters:
-        return None
     data = []
     if bad_types:
-        data.append(f"{_pluralize('type', 'types', len(bad_types))} {_join_quote(sorted(bad_types))}")
+        data.append(_named("type", "types", sorted(bad_types)))
     if set_user:
         data.append("user may not be set")
     if set_role:
         data.append("role may not be set")
-    return CheckResult(
+    return _forbid(
         "seLinuxOptions",
-        f"{' and '.join(setters)} set forbidden securityContext.seLinuxOptions: {'; '.join(data)}",
+        _setters(pod, containers),
+        f"set forbidden securityContext.seLinuxOptions: {'; '.join(data)}",
     )
 
 
@@ -317,12 +327,10 @@ def windows_host_process(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckRe
     bad = [
         c.name for c in _containers(spec) if c.security_context and c.security_context.windows_host_process
     ]
-    setters = _setters(bool(spec.security_context.windows_host_process), bad)
-    if not setters:
-        return None
-    return CheckResult(
+    return _forbid(
         "hostProcess",
-        f"{' and '.join(setters)} must not set securityContext.windowsOptions.hostProcess=true",
+        _setters(bool(spec.security_context.windows_host_process), bad),
+        "must not set securityContext.windowsOptions.hostProcess=true",
     )
 
 
@@ -348,22 +356,14 @@ ALLOWED_CAPABILITIES = frozenset(
 
 
 def capabilities_baseline(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    bad, caps = [], set()
-    for c in _containers(spec):
-        added = (
-            c.security_context.capabilities.add
-            if c.security_context and c.security_context.capabilities
-            else ()
-        )
-        extra = [cap for cap in added if cap not in ALLOWED_CAPABILITIES]
-        if extra:
-            bad.append(c.name)
-            caps.update(extra)
-    if not bad:
-        return None
-    return CheckResult(
+    def extra(c: model.Container) -> list[str]:
+        caps = c.security_context.capabilities if c.security_context else None
+        return [cap for cap in caps.add if cap not in ALLOWED_CAPABILITIES] if caps else []
+
+    bad, caps = _offenders(spec, extra)
+    return _forbid(
         "non-default capabilities",
-        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
+        _setters(False, bad),
         f"must not include {_join_quote(sorted(caps))} in securityContext.capabilities.add",
     )
 
@@ -372,7 +372,7 @@ def host_path_volumes(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResul
     bad = [v.name for v in spec.volumes if isinstance(v.source, model.HostPathVolumeSource)]
     if not bad:
         return None
-    return CheckResult("hostPath volumes", f"{_pluralize('volume', 'volumes', len(bad))} {_join_quote(bad)}")
+    return CheckResult("hostPath volumes", _named("volume", "volumes", bad))
 
 
 def seccomp_profile_baseline(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
@@ -382,12 +382,10 @@ def seccomp_profile_baseline(meta: model.ObjectMeta, spec: model.PodSpec) -> Che
         for c in _containers(spec)
         if c.security_context is not None and c.security_context.seccomp_profile == "Unconfined"
     ]
-    setters = _setters(pod, bad)
-    if not setters:
-        return None
-    return CheckResult(
+    return _forbid(
         "seccompProfile",
-        f'{" and ".join(setters)} must not set securityContext.seccompProfile.type to "Unconfined"',
+        _setters(pod, bad),
+        'must not set securityContext.seccompProfile.type to "Unconfined"',
     )
 
 
@@ -400,11 +398,9 @@ def allow_privilege_escalation(meta: model.ObjectMeta, spec: model.PodSpec) -> C
         for c in _containers(spec)
         if c.security_context is None or c.security_context.allow_privilege_escalation is not False
     ]
-    if not bad:
-        return None
-    return CheckResult(
+    return _forbid(
         "allowPrivilegeEscalation != false",
-        f"{_pluralize('container', 'containers', len(bad))} {_join_quote(bad)} "
+        _setters(False, bad),
         "must set securityContext.allowPrivilegeEscalation=false",
     )
 
@@ -425,12 +421,12 @@ def capabilities_restricted(meta: model.ObjectMeta, spec: model.PodSpec) -> Chec
     details = []
     if missing_drop:
         details.append(
-            f"{_pluralize('container', 'containers', len(missing_drop))} {_join_quote(missing_drop)} "
+            f"{_named('container', 'containers', missing_drop)} "
             'must set securityContext.capabilities.drop=["ALL"]'
         )
     if adding:
         details.append(
-            f"{_pluralize('container', 'containers', len(adding))} {_join_quote(adding)} "
+            f"{_named('container', 'containers', adding)} "
             f"must not include {_join_quote(sorted(caps))} in securityContext.capabilities.add"
         )
     return CheckResult("unrestricted capabilities", "; ".join(details)) if details else None
@@ -476,103 +472,77 @@ def restricted_volumes(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResu
         return None
     return CheckResult(
         "restricted volume types",
-        f"{_pluralize('volume', 'volumes', len(bad))} {_join_quote(bad)} "
+        f"{_named('volume', 'volumes', bad)} "
         f"{_pluralize('uses', 'use', len(bad))} "
-        f"{_pluralize('restricted volume type', 'restricted volume types', len(types))} "
-        f"{_join_quote(sorted(types))}",
+        f"{_named('restricted volume type', 'restricted volume types', sorted(types))}",
     )
 
 
-# the types PSA names; any other (image, for one) is "unknown" in its message
-_KNOWN_RESTRICTED = frozenset(
-    {
-        "hostPath",
-        "gcePersistentDisk",
-        "awsElasticBlockStore",
-        "gitRepo",
-        "nfs",
-        "iscsi",
-        "glusterfs",
-        "rbd",
-        "flexVolume",
-        "cinder",
-        "cephfs",
-        "flocker",
-        "fc",
-        "azureFile",
-        "vsphereVolume",
-        "quobyte",
-        "azureDisk",
-        "photonPersistentDisk",
-        "portworxVolume",
-        "scaleIO",
-        "storageos",
-    }
-)
+# the types PSA names in its message: every type of the API that restricted does not allow; a volume
+# of no type nodeagent knows is "unknown"
+_KNOWN_RESTRICTED = frozenset(VOLUME_TYPES) - _RESTRICTED_OK_VOLUMES
+
+
+def _must_set(
+    spec: model.PodSpec,
+    reason: str,
+    pod_value: T | None,
+    value: Callable[[model.SecurityContext], T | None],
+    allowed: Callable[[T], bool],
+    forbidden: Callable[[list[T]], str],
+    required: str,
+) -> CheckResult | None:
+    """A setting the pod, or else every container, must set to an allowed value: who set a forbidden one
+    (`forbidden` words it from the values), else which containers leave it unset where the pod does not
+    set it either."""
+    pod_bad = pod_value is not None and not allowed(pod_value)
+    pod_ok = pod_value is not None and not pod_bad
+    bad_values = [pod_value] if pod_value is not None and pod_bad else []
+    explicit, implicit = [], []
+    for c in _containers(spec):
+        v = value(c.security_context) if c.security_context else None
+        if v is not None:
+            if not allowed(v):
+                explicit.append(c.name)
+                bad_values.append(v)
+        elif not pod_ok:
+            implicit.append(c.name)
+    if explicit or pod_bad:
+        return _forbid(reason, _setters(pod_bad, explicit), forbidden(bad_values))
+    if implicit:
+        return CheckResult(reason, f"pod or {_named('container', 'containers', implicit)} {required}")
+    return None
 
 
 def run_as_non_root(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    pod_value = spec.security_context.run_as_non_root
-    pod_bad, pod_ok = pod_value is False, pod_value is True
-    explicit, implicit = [], []
-    for c in _containers(spec):
-        value = c.security_context.run_as_non_root if c.security_context else None
-        if value is not None:
-            if not value:
-                explicit.append(c.name)
-        elif not pod_ok:
-            implicit.append(c.name)
-    setters = _setters(pod_bad, explicit)
-    if setters:
-        return CheckResult(
-            "runAsNonRoot != true", f"{' and '.join(setters)} must not set securityContext.runAsNonRoot=false"
-        )
-    if implicit:
-        return CheckResult(
-            "runAsNonRoot != true",
-            f"pod or {_pluralize('container', 'containers', len(implicit))} {_join_quote(implicit)} "
-            "must set securityContext.runAsNonRoot=true",
-        )
-    return None
+    return _must_set(
+        spec,
+        "runAsNonRoot != true",
+        spec.security_context.run_as_non_root,
+        lambda sc: sc.run_as_non_root,
+        lambda v: v,
+        lambda _: "must not set securityContext.runAsNonRoot=false",
+        "must set securityContext.runAsNonRoot=true",
+    )
 
 
 def run_as_user(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
     bad = [c.name for c in _containers(spec) if c.security_context and c.security_context.run_as_user == 0]
-    setters = _setters(spec.security_context.run_as_user == 0, bad)
-    if not setters:
-        return None
-    return CheckResult("runAsUser=0", f"{' and '.join(setters)} must not set runAsUser=0")
+    return _forbid(
+        "runAsUser=0", _setters(spec.security_context.run_as_user == 0, bad), "must not set runAsUser=0"
+    )
 
 
 def seccomp_profile_restricted(meta: model.ObjectMeta, spec: model.PodSpec) -> CheckResult | None:
-    valid = ("RuntimeDefault", "Localhost")
-    pod_type = spec.security_context.seccomp_profile
-    pod_bad = pod_type is not None and pod_type not in valid
-    pod_set = pod_type is not None and not pod_bad
-    bad_values = {pod_type} if pod_bad and pod_type is not None else set()
-    explicit, implicit = [], []
-    for c in _containers(spec):
-        t = c.security_context.seccomp_profile if c.security_context else None
-        if t is not None:
-            if t not in valid:
-                explicit.append(c.name)
-                bad_values.add(t)
-        elif not pod_set:
-            implicit.append(c.name)
-    setters = _setters(pod_bad, explicit)
-    if setters:
-        return CheckResult(
-            "seccompProfile",
-            f"{' and '.join(setters)} must not set securityContext.seccompProfile.type to "
-            f"{_join_quote(sorted(bad_values))}",
-        )
-    if implicit:
-        return CheckResult(
-            "seccompProfile",
-            f"pod or {_pluralize('container', 'containers', len(implicit))} {_join_quote(implicit)} "
-            'must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"',
-        )
-    return None
+    return _must_set(
+        spec,
+        "seccompProfile",
+        spec.security_context.seccomp_profile,
+        lambda sc: sc.seccomp_profile,
+        lambda t: t in ("RuntimeDefault", "Localhost"),
+        lambda bad: f"must not set securityContext.seccompProfile.type to {_join_quote(sorted(set(bad)))}",
+        'must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"',
+    )
 
 
 # PSA's evaluation order: the baseline checks shared by both levels (by check ID, as Go runs the

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal, TypeGuard, TypeVar
 
 from nodeagent.k8s import model
+
+T = TypeVar("T")
 
 # --- message formats (k8s.io/apimachinery/pkg/util/validation/field) ---------------------------
 
@@ -99,39 +101,53 @@ def _max_len(limit: int) -> str:
     return f"must be no more than {limit} characters"
 
 
+def _syntax(
+    value: str,
+    limit: int | None,
+    regex: re.Pattern[str],
+    msg: str,
+    examples: Sequence[str],
+    hint: bool = True,
+) -> list[str]:
+    """The errors of one length-and-regex rule in apimachinery's words; `hint` adds its examples and regex
+    (validation messages have them, the node's config errors do not)."""
+    errs = [_max_len(limit)] if limit is not None and len(value) > limit else []
+    if not regex.fullmatch(value):
+        errs.append(_regex_error(msg, regex.pattern, examples) if hint else msg)
+    return errs
+
+
+_QNAME_RULE = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character"
+)
+_QNAME_EXAMPLES = ("MyName", "my.name", "123-abc")
+
+
 def dns1123_label(value: str) -> list[str]:
-    errs = []
-    if len(value) > 63:
-        errs.append(_max_len(63))
-    if not _DNS1123_LABEL.fullmatch(value):
-        errs.append(
-            _regex_error(
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-                "and must start and end with an alphanumeric character",
-                _DNS1123_LABEL_FMT,
-                ["my-name", "123-abc"],
-            )
-        )
-    return errs
+    return _syntax(
+        value,
+        63,
+        _DNS1123_LABEL,
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+        "and must start and end with an alphanumeric character",
+        ["my-name", "123-abc"],
+    )
 
 
-def dns1123_subdomain(value: str) -> list[str]:
-    errs = []
-    if len(value) > 253:
-        errs.append(_max_len(253))
-    if not _DNS1123_SUBDOMAIN.fullmatch(value):
-        errs.append(
-            _regex_error(
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-                "'-' or '.', and must start and end with an alphanumeric character",
-                _DNS1123_SUBDOMAIN_FMT,
-                ["example.com"],
-            )
-        )
-    return errs
+def dns1123_subdomain(value: str, *, hint: bool = True) -> list[str]:
+    return _syntax(
+        value,
+        253,
+        _DNS1123_SUBDOMAIN,
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+        "'-' or '.', and must start and end with an alphanumeric character",
+        ["example.com"],
+        hint,
+    )
 
 
-def qualified_name(value: str) -> list[str]:
+def qualified_name(value: str, *, hint: bool = True) -> list[str]:
     """Label and annotation keys: an optional DNS-subdomain prefix and `/`, then a 63-character name."""
     errs: list[str] = []
     parts = value.split("/")
@@ -142,47 +158,32 @@ def qualified_name(value: str) -> list[str]:
         if not prefix:
             errs.append("prefix part must be non-empty")
         else:
-            errs.extend("prefix part " + m for m in dns1123_subdomain(prefix))
+            errs.extend("prefix part " + m for m in dns1123_subdomain(prefix, hint=hint))
     else:
+        whole, tail = f"a qualified name {_QNAME_RULE}", " with an optional DNS subdomain prefix and '/'"
+        if not hint:
+            return [whole + tail]
         return [
-            _regex_error(
-                "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start "
-                "and end with an alphanumeric character",
-                _QUALIFIED_NAME_FMT,
-                ["MyName", "my.name", "123-abc"],
-            )
-            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+            _regex_error(whole, _QUALIFIED_NAME.pattern, _QNAME_EXAMPLES)
+            + tail
+            + " (e.g. 'example.com/MyName')"
         ]
     if not name:
-        errs.append("name part must be non-empty")
-    elif len(name) > 63:
-        errs.append("name part " + _max_len(63))
-    if name and not _QUALIFIED_NAME.fullmatch(name):
-        errs.append(
-            _regex_error(
-                "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
-                "end with an alphanumeric character",
-                _QUALIFIED_NAME_FMT,
-                ["MyName", "my.name", "123-abc"],
-            )
-        )
-    return errs
+        return [*errs, "name part must be non-empty"]
+    return errs + [
+        "name part " + m for m in _syntax(name, 63, _QUALIFIED_NAME, _QNAME_RULE, _QNAME_EXAMPLES, hint)
+    ]
 
 
-def label_value(value: str) -> list[str]:
-    errs = []
-    if len(value) > 63:
-        errs.append(_max_len(63))
-    if not _LABEL_VALUE.fullmatch(value):
-        errs.append(
-            _regex_error(
-                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
-                "or '.', and must start and end with an alphanumeric character",
-                _LABEL_VALUE_FMT,
-                ["MyValue", "my_value", "12345"],
-            )
-        )
-    return errs
+def label_value(value: str, *, hint: bool = True) -> list[str]:
+    return _syntax(
+        value,
+        63,
+        _LABEL_VALUE,
+        f"a valid label must be an empty string or {_QNAME_RULE.removeprefix('must ')}",
+        ["MyValue", "my_value", "12345"],
+        hint,
+    )
 
 
 def _dots(value: str) -> list[str]:
@@ -196,32 +197,24 @@ def _dots(value: str) -> list[str]:
 
 
 def env_var_name(value: str) -> list[str]:
-    errs = []
-    if not _ENV_VAR_NAME.fullmatch(value):
-        errs.append(
-            _regex_error(
-                "a valid environment variable name must consist of alphabetic characters, digits, '_', "
-                "'-', or '.', and must not start with a digit",
-                _ENV_VAR_NAME_FMT,
-                ["my.env-name", "MY_ENV.NAME", "MyEnvName1"],
-            )
-        )
-    return errs + _dots(value)
+    return _syntax(
+        value,
+        None,
+        _ENV_VAR_NAME,
+        "a valid environment variable name must consist of alphabetic characters, digits, '_', "
+        "'-', or '.', and must not start with a digit",
+        ["my.env-name", "MY_ENV.NAME", "MyEnvName1"],
+    ) + _dots(value)
 
 
 def config_map_key(value: str) -> list[str]:
-    errs = []
-    if len(value) > 253:
-        errs.append(_max_len(253))
-    if not _CONFIG_KEY.fullmatch(value):
-        errs.append(
-            _regex_error(
-                "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
-                _CONFIG_KEY_FMT,
-                ["key.name", "KEY_NAME", "key-name"],
-            )
-        )
-    return errs + _dots(value)
+    return _syntax(
+        value,
+        253,
+        _CONFIG_KEY,
+        "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+        ["key.name", "KEY_NAME", "key-name"],
+    ) + _dots(value)
 
 
 def port_name(value: str) -> list[str]:
@@ -264,15 +257,13 @@ def port_number(value: int) -> list[str]:
 
 
 def percent(value: str) -> list[str]:
-    if _PERCENT.fullmatch(value):
-        return []
-    return [
-        _regex_error(
-            "a valid percent string must be a numeric string followed by an ending '%'",
-            _PERCENT_FMT,
-            ["1%", "93%"],
-        )
-    ]
+    return _syntax(
+        value,
+        None,
+        _PERCENT,
+        "a valid percent string must be a numeric string followed by an ending '%'",
+        ["1%", "93%"],
+    )
 
 
 # --- the walker -------------------------------------------------------------------------------
@@ -370,53 +361,41 @@ class Walker:
 
     # -- scalars --
 
-    def opt_str(self, d: Raw, name: str, path: str) -> str | None:
+    def _scalar(
+        self, d: Raw, name: str, path: str, accept: Callable[[object], TypeGuard[T]], what: str
+    ) -> T | None:
+        """`d[name]` when `accept` takes it; None when absent, or (an error at its path) of another type."""
         v = d.get(name)
         if v is None:
             return None
-        if not isinstance(v, str):
-            self.error(child(path, name), invalid(_short(v), "must be of type string"))
+        if not accept(v):
+            self.error(child(path, name), invalid(_short(v), what))
             return None
         return v
+
+    def opt_str(self, d: Raw, name: str, path: str) -> str | None:
+        return self._scalar(d, name, path, _is_str, "must be of type string")
 
     def str_(self, d: Raw, name: str, path: str, default: str = "") -> str:
         v = self.opt_str(d, name, path)
         return default if v is None else v
 
     def opt_int(self, d: Raw, name: str, path: str) -> int | None:
-        v = d.get(name)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int):
-            self.error(child(path, name), invalid(_short(v), "must be of type integer"))
-            return None
-        return v
+        return self._scalar(d, name, path, _is_int, "must be of type integer")
 
     def int_(self, d: Raw, name: str, path: str, default: int) -> int:
         v = self.opt_int(d, name, path)
         return default if v is None else v
 
     def opt_bool(self, d: Raw, name: str, path: str) -> bool | None:
-        v = d.get(name)
-        if v is None:
-            return None
-        if not isinstance(v, bool):
-            self.error(child(path, name), invalid(_short(v), "must be of type boolean"))
-            return None
-        return v
+        return self._scalar(d, name, path, _is_bool, "must be of type boolean")
 
     def bool_(self, d: Raw, name: str, path: str, default: bool = False) -> bool:
         v = self.opt_bool(d, name, path)
         return default if v is None else v
 
     def int_or_str(self, d: Raw, name: str, path: str) -> int | str | None:
-        v = d.get(name)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int | str):
-            self.error(child(path, name), invalid(_short(v), "must be an integer or a string"))
-            return None
-        return v
+        return self._scalar(d, name, path, _is_int_or_str, "must be an integer or a string")
 
     def str_list(self, d: Raw, name: str, path: str) -> tuple[str, ...]:
         out = []
@@ -441,6 +420,22 @@ class Walker:
                 continue
             out[k] = v
         return out
+
+
+def _is_str(v: object) -> TypeGuard[str]:
+    return isinstance(v, str)
+
+
+def _is_int(v: object) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_bool(v: object) -> TypeGuard[bool]:
+    return isinstance(v, bool)
+
+
+def _is_int_or_str(v: object) -> TypeGuard[int | str]:
+    return isinstance(v, int | str) and not isinstance(v, bool)
 
 
 class _Kind(str):

@@ -502,14 +502,7 @@ class DockerRuntime:
             kwargs["command"] = list(spec.cmd or ())
         elif spec.cmd is not None:
             kwargs["command"] = list(spec.cmd)
-        if spec.working_dir:
-            kwargs["working_dir"] = spec.working_dir
-        if spec.hostname:
-            kwargs["hostname"] = spec.hostname
-        if spec.user:
-            kwargs["user"] = spec.user
-        if ports:
-            kwargs["ports"] = ports
+        _add_set(kwargs, working_dir=spec.working_dir, hostname=spec.hostname, user=spec.user, ports=ports)
         try:
             with _translate(f"create {spec.name}"):
                 result = api.create_container(**kwargs)
@@ -698,6 +691,11 @@ def _port_bindings(spec: runtime.ContainerCreate) -> dict[str, list[tuple[str, i
     return out
 
 
+def _add_set(kwargs: dict[str, Any], **values: object) -> None:
+    """Adds the values that are set: an empty string, list or mapping leaves the engine's default."""
+    kwargs.update((k, v) for k, v in values.items() if v)
+
+
 def _host_config_kwargs(spec: runtime.ContainerCreate) -> dict[str, Any]:
     """Every ContainerCreate field that lives in HostConfig. No restart policy: the agent restarts."""
     kwargs: dict[str, Any] = {
@@ -705,14 +703,21 @@ def _host_config_kwargs(spec: runtime.ContainerCreate) -> dict[str, Any]:
         "privileged": spec.privileged,
         "read_only": spec.read_only_rootfs,
     }
-    if spec.network_mode:
-        kwargs["network_mode"] = spec.network_mode
-    if spec.pid_mode:
-        kwargs["pid_mode"] = spec.pid_mode
-    if spec.ipc_mode:
-        kwargs["ipc_mode"] = spec.ipc_mode
-    if spec.ports:
-        kwargs["port_bindings"] = _port_bindings(spec)
+    _add_set(
+        kwargs,
+        network_mode=spec.network_mode,
+        pid_mode=spec.pid_mode,
+        ipc_mode=spec.ipc_mode,
+        port_bindings=_port_bindings(spec),
+        cap_add=list(spec.cap_add),
+        cap_drop=list(spec.cap_drop),
+        group_add=list(spec.group_add),
+        security_opt=[o for o in spec.security_opt if o != SYSTEMPATHS_UNCONFINED],
+        sysctls=dict(spec.sysctls),
+        dns=list(spec.dns),
+        dns_search=list(spec.dns_search),
+        extra_hosts=list(spec.extra_hosts),
+    )
     if spec.memory_limit is not None:
         kwargs["mem_limit"] = spec.memory_limit
     if spec.nano_cpus is not None:
@@ -722,24 +727,7 @@ def _host_config_kwargs(spec: runtime.ContainerCreate) -> dict[str, Any]:
         kwargs["cpu_quota"] = max(MIN_CPU_QUOTA, spec.nano_cpus * CPU_PERIOD // 1_000_000_000)
     if spec.cpu_shares is not None:
         kwargs["cpu_shares"] = spec.cpu_shares
-    if spec.cap_add:
-        kwargs["cap_add"] = list(spec.cap_add)
-    if spec.cap_drop:
-        kwargs["cap_drop"] = list(spec.cap_drop)
     if spec.devices_all and not spec.privileged:
         kwargs["devices"] = [f"{d}:{d}:rwm" for d in host_devices()]
         kwargs["device_cgroup_rules"] = ["a *:* rwm"]
-    if spec.group_add:
-        kwargs["group_add"] = list(spec.group_add)
-    engine_opts = [o for o in spec.security_opt if o != SYSTEMPATHS_UNCONFINED]
-    if engine_opts:
-        kwargs["security_opt"] = engine_opts
-    if spec.sysctls:
-        kwargs["sysctls"] = dict(spec.sysctls)
-    if spec.dns:
-        kwargs["dns"] = list(spec.dns)
-    if spec.dns_search:
-        kwargs["dns_search"] = list(spec.dns_search)
-    if spec.extra_hosts:
-        kwargs["extra_hosts"] = list(spec.extra_hosts)
     return kwargs

@@ -179,6 +179,15 @@ def report_problems(logger: Any, previous: FileContent | None, content: FileCont
         logger.info("manifest_valid")
 
 
+def notify(logger: Any, on_change: Callable[[], None]) -> None:
+    """Tell the merger a source's snapshot changed: a failing callback is logged, never raised into the
+    source's own thread."""
+    try:
+        on_change()
+    except Exception:
+        logger.exception("on_change_failed")
+
+
 class DirectorySource:
     """One watched directory of manifests; `snapshot()` is its current full snapshot.
 
@@ -280,13 +289,9 @@ class DirectorySource:
         running = (time.monotonic() if now is None else now) - started
         if running <= STUCK_AFTER:
             return None
-        return model.Problem(
-            file=self.path,
-            document=None,
-            kind="",
-            name="",
-            path="",
-            message=f"source {self.name}: a scan of the directory has been stuck for {running:.0f}s "
+        return model.Problem.of_file(
+            self.path,
+            f"source {self.name}: a scan of the directory has been stuck for {running:.0f}s "
             "(a hung filesystem?); the last good content stays in force",
         )
 
@@ -341,7 +346,7 @@ class DirectorySource:
                 previous = old[1] if old is not None else None
                 loaded = manifests.load_file(full)
                 if signature is not None and signature[2] == 0:
-                    loaded = _truncated(full)  # a write in progress (`>` truncates first), not a withdrawal
+                    loaded = truncated(full)  # a write in progress (`>` truncates first), not a withdrawal
                 content = merge_file(previous, loaded, full, self._allowed_kinds, self._policy)
                 self._report(full, previous, content)
                 files[name] = (signature, content)
@@ -362,13 +367,9 @@ class DirectorySource:
         if self._available is not False:
             self._log.warning("source_unavailable", error=reason)
         self._available = False
-        self._failure = model.Problem(
-            file=self.path,
-            document=None,
-            kind="",
-            name="",
-            path="",
-            message=f"source {self.name}: cannot read directory: {reason}; last good content stays in force",
+        self._failure = model.Problem.of_file(
+            self.path,
+            f"source {self.name}: cannot read directory: {reason}; last good content stays in force",
         )
         with self._state_lock:
             last_good = self._last_good
@@ -383,10 +384,7 @@ class DirectorySource:
             if good:
                 self._last_good = new
         if changed:
-            try:
-                self._on_change()
-            except Exception:
-                self._log.exception("on_change_failed")
+            notify(self._log, self._on_change)
 
     def _report(self, file: str, previous: FileContent | None, content: FileContent) -> None:
         report_problems(self._log.bind(file=file), previous, content)
@@ -492,12 +490,12 @@ class DirectorySource:
             observer.join()
 
 
-def _truncated(path: str) -> model.LoadResult:
+def truncated(path: str) -> model.LoadResult:
     """A zero-length file is an error, so its last good content stays (and an agent started meanwhile
     removes nothing): deleting the file, not emptying it, withdraws its objects."""
-    message = f"{path} is empty; its last good content stays in force (delete the file to withdraw it)"
-    problem = model.Problem(path, None, "", "", "", message)
-    return model.LoadResult(errors=(problem,), failed=((path, None),))
+    return model.LoadResult.failed_file(
+        path, f"{path} is empty; its last good content stays in force (delete the file to withdraw it)"
+    )
 
 
 def _signature(path: str) -> _Signature | None:

@@ -564,13 +564,8 @@ class HttpSource:
             first = not self._failing
             self._failing = True
             self._failures += 1
-            self._failure = model.Problem(
-                file=self.url,
-                document=None,
-                kind="",
-                name="",
-                path="",
-                message=f"source {self.name}: {why}; the last good bundle stays in force",
+            self._failure = model.Problem.of_file(
+                self.url, f"source {self.name}: {why}; the last good bundle stays in force"
             )
             need_cache = self._state.content is None and not self._cache_tried
             self._cache_tried = self._cache_tried or need_cache
@@ -615,10 +610,7 @@ class HttpSource:
             changed = new != self._snapshot
             self._snapshot = new
         if changed:
-            try:
-                self._on_change()
-            except Exception:
-                self._log.exception("on_change_failed")
+            files.notify(self._log, self._on_change)
 
     def _report(self, previous: files.FileContent | None, content: files.FileContent) -> None:
         old_docs = previous.documents if previous is not None else ()

@@ -20,10 +20,7 @@ def load_text(text: str | bytes, source: str) -> model.LoadResult:
         try:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            problem = model.Problem(
-                source, None, "", "", "", f"not UTF-8 text: {exc.reason} at byte {exc.start}"
-            )
-            return model.LoadResult(errors=(problem,), failed=((source, None),))
+            return model.LoadResult.failed_file(source, f"not UTF-8 text: {exc.reason} at byte {exc.start}")
     elif text.startswith("\ufeff"):
         text = text[1:]
     docs, syntax_error = parse_stream(text, source)

@@ -107,5 +107,4 @@ def load_paths(paths: Sequence[str]) -> model.LoadResult:
 
 def _unreadable(path: str, exc: OSError) -> model.LoadResult:
     reason = exc.strerror or str(exc)
-    problem = model.Problem(path, None, "", "", "", f"cannot read {path}: {reason}")
-    return model.LoadResult(errors=(problem,), failed=((path, None),))
+    return model.LoadResult.failed_file(path, f"cannot read {path}: {reason}")

@@ -79,7 +79,18 @@ CONDITIONAL_WARNINGS: Mapping[str, str] = {
     "Secret type kubernetes.io/service-account-token": _NO_API_SERVER,
 }
 
-UNSUPPORTED_VOLUME_TYPES: tuple[str, ...] = (
+# The types of Kubernetes' VolumeSource (k8s.io/api/core/v1): those nodeagent makes, then the others.
+SUPPORTED_VOLUME_TYPES: tuple[str, ...] = (
+    "hostPath",
+    "emptyDir",
+    "configMap",
+    "secret",
+    "downwardAPI",
+    "projected",
+)
+
+VOLUME_TYPES: tuple[str, ...] = (
+    *SUPPORTED_VOLUME_TYPES,
     "gcePersistentDisk",
     "awsElasticBlockStore",
     "gitRepo",
@@ -105,6 +116,8 @@ UNSUPPORTED_VOLUME_TYPES: tuple[str, ...] = (
     "ephemeral",
     "image",
 )
+
+UNSUPPORTED_VOLUME_TYPES: tuple[str, ...] = VOLUME_TYPES[len(SUPPORTED_VOLUME_TYPES) :]
 
 UNSUPPORTED_VOLUME_WARNING = "volume type {type} is not available on this node; an empty directory is used"
 
@@ -279,16 +292,7 @@ POD_SECURITY_CONTEXT_FIELDS = fields(
     "seLinuxChangePolicy",
 )
 
-VOLUME_FIELDS = fields(
-    "name",
-    "hostPath",
-    "emptyDir",
-    "configMap",
-    "secret",
-    "downwardAPI",
-    "projected",
-    *UNSUPPORTED_VOLUME_TYPES,
-)
+VOLUME_FIELDS = fields("name", *VOLUME_TYPES)
 
 KEY_TO_PATH_FIELDS = fields("key", "path", "mode")
 
