@@ -411,7 +411,7 @@ class Server:
             d.update(self.controller.summary(store.Key(store.KIND_DAEMONSET, d["namespace"], d["name"])))
         problems = list(b.errors if b else ())
         if self.publisher.failure:
-            failure = model.Problem(self.publisher.directory, None, "", "", "", self.publisher.failure)
+            failure = model.Problem.of_file(self.publisher.directory, self.publisher.failure)
             problems.insert(0, failure)
         errs = [p.to_json() for p in problems]
         bundle = {"etag": b.etag, "objects": b.objects} if b else None
