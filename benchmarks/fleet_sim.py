@@ -36,7 +36,7 @@ from typing import Any
 from nodeagent import settings
 from nodeagent.agent import agent, identity
 from nodeagent.fleet import report
-from nodeagent.k8s import manifests
+from nodeagent.k8s import manifests, model
 from nodeagent.runtime import memory
 from nodeagent.service import logs
 from nodeagent.sources import http, httpclient
@@ -52,13 +52,15 @@ def emit(doc: Mapping[str, Any]) -> None:
         sys.stdout.flush()
 
 
-def shared_parses(load_text: Callable[[str | bytes, str], Any]) -> Callable[[str | bytes, str], Any]:
+def shared_parses(
+    load_text: Callable[[str | bytes, str], model.LoadResult],
+) -> Callable[[str | bytes, str], model.LoadResult]:
     """`manifests.load_text` remembered for the last few (body, source) pairs: a bundle every node of
     the process received parses once (its result is frozen dataclasses: safe to share)."""
-    memo: dict[tuple[str | bytes, str], Any] = {}
+    memo: dict[tuple[str | bytes, str], model.LoadResult] = {}
     lock = threading.Lock()
 
-    def load(text: str | bytes, source: str) -> Any:
+    def load(text: str | bytes, source: str) -> model.LoadResult:
         with lock:
             got = memo.get((text, source))
         if got is None:
@@ -344,7 +346,7 @@ def main() -> int:
     # the client's one home is httpclient (status posts go through it); http re-exports the name for polls
     httpclient.request = timings.wrap(httpclient.request)
     http.request = httpclient.request
-    manifests.load_text = shared_parses(manifests.load_text)  # what the HTTP source parses with
+    manifests.load_text = shared_parses(manifests.load_text)  # type: ignore[assignment]  # the HTTP source parses with it
     root = args.state_root or tempfile.mkdtemp(prefix="nodeagent-fleet-")
     t0 = time.monotonic()
     fleet = Fleet(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import signal
@@ -248,6 +249,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     server.start()
+    # what exists now (modules, the first bundle, the controller's state) lives as long as serve:
+    # frozen out of the collector, a full collection walks only what came later. At 1000 nodes a full
+    # collection held every request for up to half a second without it.
+    gc.collect()
+    gc.freeze()
     print(f"serving {server.publisher.directory} at {server.url}/manifests", file=sys.stderr)
     done.wait()
     server.stop()

@@ -237,9 +237,10 @@ class FleetAPI:
         now = app.clock()
         with app.fleet_lock:
             report = app.fleet.unchanged(name, digest, now)
+            last = app.fleet.nodes.get(name)
         try:
             if report is None:
-                report = fleet.parse_report(json.loads(body), name, now)
+                report = fleet.parse_report(json.loads(body), name, now, last)
         except (ValueError, RecursionError, fleet.ReportError) as exc:
             why = str(exc) if isinstance(exc, fleet.ReportError) else "the body is not JSON"
             return _text(400, f"bad report: {why}\n")

@@ -243,10 +243,22 @@ def _kind(raw: object) -> str:
     return type(raw).__name__
 
 
-def parse_report(doc: object, name: str, now: float) -> NodeReport:
+def _known(known: tuple[Mapping[str, Any], ...], raw: object) -> Mapping[str, Any] | None:
+    """The checked event equal to `raw`, if `known` holds one."""
+    for k in known:
+        if k == raw:
+            return k
+    return None
+
+
+def parse_report(doc: object, name: str, now: float, previous: NodeReport | None = None) -> NodeReport:
     """Check a posted report (`{name, labels, taints, status, agentVersion?, mode?, errors?}`) against the
     schema the fleet view reads; anything else in it is ignored and not kept. A report without a mode
-    (from an older agent) is a running agent's."""
+    (from an older agent) is a running agent's.
+
+    `previous` is the node's last report: an event equal to one it kept is that checked event (equal
+    to a checked value, it passes the checks), so the 20 events most reports repeat are not checked
+    again (field by field, they were most of a report's parsing)."""
     c = _Checker()
     if not isinstance(doc, dict):
         raise ReportError("the report must be a JSON object")
@@ -289,7 +301,10 @@ def parse_report(doc: object, name: str, now: float) -> NodeReport:
     if mode not in MODES:
         raise ReportError(f"mode: must be one of {', '.join(MODES)}")
     evs = c.lst(doc.get("events"), "events")
-    events = tuple(c.event(e, f"events[{i}]") for i, e in enumerate(evs[:MAX_REPORT_EVENTS]))
+    known = previous.events if previous is not None else ()
+    events = tuple(
+        _known(known, e) or c.event(e, f"events[{i}]") for i, e in enumerate(evs[:MAX_REPORT_EVENTS])
+    )
     return NodeReport(
         name=name,
         labels=labels,

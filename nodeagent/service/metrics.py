@@ -41,6 +41,13 @@ SOURCE_FETCH_SECONDS = prometheus_client.Histogram(
     ["source", "mode"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+SERVE_REQUEST_SECONDS = prometheus_client.Histogram(
+    "nodeagent_serve_request_duration_seconds",
+    "Time `serve` took to answer a request, from its parsed headers to its answer (held watches are "
+    "not counted), by endpoint (report, bundle, other).",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
 PODS = prometheus_client.Gauge(
     "nodeagent_pods",
     "Pods on this node by phase (Pending, Running, Succeeded, Failed), as of the last pass.",

@@ -165,6 +165,8 @@ def test_grace_period_makes_a_silent_node_not_ready(mdir: Path) -> None:
         text = http.request("GET", s.url + "/metrics").body.decode()
         assert 'nodeagent_fleet_nodes{ready="false"} 1.0' in text
         assert 'nodeagent_fleet_nodes{ready="true"} 1.0' in text
+        # serve's own answer times (make bench's fleet row reads its p99 from them)
+        assert 'nodeagent_serve_request_duration_seconds_bucket{endpoint="report",le="0.001"}' in text
         page = http.request("GET", s.url + "/").body.decode()
         assert "NotReady" in page and "http-equiv='refresh'" in page
     finally:

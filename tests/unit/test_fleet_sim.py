@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 fleet_sim = importlib.import_module("fleet_sim")  # benchmarks/ is no package (nor type-checked)
 
@@ -49,3 +51,27 @@ def test_a_nodes_passes_never_overlap_and_a_wake_during_one_runs_another(tmp_pat
         time.sleep(0.01)
     assert passes == 2  # the wake during the pass was not lost
     assert most == 1  # and its pass ran after the first, not beside it
+
+
+def test_nodes_of_one_process_share_the_parse_of_an_identical_body_but_not_of_another_source() -> None:
+    calls: list[tuple[str | bytes, str]] = []
+
+    def load_text(text: str | bytes, source: str) -> object:
+        calls.append((text, source))
+        return object()
+
+    load = fleet_sim.shared_parses(load_text)
+    body = b"kind: List\nitems: []\n"
+    first = load(body, "http://a/manifests")
+    assert load(bytes(body), "http://a/manifests") is first  # another node's copy of the same body
+    assert load(body, "http://b/manifests") is not first  # messages name the source
+    assert len(calls) == 2
+
+
+def test_histogram_quantile_reads_serves_request_histogram_as_prometheus_does() -> None:
+    bench = importlib.import_module("bench")
+    before = {0.001: 10.0, 0.01: 10.0, 0.1: 10.0, float("inf"): 10.0}
+    after = {0.001: 60.0, 0.01: 150.0, 0.1: 160.0, float("inf"): 160.0}  # 150 more: 50, 90, 10
+    assert bench.histogram_quantile(0.5, before, after) == pytest.approx(0.001 + 0.009 * (75 - 50) / 90)
+    assert bench.histogram_quantile(0.99, before, after) == pytest.approx(0.01 + 0.09 * (148.5 - 140) / 10)
+    assert bench.histogram_quantile(0.5, after, after) is None  # nothing in the window

@@ -116,6 +116,26 @@ def test_control_characters_are_refused_in_names_and_blanked_in_event_messages()
     assert r.events[0]["message"] == "pull failed [2J x"
 
 
+def test_events_a_report_repeats_are_taken_from_the_previous_report_and_new_ones_are_checked() -> None:
+    clean = {
+        "type": "Normal",
+        "reason": "Pulled",
+        "message": "Container image already present on machine",
+        "involvedObject": {"kind": "Pod", "namespace": "d", "name": "p"},
+        "count": 1,
+        "firstTimestamp": "2026-01-01T00:00:00Z",
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+        "source": {"component": "nodeagent", "host": "a"},
+    }
+    first = fleet.parse_report({**report("a"), "events": [clean]}, "a", 0.0)
+    dirty = {**clean, "reason": "Failed", "message": "pull\nfailed"}
+    again = fleet.parse_report({**report("a"), "events": [dict(clean), dirty]}, "a", 1.0, first)
+    assert again.events[0] is first.events[0]  # not checked again
+    assert again.events[1]["message"] == "pull failed"  # a new one is checked (and cleaned)
+    with pytest.raises(fleet.ReportError, match=r"events\[1\]\.type"):
+        fleet.parse_report({**report("a"), "events": [clean, {**clean, "type": "Bad"}]}, "a", 2.0, first)
+
+
 def test_bundle_publishes_valid_documents_and_keeps_the_previous_version_of_a_broken_one() -> None:
     a, b = testdocs.daemonset("a"), testdocs.daemonset("b")
     first = publisher.publish_file(None, testdocs.to_yaml(a, b).encode(), "/d/x.yaml")
