@@ -921,7 +921,12 @@ def main() -> int:
 
         replica_nodes = args.replica_nodes or (100 if args.quick else 5000)
         results["replicas"] = replicas_bench.bench_replicas(
-            replica_nodes, fleet_seconds, max(args.fleet_procs, replica_nodes // 1000), SimProcess
+            replica_nodes,
+            fleet_seconds,
+            max(args.fleet_procs, replica_nodes // 1000),
+            SimProcess,
+            serve_latency_buckets,
+            histogram_quantile,
         )
     text = table(results)
     print(text)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +142,16 @@ def wave_gaps(samples: list[tuple[float, int, int, str]], total: int) -> list[fl
     return gaps
 
 
-def bench_replicas(nodes: int, steady_seconds: float, procs: int, sim_process: Any) -> dict[str, Any]:
-    """Two replicas on PostgreSQL, `nodes` hollow nodes spread over them (each lists both)."""
+def bench_replicas(
+    nodes: int,
+    steady_seconds: float,
+    procs: int,
+    sim_process: Any,
+    latency_buckets: Callable[[str], dict[float, float]],
+    histogram_quantile: Callable[[float, dict[float, float], dict[float, float]], float | None],
+) -> dict[str, Any]:
+    """Two replicas on PostgreSQL, `nodes` hollow nodes spread over them (each lists both). bench.py
+    hands in its simulation process and its reading of serve's request-duration histogram."""
     bindir = pgsupport.find_bindir()
     if bindir is None:
         raise RuntimeError("no PostgreSQL server: `make postgres` installs Debian's postgresql")
@@ -166,11 +175,14 @@ def bench_replicas(nodes: int, steady_seconds: float, procs: int, sim_process: A
             sim.wait_for("complete", owner, "started", timeout=600)
         for sim in sims:
             sim.stats()
+        h0 = [latency_buckets(r.url) for r in replicas]
         c0 = [_cpu_seconds(r.proc.pid) for r in replicas]
         w0 = time.monotonic()
         time.sleep(steady_seconds)
         c1 = [_cpu_seconds(r.proc.pid) for r in replicas]
         w1 = time.monotonic()
+        h1 = [latency_buckets(r.url) for r in replicas]
+        serve_p99 = [histogram_quantile(0.99, a, b) for a, b in zip(h0, h1, strict=True)]
         stats = [sim.stats() for sim in sims]
         rss = [_peak_rss_mb(r.proc.pid) for r in replicas]
         quick = sorted(t * 1000 for st in stats for t in st["quick"])
@@ -224,6 +236,9 @@ def bench_replicas(nodes: int, steady_seconds: float, procs: int, sim_process: A
         "replica_peak_rss_mb": rss,
         "quick_requests": len(quick),
         "p99_ms": quick[int(0.99 * (len(quick) - 1))] if quick else None,
+        # each replica's own answer times (its histogram); the hollow nodes' times add their wait for
+        # their process's interpreter lock
+        "serve_p99_ms": [None if q is None else q * 1000 for q in serve_p99],
         "errors": sum(st["errors"] for st in stats),
         "rollout_complete": bool(samples) and samples[-1][3] == "Complete",
         "slots_handed_on": len(gaps),
@@ -241,10 +256,12 @@ def row(r: dict[str, Any]) -> tuple[str, str, str, str]:
     mem = " / ".join(f"{m:.0f}" for m in r["replica_peak_rss_mb"])
     gap = f"{r['wave_gap_max_s']:.2f} s" if r["wave_gap_max_s"] is not None else "-"
     moved = f"{r['rollout_moved_again_s']:.1f} s" if r["rollout_moved_again_s"] is not None else "-"
+    p99 = " / ".join("-" if q is None else f"{q:.0f}" for q in r["serve_p99_ms"])
     return (
         f"replicas (SIMULATION: {r['nodes']} hollow nodes over 2 serve replicas on PostgreSQL), "
         f"{r['window_s']:.0f} s",
-        f"CPU {cpu} % of a core, {mem} MB; p99 {r['p99_ms']:.0f} ms ({r['errors']} errors); "
+        f"CPU {cpu} % of a core, {mem} MB; p99 {p99} ms in serve, {r['p99_ms']:.0f} ms in the hollow "
+        f"nodes ({r['errors']} errors); "
         f"next node assigned <= {gap} after a slot freed ({r['slots_handed_on']} hand-ons); "
         f"rollout {'complete' if r['rollout_complete'] else 'NOT complete'}; "
         f"leader killed: rollout moved again after {moved}",
@@ -258,4 +275,16 @@ if __name__ == "__main__":  # a quick look without bench.py's other rows
     import bench
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-    print(json.dumps(bench_replicas(n, 10.0, 2, bench.SimProcess), indent=2))
+    print(
+        json.dumps(
+            bench_replicas(
+                n,
+                10.0,
+                max(2, n // 1000),
+                bench.SimProcess,
+                bench.serve_latency_buckets,
+                bench.histogram_quantile,
+            ),
+            indent=2,
+        )
+    )
