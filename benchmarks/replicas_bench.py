@@ -57,12 +57,19 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def grace_for(nodes: int) -> int:
+    """serve's --grace: 20 s; 60 s past 1000 hollow nodes, whose heartbeats (every 10 s) fall behind
+    while thousands of them share two cores during a wave (a late heartbeat after a node got the new
+    revision fails the rollout: a node silent after its update counts against the revision)."""
+    return 20 if nodes <= 1000 else 60
+
+
 class Replica:
-    def __init__(self, directory: Path, store_url: str, name: str, log: Path) -> None:
+    def __init__(self, directory: Path, store_url: str, name: str, log: Path, grace: int = 20) -> None:
         self.name = name
         self.log = log.open("ab")
         self.proc, self.url = serveproc.start(
-            ["--dir", str(directory), "--store", store_url, "--replica-id", name, "--grace", "20"],
+            ["--dir", str(directory), "--store", store_url, "--replica-id", name, "--grace", str(grace)],
             f"serve replica {name}",
         )
 
@@ -165,7 +172,11 @@ def bench_replicas(
     sims: list[Any] = []
     try:
         for i in range(2):
-            replicas.append(Replica(serve_dir, cluster.url, f"r{i}", serve_dir.parent / f"replica-{i}.log"))
+            replicas.append(
+                Replica(
+                    serve_dir, cluster.url, f"r{i}", serve_dir.parent / f"replica-{i}.log", grace_for(nodes)
+                )
+            )
         urls = ",".join(r.url for r in replicas)
         share = [nodes // procs + (1 if i < nodes % procs else 0) for i in range(procs)]
         for i, n in enumerate(share):
@@ -231,6 +242,7 @@ def bench_replicas(
         "nodes": nodes,
         "replicas": 2,
         "startup_s": startup,
+        "grace_s": grace_for(nodes),
         "window_s": w1 - w0,
         "replica_cpu_percent": [(b - a) / (w1 - w0) * 100 for a, b in zip(c0, c1, strict=True)],
         "replica_peak_rss_mb": rss,

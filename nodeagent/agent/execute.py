@@ -6,6 +6,10 @@ phase by phase (`nodeagent delete pod`, tests).
 Every action is idempotent: a create finds a container of the same deterministic name and reuses it,
 a remove of a container that is gone succeeds, so a pass cut short by a crash is simply finished by the
 next one.
+
+Over 600 lines on purpose: one concept, carrying out the planner's verbs (create, start, stop with the
+grace period and preStop, remove, pull, hooks), each next to the failure handling and events the
+kubelet gives it; the decisions themselves are the planner's (agent/plan).
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ before a node can see it, so a restarted `serve` resumes exactly where it was.
 
 A node's bundle is the published bundle with each DaemonSet's `spec.template` replaced by the template
 of the revision assigned to that node (a node not known yet gets the last completed revision).
+
+Over 600 lines on purpose: one concept, the controller's state and the passes over it, all under one
+lock (the pure wave planning is fleet/rollout.py, the annotations' policy annotations.py, the views
+rolloutview.py); split further, its invariants would span modules that each hold part of the lock.
 """
 
 from __future__ import annotations
