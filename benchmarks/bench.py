@@ -66,7 +66,6 @@ def pod_of(name: str) -> Callable[[str], bool]:
     return lambda container: f"_{name}-" in container
 
 
-SIM_NICE = 10  # the hollow nodes' niceness (SimProcess)
 SERVE_HISTOGRAM = "nodeagent_serve_request_duration_seconds_bucket"
 
 
@@ -366,9 +365,6 @@ class SimProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            # the hollow nodes stand in for other machines: below the measured server in the CPU's
-            # queue, so that its figures are its own, not its wait behind the simulation on two cores
-            preexec_fn=lambda: os.nice(SIM_NICE),
         )
         self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self._seen: list[dict[str, Any]] = []
