@@ -226,7 +226,9 @@ def test_auto_rollback_after_the_progress_deadline_puts_every_node_on_the_previo
         assert doc["phase"] == "RolledBack" and doc["currentRevision"] == before, doc
         assert {int(n["revision"]) for n in doc["nodes"]} == {int(before)}, doc
         touched = {n for x in s.samples for n, p in x.pods.items() if p - {old}}
-        assert len(touched) == 1, s.dump()  # only the first node ever ran the bad revision
+        assert len(touched) <= 1, s.dump()  # no second node ever ran the bad revision
+        # only the first node was handed it (its crashing pod may live less than a sample's interval)
+        assert doc["blastRadius"]["exposedNodes"] == 1, doc
         time.sleep(4)  # the failed revision is not handed out again while the file is unchanged
         assert {int(n["revision"]) for n in fresh.rollout(ref)["nodes"]} == {int(before)}
 
