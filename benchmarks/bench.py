@@ -185,7 +185,8 @@ class ServeProcess:
 
     def __init__(self, directory: Path, state_dir: Path | None = None) -> None:
         # its own state dir: a bench must not leave rollout state in /var/lib/nodeagent-serve
-        state = ["--state-dir", str(state_dir or Path(tempfile.mkdtemp(prefix="nodeagent-bench-serve-")))]
+        self._own_state = None if state_dir else Path(tempfile.mkdtemp(prefix="nodeagent-bench-serve-"))
+        state = ["--state-dir", str(state_dir or self._own_state)]
         self.proc, self.url = serveproc.start(["--dir", str(directory), *state], "nodeagent serve")
 
     def close(self) -> None:
@@ -195,6 +196,8 @@ class ServeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self._own_state is not None:
+            shutil.rmtree(self._own_state, ignore_errors=True)
 
 
 @contextmanager

@@ -65,9 +65,8 @@ def grace_for(nodes: int) -> int:
 
 
 class Replica:
-    def __init__(self, directory: Path, store_url: str, name: str, log: Path, grace: int = 20) -> None:
+    def __init__(self, directory: Path, store_url: str, name: str, grace: int = 20) -> None:
         self.name = name
-        self.log = log.open("ab")
         self.proc, self.url = serveproc.start(
             ["--dir", str(directory), "--store", store_url, "--replica-id", name, "--grace", str(grace)],
             f"serve replica {name}",
@@ -97,7 +96,6 @@ class Replica:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
 
 
 def _updated(doc: dict[str, Any]) -> tuple[int, int]:
@@ -172,11 +170,7 @@ def bench_replicas(
     sims: list[Any] = []
     try:
         for i in range(2):
-            replicas.append(
-                Replica(
-                    serve_dir, cluster.url, f"r{i}", serve_dir.parent / f"replica-{i}.log", grace_for(nodes)
-                )
-            )
+            replicas.append(Replica(serve_dir, cluster.url, f"r{i}", grace_for(nodes)))
         urls = ",".join(r.url for r in replicas)
         share = [nodes // procs + (1 if i < nodes % procs else 0) for i in range(procs)]
         for i, n in enumerate(share):
