@@ -295,9 +295,7 @@ class AioHTTPServer:
             got = await self._done_with(got.then(body))
         if isinstance(got, handler.Watch):
             return await self._watch(got, conn, wakes)
-        if not isinstance(got, handler.Answer):
-            raise TypeError(f"unexpected outcome {got!r}")
-        return got
+        return _answer_of(got)
 
     async def _done_with(self, got: handler.Outcome | None) -> handler.Outcome | None:
         """`got`, or what its deferred work gives, run in a worker."""
@@ -317,10 +315,7 @@ class AioHTTPServer:
         while True:
             left = w.deadline - time.monotonic()
             if left <= 0 or self._stopping or (conn is not None and conn.gone):
-                end = await self._done_with(self.api.end(w))
-                if not isinstance(end, handler.Answer):
-                    raise TypeError(f"unexpected outcome {end!r}")
-                return end
+                return _answer_of(await self._done_with(self.api.end(w)))
             if self._wakes != wakes:
                 wakes = self._wakes
                 got = await self._done_with(self.api.poll(w))  # a bundle not yet rendered: in a worker
@@ -343,6 +338,13 @@ class AioHTTPServer:
                         del self._waiters[w.node]
                 if conn is not None:
                     conn.waiter = None
+
+
+def _answer_of(got: handler.Outcome | None) -> handler.Answer:
+    """The answer a request ends with (anything else here is a FleetAPI bug)."""
+    if not isinstance(got, handler.Answer):
+        raise TypeError(f"unexpected outcome {got!r}")
+    return got
 
 
 def _endpoint(request: web.BaseRequest) -> str:

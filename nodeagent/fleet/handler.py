@@ -124,10 +124,9 @@ class FleetAPI:
         leads), and a report's checks before its body. The rest is a `Defer`."""
         if req.method == "GET":
             path = req.target.partition("?")[0]
-            if path == "/healthz" and self.app.replication is None:
+            # a node's bundle not at hand is a Defer (_manifests)
+            if path == "/manifests" or (path == "/healthz" and self.app.replication is None):
                 return self._get(req)
-            if path == "/manifests":
-                return self._get(req)  # a node's bundle not at hand is a Defer (_manifests)
             return Defer(lambda: self._get(req))
         if req.method == "POST":
             return self._post(req)
