@@ -183,6 +183,7 @@ def bench_replicas(
         h0 = [latency_buckets(r.url) for r in replicas]
         c0 = [_cpu_seconds(r.proc.pid) for r in replicas]
         w0 = time.monotonic()
+        print(f"steady window: {steady_seconds:.0f} s", file=sys.stderr, flush=True)
         time.sleep(steady_seconds)
         c1 = [_cpu_seconds(r.proc.pid) for r in replicas]
         w1 = time.monotonic()
@@ -285,7 +286,7 @@ if __name__ == "__main__":  # a quick look without bench.py's other rows
         json.dumps(
             bench_replicas(
                 n,
-                10.0,
+                float(os.environ.get("BENCH_STEADY_SECONDS", "10")),
                 max(2, n // 1000),
                 bench.SimProcess,
                 bench.serve_latency_buckets,

@@ -233,6 +233,7 @@ class FleetAPI:
         """A node's report (`POST /nodes/NAME/status`), its body read."""
         app = self.app
         digest = hashlib.blake2b(body, digest_size=16).digest()  # a heartbeat repeats its last body
+        # (pgstore.doc_hash is the same hash, in hex: a replica shares it with the report)
         now = app.clock()
         with app.fleet_lock:
             report = app.fleet.unchanged(name, digest, now)
@@ -258,7 +259,7 @@ class FleetAPI:
         if first:
             log.info("node_registered", node=name, client=req.client)
         if app.replication is not None:  # shared with the other replicas
-            app.replication.reported(name, body.decode("utf-8", "replace"), report.received_at)
+            app.replication.reported(name, body.decode("utf-8", "replace"), report.received_at, digest.hex())
         if changed:  # a wave is handed out as soon as the last one is available (within SYNC_GAP)
             app.request_sync()
         return Answer(204)

@@ -27,7 +27,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -143,8 +143,25 @@ class _PgDb:
         raise AssertionError("unreachable")
 
     def executemany(self, sql: str, seq: Sequence[Sequence[Any]]) -> None:
-        for params in seq:
-            self.execute(sql, params)
+        """One round trip for the lot (psycopg pipelines `executemany`), not one a row."""
+        if not seq:
+            return
+        sql = sql.replace("?", "%s")
+        if sql.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            self.wrote = True
+        if self.tx is not None:
+            with self.tx.cursor() as cur:
+                cur.executemany(sql, seq)
+            return
+        psycopg = _psycopg()
+        for attempt in (1, 2):  # as `execute`
+            try:
+                with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(sql, seq)
+                return
+            except psycopg.OperationalError as exc:
+                if attempt == 2:
+                    raise store.StoreError(f"PostgreSQL: {exc}") from exc
 
     def close(self) -> None:
         self.pool.close()
@@ -152,6 +169,11 @@ class _PgDb:
 
 def _fetch(cur: Any) -> _Rows:
     return _Rows(list(cur.fetchall()) if cur.description else [])
+
+
+def doc_hash(doc: str | bytes) -> str:
+    """A stored report's hash, as every replica computes it (the readers compare them)."""
+    return hashlib.blake2b(doc.encode() if isinstance(doc, str) else doc, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -259,25 +281,32 @@ class PgStore(store.SqliteStore):
 
     # --- node reports (every replica's fleet view shows every node) ---------------------------------
 
-    def put_node_reports(self, items: Sequence[tuple[str, str, float]]) -> None:
-        """(node, report JSON, received at): the latest of each, one transaction. A report whose
-        document did not change only moves `received_at` (a heartbeat is cheap to share)."""
+    def put_node_reports(
+        self, items: Sequence[tuple[str, str, float]], hashes: Mapping[str, str] | None = None
+    ) -> None:
+        """(node, report JSON, received at): the latest of each, one transaction and one round trip.
+        `hashes` (node -> the document's hash) spares hashing what the caller hashed already; every
+        replica must hash alike (Replication: blake2b-128, hex), as readers compare them. A report
+        whose document did not change keeps its stored document (PostgreSQL keeps its TOAST value):
+        a heartbeat moves only `received_at` and `seq`."""
         if not items:
             return
+        known = hashes or {}
+        rows = [(node, doc, known.get(node) or doc_hash(doc), at, self.replica_id) for node, doc, at in items]
         with self.transaction():
             # Readers fetch `seq > last seen`: were two writers' transactions to commit out of seq
             # order, a reader could pass over the later-committed lower seq for good.
             self._pg.execute(f"SELECT pg_advisory_xact_lock({REPORTS_LOCK})")
-            for node, doc, at in items:
-                h = hashlib.sha256(doc.encode()).hexdigest()
-                self._pg.execute(
-                    "INSERT INTO node_reports (node, doc, doc_hash, received_at, deleted, replica) "
-                    "VALUES (?, ?, ?, ?, FALSE, ?) ON CONFLICT (node) DO UPDATE SET "
-                    "doc = excluded.doc, doc_hash = excluded.doc_hash, received_at = excluded.received_at, "
-                    "deleted = FALSE, replica = excluded.replica, seq = nextval('node_reports_seq') "
-                    "WHERE node_reports.received_at <= excluded.received_at",
-                    (node, doc, h, at, self.replica_id),
-                )
+            self._pg.executemany(
+                "INSERT INTO node_reports (node, doc, doc_hash, received_at, deleted, replica) "
+                "VALUES (?, ?, ?, ?, FALSE, ?) ON CONFLICT (node) DO UPDATE SET "
+                "doc = CASE WHEN node_reports.doc_hash = excluded.doc_hash AND NOT node_reports.deleted "
+                "THEN node_reports.doc ELSE excluded.doc END, "
+                "doc_hash = excluded.doc_hash, received_at = excluded.received_at, "
+                "deleted = FALSE, replica = excluded.replica, seq = nextval('node_reports_seq') "
+                "WHERE node_reports.received_at <= excluded.received_at",
+                rows,
+            )
             self._pg.wrote = False  # reports are read by polling: no NOTIFY (hundreds a second)
 
     def delete_node_report(self, node: str) -> None:
@@ -289,15 +318,29 @@ class PgStore(store.SqliteStore):
                 (node,),
             )
 
-    def node_reports_since(self, seq: int, limit: int = 10000) -> list[StoredReport]:
-        """Reports stored (or deleted) after `seq`, in order."""
+    def node_reports_since(self, seq: int, limit: int = 10000, docs: bool = True) -> list[StoredReport]:
+        """Reports stored (or deleted) after `seq`, in order. Without `docs` each comes with an empty
+        `doc`: a reader that holds the document of that hash (most rows are heartbeats) need not
+        fetch it; it asks `node_report_docs` for the others."""
+        column = "doc" if docs else "''"
         with self._lock:
             rows = self._pg.execute(
-                "SELECT node, doc, doc_hash, received_at, deleted, seq FROM node_reports "
+                f"SELECT node, {column}, doc_hash, received_at, deleted, seq FROM node_reports "
                 "WHERE seq > ? ORDER BY seq LIMIT ?",
                 (seq, limit),
             ).fetchall()
         return [StoredReport(str(n), str(d), str(h), float(t), bool(x), int(s)) for n, d, h, t, x, s in rows]
+
+    def node_report_docs(self, nodes: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """node -> (report JSON, its hash) as stored now, for the nodes that have one."""
+        if not nodes:
+            return {}
+        with self._lock:
+            rows = self._pg.execute(
+                "SELECT node, doc, doc_hash FROM node_reports WHERE node = ANY(?) AND NOT deleted",
+                (list(nodes),),
+            ).fetchall()
+        return {str(n): (str(d), str(h)) for n, d, h in rows}
 
     # --- operator actions queued by a follower for the leader (fleet/replicas.py) --------------------
 

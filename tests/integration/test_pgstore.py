@@ -8,18 +8,20 @@ server restart that the store survives.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from nodeagent.fleet import pgstore, store
+from nodeagent.fleet import pgstore, replicas, store
+from nodeagent.fleet import view as fleet
 from tests.support import postgres as pgsupport
 
 DS = store.Key(store.KIND_DAEMONSET, "default", "log")
@@ -162,6 +164,58 @@ def test_node_reports_are_shared_with_heartbeats_and_tombstones(postgres: pgsupp
         a.delete_node_report("n2")
         got = b.node_reports_since(got[-1].seq)
         assert [(r.node, r.deleted) for r in got] == [("n2", True)]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_heartbeat_keeps_the_stored_document_and_is_read_without_it(postgres: pgsupport.Cluster) -> None:
+    a, b = pgstore.PgStore(postgres.url, replica_id="a"), pgstore.PgStore(postgres.url, replica_id="b")
+    doc = '{"name": "n1"}'
+    h = pgstore.doc_hash(doc)
+    try:
+        a.put_node_reports([("n1", doc, 100.0)])
+        # the same document again, known by its hash: only the time moves, the stored text stays
+        a.put_node_reports([("n1", "never stored", 110.0)], {"n1": h})
+        rows = b.node_reports_since(0, docs=False)
+        assert [(r.node, r.doc, r.doc_hash, r.received_at) for r in rows] == [("n1", "", h, 110.0)]
+        assert b.node_report_docs(["n1", "nobody"]) == {"n1": (doc, h)}
+        a.delete_node_report("n1")
+        assert b.node_report_docs(["n1"]) == {}
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_replica_fetches_only_the_documents_that_changed(postgres: pgsupport.Cluster) -> None:
+    """Replication.pull: a heartbeat through the other replica re-dates the report this one holds; only
+    a new document is fetched and parsed."""
+    a, b = pgstore.PgStore(postgres.url, replica_id="a"), pgstore.PgStore(postgres.url, replica_id="b")
+    fleet_b, lock_b = fleet.Fleet(), threading.Lock()
+    rep_a = replicas.Replication(a, lambda: (fleet.Fleet(), threading.Lock()))
+    rep_b = replicas.Replication(b, lambda: (fleet_b, lock_b))
+    fetched: list[list[str]] = []
+    real = b.node_report_docs
+
+    def counted(nodes: Sequence[str]) -> dict[str, tuple[str, str]]:
+        fetched.append(list(nodes))
+        return real(nodes)
+
+    b.node_report_docs = counted  # type: ignore[method-assign]
+    body = json.dumps({"name": "n1", "labels": {"zone": "a"}})
+    try:
+        rep_a.reported("n1", body, 100.0)
+        assert rep_a.flush()
+        assert rep_b.pull() == 1
+        assert fleet_b.nodes["n1"].labels == {"zone": "a"} and fetched == [["n1"]]
+        rep_a.reported("n1", body, 110.0)  # a heartbeat
+        assert rep_a.flush()
+        assert rep_b.pull() == 1
+        assert fleet_b.nodes["n1"].received_at == 110.0 and fetched[-1] == []
+        rep_a.reported("n1", body.replace('"a"', '"b"'), 120.0)  # a new document
+        assert rep_a.flush()
+        assert rep_b.pull() == 1
+        assert fleet_b.nodes["n1"].labels == {"zone": "b"} and fetched[-1] == ["n1"]
     finally:
         a.close()
         b.close()
