@@ -31,6 +31,11 @@ from typing import Any, TypeVar
 import structlog
 from aiohttp import web
 
+try:
+    import uvloop
+except ImportError:  # a dependency, but serve works on asyncio's own loop without it (_new_loop)
+    uvloop = None  # type: ignore[assignment]
+
 import nodeagent
 from nodeagent.fleet import handler
 from nodeagent.fleet.httpserver import HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS
@@ -157,7 +162,7 @@ class AioHTTPServer:
     # --- the loop ---------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = _new_loop()
         self._loop = loop
         loop.set_exception_handler(_loop_error)
         try:
@@ -338,6 +343,13 @@ class AioHTTPServer:
                         del self._waiters[w.node]
                 if conn is not None:
                     conn.waiter = None
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop (libuv, in C) where it is installed, else asyncio's. A fleet's requests are
+    small and many: in `make bench`'s rollout row the loop's own work made serve's CPU about 8 % higher
+    with asyncio's loop (28-29 % against 26-27 %, two runs each)."""
+    return asyncio.new_event_loop() if uvloop is None else uvloop.new_event_loop()
 
 
 def _answer_of(got: handler.Outcome | None) -> handler.Answer:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import structlog
+import uvloop
 import yaml
 
 from nodeagent import cli, settings
@@ -64,6 +65,12 @@ def server(mdir: Path) -> Iterator[serve.Server]:
 
 
 # --- publishing ---------------------------------------------------------------------------------------
+
+
+def test_serve_runs_on_uvloops_event_loop(server: serve.Server) -> None:
+    """uvloop is a dependency: serve's HTTP loop is libuv's (aioserver._new_loop), not asyncio's."""
+    assert isinstance(server.httpd._loop, uvloop.Loop)
+    assert "nodes" in fleet(server)  # and it answers
 
 
 def test_invalid_file_is_not_published_its_previous_version_stays_and_the_fleet_view_shows_it(
