@@ -83,7 +83,8 @@ class Replica:
 
     def rollout(self, name: str) -> dict[str, Any] | None:
         try:
-            doc = http.get_json(f"{self.url}/api/rollouts/{NAMESPACE}/{name}", timeout=5)
+            # the counters only: the per-node list of 5000 nodes, ten times a second, was load on the leader
+            doc = http.get_json(f"{self.url}/api/rollouts/{NAMESPACE}/{name}?nodes=false", timeout=5)
         except http.FetchError:
             return None
         return doc if isinstance(doc, dict) else None
@@ -99,12 +100,8 @@ class Replica:
 
 
 def _updated(doc: dict[str, Any]) -> tuple[int, int]:
-    """(nodes assigned the update revision, of them available) from a rollout document."""
-    update = doc.get("updateRevision")
-    nodes = doc.get("nodes") or []
-    assigned = [n for n in nodes if n.get("revision") == update]
-    available = [n for n in assigned if n.get("available") and n.get("runningRevision") == update]
-    return len(assigned), len(available)
+    """(nodes assigned the update revision, of them available) from a rollout document's counters."""
+    return int(doc.get("updatedNumberScheduled") or 0), int(doc.get("numberAvailable") or 0)
 
 
 def watch_rollout(

@@ -625,15 +625,15 @@ class Controller:
     def _update_hash(self, key: store.Key, r: store.Rollout) -> str:
         return next((v.hash for v in self._revs.get(key, []) if v.number == r.update_revision), "")
 
-    def document(self, key: store.Key) -> dict[str, Any]:
-        """GET /api/rollouts/NS/NAME."""
+    def document(self, key: store.Key, with_nodes: bool = True) -> dict[str, Any]:
+        """GET /api/rollouts/NS/NAME (without `with_nodes`: no `nodes` list, ?nodes=false)."""
         with self.cond:
             r = self._known(key)
-            nodes = self._nodes.get(key, [])
+            nodes = self._nodes.get(key, []) if with_nodes else []
             p = self._plans.get(key)
             detect = r.failed_at - r.started_at if r.failed_at else None
             revert = r.reverted_at - r.failed_at if r.reverted_at and r.failed_at else None
-            return {
+            doc = {
                 "namespace": key.namespace,
                 "name": key.name,
                 "phase": r.phase,
@@ -668,6 +668,9 @@ class Controller:
                     "timeToRevertSeconds": None if revert is None else round(revert, 1),
                 },
             }
+            if not with_nodes:
+                del doc["nodes"]
+            return doc
 
     def history(self, key: store.Key) -> dict[str, Any]:
         with self.cond:

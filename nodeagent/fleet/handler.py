@@ -160,7 +160,8 @@ class FleetAPI:
         if parts.path == "/api/daemonsets":
             return _json({"daemonSets": app.fleet_json()["daemonSets"]})
         if parts.path.startswith("/api/rollouts/"):
-            return self._rollout(req, "GET", parts.path, None)
+            nodes = parse_qs(parts.query).get("nodes", ["true"])[-1] != "false"
+            return self._rollout(req, "GET", parts.path, None, nodes)
         if parts.path == "/api/events":
             with app.fleet_lock:
                 reports = [(r.name, r.events) for r in app.fleet.nodes.values()]
@@ -295,8 +296,12 @@ class FleetAPI:
         log.warning("node_identity_mismatch", node=node, identity=ident.name, client=req.client)
         return _text(403, "forbidden: this credential belongs to another node\n")
 
-    def _rollout(self, req: Request, method: str, path: str, raw_body: bytes | None) -> Answer:
-        """/api/rollouts/NS/NAME[/history|/plan] (GET) and /pause|/resume|/restart|/undo (POST)."""
+    def _rollout(
+        self, req: Request, method: str, path: str, raw_body: bytes | None, nodes: bool = True
+    ) -> Answer:
+        """/api/rollouts/NS/NAME[/history|/plan] (GET) and /pause|/resume|/restart|/undo (POST).
+        `?nodes=false`: the document without its per-node list (a poller that needs only the counters
+        costs serve a few fields, not a list of the whole fleet)."""
         ctl = self.app.controller
         parts = [unquote(p) for p in path.strip("/").split("/")][2:]
         if len(parts) not in (2, 3):
@@ -305,8 +310,9 @@ class FleetAPI:
         action = parts[2] if len(parts) == 3 else ""
         try:
             if method == "GET" and action in ("", "history", "plan"):
-                get = {"": ctl.document, "history": ctl.history, "plan": ctl.plan_waves}[action]
-                return _json(get(key))
+                if action == "":
+                    return _json(ctl.document(key, nodes))
+                return _json({"history": ctl.history, "plan": ctl.plan_waves}[action](key))
             if method != "POST" or action not in ("pause", "resume", "restart", "undo"):
                 return NOT_FOUND
             body: dict[str, Any] = {}

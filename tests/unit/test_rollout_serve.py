@@ -164,6 +164,11 @@ def test_rollout_goes_node_by_node_with_per_node_bundles(f: Fleet) -> None:
     assert order == ["n1", "n2", "n3"]
     doc = f.rollout()
     assert doc["phase"] == "Complete" and doc["updateRevision"] == doc["currentRevision"] == 2
+    assert [n["name"] for n in doc["nodes"]] == list(NODES)
+    # ?nodes=false: the same document without its per-node list (a poller's counters)
+    brief = f.api("/api/rollouts/default/web?nodes=false")
+    assert "nodes" not in brief and brief == {k: v for k, v in doc.items() if k != "nodes"}
+    assert brief["updatedNumberScheduled"] == brief["numberAvailable"] == 3
     ds = f.api("/api/daemonsets")["daemonSets"][0]
     assert ds["updateRevision"] == 2 and ds["phase"] == "Complete" and ds["servedDiffersFromFile"] is False
     # without ?node= the file as is
