@@ -21,7 +21,6 @@ transaction holding an advisory lock: two replicas starting at once apply them o
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 import sqlite3
@@ -29,14 +28,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import structlog
 
 from nodeagent.fleet import store
+from nodeagent.fleet import view as fleet
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 # Advisory lock keys (bigint; below 2**31 so pg_locks shows them as classid 0, objid KEY).
 MIGRATION_LOCK = 0x6E610001
@@ -127,41 +129,30 @@ class _PgDb:
         self.wrote = False
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
+        return self._run(sql, lambda conn, q: _fetch(conn.execute(q, params)))
+
+    def executemany(self, sql: str, seq: Sequence[Sequence[Any]]) -> None:
+        """One round trip for the lot (psycopg pipelines `executemany`), not one a row."""
+        if seq:
+            self._run(sql, lambda conn, q: conn.cursor().executemany(q, seq))
+
+    def _run(self, sql: str, call: Callable[[Any, str], T]) -> T:
+        """`call(connection, sql)` inside `PgStore.transaction()` on that transaction's connection,
+        otherwise on a pooled connection of its own (one transaction, committed at once)."""
         sql = sql.replace("?", "%s")
         if sql.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
             self.wrote = True
         if self.tx is not None:
-            return _fetch(self.tx.execute(sql, params))
+            return call(self.tx, sql)
         psycopg = _psycopg()
         for attempt in (1, 2):  # a connection cut by a server restart is discarded and retried once
             try:
                 with self.pool.connection() as conn:
-                    return _fetch(conn.execute(sql, params))
+                    return call(conn, sql)
             except psycopg.OperationalError as exc:
                 if attempt == 2:
                     raise store.StoreError(f"PostgreSQL: {exc}") from exc
         raise AssertionError("unreachable")
-
-    def executemany(self, sql: str, seq: Sequence[Sequence[Any]]) -> None:
-        """One round trip for the lot (psycopg pipelines `executemany`), not one a row."""
-        if not seq:
-            return
-        sql = sql.replace("?", "%s")
-        if sql.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
-            self.wrote = True
-        if self.tx is not None:
-            with self.tx.cursor() as cur:
-                cur.executemany(sql, seq)
-            return
-        psycopg = _psycopg()
-        for attempt in (1, 2):  # as `execute`
-            try:
-                with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                    cur.executemany(sql, seq)
-                return
-            except psycopg.OperationalError as exc:
-                if attempt == 2:
-                    raise store.StoreError(f"PostgreSQL: {exc}") from exc
 
     def close(self) -> None:
         self.pool.close()
@@ -173,7 +164,7 @@ def _fetch(cur: Any) -> _Rows:
 
 def doc_hash(doc: str | bytes) -> str:
     """A stored report's hash, as every replica computes it (the readers compare them)."""
-    return hashlib.blake2b(doc.encode() if isinstance(doc, str) else doc, digest_size=16).hexdigest()
+    return fleet.body_digest(doc.encode() if isinstance(doc, str) else doc).hex()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ time it was last synced; it goes NotReady after the grace period like any other 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -258,6 +259,12 @@ def _known(known: tuple[Mapping[str, Any], ...], raw: object) -> Mapping[str, An
         if k == raw:
             return k
     return None
+
+
+def body_digest(body: bytes) -> bytes:
+    """A posted report's digest: `Fleet.unchanged` knows a repeated body by it, and replicas share it
+    (hex, pgstore.doc_hash) so a reader knows a heartbeat without its document."""
+    return hashlib.blake2b(body, digest_size=16).digest()
 
 
 def parse_report(doc: object, name: str, now: float, previous: NodeReport | None = None) -> NodeReport:
