@@ -476,6 +476,7 @@ def bench_fleet(nodes: int, steady_seconds: float, procs: int = 4) -> dict[str, 
         "max_ms": quick[-1] if quick else None,
         "errors": sum(st["errors"] for st in stats),
         "reports_sent": sum(st["reports_sent"] for st in stats),
+        "heartbeat_lag_max_s": max((lag for st in stats for lag in st["heartbeat_lags"]), default=0.0),
         "received_all_s": max(r["last"] for r in received) - t_change,
         # when the last watch answer carrying the change reached its client (received: and was parsed)
         "watch_answered_all_s": max((t for st in stats for t in st["watch_changed_at"]), default=t_change)

@@ -133,6 +133,7 @@ class Node:
         self.latest: Mapping[str, Any] | None = None
         self.sent: Mapping[str, Any] | None = None
         self.report_lock = threading.Lock()
+        self.heartbeat_due: float | None = None  # a heartbeat queued for the report pool, not yet started
 
     def source_changed(self) -> None:
         now = time.time()
@@ -183,9 +184,14 @@ class Node:
                     )
         return waiting
 
-    def report(self, heartbeat: bool) -> None:
-        """What the Reporter's worker does: post on change, and at least every interval."""
+    def report(self, heartbeat: bool, lags: list[float] | None = None) -> None:
+        """What the Reporter's worker does: post on change, and at least every interval. A heartbeat's
+        wait in the shared pool goes to `lags` (a real node's reporter has a thread of its own)."""
         with self.report_lock:
+            if heartbeat and self.heartbeat_due is not None:
+                if lags is not None:
+                    lags.append(time.monotonic() - self.heartbeat_due)
+                self.heartbeat_due = None
             doc = self.latest
             if doc is None or (doc == self.sent and not heartbeat):
                 return
@@ -224,6 +230,8 @@ class Fleet:
         self._complete: set[tuple[str, str]] = set()
         self._workers = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
         self._reports: ThreadPoolExecutor | None = None
+        self.heartbeat_lags: list[float] = []  # how long each heartbeat waited for a report thread
+        self.heartbeats_skipped = 0  # heartbeats not queued: the node's previous one had not started
 
     def wake(self, index: int) -> None:
         """A source changed: one pass for that node soon; wake-ups before it starts coalesce."""
@@ -309,9 +317,14 @@ class Fleet:
         while True:
             for n in nodes:
                 time.sleep(gap)
+                with n.report_lock:
+                    if n.heartbeat_due is not None:  # one heartbeat at a time per node, as a real reporter
+                        self.heartbeats_skipped += 1
+                        continue
+                    n.heartbeat_due = time.monotonic()
                 if self._reports is not None:
                     try:
-                        self._reports.submit(n.report, True)
+                        self._reports.submit(n.report, True, self.heartbeat_lags)
                     except RuntimeError:  # the pool is shut down: the simulation is ending
                         return
 
@@ -322,7 +335,9 @@ class Fleet:
         # the first fetch of every node (HttpSource.start is synchronous), spread over a few threads
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda n: n.agent.start_sources(), self.nodes.values()))
-        self._reports = ThreadPoolExecutor(4)
+        # enough report threads that heartbeats keep their 10 s pace (4 for 1000 nodes fell behind
+        # whenever a post took over 40 ms, and the nodes went NotReady in serve's eyes)
+        self._reports = ThreadPoolExecutor(max(4, len(self.nodes) // 40))
         threading.Thread(target=self._heartbeats, args=(report.DEFAULT_INTERVAL,), daemon=True).start()
         for i in self.nodes:
             self.wake(i)
@@ -372,7 +387,10 @@ def main() -> int:
                     "errors": timings.errors,
                     "passes": fleet.passes,
                     "reports_sent": sum(n.reporter.sent for n in fleet.nodes.values()),
+                    "heartbeat_lags": fleet.heartbeat_lags,
+                    "heartbeats_skipped": fleet.heartbeats_skipped,
                 }
+                fleet.heartbeat_lags = []
                 timings.quick = []
                 timings.watch_changed = []
             emit(doc)

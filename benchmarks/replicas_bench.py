@@ -220,6 +220,7 @@ def bench_replicas(
             (s[0] for s in samples if killed and s[0] > killed["at"] and s[1] > killed["assigned"]), None
         )
         led = next((s[0] for s in samples if killed and s[0] > killed["at"]), None)
+        rollout_stats = [sim.stats() for sim in sims]
     finally:
         for sim in sims:
             sim.close()
@@ -244,6 +245,10 @@ def bench_replicas(
         # their process's interpreter lock
         "serve_p99_ms": [None if q is None else q * 1000 for q in serve_p99],
         "errors": sum(st["errors"] for st in stats),
+        # how long the hollow nodes' heartbeats waited for one of their process's report threads (a
+        # real node's reporter has its own): late ones make serve see nodes NotReady
+        "heartbeat_lag_max_s": [_lag_max(stats), _lag_max(rollout_stats)],
+        "heartbeats_skipped": sum(st["heartbeats_skipped"] for st in rollout_stats),
         "rollout_complete": bool(samples) and samples[-1][3] == "Complete",
         "slots_handed_on": len(gaps),
         "wave_gap_max_s": max(gaps) if gaps else None,
@@ -253,6 +258,10 @@ def bench_replicas(
         "rollout_moved_again_s": (moved - killed["at"]) if killed and moved else None,
         "survivor": survivor.name,
     }
+
+
+def _lag_max(stats: list[dict[str, Any]]) -> float:
+    return max((lag for st in stats for lag in st["heartbeat_lags"]), default=0.0)
 
 
 def row(r: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -265,7 +274,8 @@ def row(r: dict[str, Any]) -> tuple[str, str, str, str]:
         f"replicas (SIMULATION: {r['nodes']} hollow nodes over 2 serve replicas on PostgreSQL), "
         f"{r['window_s']:.0f} s",
         f"CPU {cpu} % of a core, {mem} MB; p99 {p99} ms in serve, {r['p99_ms']:.0f} ms in the hollow "
-        f"nodes ({r['errors']} errors); "
+        f"nodes ({r['errors']} errors); heartbeats waited <= "
+        f"{' / '.join(f'{x:.1f}' for x in r['heartbeat_lag_max_s'])} s (steady / rollout); "
         f"next node assigned <= {gap} after a slot freed ({r['slots_handed_on']} hand-ons); "
         f"rollout {'complete' if r['rollout_complete'] else 'NOT complete'}; "
         f"leader killed: rollout moved again after {moved}",

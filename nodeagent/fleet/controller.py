@@ -600,12 +600,17 @@ class Controller:
 
     # --- views ------------------------------------------------------------------------------------
 
+    def _before_view(self) -> None:
+        """Called first by every view; a replica that plans only for its views plans here (replicas.py)."""
+
     def keys(self) -> list[store.Key]:
+        self._before_view()
         with self.cond:
             return sorted(self._daemonsets)
 
     def summary(self, key: store.Key) -> dict[str, Any]:
         """The rollout fields of a DaemonSet's /api/daemonsets entry."""
+        self._before_view()
         with self.cond:
             r = self._rollouts.get(key)
             p = self._plans.get(key)
@@ -627,6 +632,7 @@ class Controller:
 
     def document(self, key: store.Key, with_nodes: bool = True) -> dict[str, Any]:
         """GET /api/rollouts/NS/NAME (without `with_nodes`: no `nodes` list, ?nodes=false)."""
+        self._before_view()
         with self.cond:
             r = self._known(key)
             nodes = self._nodes.get(key, []) if with_nodes else []
@@ -673,6 +679,7 @@ class Controller:
             return doc
 
     def history(self, key: store.Key) -> dict[str, Any]:
+        self._before_view()
         with self.cond:
             self._known(key)
             return {
@@ -689,6 +696,7 @@ class Controller:
 
     def plan_waves(self, key: store.Key) -> dict[str, Any]:
         """The waves a rollout of the file's template would take on today's fleet (nothing is started)."""
+        self._before_view()
         with self.cond:
             self._known(key)
             ds = self._daemonsets[key]
@@ -699,10 +707,13 @@ class Controller:
             return {"waves": rollout.waves(nodes, 2, _strategy(ds.obj))}
 
     def exposition(self) -> str:
-        """The rollout gauges of /metrics (Prometheus text format)."""
+        """The rollout gauges of /metrics (Prometheus text format; counts only, no per-node lists)."""
+        self._before_view()
         with self.cond:
             docs = [
-                self.document(k) for k in sorted(self._daemonsets) if k in self._rollouts and k in self._plans
+                self.document(k, with_nodes=False)
+                for k in sorted(self._daemonsets)
+                if k in self._rollouts and k in self._plans
             ]
         return rolloutview.exposition(docs)
 

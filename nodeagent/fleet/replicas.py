@@ -5,10 +5,10 @@ Every replica serves bundles, watches and the fleet view; exactly one, the leade
 
 - `ReplicatedController` is the rollout controller of fleet/controller.py with one rule added: only the
   leader's decisions are written and handed out. A follower plans too (so its views show waves and
-  counts) but against a read-only store, and then reloads what the leader decided, so the bundles it
-  serves always carry the leader's assignments. Whenever another replica commits a change, its NOTIFY
-  reloads the state here and wakes the watches (`cond`), so a watch held on any replica wakes within
-  about a second of a wave decided on another.
+  counts), when a view is read, on copies of the state against a read-only store, and puts the
+  originals back, so the bundles it serves always carry the leader's assignments. Whenever another
+  replica commits a change, its NOTIFY reloads the state here and wakes the watches (`cond`), so a
+  watch held on any replica wakes within about a second of a wave decided on another.
 - An operator's action (pause, resume, undo, restart) sent to a follower is queued in the database
   and applied by the leader, and the follower answers once it has been: `rollout pause` returning means
   the pause holds, whichever replica took it. Without a leader the action fails after a timeout.
@@ -34,7 +34,7 @@ from nodeagent.fleet import view as fleet
 log = structlog.get_logger(__name__)
 
 ACTION_TIMEOUT = 10.0  # how long a follower waits for the leader to apply an operator's action
-FOLLOWER_PLAN_INTERVAL = 1.0  # a follower's plans (views only) are recomputed at most this often
+FOLLOWER_PLAN_INTERVAL = 1.0  # a follower's plans (views only) are made when read, at most this often
 FOLLOWER_REFRESH_INTERVAL = 10.0  # and it re-reads the shared state at least this often (NOTIFY aside)
 FLUSH_INTERVAL = 0.25  # node reports are written in batches this often
 PULL_INTERVAL = 0.5  # and the other replicas' read this often
@@ -96,6 +96,10 @@ class ReplicatedController(controller.Controller):
         self._is_leader = is_leader
         self._planned_at = 0.0
         self._planned_for: Sequence[object] = ()
+        # the inputs of the last sync a follower has not planned yet (its views plan them when read)
+        self._deferred: (
+            tuple[Sequence[object], Mapping[str, fleet.NodeReport], Callable[[fleet.NodeReport], bool]] | None
+        ) = None
         self.refreshes = 0
         self._refreshed_at = 0.0
 
@@ -149,24 +153,43 @@ class ReplicatedController(controller.Controller):
             return
         now = time.monotonic()
         with self.cond:
-            if objects is self._planned_for and now - self._planned_at < FOLLOWER_PLAN_INTERVAL:
-                return  # the same bundle: a report alone replans at most once a second
-            self._planned_at, self._planned_for = now, objects
-            kept = (self._rollouts, self._revs, self._assign)
-            self._rollouts, self._revs = dict(kept[0]), dict(kept[1])
-            self._assign = {k: dict(v) for k, v in kept[2].items()}
-            self.store = _ReadOnly(self.pg)
-            try:
-                super().sync(objects, nodes, ready)  # plans for the views, on copies of the state
-            finally:
-                # its decisions are discarded: the bundles carry what the leader decided, which a
-                # NOTIFY brings (refresh). Reading it all back after every plan was 5000 assignment rows
-                # a second; a refresh every FOLLOWER_REFRESH_INTERVAL stays, in case a NOTIFY was lost.
-                self._rollouts, self._revs, self._assign = kept
-                self.store = self.pg
+            self._deferred = (objects, nodes, ready)
+            if objects is not self._planned_for:
+                self._plan_deferred(now)  # a new bundle: node bundles read its DaemonSets (_daemonsets)
             stale = now - self._refreshed_at >= FOLLOWER_REFRESH_INTERVAL
         if stale:
             self.refresh()
+
+    def _before_view(self) -> None:
+        """A follower plans for its views when one is read (rollout status, the fleet page, /metrics),
+        at most once a FOLLOWER_PLAN_INTERVAL, not every second for nobody (a pass over every node and
+        DaemonSet). Its bundles need no plan: the leader's assignments arrive by NOTIFY."""
+        if self._is_leader():
+            return
+        now = time.monotonic()
+        with self.cond:
+            if self._deferred is not None and now - self._planned_at >= FOLLOWER_PLAN_INTERVAL:
+                self._plan_deferred(now)
+
+    def _plan_deferred(self, now: float) -> None:
+        """Plan the last inputs `sync` was given, on copies of the state (under `cond`)."""
+        if self._deferred is None:
+            return
+        objects, nodes, ready = self._deferred
+        self._deferred = None
+        self._planned_at, self._planned_for = now, objects
+        kept = (self._rollouts, self._revs, self._assign)
+        self._rollouts, self._revs = dict(kept[0]), dict(kept[1])
+        self._assign = {k: dict(v) for k, v in kept[2].items()}
+        self.store = _ReadOnly(self.pg)
+        try:
+            controller.Controller.sync(self, objects, nodes, ready)  # for the views, on copies
+        finally:
+            # its decisions are discarded: the bundles carry what the leader decided, which a
+            # NOTIFY brings (refresh). Reading it all back after every plan was 5000 assignment rows
+            # a second; a refresh every FOLLOWER_REFRESH_INTERVAL stays, in case a NOTIFY was lost.
+            self._rollouts, self._revs, self._assign = kept
+            self.store = self.pg
 
     # --- operator actions: applied by the leader ------------------------------------------------------
 

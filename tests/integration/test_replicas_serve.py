@@ -310,3 +310,31 @@ def test_a_postgresql_restart_under_load_loses_nothing(
     assert count == str(len(NODES))  # every node's report reached the database
     for i in (0, 1):
         assert {n["name"] for n in replicas.api(i, "/api/nodes")["nodes"]} == set(NODES)
+
+
+def test_a_follower_plans_only_when_a_view_is_read_and_its_view_is_then_current(replicas: ReplicaSet) -> None:
+    """A follower's plans serve only its views (rollout status, the fleet page, /metrics): made every
+    second for nobody, they were a pass over the whole fleet each second on every follower."""
+    wait_for(lambda: replicas.leader() is not None)
+    settle(replicas, "web:1")
+    follower = 1 - (replicas.leader() or 0)
+    ctl = replicas.server(follower).controller
+    passes: list[str] = []
+    real = ctl._sync_one
+
+    def counted(ds: Any, *args: Any) -> None:
+        passes.append(ds.key.name)
+        real(ds, *args)
+
+    ctl._sync_one = counted  # type: ignore[method-assign,assignment]
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.5:  # reports keep coming; the ticker syncs every second
+        replicas.round()
+        time.sleep(0.2)
+    assert passes == []
+    doc = replicas.rollout(follower)
+    assert passes == ["web"]
+    assert doc["phase"] == "Complete"
+    assert doc["updatedNumberScheduled"] == len(NODES) and doc["numberAvailable"] == len(NODES)
+    replicas.rollout(follower)  # read again within FOLLOWER_PLAN_INTERVAL: the same plan
+    assert passes == ["web"]
