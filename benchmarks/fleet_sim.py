@@ -276,7 +276,10 @@ class Fleet:
                     heapq.heappush(self._later, (time.monotonic() + self._repass, index))
                     self._later_cond.notify()
             if self._reports is not None:
-                self._reports.submit(node.report, False)
+                try:
+                    self._reports.submit(node.report, False)
+                except RuntimeError:  # the pool is shut down: the simulation is ending
+                    return
         except Exception as exc:  # one node's failure must not stop the others
             print(f"node {index}: pass failed: {exc!r}", file=sys.stderr)
         with self._lock:

@@ -26,6 +26,8 @@ from nodeagent.fleet import report, serve, store
 from nodeagent.k8s import manifests, model, policy
 from nodeagent.sources import http, signing
 
+SERVE_GC_THRESHOLD = 20_000  # serve's young-generation threshold (Python's default is 700): see settle_heap
+
 # --- validate, sign ----------------------------------------------------------------------------------
 
 
@@ -211,6 +213,19 @@ def _default_serve_state_dir() -> str:
     return ":memory:"
 
 
+def settle_heap() -> None:
+    """Once serve has started. What exists now (modules, the first bundle, the controller's state) lives
+    as long as serve: frozen out of the collector, a full collection walks only what came later (at
+    1000 nodes one held every request for up to half a second before). Then a young collection every
+    SERVE_GC_THRESHOLD allocations instead of 700: at 5000 nodes (two replicas, about 330 requests a
+    second each) collections took a tenth of a replica's CPU and full ones 0.2-0.5 s each; with it none
+    ran in the bench's window, and in one run CPU fell from 22-24 % to 18-19 % of a core and the p99
+    in serve from 8 ms to 2 ms, at the same peak RSS. Cycles are still collected, only later."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(SERVE_GC_THRESHOLD, 10, 10)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`nodeagent serve`: in the foreground until SIGTERM/SIGINT."""
     cfg = serve.ServeConfig(
@@ -249,11 +264,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     server.start()
-    # what exists now (modules, the first bundle, the controller's state) lives as long as serve:
-    # frozen out of the collector, a full collection walks only what came later. At 1000 nodes a full
-    # collection held every request for up to half a second without it.
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     print(f"serving {server.publisher.directory} at {server.url}/manifests", file=sys.stderr)
     done.wait()
     server.stop()
