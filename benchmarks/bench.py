@@ -615,9 +615,11 @@ def bench_cold_start(client: docker.DockerClient, count: int, rounds: int = 3) -
 
         def agent() -> None:
             t0 = time.monotonic()
-            subprocess.run(
-                [NODEAGENT, "--config", str(root / "config.yaml"), "sync"], check=True, capture_output=True
+            done = subprocess.run(
+                [NODEAGENT, "--config", str(root / "config.yaml"), "sync"], capture_output=True, text=True
             )
+            if done.returncode != 0:
+                raise RuntimeError(f"nodeagent sync exited {done.returncode}: {done.stderr[-2000:]}")
             agent_times.append(time.monotonic() - t0)
 
         def raw() -> None:

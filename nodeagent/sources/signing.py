@@ -26,12 +26,12 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from nodeagent import errors
+
+if TYPE_CHECKING:  # cryptography itself is loaded only where a key is used (about 7 MB in every agent)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 SUFFIX = ".minisig"  # minisign's convention: the signature of FILE is FILE.minisig
 HEADER = "X-Nodeagent-Signature"  # `serve` also sends the .minisig, base64-encoded, in this header
@@ -93,6 +93,9 @@ def parse_public_key(text: str, origin: str = "public key") -> PublicKey:
     raw = _b64(lines[0], "the public key", origin)
     if len(raw) != 42 or raw[:2] != b"Ed":
         raise KeyFileError(f"{origin}: not a minisign Ed25519 public key")
+    # lazy: cryptography only where a key is used
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     return PublicKey(raw[2:10], Ed25519PublicKey.from_public_bytes(raw[10:42]))
 
 
@@ -127,6 +130,10 @@ def parse_secret_key(text: str, origin: str = "secret key") -> SecretKey:
     expected = hashlib.blake2b(raw[:2] + key_id + sk, digest_size=32).digest()
     if checksum not in (expected, bytes(32)):
         raise KeyFileError(f"{origin}: the secret key's checksum does not match (corrupted file?)")
+    # lazy: cryptography only where a key is used
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # lazy: as above
+
     private = Ed25519PrivateKey.from_private_bytes(sk[:32])
     public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     if public != sk[32:]:
@@ -140,6 +147,10 @@ def load_secret_key(path: str) -> SecretKey:
 
 def generate() -> tuple[str, str]:
     """A new key pair as (public key file, secret key file) text, the formats of `minisign -G -W`."""
+    # lazy: cryptography only where a key is used
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # lazy: as above
+
     private = Ed25519PrivateKey.generate()
     seed = private.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
@@ -181,6 +192,8 @@ def sign(data: bytes, key: SecretKey, *, file_name: str = "", trusted_comment: s
 
 def verify(data: bytes, minisig: bytes, key: PublicKey) -> str:
     """Check `minisig` (a .minisig file's bytes) over `data`; the trusted comment, or SignatureError."""
+    from cryptography.exceptions import InvalidSignature  # lazy: cryptography only where a key is used
+
     if len(minisig) > _MAX_SIGNATURE:
         raise SignatureError("signature file too large")
     try:
