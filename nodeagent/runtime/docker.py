@@ -152,6 +152,28 @@ def _own_bounding_set() -> frozenset[str]:
         return frozenset()
 
 
+MAX_CONNECTIONS = 32  # kept connections to the engine's socket (per-owner workers call it in parallel)
+
+
+def _one_pool(client: Any) -> Any:
+    """`client` with one connection pool for its unix socket. docker-py keys its pools by the whole
+    request URL and keeps 25, closing the least recently used: with more than 25 containers worked on at
+    once, a pool was closed under a request still using it (`'NoneType' object has no attribute
+    'qsize'`, a failed create in a 50-DaemonSet cold start; docker/compose#3586). The pool's URL is
+    never used to connect (requests go to the socket with the path only), so one pool serves all."""
+    adapter = getattr(client, "_custom_adapter", None)
+    if adapter is None or not hasattr(adapter, "socket_path"):
+        return client  # TCP or SSH: pools there are keyed by host already
+    get = adapter.get_connection
+
+    def get_connection(url: str, proxies: Any = None) -> Any:
+        return get("http+docker://localhost", proxies)
+
+    adapter.get_connection = get_connection
+    adapter.pools.clear()  # the constructor's own request (the API version) made one under its URL
+    return client
+
+
 class DockerRuntime:
     """`runtime.ContainerRuntime` on a Docker engine (default: DOCKER_HOST or the local socket)."""
 
@@ -188,8 +210,9 @@ class DockerRuntime:
                     kwargs["base_url"] = self._base_url
                 kwargs["version"] = API_VERSION
                 kwargs["timeout"] = self._timeout
+                kwargs["max_pool_size"] = MAX_CONNECTIONS
                 with _translate("connect"):
-                    self._client = docker.APIClient(**kwargs)
+                    self._client = _one_pool(docker.APIClient(**kwargs))
             return self._client
 
     def close(self) -> None:

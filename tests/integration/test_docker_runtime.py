@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import queue
@@ -562,3 +563,21 @@ def test_pod_built_by_podconfig_runs(
     assert found.labels[identity.LABEL_OWNER] == owner
     rt.remove(cid)
     volumes.remove_pod_dirs(state_dir, uid)
+
+
+@pytest.mark.docker
+def test_many_containers_at_once_share_one_pool_none_closed_under_a_request(docker_runtime: Runtime) -> None:
+    """docker-py keeps 25 pools, one per request URL, and closes the least recently used even while a
+    request uses it: 50 DaemonSets in a cold start failed a create now and then ('NoneType' object has
+    no attribute 'qsize'). The runtime uses one pool for the socket, whatever the URL."""
+    rt = docker_runtime
+    ids = [f"nodeagent-absent-{i:03d}" for i in range(60)]
+
+    def look(cid: str) -> None:
+        assert rt.inspect(cid) is None  # a 404 each, on 60 distinct URLs
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(look, ids))
+    adapter = rt._api()._custom_adapter
+    assert len(adapter.pools) == 1
+    assert adapter.max_pool_size == dockerrt.MAX_CONNECTIONS
