@@ -37,6 +37,7 @@ from nodeagent.runtime import docker as docker_rt
 # `python benchmarks/bench.py` puts benchmarks/ first on sys.path, not the repo root: add the root so the
 # test helpers (tests/support, not part of the installed package) import as they do under pytest.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import fleet_sim  # benchmarks/fleet_sim.py, beside this file: the format of its stats events
 import serveproc  # benchmarks/serveproc.py, beside this file
 
 from tests.support import hangingregistry, manifests
@@ -476,7 +477,7 @@ def bench_fleet(nodes: int, steady_seconds: float, procs: int = 4) -> dict[str, 
         "max_ms": quick[-1] if quick else None,
         "errors": sum(st["errors"] for st in stats),
         "reports_sent": sum(st["reports_sent"] for st in stats),
-        "heartbeat_lag_max_s": max((lag for st in stats for lag in st["heartbeat_lags"]), default=0.0),
+        "heartbeat_lag_max_s": fleet_sim.heartbeat_lag_max(stats),
         "received_all_s": max(r["last"] for r in received) - t_change,
         # when the last watch answer carrying the change reached its client (received: and was parsed)
         "watch_answered_all_s": max((t for st in stats for t in st["watch_changed_at"]), default=t_change)

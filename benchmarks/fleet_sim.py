@@ -74,6 +74,11 @@ def shared_parses(
     return load
 
 
+def heartbeat_lag_max(stats: list[dict[str, Any]]) -> float:
+    """The longest wait of a heartbeat for a report thread, over `stats` events of several processes."""
+    return max((lag for st in stats for lag in st["heartbeat_lags"]), default=0.0)
+
+
 class Timings:
     """Client-side response times of every request the nodes make (a recorder around http.request)."""
 

@@ -24,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, when run as a script
 
+import fleet_sim  # benchmarks/fleet_sim.py: the format of its stats events
 import serveproc  # benchmarks/serveproc.py (benchmarks/ is on sys.path: this is run or imported from there)
 
 from nodeagent.sources import http
@@ -247,7 +248,10 @@ def bench_replicas(
         "errors": sum(st["errors"] for st in stats),
         # how long the hollow nodes' heartbeats waited for one of their process's report threads (a
         # real node's reporter has its own): late ones make serve see nodes NotReady
-        "heartbeat_lag_max_s": [_lag_max(stats), _lag_max(rollout_stats)],
+        "heartbeat_lag_max_s": [
+            fleet_sim.heartbeat_lag_max(stats),
+            fleet_sim.heartbeat_lag_max(rollout_stats),
+        ],
         "heartbeats_skipped": sum(st["heartbeats_skipped"] for st in rollout_stats),
         "rollout_complete": bool(samples) and samples[-1][3] == "Complete",
         "slots_handed_on": len(gaps),
@@ -258,10 +262,6 @@ def bench_replicas(
         "rollout_moved_again_s": (moved - killed["at"]) if killed and moved else None,
         "survivor": survivor.name,
     }
-
-
-def _lag_max(stats: list[dict[str, Any]]) -> float:
-    return max((lag for st in stats for lag in st["heartbeat_lags"]), default=0.0)
 
 
 def row(r: dict[str, Any]) -> tuple[str, str, str, str]:

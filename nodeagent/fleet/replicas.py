@@ -172,9 +172,9 @@ class ReplicatedController(controller.Controller):
                 self._plan_deferred(now)
 
     def _plan_deferred(self, now: float) -> None:
-        """Plan the last inputs `sync` was given, on copies of the state (under `cond`)."""
-        if self._deferred is None:
-            return
+        """Plan the last inputs `sync` was given, on copies of the state (under `cond`; callers check
+        that there are some)."""
+        assert self._deferred is not None
         objects, nodes, ready = self._deferred
         self._deferred = None
         self._planned_at, self._planned_for = now, objects
