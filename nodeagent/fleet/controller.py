@@ -168,6 +168,21 @@ class Controller:
                 self._sync_one(ds, nodes, ready, now)
             self._wake_changed(before)
 
+    def settled(self) -> bool:
+        """Whether every rollout has come to rest (complete, paused, failed, or rolled back and reverted)
+        and no restarted serve's grace window holds one: a pass over unchanged reports would then decide
+        nothing, as no deadline or timer of a rollout is running."""
+        with self.cond:
+            if any(self._held.values()):
+                return False
+            for key in self._daemonsets:
+                r = self._rollouts.get(key)
+                if r is None or r.phase == store.PROGRESSING:
+                    return False
+                if r.phase == store.ROLLED_BACK and not r.reverted_at:
+                    return False
+            return True
+
     # --- waking the watches ----------------------------------------------------------------------------
 
     def node_version(self, node: str) -> tuple[int, int]:

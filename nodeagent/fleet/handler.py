@@ -96,11 +96,6 @@ class Defer:
 Outcome = Answer | ReadBody | Watch | Defer
 
 
-def rollout_view(r: fleet.NodeReport) -> tuple[object, ...]:
-    """What the rollout controller reads of a report: a heartbeat that changes none of it costs no pass."""
-    return (r.labels, r.taints, r.daemonsets)
-
-
 def _text(status: int, text: str, **kw: Any) -> Answer:
     return Answer(status, text.encode(), TEXT, **kw)
 
@@ -244,14 +239,10 @@ class FleetAPI:
             why = str(exc) if isinstance(exc, fleet.ReportError) else "the body is not JSON"
             return _text(400, f"bad report: {why}\n")
         with app.fleet_lock:
-            prev = app.fleet.nodes.get(name)
-            first = prev is None
-            changed = (
-                prev is None
-                or not app.fleet.ready(prev, report.received_at)
-                or rollout_view(prev) != (rollout_view(report))
-            )
+            first = name not in app.fleet.nodes
+            changes = app.fleet.changes
             recorded = app.fleet.report(report, digest)
+            changed = app.fleet.changes != changes
         if not recorded:
             log.warning("node_refused_fleet_full", node=name, max_nodes=app.cfg.max_nodes)
             return _text(429, "too many nodes (--max-nodes); remove gone ones with `nodeagent node delete`\n")

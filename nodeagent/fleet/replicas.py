@@ -102,6 +102,7 @@ class ReplicatedController(controller.Controller):
         ) = None
         self.refreshes = 0
         self._refreshed_at = 0.0
+        self._led_since_refresh = False  # settled(): a leader's pass ran since the last refresh
 
     # --- the state: reloaded whenever another replica changed it ----------------------------------------
 
@@ -119,6 +120,7 @@ class ReplicatedController(controller.Controller):
             self._assign = assign
             self.refreshes += 1
             self._refreshed_at = time.monotonic()
+            self._led_since_refresh = False
             self._wake_changed(before)  # only the nodes another replica's decision concerns
 
     def changed_elsewhere(self, replica: str) -> None:
@@ -145,7 +147,9 @@ class ReplicatedController(controller.Controller):
     ) -> None:
         if self._is_leader():
             try:
-                super().sync(objects, nodes, ready)
+                with self.cond:
+                    super().sync(objects, nodes, ready)
+                    self._led_since_refresh = True
             except Exception:
                 with contextlib.suppress(Exception):
                     self.refresh()  # whatever failed, start the next sync from what the store holds
@@ -159,6 +163,12 @@ class ReplicatedController(controller.Controller):
             stale = now - self._refreshed_at >= FOLLOWER_REFRESH_INTERVAL
         if stale:
             self.refresh()
+
+    def settled(self) -> bool:
+        """A follower's passes only keep its inputs for its views (and refresh a stale state), which
+        costs little: it always takes them. A leader is settled once it has run a pass of its own over
+        the state last read from the store (a new leader, or another replica's change)."""
+        return self._is_leader() and self._led_since_refresh and super().settled()
 
     def _before_view(self) -> None:
         """A follower plans for its views when one is read (rollout status, the fleet page, /metrics),

@@ -123,6 +123,10 @@ class NodeReport:
         new.__dict__["received_at"] = t
         return new
 
+    def rollout_view(self) -> tuple[object, ...]:
+        """What the rollout controller reads of a report: a heartbeat changing none of it costs no pass."""
+        return (self.labels, self.taints, self.daemonsets)
+
     def status_doc(self) -> dict[str, Any]:
         """The kept part of the node's `status -o json` document, in its shape (for `kubestate`)."""
         return {
@@ -349,15 +353,21 @@ class Fleet:
     expiry: float = DEFAULT_EXPIRY
     max_nodes: int = DEFAULT_MAX_NODES
     digests: dict[str, bytes] = field(default_factory=dict)  # node -> digest of the body it was parsed from
+    # moved by every change the rollout controller reads (a node new, back from NotReady, gone, or with
+    # other labels, taints or DaemonSet reports), not by a heartbeat: serve plans again only then
+    changes: int = 0
 
     def report(self, r: NodeReport, digest: bytes = b"") -> bool:
         """Record a report; False (nothing recorded) when it is a new node and the fleet is full.
         `digest` identifies the posted body, so the same body posted again need not be parsed again
         (`unchanged`)."""
-        if r.name not in self.nodes and len(self.nodes) >= self.max_nodes:
+        prev = self.nodes.get(r.name)
+        if prev is None and len(self.nodes) >= self.max_nodes:
             self.expire(r.received_at)
             if len(self.nodes) >= self.max_nodes:
                 return False
+        if prev is None or not self.ready(prev, r.received_at) or prev.rollout_view() != r.rollout_view():
+            self.changes += 1
         self.nodes[r.name] = r
         if digest:
             self.digests[r.name] = digest
@@ -375,7 +385,10 @@ class Fleet:
 
     def delete(self, name: str) -> bool:
         self.digests.pop(name, None)
-        return self.nodes.pop(name, None) is not None
+        if self.nodes.pop(name, None) is None:
+            return False
+        self.changes += 1
+        return True
 
     def expire(self, now: float) -> list[str]:
         """Forget nodes NotReady for longer than `expiry`; their names."""
@@ -383,6 +396,7 @@ class Fleet:
         for n in gone:
             del self.nodes[n]
             self.digests.pop(n, None)
+            self.changes += 1
         return gone
 
     def ready(self, r: NodeReport, now: float) -> bool:
