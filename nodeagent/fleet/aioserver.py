@@ -269,7 +269,7 @@ class AioHTTPServer:
         try:
             answer = await self._answer(request, conn)
             if conn is None or conn.state != "watch":  # a held watch's time is the wait for a change
-                _histogram(_endpoint(request)).observe(time.monotonic() - t0)
+                metrics.SERVE_REQUEST_SECONDS.labels(_endpoint(request)).observe(time.monotonic() - t0)
             return _response(answer)
         finally:
             if conn is not None and conn.state != "evicted":
@@ -365,18 +365,6 @@ def _endpoint(request: web.BaseRequest) -> str:
     if request.method == "POST" and path.startswith("/nodes/"):
         return "report"
     return "bundle" if path == "/manifests" else "other"
-
-
-_HISTOGRAMS: dict[str, Any] = {}
-
-
-def _histogram(endpoint: str) -> Any:
-    """The request-duration histogram's child for `endpoint`, looked up once (`labels` takes a lock and
-    builds a key on every call: a few percent of serve's CPU at a request per node every 10 s)."""
-    h = _HISTOGRAMS.get(endpoint)
-    if h is None:
-        h = _HISTOGRAMS[endpoint] = metrics.SERVE_REQUEST_SECONDS.labels(endpoint)
-    return h
 
 
 def _resolve(f: asyncio.Future[None]) -> None:

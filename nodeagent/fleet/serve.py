@@ -267,7 +267,8 @@ class Server:
         """Whether a pass nobody asked for could decide anything: a rollout is under way (its deadline,
         the grace after a start), the fleet changed (a report pulled from another replica, a node
         deleted or expired), or a node has been silent long enough to turn NotReady. A settled fleet's
-        heartbeats cost no pass: at 1000 nodes one was a sixth of an idle serve's CPU."""
+        heartbeats cost no pass (at 1000 nodes, one a second of 9-16 ms each, about a tenth of
+        an idle serve's CPU)."""
         with self.fleet_lock:
             changes = self.fleet.changes
         return (
