@@ -7,7 +7,9 @@ reporter and the CLI's `--server` commands."""
 from __future__ import annotations
 
 import contextlib
+import heapq
 import http.client
+import itertools
 import json
 import socket
 import ssl
@@ -256,12 +258,11 @@ class _Deadline:
 
     def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
         self.fired = False
+        self.cancelled = False
         self._conn = conn
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        _WATCHDOG.add(self, time.monotonic() + seconds)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         self.fired = True
         sock = self._conn.sock
         if sock is not None:
@@ -269,7 +270,48 @@ class _Deadline:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        self.cancelled = True
+
+
+class _Watchdog:
+    """One thread that fires every request's `_Deadline` in time order. A `threading.Timer` per request
+    started and ended a thread for each one: a process of 250 simulated nodes spent a large share of its
+    CPU there (the start handshake waits for the new thread to get the interpreter lock)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, d: _Deadline, at: float) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (at, next(self._seq), d))
+            if self._thread is None or not self._thread.is_alive():  # first use, or a forked child
+                self._thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is d:  # sooner than what the thread waits for
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][2].cancelled:  # ended requests (most of them)
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    left = self._heap[0][0] - time.monotonic()
+                    if left <= 0:
+                        due = heapq.heappop(self._heap)[2]
+                        break
+                    self._cond.wait(left)
+            if not due.cancelled:
+                due.fire()
+
+
+_WATCHDOG = _Watchdog()
 
 
 def bearer(token_file: str | None) -> dict[str, str]:

@@ -168,6 +168,51 @@ def test_the_timeout_bounds_the_whole_fetch_not_each_read() -> None:
         listener.close()
 
 
+def test_requests_start_no_thread_each_and_deadlines_still_fire_in_order(
+    hosts: list[Host], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole-request deadline is one shared thread's job: a thread started per request (a Timer) was
+    a large share of a busy client's CPU. Many requests start at most that one thread, and a short
+    deadline behind a long one still fires on time."""
+    a = Host()
+    hosts.append(a)
+    pool = http.Connections()  # one kept connection: the server starts no thread for the rest either
+    http.request("GET", a.url, timeout=5.0, connections=pool)  # the shared thread exists from here on
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    for _ in range(30):
+        assert http.request("GET", a.url, timeout=5.0, connections=pool).status == 200
+    pool.close()
+    assert started == []
+    monkeypatch.undo()
+    listener, stop = _drip_server()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/x"
+        slow_done: list[float] = []
+        slow = threading.Thread(target=lambda: slow_done.append(_timed_out_after(url, 8.0)), daemon=True)
+        slow.start()  # a long deadline first in the watchdog's queue
+        time.sleep(0.2)
+        assert _timed_out_after(url, 1.0) < 5  # the short one is not held behind it
+        slow.join(30)
+        assert slow_done and 7 < slow_done[0] < 20
+    finally:
+        stop.set()
+        listener.close()
+
+
+def _timed_out_after(url: str, timeout: float) -> float:
+    started = time.monotonic()
+    with pytest.raises(http.FetchError, match=f"timed out after {timeout:g}s"):
+        http.request("GET", url, timeout=timeout)
+    return time.monotonic() - started
+
+
 def test_a_token_with_an_interior_newline_is_a_source_error_without_the_token(
     hosts: list[Host], tmp_path: Path
 ) -> None:
