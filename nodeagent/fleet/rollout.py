@@ -110,8 +110,19 @@ def _new_pod(n: NodeState, update: int) -> PodState | None:
     return next((p for p in n.live() if p.revision == update), None)
 
 
-def _old_pod(n: NodeState, update: int) -> PodState | None:
-    return next((p for p in n.live() if p.revision != update), None)
+def _new_and_old(n: NodeState, update: int) -> tuple[PodState | None, PodState | None]:
+    """The node's first live pod of `update` and its first live pod of another revision, in one look
+    (a pass asks both of every node: at 1000 nodes the separate looks were a third of a pass)."""
+    new = old = None
+    for p in n.pods:
+        if p.terminating:
+            continue
+        if p.revision == update:
+            if new is None:
+                new = p
+        elif old is None:
+            old = p
+    return new, old
 
 
 def plan(nodes: Sequence[NodeState], update: int, strategy: Strategy, paused: bool = False) -> Plan:
@@ -135,9 +146,12 @@ def plan(nodes: Sequence[NodeState], update: int, strategy: Strategy, paused: bo
     unavailable = surging = 0
     allowed: list[str] = []
     candidates: list[str] = []
+    complete = True  # every ready desired node on the update revision and available (before this pass)
     for n in order:
         on_update = n.effective() == update
-        new = _new_pod(n, update)
+        new, old = _new_and_old(n, update)
+        if n.ready and not (on_update and new is not None and new.available):
+            complete = False
         if on_update:
             updated += 1
             if new is not None and new.available:
@@ -163,7 +177,6 @@ def plan(nodes: Sequence[NodeState], update: int, strategy: Strategy, paused: bo
             continue
         if not canary_done and not n.canary:
             continue
-        old = _old_pod(n, update)
         if strategy.type == ON_DELETE:
             if old is None:
                 allowed.append(n.name)
@@ -184,11 +197,6 @@ def plan(nodes: Sequence[NodeState], update: int, strategy: Strategy, paused: bo
         assign.extend((name, update) for name in chosen)
         wave.extend(chosen)  # handed out now: this pass's wave
         updated += len(chosen)
-    ready_desired = [n for n in desired_nodes if n.ready]
-    complete = all(
-        n.effective() == update and (p := _new_pod(n, update)) is not None and p.available
-        for n in ready_desired
-    )
     return Plan(
         assign=tuple(assign),
         desired=len(desired_nodes),
