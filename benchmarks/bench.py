@@ -68,6 +68,7 @@ def pod_of(name: str) -> Callable[[str], bool]:
 
 
 SERVE_HISTOGRAM = "nodeagent_serve_request_duration_seconds_bucket"
+PASS_HISTOGRAM = "nodeagent_serve_rollout_pass_cpu_seconds"  # serve's rollout controller, per pass
 
 
 def serve_latency_buckets(url: str) -> dict[float, float]:
@@ -84,6 +85,20 @@ def serve_latency_buckets(url: str) -> dict[float, float]:
             bound = math.inf if le == "+Inf" else float(le)
             out[bound] = out.get(bound, 0.0) + float(value)
     return out
+
+
+def controller_cpu(url: str) -> tuple[float, float]:
+    """(passes, CPU seconds) of serve's rollout controller so far: its pass histogram's count and sum,
+    read from its /metrics."""
+    from nodeagent.sources import http as http_src
+
+    text = http_src.request("GET", f"{url}/metrics", timeout=30.0).body.decode()
+    got = {"count": 0.0, "sum": 0.0}
+    for line in text.splitlines():
+        for what in got:
+            if line.startswith(f"{PASS_HISTOGRAM}_{what} "):
+                got[what] = float(line.rsplit(" ", 1)[1])
+    return got["count"], got["sum"]
 
 
 def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float | None:
@@ -553,6 +568,7 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
                 for sim in sims:
                     sim.take("got")
                     sim.take("available")
+                passes0 = controller_cpu(srv.url)  # read outside the window (a /metrics costs serve CPU)
                 c0, w0 = _proc_cpu_seconds(srv.proc.pid), time.monotonic()
                 t_change = time.time()
                 write_atomic(serve_dir / "roll.yaml", rollout_daemonset(name, ROLLOUT_V2, percent))
@@ -572,6 +588,7 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
                     assert time.monotonic() < deadline, f"the rollout did not complete within 600 s: {now}"
                     time.sleep(0.2)
                 c1, w1 = _proc_cpu_seconds(srv.proc.pid), time.monotonic()
+                passes1 = controller_cpu(srv.url)
                 got += [e for sim in sims for e in sim.take("got") if e["image"] == ROLLOUT_V2]
             finally:
                 for sim in sims:
@@ -592,6 +609,8 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
         "available": len(available),
         "window_s": w1 - w0,
         "server_cpu_percent": (c1 - c0) / (w1 - w0) * 100,
+        "controller_passes": passes1[0] - passes0[0],
+        "controller_cpu_percent": (passes1[1] - passes0[1]) / (w1 - w0) * 100,
         "first_handout_s": handed[0] - t_change if handed else None,
         "all_available_s": available[-1] - t_change if available else None,
         "handout_wait_p50_s": percentile([max(0.0, w) for w in waits], 0.5) if waits else None,
@@ -819,7 +838,9 @@ def table(results: dict[str, Any]) -> str:
             (
                 f"rollout (SIMULATION: {r['nodes']} hollow nodes) through serve, maxUnavailable "
                 f"{r['max_unavailable']} ({r['budget']} nodes), minReadySeconds 1",
-                f"serve {r['server_cpu_percent']:.1f} % CPU over {r['window_s']:.0f} s; next node handed out "
+                f"serve {r['server_cpu_percent']:.1f} % CPU over {r['window_s']:.0f} s (of which "
+                f"{r['controller_passes']:.0f} controller passes {r['controller_cpu_percent']:.1f} %); "
+                "next node handed out "
                 f"{_secs(r['handout_wait_p50_s'])} p50, {_secs(r['handout_wait_max_s'])} max after a slot "
                 f"freed; {r['waves']} waves, {r['over_budget']} over budget; "
                 f"{r['available']}/{r['nodes']} available in {_secs(r['all_available_s'])}",

@@ -60,6 +60,7 @@ from nodeagent.fleet.handler import Identity
 from nodeagent.fleet.httpserver import HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, connection_limit
 from nodeagent.fleet.publisher import Bundle, Publisher, render_bundle
 from nodeagent.k8s import manifests, model
+from nodeagent.service import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -217,8 +218,10 @@ class Server:
             with self.fleet_lock:
                 latest = dict(self.fleet.nodes)
                 changes = self.fleet.changes
+            cpu = time.thread_time()
             reports = self._controller_reports(latest)
             self.controller.sync(b.raw_objects, reports, lambda r: self.fleet.ready(latest[r.name], now))
+            metrics.ROLLOUT_PASS_CPU_SECONDS.observe(time.thread_time() - cpu)
             flips = [t for r in latest.values() if (t := r.received_at + self.fleet.grace) >= now]
             self._ctl_changes, self._quiet_until = changes, min(flips, default=math.inf)
         if b.etag != self._synced_etag:  # a new bundle: every node's bundle may differ (watches wake)

@@ -323,6 +323,26 @@ def test_metrics_carry_rollout_gauges(f: Fleet) -> None:
     assert b'nodeagent_rollout_desired_nodes{namespace="default",daemonset="web"} 3' in body
 
 
+def _pass_count(body: bytes) -> float:
+    line = next(
+        x for x in body.splitlines() if x.startswith(b"nodeagent_serve_rollout_pass_cpu_seconds_count ")
+    )
+    return float(line.split()[1])
+
+
+def test_metrics_count_the_controllers_passes_and_their_cpu(f: Fleet) -> None:
+    """An operator (and `make bench`'s rollout row) reads the controller's share of serve's CPU from the
+    pass histogram: every pass is counted, with its thread's CPU time."""
+    before = _pass_count(f.get("/metrics")[1])
+    settle(f, "web:1")
+    _, body, _ = f.get("/metrics")
+    assert _pass_count(body) >= before + len(NODES)  # settle: a pass after each node's report
+    total = next(
+        x for x in body.splitlines() if x.startswith(b"nodeagent_serve_rollout_pass_cpu_seconds_sum ")
+    )
+    assert float(total.split()[1]) > 0
+
+
 def test_annotations_are_validated_at_their_path() -> None:
     _, problems = ann.policy(
         {
