@@ -130,17 +130,21 @@ def watch_rollout(
 def wave_gaps(samples: list[tuple[float, int, int, str]], total: int) -> list[float]:
     """Budget slots handed on: from a sample where more nodes became available to the first sample where
     more nodes were assigned (a slot freed is a slot reused, as in Kubernetes: the "next wave" is the
-    next node). The resolution is the poll, about 0.1 s."""
+    next node). The resolution is the poll, about 0.1 s: a sample where nodes became available and more
+    were assigned is a slot handed on within one poll (0 here).
+
+    Until this was fixed, such a sample started a gap instead of closing one, and the gap ran to the next
+    sample with more nodes assigned: after the next node became available, not after this one."""
     gaps = []
     freed_at: float | None = None
     prev = samples[0] if samples else None
     for t, assigned, available, _ in samples[1:]:
         assert prev is not None
+        if available > prev[2] and assigned < total and freed_at is None:
+            freed_at = t
         if assigned > prev[1] and freed_at is not None:
             gaps.append(t - freed_at)
             freed_at = None
-        if available > prev[2] and assigned < total and freed_at is None:
-            freed_at = t
         prev = (t, assigned, available, "")
     return gaps
 
@@ -257,6 +261,8 @@ def bench_replicas(
         "slots_handed_on": len(gaps),
         "wave_gap_max_s": max(gaps) if gaps else None,
         "wave_gap_p50_s": sorted(gaps)[len(gaps) // 2] if gaps else None,
+        "wave_gap_p90_s": sorted(gaps)[int(0.9 * (len(gaps) - 1))] if gaps else None,
+        "wave_gaps_over_1s": sum(1 for g in gaps if g > 1.0),
         "leader_killed": killed.get("name"),
         "new_leader_s": (led - killed["at"]) if killed and led else None,
         "rollout_moved_again_s": (moved - killed["at"]) if killed and moved else None,
@@ -276,7 +282,8 @@ def row(r: dict[str, Any]) -> tuple[str, str, str, str]:
         f"CPU {cpu} % of a core, {mem} MB; p99 {p99} ms in serve, {r['p99_ms']:.0f} ms in the hollow "
         f"nodes ({r['errors']} errors); heartbeats waited <= "
         f"{' / '.join(f'{x:.1f}' for x in r['heartbeat_lag_max_s'])} s (steady / rollout); "
-        f"next node assigned <= {gap} after a slot freed ({r['slots_handed_on']} hand-ons); "
+        f"next node assigned <= {gap} after a slot freed ({r['slots_handed_on']} hand-ons, "
+        f"{r['wave_gaps_over_1s']} over 1 s); "
         f"rollout {'complete' if r['rollout_complete'] else 'NOT complete'}; "
         f"leader killed: rollout moved again after {moved}",
         "-",
