@@ -14,9 +14,11 @@ talks JSON lines: stdout gets `ready`, `complete` (a DaemonSet has reached every
 `stats` line on stdin asks for the stats; EOF on stdin ends it.
 
 With `--rollout-events` (the rollout bench), every node also says when a DaemonSet's image reached it
-(`got`) and when its pod of that image became available (`available`), and a node whose pod is ready but
-not yet past minReadySeconds passes again `--repass` seconds later (no resync timer here): a simulated
-node reports its new pod available shortly after it started, as a real one does.
+(`got`), when its pod of that image became available (`available`) and when the report saying so was
+sent (`reported`, once `serve` took it: the simulation's own queue for report threads left out), and a
+node whose pod is ready but not yet past minReadySeconds passes again `--repass` seconds later (no
+resync timer here): a simulated node reports its new pod available shortly after it started, as a real
+one does.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ class Node:
     ) -> None:
         self.index = index
         self.rollout_events = rollout_events
-        self.got: set[tuple[str, str]] = set()  # (owner, image) that reached this node
-        self.available: set[tuple[str, str]] = set()  # (owner, image) whose pod is available here
+        self.got: set[tuple[str, str, str]] = set()  # (owner, image, revision) that reached this node
+        self.available: set[tuple[str, str, str]] = set()  # (owner, image, revision) available here
         name = f"hollow-{index:05d}"
         urls = url.split(",")  # replicas of one serve: each node starts on its own, round robin
         urls = urls[index % len(urls) :] + urls[: index % len(urls)]
@@ -138,6 +140,8 @@ class Node:
         self.latest: Mapping[str, Any] | None = None
         self.sent: Mapping[str, Any] | None = None
         self.report_lock = threading.Lock()
+        self.seq = 0  # passes so far: `latest` is the report of pass `seq`
+        self.awaiting: list[tuple[int, dict[str, Any]]] = []  # (pass, "reported" event) not yet posted
         self.heartbeat_due: float | None = None  # a heartbeat queued for the report pool, not yet started
 
     def source_changed(self) -> None:
@@ -149,9 +153,19 @@ class Node:
                 self.received.setdefault(owner, now)
                 if self.rollout_events:
                     image = d.obj.spec.template.spec.containers[0].image
-                    if (owner, image) not in self.got:
-                        self.got.add((owner, image))
-                        emit({"event": "got", "node": self.index, "owner": owner, "image": image, "t": now})
+                    rev = identity.spec_hash(d.obj.spec.template)  # revisions may share an image
+                    if (owner, image, rev) not in self.got:
+                        self.got.add((owner, image, rev))
+                        emit(
+                            {
+                                "event": "got",
+                                "node": self.index,
+                                "owner": owner,
+                                "image": image,
+                                "revision": rev,
+                                "t": now,
+                            }
+                        )
 
     def reconcile(self) -> bool:
         """One pass; True when a pod is ready but not yet available (worth another pass soon)."""
@@ -159,6 +173,8 @@ class Node:
         doc = report.node_report(self.agent, result)
         with self.report_lock:
             self.latest = doc
+            self.seq += 1
+            seq = self.seq
         images: dict[str, set[str]] = {}
         for c in self.runtime.running():
             owner = c.labels.get(identity.LABEL_OWNER, "")
@@ -175,18 +191,20 @@ class Node:
             # the report describes the pods seen before the pass acted: only the updated pod, available
             settled = ds["updatedNumberScheduled"] >= 1 and len(ds["pods"]) == 1
             if self.rollout_events and settled and ds["numberAvailable"] >= 1 and len(running) == 1:
-                key = (owner, next(iter(running)))
+                key = (owner, next(iter(running)), str(ds["pods"][0].get("revision", "")))
                 if key not in self.available:
                     self.available.add(key)
-                    emit(
-                        {
-                            "event": "available",
-                            "node": self.index,
-                            "owner": owner,
-                            "image": key[1],
-                            "t": time.time(),
-                        }
-                    )
+                    event = {
+                        "event": "available",
+                        "node": self.index,
+                        "owner": owner,
+                        "image": key[1],
+                        "revision": key[2],
+                        "t": time.time(),
+                    }
+                    emit(event)
+                    with self.report_lock:  # "reported" once a report saying so has been taken by serve
+                        self.awaiting.append((seq, {**event, "event": "reported"}))
         return waiting
 
     def report(self, heartbeat: bool, lags: list[float] | None = None) -> None:
@@ -197,12 +215,17 @@ class Node:
                 if lags is not None:
                     lags.append(time.monotonic() - self.heartbeat_due)
                 self.heartbeat_due = None
-            doc = self.latest
+            doc, seq = self.latest, self.seq
             if doc is None or (doc == self.sent and not heartbeat):
                 return
+        sending = time.time()
         if self.reporter.post(doc):
             with self.report_lock:
                 self.sent = doc
+                done = [e for s, e in self.awaiting if s <= seq]
+                self.awaiting = [(s, e) for s, e in self.awaiting if s > seq]
+            for e in done:
+                emit({**e, "t": sending})  # when it was sent: the post's own time counts as waiting
 
 
 class Fleet:

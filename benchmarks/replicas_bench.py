@@ -11,6 +11,7 @@ other replica leads, and until the rollout moves again.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -127,6 +128,13 @@ def watch_rollout(
     return samples
 
 
+def handout_pairs(handed: list[float], available: list[float], budget: int) -> list[tuple[float, float]]:
+    """(when the (i)th node was handed the revision, when the (i - budget)th became available): with
+    `budget` nodes allowed unavailable, a node's turn comes when a slot frees (bench.handout_latencies)."""
+    h, a = sorted(handed), sorted(available)
+    return [(h[i], a[i - budget]) for i in range(budget, min(len(h), len(a) + budget))]
+
+
 def wave_gaps(samples: list[tuple[float, int, int, str]], total: int) -> list[float]:
     """Budget slots handed on: from a sample where more nodes became available to the first sample where
     more nodes were assigned (a slot freed is a slot reused, as in Kubernetes: the "next wave" is the
@@ -176,7 +184,7 @@ def bench_replicas(
         urls = ",".join(r.url for r in replicas)
         share = [nodes // procs + (1 if i < nodes % procs else 0) for i in range(procs)]
         for i, n in enumerate(share):
-            sims.append(sim_process(urls, sum(share[:i]), n, state_root))
+            sims.append(sim_process(urls, sum(share[:i]), n, state_root, ("--rollout-events",)))
         startup = max(sim.wait_for("ready")["startup_s"] for sim in sims)
         for sim in sims:
             sim.wait_for("complete", owner, "started", timeout=600)
@@ -196,6 +204,9 @@ def bench_replicas(
         quick = sorted(t * 1000 for st in stats for t in st["quick"])
 
         first = next(r for r in replicas if r.leads()).rollout("app") or {}
+        before = {
+            e["revision"] for sim in sims for what in ("got", "available", "reported") for e in sim.take(what)
+        }
         # a rollout, 10 % at a time; the leader is SIGKILLed once about a third of the nodes are updated
         (serve_dir / "app.yaml").write_text(rollout_daemonset("app", "1000001"))
         killed: dict[str, Any] = {}
@@ -207,7 +218,7 @@ def bench_replicas(
             lead = next((r for r in replicas if r.alive() and r.leads()), None)
             if lead is None:
                 return
-            killed.update(name=lead.name, at=time.monotonic(), assigned=samples[-1][1])
+            killed.update(name=lead.name, at=time.monotonic(), wall=time.time(), assigned=samples[-1][1])
             os.kill(lead.proc.pid, signal.SIGKILL)
             lead.proc.wait()
 
@@ -226,6 +237,12 @@ def bench_replicas(
         )
         led = next((s[0] for s in samples if killed and s[0] > killed["at"]), None)
         rollout_stats = [sim.stats() for sim in sims]
+        # the nodes' own events: when each was handed the new revision and when its pod of it was available
+        handed = sorted(e["t"] for sim in sims for e in sim.take("got") if e["revision"] not in before)
+        available = sorted(
+            e["t"] for sim in sims for e in sim.take("available") if e["revision"] not in before
+        )
+        reported = sorted(e["t"] for sim in sims for e in sim.take("reported") if e["revision"] not in before)
     finally:
         for sim in sims:
             sim.close()
@@ -235,6 +252,20 @@ def bench_replicas(
         shutil.rmtree(serve_dir, ignore_errors=True)
         shutil.rmtree(state_root, ignore_errors=True)
     gaps = gaps_before + gaps_after
+    budget = max(1, math.ceil(nodes * 10 / 100))  # maxUnavailable 10 %, rounded up
+    # the (i)th node handed the revision waited for the (i - budget)th to become available; a wait that
+    # spans the leader's kill is the failover (`rollout_moved_again_s`), not a wave
+    kill_at = killed.get("wall")
+
+    def waits_after(freed: list[float]) -> tuple[list[float], list[float]]:
+        """(waits not spanning the leader's kill, sorted, negatives as 0; the raw ones, for over_budget)"""
+        pairs = handout_pairs(handed, freed, budget)
+        raw = [h - a for h, a in pairs if kill_at is None or not a < kill_at < h]
+        return sorted(max(0.0, w) for w in raw), raw
+
+    late, waits = waits_after(available)  # from the node's pod becoming available
+    sent, _ = waits_after(reported)  # from the node sending the report that says so
+    pairs = handout_pairs(handed, available, budget)
     return {
         "simulation": True,
         "nodes": nodes,
@@ -263,11 +294,29 @@ def bench_replicas(
         "wave_gap_p50_s": sorted(gaps)[len(gaps) // 2] if gaps else None,
         "wave_gap_p90_s": sorted(gaps)[int(0.9 * (len(gaps) - 1))] if gaps else None,
         "wave_gaps_over_1s": sum(1 for g in gaps if g > 1.0),
+        "handed_out": len(handed),
+        "available": len(available),
+        "handout_wait_p50_s": late[len(late) // 2] if late else None,
+        "handout_wait_p90_s": late[int(0.9 * (len(late) - 1))] if late else None,
+        "handout_wait_max_s": late[-1] if late else None,
+        "handout_waits_over_1s": sum(1 for w in late if w > 1.0),
+        "reported_wait_p50_s": sent[len(sent) // 2] if sent else None,
+        "reported_wait_max_s": sent[-1] if sent else None,
+        "reported_waits_over_1s": sum(1 for w in sent if w > 1.0),
+        "handout_waits_across_kill": len(pairs) - len(waits),
+        "handout_wait_across_kill_max_s": max(
+            (h - a for h, a in pairs if kill_at and a < kill_at < h), default=None
+        ),
+        "over_budget": sum(1 for w in waits if w < -0.05),
         "leader_killed": killed.get("name"),
         "new_leader_s": (led - killed["at"]) if killed and led else None,
         "rollout_moved_again_s": (moved - killed["at"]) if killed and moved else None,
         "survivor": survivor.name,
     }
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
 
 
 def row(r: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -282,8 +331,12 @@ def row(r: dict[str, Any]) -> tuple[str, str, str, str]:
         f"CPU {cpu} % of a core, {mem} MB; p99 {p99} ms in serve, {r['p99_ms']:.0f} ms in the hollow "
         f"nodes ({r['errors']} errors); heartbeats waited <= "
         f"{' / '.join(f'{x:.1f}' for x in r['heartbeat_lag_max_s'])} s (steady / rollout); "
-        f"next node assigned <= {gap} after a slot freed ({r['slots_handed_on']} hand-ons, "
-        f"{r['wave_gaps_over_1s']} over 1 s); "
+        f"next node handed out {_secs(r['handout_wait_p50_s'])} p50, {_secs(r['handout_wait_max_s'])} max "
+        f"after a slot freed on a node ({r['handout_waits_over_1s']} over 1 s, "
+        f"{r['over_budget']} over budget; "
+        f"from the node sending that report: {_secs(r['reported_wait_p50_s'])} p50, "
+        f"{_secs(r['reported_wait_max_s'])} max, {r['reported_waits_over_1s']} over 1 s; "
+        f"serve's own pass: <= {gap} in {r['slots_handed_on']} polls); "
         f"rollout {'complete' if r['rollout_complete'] else 'NOT complete'}; "
         f"leader killed: rollout moved again after {moved}",
         "-",
