@@ -36,8 +36,11 @@ log = structlog.get_logger(__name__)
 ACTION_TIMEOUT = 10.0  # how long a follower waits for the leader to apply an operator's action
 FOLLOWER_PLAN_INTERVAL = 1.0  # a follower's plans (views only) are made when read, at most this often
 FOLLOWER_REFRESH_INTERVAL = 10.0  # and it re-reads the shared state at least this often (NOTIFY aside)
-FLUSH_INTERVAL = 0.25  # node reports are written in batches this often
-PULL_INTERVAL = 0.5  # and the other replicas' read this often
+# node reports are written in batches this often, and the other replicas' read this often: a node's
+# availability reported to a follower reaches the leader's pass within about 0.3 s, not 0.75 s (a wave's
+# budget is 1 s; the CPU did not move measurably in the 5000-node bench)
+FLUSH_INTERVAL = 0.1
+PULL_INTERVAL = 0.2
 
 
 class _ReadOnly:
