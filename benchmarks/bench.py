@@ -516,11 +516,9 @@ def rollout_daemonset(name: str, image: str, max_unavailable: str) -> str:
 
 
 def handout_latencies(handed: list[float], available: list[float], budget: int) -> list[float]:
-    """How long each node waited for its turn after a slot of the budget freed: with `budget` nodes
-    allowed unavailable, the (i)th handout needs the (i - budget)th availability. Negative: the budget
-    was overdrawn (a node handed out before a slot was free)."""
-    h, a = sorted(handed), sorted(available)
-    return [h[i] - a[i - budget] for i in range(budget, min(len(h), len(a) + budget))]
+    """How long each node waited for its turn after a slot of the budget freed (fleet_sim.handout_pairs).
+    Negative: the budget was overdrawn (a node handed out before a slot was free)."""
+    return [h - a for h, a in fleet_sim.handout_pairs(handed, available, budget)]
 
 
 def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10) -> dict[str, Any]:

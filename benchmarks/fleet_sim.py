@@ -76,6 +76,14 @@ def shared_parses(
     return load
 
 
+def handout_pairs(handed: list[float], freed: list[float], budget: int) -> list[tuple[float, float]]:
+    """(when the (i)th node was handed a revision, when the (i - budget)th slot freed), from the nodes'
+    `got` and `available` (or `reported`) event times: with `budget` nodes allowed unavailable, the
+    (i)th handout needs the (i - budget)th availability."""
+    h, a = sorted(handed), sorted(freed)
+    return [(h[i], a[i - budget]) for i in range(budget, min(len(h), len(a) + budget))]
+
+
 def heartbeat_lag_max(stats: list[dict[str, Any]]) -> float:
     """The longest wait of a heartbeat for a report thread, over `stats` events of several processes."""
     return max((lag for st in stats for lag in st["heartbeat_lags"]), default=0.0)

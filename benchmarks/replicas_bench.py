@@ -11,7 +11,6 @@ other replica leads, and until the rollout moves again.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import signal
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 import fleet_sim  # benchmarks/fleet_sim.py: the format of its stats events
 import serveproc  # benchmarks/serveproc.py (benchmarks/ is on sys.path: this is run or imported from there)
 
+from nodeagent.fleet import rollout as fleet_rollout
 from nodeagent.sources import http
 from tests.support import manifests
 from tests.support import postgres as pgsupport
@@ -35,6 +35,7 @@ from tests.support import postgres as pgsupport
 NODEAGENT = str(Path(sys.executable).parent / "nodeagent")
 NAMESPACE = "bench-replicas"
 IMAGE = "registry.example/fleet/app:1"  # fleet_sim.IMAGE
+MAX_UNAVAILABLE = "10%"
 
 
 def rollout_daemonset(name: str, sleep: str) -> str:
@@ -42,7 +43,7 @@ def rollout_daemonset(name: str, sleep: str) -> str:
     ds = manifests.daemonset(
         name, namespace=NAMESPACE, image=IMAGE, pull_policy="IfNotPresent", command=["sleep", sleep]
     )
-    return manifests.to_yaml(manifests.rolling(ds, "10%"))
+    return manifests.to_yaml(manifests.rolling(ds, MAX_UNAVAILABLE))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -126,13 +127,6 @@ def watch_rollout(
             print("waiting", json.dumps(doc)[:300], file=sys.stderr)
         time.sleep(0.1)
     return samples
-
-
-def handout_pairs(handed: list[float], available: list[float], budget: int) -> list[tuple[float, float]]:
-    """(when the (i)th node was handed the revision, when the (i - budget)th became available): with
-    `budget` nodes allowed unavailable, a node's turn comes when a slot frees (bench.handout_latencies)."""
-    h, a = sorted(handed), sorted(available)
-    return [(h[i], a[i - budget]) for i in range(budget, min(len(h), len(a) + budget))]
 
 
 def wave_gaps(samples: list[tuple[float, int, int, str]], total: int) -> list[float]:
@@ -252,20 +246,23 @@ def bench_replicas(
         shutil.rmtree(serve_dir, ignore_errors=True)
         shutil.rmtree(state_root, ignore_errors=True)
     gaps = gaps_before + gaps_after
-    budget = max(1, math.ceil(nodes * 10 / 100))  # maxUnavailable 10 %, rounded up
+    budget = fleet_rollout.scaled(MAX_UNAVAILABLE, nodes)  # as the controller rounds it
     # the (i)th node handed the revision waited for the (i - budget)th to become available; a wait that
     # spans the leader's kill is the failover (`rollout_moved_again_s`), not a wave
     kill_at = killed.get("wall")
 
     def waits_after(freed: list[float]) -> tuple[list[float], list[float]]:
-        """(waits not spanning the leader's kill, sorted, negatives as 0; the raw ones, for over_budget)"""
-        pairs = handout_pairs(handed, freed, budget)
-        raw = [h - a for h, a in pairs if kill_at is None or not a < kill_at < h]
-        return sorted(max(0.0, w) for w in raw), raw
+        """(waits that do not span the leader's kill, waits that do)."""
+        pairs = fleet_sim.handout_pairs(handed, freed, budget)
+        spans = [kill_at is not None and a < kill_at < h for h, a in pairs]
+        return (
+            [h - a for (h, a), span in zip(pairs, spans, strict=True) if not span],
+            [h - a for (h, a), span in zip(pairs, spans, strict=True) if span],
+        )
 
-    late, waits = waits_after(available)  # from the node's pod becoming available
-    sent, _ = waits_after(reported)  # from the node sending the report that says so
-    pairs = handout_pairs(handed, available, budget)
+    waits, across = waits_after(available)  # from the node's pod becoming available
+    late = sorted(max(0.0, w) for w in waits)
+    sent = sorted(max(0.0, w) for w in waits_after(reported)[0])  # from the report that says so
     return {
         "simulation": True,
         "nodes": nodes,
@@ -303,10 +300,8 @@ def bench_replicas(
         "reported_wait_p50_s": sent[len(sent) // 2] if sent else None,
         "reported_wait_max_s": sent[-1] if sent else None,
         "reported_waits_over_1s": sum(1 for w in sent if w > 1.0),
-        "handout_waits_across_kill": len(pairs) - len(waits),
-        "handout_wait_across_kill_max_s": max(
-            (h - a for h, a in pairs if kill_at and a < kill_at < h), default=None
-        ),
+        "handout_waits_across_kill": len(across),
+        "handout_wait_across_kill_max_s": max(across, default=None),
         "over_budget": sum(1 for w in waits if w < -0.05),
         "leader_killed": killed.get("name"),
         "new_leader_s": (led - killed["at"]) if killed and led else None,

@@ -106,10 +106,6 @@ class Plan:
     canary_done: bool = True
 
 
-def _new_pod(n: NodeState, update: int) -> PodState | None:
-    return next((p for p in n.live() if p.revision == update), None)
-
-
 def _new_and_old(n: NodeState, update: int) -> tuple[PodState | None, PodState | None]:
     """The node's first live pod of `update` and its first live pod of another revision, in one look
     (a pass asks both of every node: at 1000 nodes the separate looks were a third of a pass)."""
@@ -137,7 +133,8 @@ def plan(nodes: Sequence[NodeState], update: int, strategy: Strategy, paused: bo
     updated = available = 0
     canaries = [n for n in order if n.canary and n.ready]
     canary_done = all(
-        n.effective() == update and (p := _new_pod(n, update)) is not None and p.available for n in canaries
+        n.effective() == update and (p := _new_and_old(n, update)[0]) is not None and p.available
+        for n in canaries
     )
     # nodes the DaemonSet does not run on follow the update revision at once (nothing runs there)
     for n in nodes:
