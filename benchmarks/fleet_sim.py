@@ -24,6 +24,7 @@ one does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import json
 import queue
@@ -151,6 +152,9 @@ class Node:
         self.seq = 0  # passes so far: `latest` is the report of pass `seq`
         self.awaiting: list[tuple[int, dict[str, Any]]] = []  # (pass, "reported" event) not yet posted
         self.heartbeat_due: float | None = None  # a heartbeat queued for the report pool, not yet started
+        self.post_lock = threading.Lock()  # one post at a time, as the reporter's one thread
+        self.last_post = 0.0  # monotonic time the last post ended (the reporter's waits start there)
+        self.change_queued = False  # a report on change waits out MIN_GAP after the last post
 
     def source_changed(self) -> None:
         now = time.time()
@@ -216,30 +220,34 @@ class Node:
         return waiting
 
     def report(self, heartbeat: bool, lags: list[float] | None = None) -> None:
-        """What the Reporter's worker does: post on change, and at least every interval. A heartbeat's
-        wait in the shared pool goes to `lags` (a real node's reporter has a thread of its own)."""
-        with self.report_lock:
-            if heartbeat and self.heartbeat_due is not None:
-                if lags is not None:
-                    lags.append(time.monotonic() - self.heartbeat_due)
-                self.heartbeat_due = None
-            doc, seq = self.latest, self.seq
-            if doc is None or (doc == self.sent and not heartbeat):
-                return
-        sending = time.time()
-        if self.reporter.post(doc):
+        """What the Reporter's worker does: post the newest report on change, and as a heartbeat. A
+        heartbeat's wait in the shared pool goes to `lags` (a real node's reporter has a thread of its
+        own). When the posts come due is Fleet's schedule (`_due`)."""
+        with self.post_lock:
             with self.report_lock:
-                self.sent = doc
-                done = [e for s, e in self.awaiting if s <= seq]
-                self.awaiting = [(s, e) for s, e in self.awaiting if s > seq]
-            for e in done:
-                emit({**e, "t": sending})  # when it was sent: the post's own time counts as waiting
+                if heartbeat and self.heartbeat_due is not None:
+                    if lags is not None:
+                        lags.append(time.monotonic() - self.heartbeat_due)
+                    self.heartbeat_due = None
+                doc, seq = self.latest, self.seq
+                if doc is None or (doc == self.sent and not heartbeat):
+                    return
+            sending = time.time()
+            ok = self.reporter.post(doc)
+            with self.report_lock:
+                self.last_post = time.monotonic()
+                if ok:
+                    self.sent = doc
+                    done = [e for s, e in self.awaiting if s <= seq]
+                    self.awaiting = [(s, e) for s, e in self.awaiting if s > seq]
+        for e in done if ok else ():
+            emit({**e, "t": sending})  # when it was sent: the post's own time counts as waiting
 
 
 class Fleet:
     """The hollow nodes of one process. Threads: each node's HttpSource worker (blocked in a watch),
     plus a few shared workers for passes and status reports instead of one Reconciler and one
-    Reporter thread per node."""
+    Reporter thread per node, and one thread that keeps every node's reporter schedule (`_due`)."""
 
     def __init__(
         self,
@@ -268,6 +276,8 @@ class Fleet:
         self._reports: ThreadPoolExecutor | None = None
         self.heartbeat_lags: list[float] = []  # how long each heartbeat waited for a report thread
         self.heartbeats_skipped = 0  # heartbeats not queued: the node's previous one had not started
+        self._due: list[tuple[float, int, bool]] = []  # (when, node, heartbeat): the reporters' schedule
+        self._due_cond = threading.Condition()
 
     def wake(self, index: int) -> None:
         """A source changed: one pass for that node soon; wake-ups before it starts coalesce."""
@@ -311,11 +321,7 @@ class Fleet:
                 with self._later_cond:
                     heapq.heappush(self._later, (time.monotonic() + self._repass, index))
                     self._later_cond.notify()
-            if self._reports is not None:
-                try:
-                    self._reports.submit(node.report, False)
-                except RuntimeError:  # the pool is shut down: the simulation is ending
-                    return
+            self._report_changed(node)
         except Exception as exc:  # one node's failure must not stop the others
             print(f"node {index}: pass failed: {exc!r}", file=sys.stderr)
         with self._lock:
@@ -349,23 +355,62 @@ class Fleet:
                 _, index = heapq.heappop(self._later)
             self._enqueue(index)
 
-    def _heartbeats(self, interval: float) -> None:
-        """Every node reports at least every `interval` seconds, spread evenly over the interval."""
-        nodes = list(self.nodes.values())
-        gap = interval / max(1, len(nodes))
+    def _report_changed(self, node: Node) -> None:
+        """A pass's report goes out as the Reporter sends it: at once, unless the last post was under
+        MIN_GAP ago; then when that gap ends (one queued post per node carries the newest report)."""
+        with node.report_lock:
+            if node.change_queued or node.latest == node.sent:
+                return
+            when = node.last_post + report.MIN_GAP
+            if when > time.monotonic():
+                node.change_queued = True
+        if node.change_queued:
+            self._schedule(when, node.index, False)
+        else:
+            self._submit(node, False)
+
+    def _schedule(self, when: float, index: int, heartbeat: bool) -> None:
+        with self._due_cond:
+            heapq.heappush(self._due, (when, index, heartbeat))
+            self._due_cond.notify()
+
+    def _submit(self, node: Node, heartbeat: bool) -> None:
+        if self._reports is not None:
+            with contextlib.suppress(RuntimeError):  # the pool is shut down: the simulation is ending
+                self._reports.submit(node.report, heartbeat, self.heartbeat_lags if heartbeat else None)
+
+    def _run_due(self, interval: float) -> None:
+        """The reporters' schedule, in time order."""
         while True:
-            for n in nodes:
-                time.sleep(gap)
-                with n.report_lock:
-                    if n.heartbeat_due is not None:  # one heartbeat at a time per node, as a real reporter
-                        self.heartbeats_skipped += 1
-                        continue
-                    n.heartbeat_due = time.monotonic()
-                if self._reports is not None:
-                    try:
-                        self._reports.submit(n.report, True, self.heartbeat_lags)
-                    except RuntimeError:  # the pool is shut down: the simulation is ending
-                        return
+            with self._due_cond:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._due_cond.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, index, heartbeat = heapq.heappop(self._due)
+            self._fire(index, heartbeat, interval)
+
+    def _fire(self, index: int, heartbeat: bool, interval: float) -> None:
+        """A queued report on change goes out; a heartbeat is due `interval` seconds after the MIN_GAP
+        that follows the node's last post, as the Reporter waits (`_run`): a post since puts it off."""
+        node = self.nodes[index]
+        if not heartbeat:
+            with node.report_lock:
+                node.change_queued = False
+            self._submit(node, False)
+            return
+        now = time.monotonic()
+        with node.report_lock:
+            due = node.last_post + report.MIN_GAP + interval
+            queued = node.heartbeat_due is not None
+            if not queued and due <= now:
+                node.heartbeat_due = now
+        if queued:  # one heartbeat at a time per node, as a real reporter
+            self.heartbeats_skipped += 1
+            self._schedule(now + interval, index, True)
+        elif due > now:
+            self._schedule(due, index, True)
+        else:
+            self._schedule(now + report.MIN_GAP + interval, index, True)
+            self._submit(node, True)
 
     def start(self) -> None:
         for w in self._workers:
@@ -377,7 +422,14 @@ class Fleet:
         # enough report threads that heartbeats keep their 10 s pace (4 for 1000 nodes fell behind
         # whenever a post took over 40 ms, and the nodes went NotReady in serve's eyes)
         self._reports = ThreadPoolExecutor(max(4, len(self.nodes) // 40))
-        threading.Thread(target=self._heartbeats, args=(report.DEFAULT_INTERVAL,), daemon=True).start()
+        # a fleet's agents did not all start in the same second: each node's first report (and so the
+        # phase of its heartbeats) is spread evenly over the interval
+        now, gap = time.monotonic(), report.DEFAULT_INTERVAL / max(1, len(self.nodes))
+        for k, (i, node) in enumerate(self.nodes.items()):
+            node.change_queued = True
+            self._schedule(now + k * gap, i, False)
+            self._schedule(now + k * gap + report.MIN_GAP + report.DEFAULT_INTERVAL, i, True)
+        threading.Thread(target=self._run_due, args=(report.DEFAULT_INTERVAL,), daemon=True).start()
         for i in self.nodes:
             self.wake(i)
 

@@ -35,6 +35,7 @@ from nodeagent.sources import http
 log = structlog.get_logger(__name__)
 
 DEFAULT_INTERVAL = 10.0  # the kubelet's nodeStatusUpdateFrequency
+MIN_GAP = 0.5  # seconds between two posts at least: a burst of passes costs one report
 REPORT_EVENTS = 20  # the newest events a node report carries to serve
 SYNC_REPORT_TIMEOUT = 5.0  # a cron job or an Ansible run must not hang on a status server that never answers
 
@@ -104,7 +105,7 @@ class Reporter:
         node_name: str,
         *,
         interval: float = DEFAULT_INTERVAL,
-        min_gap: float = 0.5,
+        min_gap: float = MIN_GAP,
         timeout: float = 5.0,
         auth: settings.HttpSource | None = None,
     ) -> None:
