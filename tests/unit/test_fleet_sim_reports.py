@@ -5,7 +5,9 @@ follows the last post, not on a fixed clock of its own."""
 
 from __future__ import annotations
 
+import email.parser
 import importlib
+import io
 import sys
 import time
 from pathlib import Path
@@ -64,3 +66,19 @@ def test_a_post_puts_the_heartbeat_off_and_a_quiet_node_sends_it(tmp_path: Path)
     fleet._fire(0, True, 10.0)
     assert submitted == [(0, True)] and node.heartbeat_due is not None
     assert fleet._due[0][0] > time.monotonic() + 10.0  # the next one, a full interval on
+
+
+def test_the_lean_header_parse_reads_what_http_client_reads() -> None:
+    raw = (
+        b'Content-Type: application/json\r\nContent-Length: 12\r\nETag: "abc"\r\n'
+        b"X-Folded: one\r\n two\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\r\nbody"
+    )
+    lean = fleet_sim.lean_parse_headers(io.BytesIO(raw))
+    full = email.parser.Parser(_class=fleet_sim.http_client.HTTPMessage).parsestr(
+        raw.split(b"\r\n\r\n")[0].decode("iso-8859-1") + "\r\n\r\n"
+    )
+    for name in ("content-length", "CONTENT-TYPE", "etag", "missing"):
+        assert lean.get(name) == full.get(name)
+    assert lean.get_all("set-cookie") == full.get_all("set-cookie")
+    assert [k for k, _ in lean.items()] == [k for k, _ in full.items()]
+    assert lean.get("x-folded") == "one two"
