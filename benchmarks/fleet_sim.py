@@ -243,10 +243,6 @@ class Node:
         """One pass; True when a pod is ready but not yet available (worth another pass soon)."""
         result = self.agent.reconcile()
         doc = report.node_report(self.agent, result)
-        with self.report_lock:
-            self.latest = doc
-            self.seq += 1
-            seq = self.seq
         images: dict[str, set[str]] = {}
         for c in self.runtime.running():
             owner = c.labels.get(identity.LABEL_OWNER, "")
@@ -255,6 +251,7 @@ class Node:
             if owner and c.spec.image in (IMAGE, IMAGE_V2):  # not the pod's sandbox
                 images.setdefault(owner, set()).add(c.spec.image)
         waiting = False
+        events = []
         for ds in doc["status"]["daemonSets"]:
             if ds["numberAvailable"] < ds["currentNumberScheduled"]:
                 waiting = True
@@ -275,8 +272,14 @@ class Node:
                         "t": time.time(),
                     }
                     emit(event)
-                    with self.report_lock:  # "reported" once a report saying so has been taken by serve
-                        self.awaiting.append((seq, {**event, "event": "reported"}))
+                    events.append({**event, "event": "reported"})
+        with self.report_lock:
+            # the report and what it says become visible together: a post that takes this report
+            # releases its "reported" events (queued after it, a post in between took the report and
+            # left them to the next post, up to a heartbeat later)
+            self.latest = doc
+            self.seq += 1
+            self.awaiting.extend((self.seq, e) for e in events)
         return waiting
 
     def report(self, heartbeat: bool, lags: list[float] | None = None) -> None:

@@ -253,10 +253,17 @@ def bench_replicas(
         rollout_stats = [sim.stats() for sim in sims]
         # the nodes' own events: when each was handed the new revision and when its pod of it was available
         handed = sorted(e["t"] for sim in sims for e in sim.take("got") if e["revision"] not in before)
-        available = sorted(
-            e["t"] for sim in sims for e in sim.take("available") if e["revision"] not in before
-        )
-        reported = sorted(e["t"] for sim in sims for e in sim.take("reported") if e["revision"] not in before)
+        became = {
+            e["node"]: e["t"] for sim in sims for e in sim.take("available") if e["revision"] not in before
+        }
+        sent_at = {
+            e["node"]: e["t"] for sim in sims for e in sim.take("reported") if e["revision"] not in before
+        }
+        available = sorted(became.values())
+        # a node whose "reported" event did not come (its post still in flight when the events were
+        # read) counts from its pod's availability: a missing event must not shift every pair after it
+        reported = sorted(sent_at.get(node, t) for node, t in became.items())
+        unreported = sum(1 for node in became if node not in sent_at)
     finally:
         for sim in sims:
             sim.close()
@@ -316,6 +323,7 @@ def bench_replicas(
         "reported_wait_p50_s": sent[len(sent) // 2] if sent else None,
         "reported_wait_max_s": sent[-1] if sent else None,
         "reported_waits_over_1s": sum(1 for w in sent if w > 1.0),
+        "reported_missing": unreported,
         "handout_waits_in_failover": len(across),
         "handout_wait_in_failover_max_s": max(across, default=None),
         "over_budget": sum(1 for w in waits if w < -0.05),

@@ -289,6 +289,7 @@ class Replication:
         self._threads: list[threading.Thread] = []
         self._leader_cache: tuple[float, str | None] = (0.0, None)
         self.on_leadership: Callable[[bool], None] | None = None
+        self.on_changed: Callable[[], None] | None = None  # a pull changed what the controller reads
 
     def _leadership(self, leading: bool) -> None:
         self.controller.leadership(leading)
@@ -398,6 +399,7 @@ class Replication:
             except (ValueError, fleet.ReportError) as exc:
                 log.warning("node_report_unreadable", node=r.node, error=str(exc))
         with lock:
+            changes = fl.changes
             for item in parsed:
                 if isinstance(item, str):
                     fl.delete(item)
@@ -405,7 +407,12 @@ class Replication:
                     have = fl.nodes.get(item.name)
                     if have is None or have.received_at < item.received_at:
                         fl.report(item)
+            changed = fl.changes != changes
         self._seq = rows[-1].seq
+        if changed and self.on_changed is not None:
+            # a node's availability reported to another replica: the leader plans now, as it does for
+            # a report posted to itself, not at its next idle check (up to a second later)
+            self.on_changed()
         return len(rows)
 
     def _flusher(self) -> None:

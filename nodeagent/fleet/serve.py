@@ -143,6 +143,8 @@ class Server:
             cfg.store_url, cfg.state_dir, lambda: (self.fleet, self.fleet_lock), clock=clock, grace=cfg.grace,
             replica_id=cfg.replica_id,
         )  # fmt: skip
+        if self.replication is not None:
+            self.replication.on_changed = self.request_sync  # reports other replicas took
         self._signatures: dict[str, bytes] = {}
         # per-node bundles by (bundle ETag, controller.node_view): every watch wakes on a controller change
         self._node_bundles: dict[tuple[str, tuple[object, ...]], tuple[bytes, str, bytes]] = {}

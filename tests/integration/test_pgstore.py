@@ -221,6 +221,32 @@ def test_a_replica_fetches_only_the_documents_that_changed(postgres: pgsupport.C
         b.close()
 
 
+def test_a_pulled_change_asks_for_a_pass_and_a_pulled_heartbeat_does_not(postgres: pgsupport.Cluster) -> None:
+    """A report another replica took that changes what the controller reads (a node new, or its pods)
+    wakes the leader's pass at once (`on_changed`, serve's request_sync), as a report posted to the
+    leader itself does; before, the pass waited for its next idle check, up to a second later."""
+    a, b = pgstore.PgStore(postgres.url, replica_id="a"), pgstore.PgStore(postgres.url, replica_id="b")
+    rep_a = replicas.Replication(a, lambda: (fleet.Fleet(), threading.Lock()))
+    fleet_b, lock_b = fleet.Fleet(), threading.Lock()
+    rep_b = replicas.Replication(b, lambda: (fleet_b, lock_b))
+    asked: list[int] = []
+    rep_b.on_changed = lambda: asked.append(1)
+    body = json.dumps({"name": "n1", "labels": {"zone": "a"}})
+    try:
+        rep_a.reported("n1", body, time.time())
+        assert rep_a.flush() and rep_b.pull() == 1
+        assert asked == [1]  # a new node
+        rep_a.reported("n1", body, time.time())  # a heartbeat
+        assert rep_a.flush() and rep_b.pull() == 1
+        assert asked == [1]
+        rep_a.reported("n1", body.replace('"a"', '"b"'), time.time())  # other labels
+        assert rep_a.flush() and rep_b.pull() == 1
+        assert asked == [1, 1]
+    finally:
+        a.close()
+        b.close()
+
+
 ELECTOR_SCRIPT = """
 import os, sys, time
 import structlog
