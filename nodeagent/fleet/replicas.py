@@ -13,8 +13,9 @@ Every replica serves bundles, watches and the fleet view; exactly one, the leade
   and applied by the leader, and the follower answers once it has been: `rollout pause` returning means
   the pause holds, whichever replica took it. Without a leader the action fails after a timeout.
 - Node reports are shared (`Replication`): each replica writes the reports it receives in batches and
-  reads the others' every half second, so every replica knows every node, and the leader plans with
-  the whole fleet. A report that cannot be written (the database is restarting) is kept and retried.
+  reads the others' every PULL_INTERVAL, so every replica knows every node, and the leader plans with
+  the whole fleet, at once when a pulled report changes what it reads (`on_changed`). A report that
+  cannot be written (the database is restarting) is kept and retried.
 """
 
 from __future__ import annotations
