@@ -79,22 +79,6 @@ def shared_parses(
     return load
 
 
-_hashes: dict[int, tuple[model.PodTemplateSpec, str]] = {}  # id(template) -> (template, its spec hash)
-
-
-def template_hash(template: model.PodTemplateSpec) -> str:
-    """identity.spec_hash, once per parsed template: the nodes of a process share one parse of a
-    bundle (shared_parses), and hashing it again on every node was 2 ms a node."""
-    got = _hashes.get(id(template))
-    if got is not None and got[0] is template:
-        return got[1]
-    digest = identity.spec_hash(template)
-    if len(_hashes) >= 64:
-        _hashes.clear()
-    _hashes[id(template)] = (template, digest)
-    return digest
-
-
 def lean_parse_headers(fp: Any, _class: type = http_client.HTTPMessage) -> http_client.HTTPMessage:
     """http.client's `parse_headers` without the email package (a third of a hollow node's CPU): the
     simulation's nodes share two cores with serve, and their own parsing showed as serve's latency.
@@ -225,7 +209,7 @@ class Node:
                 self.received.setdefault(owner, now)
                 if self.rollout_events:
                     image = d.obj.spec.template.spec.containers[0].image
-                    rev = template_hash(d.obj.spec.template)  # revisions may share an image
+                    rev = identity.spec_hash(d.obj.spec.template)  # revisions may share an image
                     if (owner, image, rev) not in self.got:
                         self.got.add((owner, image, rev))
                         emit(

@@ -56,14 +56,29 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+_hashed: dict[int, tuple[model.PodTemplateSpec, str]] = {}  # id(template) -> (template, its hash)
+_HASHED_MAX = 4096  # templates remembered (kept alive by this cache) before it starts again
+
+
 def spec_hash(template: model.PodTemplateSpec) -> str:
     """`v1-<hex>`: changes exactly when the pod template (after defaulting) changes.
 
     The scheme prefix lets a later nodeagent change what goes into the hash without every running pod
     looking outdated: pods whose scheme differs are compared by the scheme they were made with.
+
+    Remembered per template object: a parsed template is frozen and every pass plans with the same
+    objects until its source changes, and hashing one walks the whole template (about 0.5 ms each, per
+    DaemonSet per pass here).
     """
+    got = _hashed.get(id(template))
+    if got is not None and got[0] is template:
+        return got[1]
     blob = json.dumps(_canonical(template), sort_keys=True, separators=(",", ":"))
-    return f"{HASH_SCHEME}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    digest = f"{HASH_SCHEME}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    if len(_hashed) >= _HASHED_MAX:
+        _hashed.clear()
+    _hashed[id(template)] = (template, digest)
+    return digest
 
 
 def hash_digest(spec_hash_value: str) -> str:
