@@ -57,7 +57,7 @@ def _canonical(value: Any) -> Any:
 
 
 _hashed: dict[int, tuple[model.PodTemplateSpec, str]] = {}  # id(template) -> (template, its hash)
-_HASHED_MAX = 4096  # templates remembered (kept alive by this cache) before it starts again
+_HASHED_MAX = 512  # templates remembered (kept alive by this cache: an idle agent stays small) at most
 
 
 def spec_hash(template: model.PodTemplateSpec) -> str:
