@@ -378,8 +378,8 @@ class Fleet:
 
     def _check_complete(self, node: Node) -> None:
         """Counts what this node has newly received or started; the last node to do so completes it.
-        (Looking at every node after every pass was O(nodes) a pass: at 1000 nodes a process, a
-        rollout's passes spent more CPU on this than on their requests.)"""
+        (Looking at every node after every pass was O(nodes) a pass: at 1000 nodes a process, about
+        7 % of the simulation's CPU during a rollout, under a profiler.)"""
         for what in ("received", "started"):
             times: dict[str, float] = getattr(node, what)
             for owner in list(times):
