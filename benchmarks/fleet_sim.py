@@ -318,7 +318,6 @@ class Fleet:
             i: Node(i, url, state_root, self.wake, rollout_events) for i in range(first, first + count)
         }
         self.passes = 0
-        self._complete: set[tuple[str, str]] = set()
         self._counted: dict[tuple[str, str], set[int]] = {}  # (what, owner) -> nodes that have it
         self._workers = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
         self._reports: ThreadPoolExecutor | None = None
@@ -389,9 +388,7 @@ class Fleet:
                     if node.index in counted:
                         continue
                     counted.add(node.index)
-                    done = len(counted) == len(self.nodes) and key not in self._complete
-                    if done:
-                        self._complete.add(key)
+                    done = len(counted) == len(self.nodes)  # reached once: each node counts once
                 if done:
                     every = [getattr(n, what)[owner] for n in self.nodes.values()]
                     emit(
@@ -420,9 +417,8 @@ class Fleet:
             if node.change_queued or node.latest == node.sent:
                 return
             when = node.last_post + report.MIN_GAP
-            if when > time.monotonic():
-                node.change_queued = True
-        if node.change_queued:
+            node.change_queued = later = when > time.monotonic()
+        if later:
             self._schedule(when, node.index, False)
         else:
             self._submit(node, False)
