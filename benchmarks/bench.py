@@ -101,6 +101,23 @@ def controller_cpu(url: str) -> tuple[float, float]:
     return got["count"], got["sum"]
 
 
+REQUEST_HISTOGRAM = "nodeagent_serve_request_duration_seconds"
+
+
+def request_counts(url: str) -> dict[str, float]:
+    """Requests `serve` answered so far by endpoint (report, bundle, other; held watches are not
+    counted), from its /metrics."""
+    from nodeagent.sources import http as http_src
+
+    text = http_src.request("GET", f"{url}/metrics", timeout=30.0).body.decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{REQUEST_HISTOGRAM}_count{{"):
+            endpoint = line.split('endpoint="', 1)[1].split('"', 1)[0]
+            out[endpoint] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float | None:
     """Prometheus' histogram_quantile over the counts added between two readings (linear within the
     bucket; a quantile in the +Inf bucket is the largest finite bound)."""
@@ -567,6 +584,7 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
                     sim.take("got")
                     sim.take("available")
                 passes0 = controller_cpu(srv.url)  # read outside the window (a /metrics costs serve CPU)
+                counts0 = request_counts(srv.url)
                 c0, w0 = _proc_cpu_seconds(srv.proc.pid), time.monotonic()
                 t_change = time.time()
                 write_atomic(serve_dir / "roll.yaml", rollout_daemonset(name, ROLLOUT_V2, percent))
@@ -587,6 +605,7 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
                     time.sleep(0.2)
                 c1, w1 = _proc_cpu_seconds(srv.proc.pid), time.monotonic()
                 passes1 = controller_cpu(srv.url)
+                counts1 = request_counts(srv.url)
                 got += [e for sim in sims for e in sim.take("got") if e["image"] == ROLLOUT_V2]
             finally:
                 for sim in sims:
@@ -608,6 +627,9 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
         "window_s": w1 - w0,
         "server_cpu_percent": (c1 - c0) / (w1 - w0) * 100,
         "controller_passes": passes1[0] - passes0[0],
+        # answered in the window (held watches not counted; /metrics read outside it)
+        "reports": counts1.get("report", 0.0) - counts0.get("report", 0.0),
+        "bundle_requests": counts1.get("bundle", 0.0) - counts0.get("bundle", 0.0),
         "controller_cpu_percent": (passes1[1] - passes0[1]) / (w1 - w0) * 100,
         "first_handout_s": handed[0] - t_change if handed else None,
         "all_available_s": available[-1] - t_change if available else None,
@@ -837,8 +859,9 @@ def table(results: dict[str, Any]) -> str:
                 f"rollout (SIMULATION: {r['nodes']} hollow nodes) through serve, maxUnavailable "
                 f"{r['max_unavailable']} ({r['budget']} nodes), minReadySeconds 1",
                 f"serve {r['server_cpu_percent']:.1f} % CPU over {r['window_s']:.0f} s (of which "
-                f"{r['controller_passes']:.0f} controller passes {r['controller_cpu_percent']:.1f} %); "
-                "next node handed out "
+                f"{r['controller_passes']:.0f} controller passes {r['controller_cpu_percent']:.1f} %; "
+                f"{r.get('reports', 0):.0f} reports, {r.get('bundle_requests', 0):.0f} bundle requests "
+                "not held); next node handed out "
                 f"{_secs(r['handout_wait_p50_s'])} p50, {_secs(r['handout_wait_max_s'])} max after a slot "
                 f"freed; {r['waves']} waves, {r['over_budget']} over budget; "
                 f"{r['available']}/{r['nodes']} available in {_secs(r['all_available_s'])}",

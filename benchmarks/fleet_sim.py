@@ -189,6 +189,7 @@ class Node:
         self.agent = agent.Agent(cfg, self.runtime, watch=True, on_change=lambda: wake(index))
         self.reporter = report.Reporter(urls, name, auth=report.credentials_for(cfg))
         self.received: dict[str, float] = {}  # owner -> when the bundle naming it reached this node
+        self.min_ready: dict[str, int] = {}  # owner -> its DaemonSet's minReadySeconds
         self.started: dict[str, float] = {}  # owner -> when its first container started here
         self.latest: Mapping[str, Any] | None = None
         self.sent: Mapping[str, Any] | None = None
@@ -207,6 +208,7 @@ class Node:
             if d.obj.kind == "DaemonSet":
                 owner = identity.owner_daemonset(d.obj.metadata.namespace, d.obj.metadata.name)
                 self.received.setdefault(owner, now)
+                self.min_ready[owner] = d.obj.spec.min_ready_seconds
                 if self.rollout_events:
                     image = d.obj.spec.template.spec.containers[0].image
                     rev = identity.spec_hash(d.obj.spec.template)  # revisions may share an image
@@ -247,13 +249,17 @@ class Node:
                 key = (owner, next(iter(running)), str(ds["pods"][0].get("revision", "")))
                 if key not in self.available:
                     self.available.add(key)
+                    # when it became available: minReadySeconds after it became ready (this pass may
+                    # come up to a repass later, and serve judges availability by that clock too)
+                    since = ds["pods"][0].get("readySince")
+                    became = since + self.min_ready.get(owner, 0) if since is not None else time.time()
                     event = {
                         "event": "available",
                         "node": self.index,
                         "owner": owner,
                         "image": key[1],
                         "revision": key[2],
-                        "t": time.time(),
+                        "t": became,
                     }
                     emit(event)
                     events.append({**event, "event": "reported"})
