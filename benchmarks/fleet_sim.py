@@ -283,7 +283,9 @@ class Node:
                         lags.append(time.monotonic() - self.heartbeat_due)
                     self.heartbeat_due = None
                 doc, seq = self.latest, self.seq
-                if doc is None or (doc == self.sent and not heartbeat):
+                if doc is None or (
+                    not heartbeat and not report.worth_posting(doc, self.sent, self.reporter.serve_judges)
+                ):
                     return
             sending = time.time()
             ok = self.reporter.post(doc)
@@ -418,10 +420,14 @@ class Fleet:
 
     def _report_changed(self, node: Node) -> None:
         """A pass's report goes out as the Reporter sends it: at once, unless the last post was under
-        MIN_GAP ago; then when that gap ends (one queued post per node carries the newest report)."""
+        MIN_GAP ago; then when that gap ends (one queued post per node carries the newest report). A
+        report whose only news is a pod's availability waits for the heartbeat when serve judges
+        availability itself (report.worth_posting)."""
         with node.report_lock:
-            if node.change_queued or node.latest == node.sent:
+            if node.change_queued or node.latest is None:
                 return
+            if not report.worth_posting(node.latest, node.sent, node.reporter.serve_judges):
+                return  # no news, or only a pod's availability, which serve judges itself
             when = node.last_post + report.MIN_GAP
             node.change_queued = later = when > time.monotonic()
         if later:

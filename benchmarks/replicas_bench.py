@@ -244,6 +244,7 @@ def bench_replicas(
             maybe_kill,
         )
         survivor = next(r for r in replicas if r.alive())
+        final = survivor.rollout("app") or {}
         gaps_before = wave_gaps([s for s in samples if not killed or s[0] < killed["at"]], nodes)
         gaps_after = wave_gaps([s for s in samples if killed and s[0] > killed["at"]], nodes)
         moved = next(
@@ -252,13 +253,18 @@ def bench_replicas(
         led = next((s[0] for s in samples if killed and s[0] > killed["at"]), None)
         rollout_stats = [sim.stats() for sim in sims]
         # the nodes' own events: when each was handed the new revision and when its pod of it was available
-        handed = sorted(e["t"] for sim in sims for e in sim.take("got") if e["revision"] not in before)
+        got_events = [e for sim in sims for e in sim.take("got") if e["revision"] not in before]
+        handed = sorted(e["t"] for e in got_events)
         became = {
             e["node"]: e["t"] for sim in sims for e in sim.take("available") if e["revision"] not in before
         }
         sent_at = {
             e["node"]: e["t"] for sim in sims for e in sim.take("reported") if e["revision"] not in before
         }
+        # when the leader decided each node's turn (the assignment's time, serve's clock, which is this
+        # machine's): splits a wait into serve deciding and the decision reaching the hollow node
+        decided = _assigned_at(cluster.url, int(final.get("updateRevision") or 0)) if final else {}
+        got_at = {f"hollow-{e['node']:05d}": e["t"] for e in got_events}  # fleet_sim's node names
         available = sorted(became.values())
         # a node whose "reported" event did not come (its post still in flight when the events were
         # read) counts from its pod's availability: a missing event must not shift every pair after it
@@ -284,6 +290,14 @@ def bench_replicas(
         return split_failover(fleet_sim.handout_pairs(handed, freed, budget), kill_at, moved_at)
 
     waits, across = waits_after(available)  # from the node's pod becoming available
+    # the same pairs with the leader's decision in place of the node getting it, and the way between
+    decide = sorted(
+        max(0.0, w)
+        for w in split_failover(
+            fleet_sim.handout_pairs(sorted(decided.values()), available, budget), kill_at, moved_at
+        )[0]
+    )
+    delivery = sorted(got_at[n] - t for n, t in decided.items() if n in got_at)
     late = sorted(max(0.0, w) for w in waits)
     sent = sorted(max(0.0, w) for w in waits_after(reported)[0])  # from the report that says so
     return {
@@ -320,6 +334,11 @@ def bench_replicas(
         "handout_wait_p90_s": late[int(0.9 * (len(late) - 1))] if late else None,
         "handout_wait_max_s": late[-1] if late else None,
         "handout_waits_over_1s": sum(1 for w in late if w > 1.0),
+        "decided_wait_p50_s": decide[len(decide) // 2] if decide else None,
+        "decided_wait_max_s": decide[-1] if decide else None,
+        "decided_waits_over_1s": sum(1 for w in decide if w > 1.0),
+        "delivery_p50_s": delivery[len(delivery) // 2] if delivery else None,
+        "delivery_max_s": delivery[-1] if delivery else None,
         "reported_wait_p50_s": sent[len(sent) // 2] if sent else None,
         "reported_wait_max_s": sent[-1] if sent else None,
         "reported_waits_over_1s": sum(1 for w in sent if w > 1.0),
@@ -332,6 +351,17 @@ def bench_replicas(
         "rollout_moved_again_s": (moved - killed["at"]) if killed and moved else None,
         "survivor": survivor.name,
     }
+
+
+def _assigned_at(url: str, revision: int) -> dict[str, float]:
+    """node -> when the leader assigned it `revision` (the store's assignments table)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT node, assigned_at FROM assignments WHERE revision = %s", (revision,)
+        ).fetchall()
+    return {str(node): float(at) for node, at in rows}
 
 
 def _secs(value: float | None) -> str:
@@ -353,8 +383,10 @@ def row(r: dict[str, Any]) -> tuple[str, str, str, str]:
         f"next node handed out {_secs(r['handout_wait_p50_s'])} p50, {_secs(r['handout_wait_max_s'])} max "
         f"after a slot freed on a node ({r['handout_waits_over_1s']} over 1 s, "
         f"{r['over_budget']} over budget; "
-        f"from the node sending that report: {_secs(r['reported_wait_p50_s'])} p50, "
-        f"{_secs(r['reported_wait_max_s'])} max, {r['reported_waits_over_1s']} over 1 s; "
+        f"of which the leader deciding: {_secs(r.get('decided_wait_p50_s'))} p50, "
+        f"{_secs(r.get('decided_wait_max_s'))} max, {r.get('decided_waits_over_1s')} over 1 s, "
+        f"and its decision reaching the node {_secs(r.get('delivery_p50_s'))} p50, "
+        f"{_secs(r.get('delivery_max_s'))} max; "
         f"serve's own pass: <= {gap} in {r['slots_handed_on']} polls); "
         f"rollout {'complete' if r['rollout_complete'] else 'NOT complete'}; "
         f"leader killed: rollout moved again after {moved} ({r['handout_waits_in_failover']} nodes "
