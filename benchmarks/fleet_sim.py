@@ -328,7 +328,8 @@ class Fleet:
         self.passes = 0
         self._counted: dict[tuple[str, str], set[int]] = {}  # (what, owner) -> nodes that have it
         self._workers = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
-        self._reports: ThreadPoolExecutor | None = None
+        self._reports: ThreadPoolExecutor | None = None  # heartbeats
+        self._changes: ThreadPoolExecutor | None = None  # reports on change
         self.heartbeat_lags: list[float] = []  # how long each heartbeat waited for a report thread
         self.heartbeats_skipped = 0  # heartbeats not queued: the node's previous one had not started
         self._due: list[tuple[float, int, bool]] = []  # (when, node, heartbeat): the reporters' schedule
@@ -441,9 +442,10 @@ class Fleet:
             self._due_cond.notify()
 
     def _submit(self, node: Node, heartbeat: bool) -> None:
-        if self._reports is not None:
+        pool = self._reports if heartbeat else self._changes
+        if pool is not None:
             with contextlib.suppress(RuntimeError):  # the pool is shut down: the simulation is ending
-                self._reports.submit(node.report, heartbeat, self.heartbeat_lags if heartbeat else None)
+                pool.submit(node.report, heartbeat, self.heartbeat_lags if heartbeat else None)
 
     def _run_due(self, interval: float) -> None:
         """The reporters' schedule, in time order."""
@@ -488,6 +490,9 @@ class Fleet:
         # enough report threads that heartbeats keep their 10 s pace (4 for 1000 nodes fell behind
         # whenever a post took over 40 ms, and the nodes went NotReady in serve's eyes)
         self._reports = ThreadPoolExecutor(max(4, len(self.nodes) // 40))
+        # reports on change have threads of their own: a real node's reporter never waits behind other
+        # nodes' heartbeats (in one queue, a pod's readiness waited up to 7 s at 5000 nodes)
+        self._changes = ThreadPoolExecutor(max(4, len(self.nodes) // 100))
         # a fleet's agents did not all start in the same second: each node's first report (and so the
         # phase of its heartbeats) is spread evenly over the interval
         now, gap = time.monotonic(), report.DEFAULT_INTERVAL / max(1, len(self.nodes))
