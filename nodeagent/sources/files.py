@@ -241,6 +241,9 @@ class DirectorySource:
 
         self._observer: wd_api.BaseObserver | None = None  # owned by the worker thread
         self._watched_inode: tuple[int, int] | None = None
+        # the directory could not be listed since the watch started: watch it anew once it is back (a
+        # directory removed and made again may get the same inode number, and the old watch is dead)
+        self._rewatch = False
 
     # --- public -----------------------------------------------------------------------------------
 
@@ -363,6 +366,7 @@ class DirectorySource:
             self._publish(new, good=True)
 
     def _unavailable(self, exc: OSError) -> None:
+        self._rewatch = True
         reason = exc.strerror or str(exc)
         if self._available is not False:
             self._log.warning("source_unavailable", error=reason)
@@ -461,11 +465,18 @@ class DirectorySource:
             inode: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except OSError:
             inode = None
-        if self._observer is not None and inode == self._watched_inode:
+        observer = self._observer
+        if (
+            observer is not None
+            and inode == self._watched_inode
+            and not self._rewatch
+            and all(e.is_alive() for e in observer.emitters)  # watchdog ends a watch whose directory went
+        ):
             return
         self._stop_watch()
         if inode is None:
             return
+        self._rewatch = False
         handler = _Handler(self._on_event)
         observer = wd_observers.Observer()
         try:

@@ -369,6 +369,29 @@ def test_directory_removed_keeps_last_good_then_recovers(tmp_path: Path, changes
         source.stop()
 
 
+def test_a_directory_that_could_not_be_listed_is_watched_anew(tmp_path: Path, changes: Changes) -> None:
+    """A directory removed and made again may get the inode number of the one it replaces, and the
+    watch of that one is dead: once the directory could not be listed, it is watched anew when it is back
+    (before, the new file of a recreated directory waited for the hourly relist, a flaky CI run)."""
+    directory = tmp_path / "manifests"
+    directory.mkdir()
+    source = files.DirectorySource(
+        "ds", str(directory), changes, relist_interval=3600.0, debounce=0.02, retry_interval=0.05
+    )
+    source.start()
+    try:
+        wait_for(lambda: source._observer is not None)
+        old = source._observer
+        source._unavailable(OSError(2, "No such file or directory"))  # as a listing of a missing directory
+        with source._cond:
+            source._cond.notify_all()  # the worker looks at its watch again
+        wait_for(lambda: source._observer is not None and source._observer is not old)
+        write(directory / "a.yaml", daemonset_yaml("a", "a:1"))
+        wait_for(lambda: "a" in names(source.snapshot()))
+    finally:
+        source.stop()
+
+
 def test_file_instead_of_directory_is_a_failure(tmp_path: Path, changes: Changes) -> None:
     path = tmp_path / "not-a-dir"
     path.write_text("")
