@@ -250,9 +250,7 @@ class FleetAPI:
         if first:
             log.info("node_registered", node=name, client=req.client)
         if app.replication is not None:  # shared with the other replicas
-            app.replication.reported(
-                name, body.decode("utf-8", "replace"), report.received_at, digest.hex(), urgent=changed
-            )
+            app.replication.reported(name, body.decode("utf-8", "replace"), report.received_at, digest.hex())
         if changed:  # a wave is handed out as soon as the last one is available (within SYNC_GAP)
             app.request_sync()
         return REPORT_TAKEN

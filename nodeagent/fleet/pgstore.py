@@ -45,10 +45,6 @@ MIGRATION_LOCK = 0x6E610001
 LEADER_LOCK = 0x6E610002
 REPORTS_LOCK = 0x6E610003  # writers of node_reports one at a time: `seq` then commits in its own order
 CHANNEL = "nodeagent_store"  # NOTIFY channel: the payload is the replica that committed a change
-# NOTIFY channel of node reports a rollout waits for (payload: the replica that wrote them): the others
-# read them at once instead of at their next poll. A channel of its own: a replica of an older nodeagent
-# does not listen to it, so it never takes these for changes of the rollout state (a full re-read each)
-REPORTS_CHANNEL = "nodeagent_reports"
 
 # PG_MIGRATIONS[i] takes the PostgreSQL-only tables from version i to i+1 (after store.MIGRATIONS).
 PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -277,10 +273,7 @@ class PgStore(store.SqliteStore):
     # --- node reports (every replica's fleet view shows every node) ---------------------------------
 
     def put_node_reports(
-        self,
-        items: Sequence[tuple[str, str, float]],
-        hashes: Mapping[str, str] | None = None,
-        notify: bool = False,
+        self, items: Sequence[tuple[str, str, float]], hashes: Mapping[str, str] | None = None
     ) -> None:
         """(node, report JSON, received at): the latest of each, one transaction and one round trip.
         `hashes` (node -> the document's hash) spares hashing what the caller hashed already; every
@@ -305,9 +298,7 @@ class PgStore(store.SqliteStore):
                 "WHERE node_reports.received_at <= excluded.received_at",
                 rows,
             )
-            self._pg.wrote = False  # reports are read by polling: no NOTIFY of CHANNEL (hundreds a second)
-            if notify:  # among them one a rollout waits for: the other replicas read them now
-                self._pg.execute("SELECT pg_notify(?, ?)", (REPORTS_CHANNEL, self.replica_id))
+            self._pg.wrote = False  # reports are read by polling: no NOTIFY (hundreds a second)
 
     def delete_node_report(self, node: str) -> None:
         """A tombstone, so the other replicas forget the node too."""
@@ -532,30 +523,18 @@ class Elector(_Worker):
 class Listener(_Worker):
     """LISTENs on CHANNEL on a connection of its own and calls `on_notify(replica)` for each change
     committed by any replica (this one included); after each (re)connect it calls `on_notify("")`
-    once, since changes made while it was not listening were not heard. With `on_reports`, it also
-    LISTENs on REPORTS_CHANNEL and calls `on_reports(replica)` for each batch of urgent reports."""
+    once, since changes made while it was not listening were not heard."""
 
-    def __init__(
-        self,
-        url: str,
-        replica_id: str,
-        on_notify: Callable[[str], None],
-        on_reports: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, url: str, replica_id: str, on_notify: Callable[[str], None]) -> None:
         super().__init__(_Session(url, f"nodeagent-serve {replica_id} listen"))
         self._on_notify = on_notify
-        self._on_reports = on_reports
         self.connected = threading.Event()
 
     thread_name = "store-listener"
 
-    def _call(self, payload: str, channel: str = CHANNEL) -> None:
+    def _call(self, payload: str) -> None:
         try:
-            if channel == REPORTS_CHANNEL:
-                if self._on_reports is not None:
-                    self._on_reports(payload)
-            else:
-                self._on_notify(payload)
+            self._on_notify(payload)
         except Exception:
             log.exception("store_notify_callback_failed")
 
@@ -565,8 +544,6 @@ class Listener(_Worker):
             try:
                 conn = self._session.connect()
                 conn.execute(f"LISTEN {CHANNEL}")
-                if self._on_reports is not None:
-                    conn.execute(f"LISTEN {REPORTS_CHANNEL}")
                 self.connected.set()
                 if heard_before:
                     log.info("store_listener_reconnected")
@@ -577,8 +554,8 @@ class Listener(_Worker):
                     if not first:
                         continue
                     more = list(conn.notifies(timeout=0.02))  # a burst of commits: one reload
-                    for channel, payload in sorted({(str(n.channel), str(n.payload)) for n in first + more}):
-                        self._call(payload, channel)
+                    for payload in sorted({str(n.payload) for n in first + more}):
+                        self._call(payload)
             except Exception as exc:
                 self.connected.clear()
                 if self._stop.is_set():

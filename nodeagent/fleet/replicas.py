@@ -43,10 +43,6 @@ FOLLOWER_REFRESH_INTERVAL = 10.0  # and it re-reads the shared state at least th
 # budget is 1 s; the CPU did not move measurably in the 5000-node bench)
 FLUSH_INTERVAL = 0.1
 PULL_INTERVAL = 0.2
-# a report a rollout waits for (one that changes what the controller reads) is written at once and
-# announced on pgstore.REPORTS_CHANNEL, so the leader reads it without waiting for its next poll; such
-# writes are at least this far apart (a wave's reports come in bursts: one write and one read per burst)
-URGENT_GAP = 0.05
 
 
 class _ReadOnly:
@@ -290,16 +286,12 @@ class Replication:
         self._fleet_of = fleet_of
         self.elector = pgstore.Elector(st.url, st.replica_id, self._leadership, interval=election_interval)
         self.controller = ReplicatedController(st, lambda: self.elector.is_leader, clock, grace)
-        self.listener = pgstore.Listener(
-            st.url, st.replica_id, self.controller.changed_elsewhere, on_reports=self._reports_written
-        )
+        self.listener = pgstore.Listener(st.url, st.replica_id, self.controller.changed_elsewhere)
         self._pending: dict[str, tuple[str, float, str]] = {}  # node -> (report JSON, received at, hash)
         self._pending_lock = threading.Lock()
         self._hashes: dict[str, str] = {}  # node -> hash of the last report applied from the store
         self._seq = 0
         self._stop = threading.Event()
-        self._flush_now = threading.Event()  # an urgent report is pending
-        self._pull_now = threading.Event()  # another replica wrote urgent reports
         self._threads: list[threading.Thread] = []
         self._leader_cache: tuple[float, str | None] = (0.0, None)
         self.on_leadership: Callable[[bool], None] | None = None
@@ -321,8 +313,6 @@ class Replication:
 
     def stop(self) -> None:
         self._stop.set()
-        self._flush_now.set()
-        self._pull_now.set()
         for t in self._threads:
             t.join(timeout=5)
         self._threads = []
@@ -332,23 +322,13 @@ class Replication:
 
     # --- node reports ---------------------------------------------------------------------------------
 
-    def reported(
-        self, node: str, doc: str, received_at: float, digest: str = "", urgent: bool = False
-    ) -> None:
-        """A report this replica accepted: written with the next batch, or at once when `urgent` (it
-        changes what the rollout controller reads: the leader may be waiting for it). `digest` is the
-        document's `pgstore.doc_hash` when the caller has it (serve hashes every body it is posted)."""
+    def reported(self, node: str, doc: str, received_at: float, digest: str = "") -> None:
+        """A report this replica accepted: written with the next batch. `digest` is the document's
+        `pgstore.doc_hash` when the caller has it (serve hashes every body it is posted)."""
         digest = digest or pgstore.doc_hash(doc)
         with self._pending_lock:
             self._pending[node] = (doc, received_at, digest)
         self._hashes[node] = digest
-        if urgent:
-            self._flush_now.set()
-
-    def _reports_written(self, replica: str) -> None:
-        """Another replica wrote urgent reports (pgstore.REPORTS_CHANNEL): read them now."""
-        if replica != self.replica_id:
-            self._pull_now.set()
 
     def deleted(self, node: str) -> None:
         with self._pending_lock:
@@ -358,9 +338,8 @@ class Replication:
         except store.StoreError as exc:
             log.warning("node_delete_not_shared", node=node, error=str(exc))
 
-    def flush(self, notify: bool = False) -> bool:
-        """Write the pending reports (announced on pgstore.REPORTS_CHANNEL with `notify`); on failure
-        they stay pending (newer ones replace them)."""
+    def flush(self) -> bool:
+        """Write the pending reports; on failure they stay pending (newer ones replace them)."""
         with self._pending_lock:
             batch, self._pending = self._pending, {}
         if not batch:
@@ -369,7 +348,6 @@ class Replication:
             self.store.put_node_reports(
                 [(n, d, t) for n, (d, t, _) in sorted(batch.items())],
                 {n: h for n, (_, _, h) in batch.items()},
-                notify=notify,
             )
             return True
         except Exception as exc:
@@ -444,21 +422,11 @@ class Replication:
         return len(rows)
 
     def _flusher(self) -> None:
-        while True:
-            urgent = self._flush_now.wait(FLUSH_INTERVAL)
-            if self._stop.is_set():
-                return
-            self._flush_now.clear()
-            self.flush(notify=urgent)
-            if urgent and self._stop.wait(URGENT_GAP):  # the urgent reports of a burst: one write
-                return
+        while not self._stop.wait(FLUSH_INTERVAL):
+            self.flush()
 
     def _puller(self) -> None:
-        while True:
-            self._pull_now.wait(PULL_INTERVAL)
-            if self._stop.is_set():
-                return
-            self._pull_now.clear()
+        while not self._stop.wait(PULL_INTERVAL):
             while self.pull() >= 10000:
                 pass
 

@@ -247,35 +247,6 @@ def test_a_pulled_change_asks_for_a_pass_and_a_pulled_heartbeat_does_not(postgre
         b.close()
 
 
-def test_an_urgent_report_reaches_the_other_replica_without_waiting_for_the_polls(
-    postgres: pgsupport.Cluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A report a rollout waits for (serve passes `urgent` when it changes what the controller reads) is
-    written at once and announced on its own channel, and the other replica reads it then; the rest
-    wait for the batch write and the poll (here made 30 s, so only the announcement can be at work)."""
-    monkeypatch.setattr(replicas, "FLUSH_INTERVAL", 30.0)
-    monkeypatch.setattr(replicas, "PULL_INTERVAL", 30.0)
-    a, b = pgstore.PgStore(postgres.url, replica_id="a"), pgstore.PgStore(postgres.url, replica_id="b")
-    rep_a = replicas.Replication(a, lambda: (fleet.Fleet(), threading.Lock()))
-    fleet_b, lock_b = fleet.Fleet(), threading.Lock()
-    rep_b = replicas.Replication(b, lambda: (fleet_b, lock_b))
-    try:
-        rep_a.start()
-        rep_b.start()
-        assert rep_b.listener.connected.wait(10)
-        rep_a.reported("n1", json.dumps({"name": "n1"}), time.time())
-        time.sleep(1.0)
-        with lock_b:
-            assert "n1" not in fleet_b.nodes  # a batch write and a poll away
-        rep_a.reported("n2", json.dumps({"name": "n2"}), time.time(), urgent=True)
-        assert wait_for(lambda: "n2" in fleet_b.nodes and "n1" in fleet_b.nodes)  # written together
-    finally:
-        rep_a.stop()
-        rep_b.stop()
-        a.close()
-        b.close()
-
-
 ELECTOR_SCRIPT = """
 import os, sys, time
 import structlog
