@@ -421,16 +421,16 @@ class Fleet:
 
     def _report_changed(self, node: Node) -> None:
         """A pass's report goes out as the Reporter sends it: at once, unless the last post was under
-        MIN_GAP ago (and no pod turned ready: report.urgent); then when that gap ends (one queued post
-        per node carries the newest report). A report whose only news is a pod's availability waits
-        for the heartbeat when serve judges availability itself (report.worth_posting)."""
+        MIN_GAP ago; then when that gap ends (one queued post per node carries the newest report). A
+        report whose only news is a pod's availability waits for the heartbeat when serve judges
+        availability itself (report.worth_posting)."""
         with node.report_lock:
             if node.change_queued or node.latest is None:
                 return
             if not report.worth_posting(node.latest, node.sent, node.reporter.serve_judges):
                 return  # no news, or only a pod's availability, which serve judges itself
             when = node.last_post + report.MIN_GAP
-            node.change_queued = later = when > time.monotonic() and not report.urgent(node.latest, node.sent)
+            node.change_queued = later = when > time.monotonic()
         if later:
             self._schedule(when, node.index, False)
         else:
