@@ -249,8 +249,8 @@ class Node:
                 key = (owner, next(iter(running)), str(ds["pods"][0].get("revision", "")))
                 if key not in self.available:
                     self.available.add(key)
-                    # when it became available: minReadySeconds after it became ready (this pass may
-                    # come up to a repass later, and serve judges availability by that clock too)
+                    # when it became available: minReadySeconds after it became ready when the report
+                    # says when that was (readySince), else this pass (which may come a repass later)
                     since = ds["pods"][0].get("readySince")
                     became = since + self.min_ready.get(owner, 0) if since is not None else time.time()
                     event = {
@@ -283,9 +283,7 @@ class Node:
                         lags.append(time.monotonic() - self.heartbeat_due)
                     self.heartbeat_due = None
                 doc, seq = self.latest, self.seq
-                if doc is None or (
-                    not heartbeat and not report.worth_posting(doc, self.sent, self.reporter.serve_judges)
-                ):
+                if doc is None or (doc == self.sent and not heartbeat):
                     return
             sending = time.time()
             ok = self.reporter.post(doc)
@@ -421,14 +419,10 @@ class Fleet:
 
     def _report_changed(self, node: Node) -> None:
         """A pass's report goes out as the Reporter sends it: at once, unless the last post was under
-        MIN_GAP ago; then when that gap ends (one queued post per node carries the newest report). A
-        report whose only news is a pod's availability waits for the heartbeat when serve judges
-        availability itself (report.worth_posting)."""
+        MIN_GAP ago; then when that gap ends (one queued post per node carries the newest report)."""
         with node.report_lock:
-            if node.change_queued or node.latest is None:
+            if node.change_queued or node.latest == node.sent:
                 return
-            if not report.worth_posting(node.latest, node.sent, node.reporter.serve_judges):
-                return  # no news, or only a pod's availability, which serve judges itself
             when = node.last_post + report.MIN_GAP
             node.change_queued = later = when > time.monotonic()
         if later:
