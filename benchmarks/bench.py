@@ -629,7 +629,6 @@ def bench_rollout(nodes: int, procs: int = 4, max_unavailable_percent: int = 10)
         "controller_passes": passes1[0] - passes0[0],
         # answered in the window (held watches not counted; /metrics read outside it)
         "reports": counts1.get("report", 0.0) - counts0.get("report", 0.0),
-        "bundle_requests": counts1.get("bundle", 0.0) - counts0.get("bundle", 0.0),
         "controller_cpu_percent": (passes1[1] - passes0[1]) / (w1 - w0) * 100,
         "first_handout_s": handed[0] - t_change if handed else None,
         "all_available_s": available[-1] - t_change if available else None,
@@ -860,8 +859,7 @@ def table(results: dict[str, Any]) -> str:
                 f"{r['max_unavailable']} ({r['budget']} nodes), minReadySeconds 1",
                 f"serve {r['server_cpu_percent']:.1f} % CPU over {r['window_s']:.0f} s (of which "
                 f"{r['controller_passes']:.0f} controller passes {r['controller_cpu_percent']:.1f} %; "
-                f"{r.get('reports', 0):.0f} reports, {r.get('bundle_requests', 0):.0f} bundle requests "
-                "not held); next node handed out "
+                f"{r.get('reports', 0):.0f} reports); next node handed out "
                 f"{_secs(r['handout_wait_p50_s'])} p50, {_secs(r['handout_wait_max_s'])} max after a slot "
                 f"freed; {r['waves']} waves, {r['over_budget']} over budget; "
                 f"{r['available']}/{r['nodes']} available in {_secs(r['all_available_s'])}",

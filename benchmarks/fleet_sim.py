@@ -189,7 +189,6 @@ class Node:
         self.agent = agent.Agent(cfg, self.runtime, watch=True, on_change=lambda: wake(index))
         self.reporter = report.Reporter(urls, name, auth=report.credentials_for(cfg))
         self.received: dict[str, float] = {}  # owner -> when the bundle naming it reached this node
-        self.min_ready: dict[str, int] = {}  # owner -> its DaemonSet's minReadySeconds
         self.started: dict[str, float] = {}  # owner -> when its first container started here
         self.latest: Mapping[str, Any] | None = None
         self.sent: Mapping[str, Any] | None = None
@@ -208,7 +207,6 @@ class Node:
             if d.obj.kind == "DaemonSet":
                 owner = identity.owner_daemonset(d.obj.metadata.namespace, d.obj.metadata.name)
                 self.received.setdefault(owner, now)
-                self.min_ready[owner] = d.obj.spec.min_ready_seconds
                 if self.rollout_events:
                     image = d.obj.spec.template.spec.containers[0].image
                     rev = identity.spec_hash(d.obj.spec.template)  # revisions may share an image
@@ -249,17 +247,13 @@ class Node:
                 key = (owner, next(iter(running)), str(ds["pods"][0].get("revision", "")))
                 if key not in self.available:
                     self.available.add(key)
-                    # when it became available: minReadySeconds after it became ready when the report
-                    # says when that was (readySince), else this pass (which may come a repass later)
-                    since = ds["pods"][0].get("readySince")
-                    became = since + self.min_ready.get(owner, 0) if since is not None else time.time()
                     event = {
                         "event": "available",
                         "node": self.index,
                         "owner": owner,
                         "image": key[1],
                         "revision": key[2],
-                        "t": became,
+                        "t": time.time(),
                     }
                     emit(event)
                     events.append({**event, "event": "reported"})

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 import fleet_sim  # benchmarks/fleet_sim.py: the format of its stats events
 import serveproc  # benchmarks/serveproc.py (benchmarks/ is on sys.path: this is run or imported from there)
 
+from nodeagent.fleet import pgstore, store
 from nodeagent.fleet import rollout as fleet_rollout
 from nodeagent.sources import http
 from tests.support import manifests
@@ -354,14 +355,13 @@ def bench_replicas(
 
 
 def _assigned_at(url: str, revision: int) -> dict[str, float]:
-    """node -> when the leader assigned it `revision` (the store's assignments table)."""
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT node, assigned_at FROM assignments WHERE revision = %s", (revision,)
-        ).fetchall()
-    return {str(node): float(at) for node, at in rows}
+    """node -> when the leader assigned it `revision` (the store's assignments, as serve reads them)."""
+    st = pgstore.PgStore(url, replica_id="bench-reader")
+    try:
+        key = store.Key(store.KIND_DAEMONSET, NAMESPACE, "app")
+        return {a.node: a.assigned_at for a in st.assignments(key) if a.revision == revision}
+    finally:
+        st.close()
 
 
 def _secs(value: float | None) -> str:
