@@ -19,7 +19,10 @@ With `--rollout-events` (the rollout bench), every node also says when a DaemonS
 sent (`reported`, once `serve` took it: the simulation's own queue for report threads left out), and a
 node whose pod is ready but not yet past minReadySeconds passes again `--repass` seconds later (no
 resync timer here): a simulated node reports its new pod available shortly after it started, as a real
-one does.
+one does. A `got` event also carries `arrived`: when the kernel received the watch answer that brought
+the revision (`ArrivalSocket`), which is when `serve` sent it. On two busy cores a hollow node may wait
+seconds for its process's interpreter lock before it can read the answer and look at the clock; a real
+node has a CPU of its own, so that wait is the simulation's, not `serve`'s.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import heapq
 import http.client as http_client
 import json
 import queue
+import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -37,6 +42,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from nodeagent import settings
 from nodeagent.agent import agent, identity
@@ -134,6 +140,46 @@ def heartbeat_lag_max(stats: list[dict[str, Any]]) -> float:
     return max((lag for st in stats for lag in st["heartbeat_lags"]), default=0.0)
 
 
+SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)  # Linux's; its control message is a struct timeval
+_CMSG_SPACE = socket.CMSG_SPACE(16)
+_arrival = threading.local()  # `first`: the kernel's arrival time of the response being read (None: none yet)
+ARRIVED: dict[str, float] = {}  # node -> the kernel's arrival time of its latest watch answer with a bundle
+
+
+class ArrivalSocket(socket.socket):
+    """A client socket that notes, per thread, when the kernel received the first bytes of the response
+    being read (SO_TIMESTAMP): the moment the server's answer came, however long this thread then waited
+    for the interpreter lock. http.client reads a response through `recv_into`."""
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer).cast("B")
+        got, ancillary, _, _ = self.recvmsg_into([view[: nbytes or len(view)]], _CMSG_SPACE, flags)
+        if getattr(_arrival, "first", 0.0) is None:
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(data) >= 16:
+                    sec, usec = struct.unpack("qq", data[:16])
+                    _arrival.first = sec + usec / 1e6
+        return got
+
+
+def stamped_connect(connect: Callable[[http_client.HTTPConnection], None]) -> Callable[..., None]:
+    """http.client's `connect`, whose socket then stamps arrivals (ArrivalSocket). Plain http only: the
+    simulation talks to serve over loopback."""
+
+    def wrapped(conn: http_client.HTTPConnection) -> None:
+        connect(conn)
+        sock = conn.sock
+        if type(sock) is not socket.socket:  # TLS, or already stamped
+            return
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+        timeout = sock.gettimeout()
+        stamped = ArrivalSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        stamped.settimeout(timeout)  # the descriptor's blocking mode goes with it
+        conn.sock = stamped
+
+    return wrapped
+
+
 class Timings:
     """Client-side response times of every request the nodes make (a recorder around http.request)."""
 
@@ -147,6 +193,7 @@ class Timings:
     def wrap(self, inner: Callable[..., http.Response]) -> Callable[..., http.Response]:
         def timed(method: str, url: str, **kwargs: Any) -> http.Response:
             t0 = time.monotonic()
+            _arrival.first = None
             try:
                 resp = inner(method, url, **kwargs)
             except http.FetchError:
@@ -158,6 +205,9 @@ class Timings:
                 if "watch=1" in url:
                     if resp.status == 200:
                         self.watch_changed.append(time.time())
+                        node = parse_qs(urlsplit(url).query).get("node", [""])[0]
+                        if node and _arrival.first is not None:
+                            ARRIVED[node] = _arrival.first
                     else:
                         self.watch_timeouts += 1
                 else:
@@ -175,7 +225,7 @@ class Node:
         self.rollout_events = rollout_events
         self.got: set[tuple[str, str, str]] = set()  # (owner, image, revision) that reached this node
         self.available: set[tuple[str, str, str]] = set()  # (owner, image, revision) available here
-        name = f"hollow-{index:05d}"
+        name = self.name = f"hollow-{index:05d}"
         urls = url.split(",")  # replicas of one serve: each node starts on its own, round robin
         urls = urls[index % len(urls) :] + urls[: index % len(urls)]
         raw = {
@@ -220,6 +270,7 @@ class Node:
                                 "image": image,
                                 "revision": rev,
                                 "t": now,
+                                "arrived": ARRIVED.get(self.name),  # None: it came by a poll
                             }
                         )
 
@@ -510,6 +561,7 @@ def main() -> int:
     timings = Timings()
     # the client's one home is httpclient (status posts go through it); http re-exports the name for polls
     httpclient.request = timings.wrap(httpclient.request)
+    http_client.HTTPConnection.connect = stamped_connect(http_client.HTTPConnection.connect)  # type: ignore[method-assign]
     http.request = httpclient.request
     manifests.load_text = shared_parses(manifests.load_text)  # type: ignore[assignment]  # the HTTP source parses with it
     http_client.parse_headers = lean_parse_headers  # type: ignore[assignment]

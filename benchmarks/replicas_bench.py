@@ -299,6 +299,19 @@ def bench_replicas(
         )[0]
     )
     delivery = sorted(got_at[n] - t for n, t in decided.items() if n in got_at)
+    # serve's part of the wait, without the hollow nodes' own delays (a starved process posting a report
+    # late, or reading an answer late): from the report that freed a slot being sent, to the leader
+    # deciding the next node's turn, and to the next node's watch answer reaching its socket (the
+    # kernel's arrival stamp, fleet_sim.ArrivalSocket; a node told by a poll counts when it read it)
+    decide_sent = sorted(
+        max(0.0, w)
+        for w in split_failover(
+            fleet_sim.handout_pairs(sorted(decided.values()), reported, budget), kill_at, moved_at
+        )[0]
+    )
+    arrived = sorted(e.get("arrived") or e["t"] for e in got_events)
+    served, _ = split_failover(fleet_sim.handout_pairs(arrived, reported, budget), kill_at, moved_at)
+    served = sorted(max(0.0, w) for w in served)
     late = sorted(max(0.0, w) for w in waits)
     sent = sorted(max(0.0, w) for w in waits_after(reported)[0])  # from the report that says so
     return {
@@ -338,6 +351,13 @@ def bench_replicas(
         "decided_wait_p50_s": decide[len(decide) // 2] if decide else None,
         "decided_wait_max_s": decide[-1] if decide else None,
         "decided_waits_over_1s": sum(1 for w in decide if w > 1.0),
+        "decided_after_report_p50_s": decide_sent[len(decide_sent) // 2] if decide_sent else None,
+        "decided_after_report_max_s": decide_sent[-1] if decide_sent else None,
+        "decided_after_report_over_1s": sum(1 for w in decide_sent if w > 1.0),
+        "served_after_report_p50_s": served[len(served) // 2] if served else None,
+        "served_after_report_max_s": served[-1] if served else None,
+        "served_after_report_over_1s": sum(1 for w in served if w > 1.0),
+        "answers_by_poll": sum(1 for e in got_events if not e.get("arrived")),
         "delivery_p50_s": delivery[len(delivery) // 2] if delivery else None,
         "delivery_max_s": delivery[-1] if delivery else None,
         "reported_wait_p50_s": sent[len(sent) // 2] if sent else None,
@@ -388,6 +408,11 @@ def row(r: dict[str, Any]) -> tuple[str, str, str, str]:
         f"and its decision reaching the node {_secs(r.get('delivery_p50_s'))} p50, "
         f"{_secs(r.get('delivery_max_s'))} max; "
         f"serve's own pass: <= {gap} in {r['slots_handed_on']} polls); "
+        f"serve's part, from the report that freed a slot being sent to the next node's answer "
+        f"arriving at its socket: {_secs(r.get('served_after_report_p50_s'))} p50, "
+        f"{_secs(r.get('served_after_report_max_s'))} max, {r.get('served_after_report_over_1s')} over 1 s "
+        f"(the leader deciding {_secs(r.get('decided_after_report_p50_s'))} p50, "
+        f"{_secs(r.get('decided_after_report_max_s'))} max); "
         f"rollout {'complete' if r['rollout_complete'] else 'NOT complete'}; "
         f"leader killed: rollout moved again after {moved} ({r['handout_waits_in_failover']} nodes "
         f"waited for the new leader, up to {_secs(r['handout_wait_in_failover_max_s'])})",

@@ -75,3 +75,46 @@ def test_histogram_quantile_reads_serves_request_histogram_as_prometheus_does() 
     assert bench.histogram_quantile(0.5, before, after) == pytest.approx(0.001 + 0.009 * (75 - 50) / 90)
     assert bench.histogram_quantile(0.99, before, after) == pytest.approx(0.01 + 0.09 * (148.5 - 140) / 10)
     assert bench.histogram_quantile(0.5, after, after) is None  # nothing in the window
+
+
+def test_a_watch_answer_is_stamped_with_when_the_kernel_received_it_not_when_the_node_read_it() -> None:
+    """The replicas row counts serve's part of a wave up to the answer's arrival at the hollow node's
+    socket: a starved node reading it late must not be charged to serve."""
+    import http.client
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    connect = fleet_sim.stamped_connect(http.client.HTTPConnection.connect)
+    try:
+
+        def slow_read(method: str, url: str, **kwargs: object) -> http.client.HTTPResponse:
+            conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=5)
+            connect(conn)
+            assert isinstance(conn.sock, fleet_sim.ArrivalSocket)
+            conn.request(method, url)
+            time.sleep(0.5)  # the answer is in the socket; the node is busy elsewhere
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            return resp
+
+        timed = fleet_sim.Timings().wrap(slow_read)
+        t0 = time.time()
+        assert timed("GET", "/manifests?node=hollow-00007&watch=1&timeout=30").status == 200
+        arrived = fleet_sim.ARRIVED["hollow-00007"]
+        assert t0 <= arrived < t0 + 0.3, arrived - t0  # not the read, half a second later
+        assert time.time() - arrived >= 0.5
+    finally:
+        srv.shutdown()
+        srv.server_close()
