@@ -21,6 +21,11 @@ log = structlog.get_logger(__name__)
 
 # Docker events that mean "something may need doing": a container went away or stopped.
 WAKE_EVENTS = frozenset({"die", "destroy", "oom", "kill", "stop"})
+# ... and a second look this long after such an event: the engine can send "die" before its container
+# list says so (in the demo's Docker-in-Docker engine a list 5 ms after the event still showed the
+# container running), and a pass that saw it running would report a crashed pod ready until a timer woke
+# the loop again (the restart back-off, 10 s): long enough for serve to count it available.
+RECHECK_AFTER = 1.0
 
 
 class Reconciler:
@@ -37,6 +42,8 @@ class Reconciler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._events_thread: threading.Thread | None = None
+        self._recheck_at: float | None = None  # a pass is due then (RECHECK_AFTER an engine event)
+        self._recheck_lock = threading.Lock()
         self.passes = 0
         self.last_pass_ok = False
         self.last_pass_at = 0.0
@@ -65,10 +72,16 @@ class Reconciler:
             if self._stop.is_set():
                 break
             self._wake.clear()
+            with self._recheck_lock:
+                if self._recheck_at is not None and self._recheck_at <= time.time():
+                    self._recheck_at = None  # this pass is the second look (a newer event sets it again)
             wake_at = self.run_once()
             next_due = time.time() + self.resync_interval
             if wake_at is not None:
                 next_due = min(next_due, wake_at)
+            with self._recheck_lock:
+                if self._recheck_at is not None:
+                    next_due = min(next_due, self._recheck_at)
 
     def run_once(self) -> float | None:
         """One pass; returns when the plan wants to be looked at again (backoff deadlines)."""
@@ -124,6 +137,8 @@ class Reconciler:
                 for event in runtime.events(self._stop):
                     delay = 1.0
                     if event.action.split(":", 1)[0] in WAKE_EVENTS:
+                        with self._recheck_lock:  # set before the wake: the pass it starts sees it
+                            self._recheck_at = time.time() + RECHECK_AFTER
                         self.wake()
             except errors.NodeAgentError as exc:
                 log.info("docker_events_lost", error=str(exc), retry_in=delay)
