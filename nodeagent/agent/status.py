@@ -79,6 +79,7 @@ class PodStatus:
             "ready": self.ready,
             "restartCount": self.restart_count,
             "startTime": self.started_at,
+            "readySince": self.ready_since,
             "terminating": self.terminating,
             "available": self.is_available,
             "containers": [

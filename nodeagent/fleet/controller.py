@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -69,6 +70,7 @@ class _Seen:
     canary: bool
     pods: tuple[rollout.PodState, ...]
     state: rollout.NodeState
+    flips_at: float = math.inf  # when a pod of it becomes available by serve's clock (_pod_state)
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,31 @@ def _hash_of(raw: Mapping[str, Any]) -> str:
     return identity.spec_hash(obj.spec.template) if isinstance(obj, model.DaemonSet) else ""
 
 
-def _pod_state(p: fleet.PodReport, numbers: Mapping[str, int]) -> rollout.PodState:
+def _pod_state(
+    p: fleet.PodReport, numbers: Mapping[str, int], min_ready: int, now: float
+) -> rollout.PodState:
+    """The planner's view of a reported pod. Available when the node says so, or, as the DaemonSet
+    controller judges it (podutil.IsPodAvailable), once it has been ready for minReadySeconds by serve's
+    clock (`PodReport.ready_at`): the wave moves on when the time comes, not when a report saying so
+    has travelled from the node (through another replica and the database, at worst)."""
     failing = any(c.reason in FAILING_REASONS for c in p.containers)
-    return rollout.PodState(numbers.get(p.revision, 0), p.available, failing, p.terminating)
+    available = p.available or (
+        p.ready and not p.terminating and p.ready_at is not None and now - p.ready_at >= min_ready
+    )
+    return rollout.PodState(numbers.get(p.revision, 0), available, failing, p.terminating)
+
+
+def _flips_at(pods: Sequence[fleet.PodReport], states: Sequence[rollout.PodState], min_ready: int) -> float:
+    """When the first of `pods` not available yet becomes available by serve's clock (inf: none will
+    without a new report)."""
+    return min(
+        (
+            p.ready_at + min_ready
+            for p, st in zip(pods, states, strict=True)
+            if not st.available and p.ready and not p.terminating and p.ready_at is not None
+        ),
+        default=math.inf,
+    )
 
 
 class Controller:
@@ -137,6 +161,7 @@ class Controller:
         self._parsed: tuple[Sequence[object], dict[store.Key, _DaemonSet]] | None = None
         self._held: dict[store.Key, bool] = {}  # completion held until a (re)started serve's grace ends
         self.passes = 0  # full planner passes (the rest found nothing changed)
+        self._next_flip = math.inf  # the last sync's earliest pod to become available by serve's clock
         for r in st.rollouts():
             self._load(r.key)
 
@@ -164,9 +189,17 @@ class Controller:
                 self._parsed = (objects, seen)
             self._daemonsets = seen
             before = self._served_state()
+            self._next_flip = math.inf
             for ds in seen.values():
                 self._sync_one(ds, nodes, ready, now)
             self._wake_changed(before)
+
+    def next_flip(self) -> float:
+        """When a pod the last sync saw ready becomes available by serve's clock (minReadySeconds after
+        it became ready; inf: none): a pass then moves the wave on, as the DaemonSet controller's resync
+        after MinReadySeconds does."""
+        with self.cond:
+            return self._next_flip
 
     def settled(self) -> bool:
         """Whether every rollout has come to rest (complete, paused, failed, or rolled back and reverted)
@@ -349,7 +382,7 @@ class Controller:
             self._prune(ds, r)
             log.info("rollout_started", namespace=key.namespace, daemonset=key.name, revision=number)
         numbers = {v.hash: v.number for v in self._revs.get(key, [])}
-        dirty = self._observe(ds, reports, ready, numbers)
+        dirty = self._observe(ds, reports, ready, numbers, now)
         prev = self._plans.get(key)
         clean = self._clean.get(key)
         if (
@@ -418,10 +451,12 @@ class Controller:
         reports: Mapping[str, fleet.NodeReport],
         ready: Callable[[fleet.NodeReport], bool],
         numbers: Mapping[str, int],
+        now: float,
     ) -> bool:
         """Bring each node's _Seen up to date with its report; True when any NodeState changed. Only a
         report that is new (heartbeats are new objects) is compared, and only changed labels or taints
-        are scheduled again."""
+        are scheduled again. A pod that has become available by serve's clock since (`_Seen.flips_at`)
+        is looked at again; the earliest such moment still to come is kept for `next_flip`."""
         key = ds.key
         ctx = (ds.file_hash, ds.policy.canary, tuple(sorted(numbers.items())))
         cache = self._seen.setdefault(key, {})
@@ -436,13 +471,20 @@ class Controller:
         canary = rollout_annotations.parse_selector(ds.policy.canary) if ds.policy.canary else None
         assigned = self._assign.get(key, {})
         spec = ds.obj.spec.template.spec
+        min_ready = ds.obj.spec.min_ready_seconds
         for name, rep in reports.items():
             e = cache.get(name)
             is_ready, number = ready(rep), assigned.get(name, 0)
+            flipped = e is not None and now >= e.flips_at  # a pod became available by serve's clock
             if e is not None and e.report is rep:
-                if e.state.ready == is_ready and e.state.assigned == number:
+                if e.state.ready == is_ready and e.state.assigned == number and not flipped:
+                    self._next_flip = min(self._next_flip, e.flips_at)
                     continue
                 dsr, should_run, is_canary, pods = e.ds_report, e.should_run, e.canary, e.pods
+                flips = e.flips_at
+                if flipped:
+                    pods = tuple(_pod_state(p, numbers, min_ready, now) for p in dsr.pods) if dsr else ()
+                    flips = _flips_at(dsr.pods, pods, min_ready) if dsr else math.inf
             else:
                 dsr = None
                 for d in rep.daemonsets:
@@ -454,16 +496,21 @@ class Controller:
                     taints = tuple(model.Taint(t.key, t.effect, t.value) for t in rep.taints)
                     should_run = scheduling.decide(Node(name, rep.labels, taints), spec).should_run
                     is_canary = canary is not None and selectors.label_selector_matches(canary, rep.labels)
-                if e is not None and e.ds_report == dsr:
-                    pods = e.pods
+                if e is not None and e.ds_report == dsr and not flipped:
+                    pods, flips = e.pods, e.flips_at
+                elif dsr is not None:
+                    pods = tuple(_pod_state(p, numbers, min_ready, now) for p in dsr.pods)
+                    flips = _flips_at(dsr.pods, pods, min_ready)
                 else:
-                    pods = tuple(_pod_state(p, numbers) for p in dsr.pods) if dsr is not None else ()
+                    pods, flips = (), math.inf
             state = rollout.NodeState(name, is_ready, should_run, number, pods, is_canary)
             if e is not None and e.state == state:
                 state = e.state
             else:
                 dirty = True
-            cache[name] = _Seen(rep, dsr, should_run, is_canary, pods, state)
+            cache[name] = _Seen(rep, dsr, should_run, is_canary, pods, state, flips)
+            if flips < self._next_flip:
+                self._next_flip = flips
         return dirty
 
     def _fail(self, ds: _DaemonSet, r: store.Rollout, why: str, now: float) -> store.Rollout:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -167,6 +168,10 @@ class ReplicatedController(controller.Controller):
             stale = now - self._refreshed_at >= FOLLOWER_REFRESH_INTERVAL
         if stale:
             self.refresh()
+
+    def next_flip(self) -> float:
+        """A follower hands out nothing: no pod's availability is a reason for it to plan."""
+        return super().next_flip() if self._is_leader() else math.inf
 
     def settled(self) -> bool:
         """A follower's passes only keep its inputs for its views (and refresh a stale state), which
@@ -395,7 +400,7 @@ class Replication:
                 continue  # deleted meanwhile: its tombstone comes with the next pull
             try:
                 # the document may be newer than this row (stored between the two reads): its own hash
-                parsed.append(fleet.parse_report(json.loads(doc), r.node, r.received_at))
+                parsed.append(fleet.parse_report(json.loads(doc), r.node, r.received_at, mine))
                 self._hashes[r.node] = digest
             except (ValueError, fleet.ReportError) as exc:
                 log.warning("node_report_unreadable", node=r.node, error=str(exc))

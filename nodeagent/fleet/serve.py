@@ -67,6 +67,7 @@ log = structlog.get_logger(__name__)
 MAX_REPORT = 1024 * 1024  # a node's report (a few hundred bytes per pod): larger is answered 413
 NODE_BUNDLE_CACHE = 256  # distinct per-node bundle views kept (a rollout has about two per generation)
 SYNC_GAP = 0.2  # the rollout controller runs at most this often (reports are coalesced)
+FLIP_SLACK = 0.005  # a wait that ends a little early must not find the pod still unavailable
 
 
 # --- the server ---------------------------------------------------------------------------------------
@@ -253,11 +254,12 @@ class Server:
         self._wake.set()
 
     def _tick(self) -> None:
-        """Runs the controller when asked (a changed report) and, while a pass could find something new
-        (_pass_due), at least every second (deadlines, nodes going NotReady); never more often than
-        every SYNC_GAP."""
+        """Runs the controller when asked (a changed report), when a pod becomes available by serve's
+        clock (Controller.next_flip) and, while a pass could find something new (_pass_due), at least
+        every second (deadlines, nodes going NotReady); never more often than every SYNC_GAP."""
         while not self._ticker_stop.is_set():
-            asked = self._wake.wait(1.0)
+            flip = self.controller.next_flip() - self.clock() + FLIP_SLACK
+            asked = self._wake.wait(min(1.0, max(0.0, flip)))
             if self._ticker_stop.is_set():
                 break
             self._wake.clear()
@@ -276,8 +278,12 @@ class Server:
         an idle serve's CPU)."""
         with self.fleet_lock:
             changes = self.fleet.changes
+        now = self.clock()
         return (
-            changes != self._ctl_changes or self.clock() >= self._quiet_until or not self.controller.settled()
+            changes != self._ctl_changes
+            or now >= self._quiet_until
+            or now >= self.controller.next_flip()
+            or not self.controller.settled()
         )
 
     def node_bundle(self, node: str) -> tuple[bytes, str, bytes] | None:

@@ -39,6 +39,7 @@ MAX_REPORT_EVENTS = 200  # kept per node; a node sends its newest (report.REPORT
 MAX_ERRORS = 100  # a report's `errors` beyond this are dropped (with a note), each clipped to
 MAX_ERROR_CHARS = 2000
 MAX_STRING = 253  # names, namespaces, taint keys and values, versions
+MAX_TIME = 1e11  # seconds since the epoch: a node's time past year 5000 is no time
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: never kept in a reported string
 
@@ -73,6 +74,8 @@ class PodReport:
     revision: str = ""  # the template hash it runs (the rollout maps it to a revision number)
     available: bool = False  # ready for minReadySeconds, as the agent counts numberAvailable
     terminating: bool = False
+    ready_since: float | None = None  # the node's clock: when the pod last became ready (readySince)
+    ready_at: float | None = None  # serve's clock: the same moment, as serve can vouch for it (_ready_at)
 
     def to_json(self) -> dict[str, Any]:
         """The fields of `status -o json`'s pod that `kubestate` reads."""
@@ -174,8 +177,19 @@ class _Checker:
             raise ReportError(f"{path}: must be an integer between 0 and 1000000, got {_kind(raw)}")
         return raw
 
-    def pods(self, raw: object, path: str) -> tuple[PodReport, ...]:
-        """A list of pods, of which only what the fleet view and its metrics read is kept."""
+    def time(self, raw: object, path: str) -> float | None:
+        """A time in seconds since the epoch (a node's clock), or None."""
+        if raw is None:
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= MAX_TIME:
+            raise ReportError(f"{path}: must be a time in seconds since the epoch, got {_kind(raw)}")
+        return float(raw)
+
+    def pods(
+        self, raw: object, path: str, now: float = 0.0, before: _Before | None = None
+    ) -> tuple[PodReport, ...]:
+        """A list of pods, of which only what the fleet view and its metrics read is kept. `before`
+        holds the same pods in the node's previous report, for `_ready_at`."""
         out = []
         for i, item in enumerate(self.lst(raw, path)):
             p = self.obj(item, f"{path}[{i}]")
@@ -196,15 +210,21 @@ class _Checker:
                 flags[flag] = p.get(flag, False)
                 if not isinstance(flags[flag], bool):
                     raise ReportError(f"{path}[{i}].{flag}: must be a boolean, got {_kind(flags[flag])}")
+            namespace = self.str_(p.get("namespace"), f"{path}[{i}].namespace", limit=253)
+            name = self.str_(p.get("name"), f"{path}[{i}].name", limit=253)
+            revision = self.str_(p.get("revision"), f"{path}[{i}].revision", limit=64)
+            since = self.time(p.get("readySince"), f"{path}[{i}].readySince") if flags["ready"] else None
             out.append(
                 PodReport(
-                    namespace=self.str_(p.get("namespace"), f"{path}[{i}].namespace", limit=253),
-                    name=self.str_(p.get("name"), f"{path}[{i}].name", limit=253),
+                    namespace=namespace,
+                    name=name,
                     ready=flags["ready"],
                     containers=tuple(containers),
-                    revision=self.str_(p.get("revision"), f"{path}[{i}].revision", limit=64),
+                    revision=revision,
                     available=flags["available"],
                     terminating=flags["terminating"],
+                    ready_since=since,
+                    ready_at=_ready_at(since, (namespace, name, revision), before, now),
                 )
             )
         return tuple(out)
@@ -238,6 +258,42 @@ class _Checker:
                 "host": self.str_(src.get("host"), f"{path}.source.host", limit=253),
             },
         }
+
+
+@dataclass(frozen=True)
+class _Before:
+    """What `_ready_at` needs of a node's previous report: when it arrived, and its pods by
+    (namespace, name, revision)."""
+
+    received_at: float
+    pods: Mapping[tuple[str, str, str], PodReport]
+
+    @staticmethod
+    def of(previous: NodeReport | None) -> _Before | None:
+        if previous is None:
+            return None
+        pods = [p for d in previous.daemonsets for p in d.pods] + list(previous.static_pods)
+        return _Before(previous.received_at, {(p.namespace, p.name, p.revision): p for p in pods})
+
+
+def _ready_at(
+    since: float | None, key: tuple[str, str, str], before: _Before | None, now: float
+) -> float | None:
+    """When the pod became ready, on serve's clock, for availability (minReadySeconds) judged by serve
+    as the DaemonSet controller judges it (podutil.IsPodAvailable against the Ready condition's
+    lastTransitionTime): the node's `readySince`, but never later than this report's arrival (a node
+    whose clock runs ahead cannot hold a rollout back) nor earlier than the previous report's arrival
+    when that one did not show the pod ready (a clock far behind cannot skip minReadySeconds by more than
+    a report's delay). The same readySince reported again keeps its first estimate."""
+    if since is None:
+        return None
+    old = before.pods.get(key) if before is not None else None
+    if old is not None and old.ready and old.ready_since == since and old.ready_at is not None:
+        return old.ready_at
+    at = min(since, now)
+    if before is not None and (old is None or not old.ready or old.ready_since != since):
+        at = max(at, min(before.received_at, now))
+    return at
 
 
 def _kind(raw: object) -> str:
@@ -299,6 +355,7 @@ def parse_report(doc: object, name: str, now: float, previous: NodeReport | None
             )
         )
     status = c.obj(doc.get("status"), "status")
+    before = _Before.of(previous)
     daemonsets = []
     for i, d in enumerate(c.lst(status.get("daemonSets"), "status.daemonSets")):
         p = f"status.daemonSets[{i}]"
@@ -308,10 +365,10 @@ def parse_report(doc: object, name: str, now: float, previous: NodeReport | None
                 namespace=c.str_(d.get("namespace"), f"{p}.namespace", required=True),
                 name=c.str_(d.get("name"), f"{p}.name", required=True),
                 counters=tuple(c.count(d.get(k), f"{p}.{k}") for k in COUNTERS),
-                pods=c.pods(d.get("pods"), f"{p}.pods"),
+                pods=c.pods(d.get("pods"), f"{p}.pods", now, before),
             )
         )
-    static_pods = c.pods(status.get("staticPods"), "status.staticPods")
+    static_pods = c.pods(status.get("staticPods"), "status.staticPods", now, before)
     node = c.str_(status.get("node"), "status.node", limit=253)
     errs = c.lst(doc.get("errors"), "errors")
     errors = [str(e)[:MAX_ERROR_CHARS] if isinstance(e, str) else f"<{_kind(e)}>" for e in errs[:MAX_ERRORS]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import threading
 import time
 import urllib.error
@@ -27,13 +28,14 @@ from nodeagent.k8s import manifests, model
 NODES = ("n1", "n2", "n3")
 
 
-def daemonset(image: str, annotations: dict[str, str] | None = None) -> str:
+def daemonset(image: str, annotations: dict[str, str] | None = None, min_ready: int = 0) -> str:
     return json.dumps(
         {
             "apiVersion": "apps/v1",
             "kind": "DaemonSet",
             "metadata": {"name": "web", "namespace": "default", "annotations": annotations or {}},
             "spec": {
+                "minReadySeconds": min_ready,
                 "selector": {"matchLabels": {"app": "web"}},
                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
                 "template": {
@@ -46,8 +48,12 @@ def daemonset(image: str, annotations: dict[str, str] | None = None) -> str:
 
 
 class Fleet:
-    def __init__(self, tmp: Path, grace: float = 40.0) -> None:
+    def __init__(
+        self, tmp: Path, grace: float = 40.0, clock: Callable[[], float] = time.time, min_ready: int = 0
+    ) -> None:
         self.grace = grace
+        self.clock = clock
+        self.min_ready = min_ready
         self.dir = tmp / "manifests"
         self.dir.mkdir()
         self.state = tmp / "state"
@@ -59,14 +65,14 @@ class Fleet:
         cfg = serve.ServeConfig(
             directory=str(self.dir), listen="127.0.0.1:0", state_dir=str(self.state), grace=self.grace
         )
-        self.server = serve.Server(cfg)
+        self.server = serve.Server(cfg, clock=self.clock)
         self.server.start()
 
     def stop(self) -> None:
         self.server.stop()
 
     def write(self, image: str, ann: dict[str, str] | None = None) -> None:
-        (self.dir / "web.yaml").write_text(daemonset(image, ann))
+        (self.dir / "web.yaml").write_text(daemonset(image, ann, self.min_ready))
         self.server.publisher.scan()
 
     def get(self, path: str) -> tuple[int, bytes, dict[str, str]]:
@@ -87,8 +93,9 @@ class Fleet:
         ds = next(d.obj for d in docs if isinstance(d.obj, model.DaemonSet))
         return ds.spec.template.spec.containers[0].image, identity.spec_hash(ds.spec.template)
 
-    def step(self, node: str) -> str:
-        """The node's agent: fetch, run what it got, report it."""
+    def step(self, node: str, available: bool | None = None, ready_since: float | None = None) -> str:
+        """The node's agent: fetch, run what it got, report it (ready since `ready_since` by the node's
+        clock, and available as the node judges it: as ready, unless `available` says otherwise)."""
         image, revision = self.image_of(node)
         ok = self.healthy(node, image)
         pod = {
@@ -96,7 +103,8 @@ class Fleet:
             "name": "web",
             "revision": revision,
             "ready": ok,
-            "available": ok,
+            "available": ok if available is None else available,
+            "readySince": ready_since,
             "containers": [
                 {
                     "name": "c",
@@ -641,3 +649,66 @@ def test_the_ticker_plans_when_asked_and_when_due_only(f: Fleet, monkeypatch: py
     while len(passes) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(passes) >= 3
+
+
+def test_a_pod_ready_for_min_ready_seconds_frees_its_slot_by_serves_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the DaemonSet controller judges availability (ready for minReadySeconds by its own clock,
+    then a resync), `serve` hands the next node its turn once the pod has been ready long enough, with
+    no further report from the node. A node clock running ahead cannot hold the wave back."""
+    monkeypatch.setattr(serve.Server, "_tick", lambda self: None)  # the test is the ticker
+    now = [1_800_000_000.0]
+    f = Fleet(tmp_path, clock=lambda: now[0], min_ready=5)
+    try:
+        settle(f, "web:1")
+        f.write("web:2")
+        assert f.served() == {"n1": "web:2", "n2": "web:1", "n3": "web:1"}
+        f.step("n1", available=False, ready_since=now[0])  # ready; minReadySeconds not over yet
+        assert f.served()["n2"] == "web:1"
+        assert f.server.controller.next_flip() == now[0] + 5
+        now[0] += 4.9
+        f.server.sync_rollouts()
+        assert f.served()["n2"] == "web:1" and not f.rollout()["nodes"][0]["available"]
+        now[0] += 0.2
+        assert f.server._pass_due()  # the pod's minReadySeconds are over: a pass is due
+        f.server.sync_rollouts()  # no new report
+        assert f.served() == {"n1": "web:2", "n2": "web:2", "n3": "web:1"}
+        assert f.rollout()["nodes"][0]["available"]
+
+        f.step("n2", available=False, ready_since=now[0] + 3600)  # its clock an hour ahead
+        t_seen = now[0]
+        now[0] += 3
+        f.step("n2", available=False, ready_since=t_seen + 3600)  # the same again, later
+        assert f.served()["n3"] == "web:1"
+        now[0] = t_seen + 5.01
+        f.server.sync_rollouts()
+        assert f.served()["n3"] == "web:2"  # five seconds after serve first saw it ready
+    finally:
+        f.stop()
+
+
+def test_the_ticker_plans_when_a_pod_becomes_available(f: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ticker's wait ends when the next pod becomes available (Controller.next_flip), not at its
+    next once-a-second look."""
+    settle(f, "img:1")
+    waits: list[float] = []
+    wait = f.server._wake.wait
+
+    def recorded(timeout: float | None = None) -> bool:
+        waits.append(-1.0 if timeout is None else timeout)
+        return wait(timeout)
+
+    monkeypatch.setattr(f.server._wake, "wait", recorded)
+    flip = time.time() + 0.6
+    monkeypatch.setattr(f.server.controller, "next_flip", lambda: flip)
+    deadline = time.monotonic() + 10
+    while not any(0 < w < 0.7 for w in waits) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert any(0 < w < 0.7 for w in waits), waits  # it waits for the flip, not a whole second
+    monkeypatch.setattr(f.server.controller, "next_flip", lambda: math.inf)
+    waits.clear()
+    deadline = time.monotonic() + 10
+    while not waits and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert waits and waits[-1] == 1.0  # nothing to become available: the once-a-second look
