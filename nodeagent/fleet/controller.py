@@ -194,6 +194,14 @@ class Controller:
                 self._sync_one(ds, nodes, ready, now)
             self._wake_changed(before)
 
+    def min_ready_seconds(self) -> dict[tuple[str, str], int]:
+        """(namespace, name) -> minReadySeconds of each DaemonSet of the last sync (the fleet view's
+        numberAvailable, Fleet.counters)."""
+        with self.cond:
+            return {
+                (k.namespace, k.name): ds.obj.spec.min_ready_seconds for k, ds in self._daemonsets.items()
+            }
+
     def next_flip(self) -> float:
         """When a pod the last sync saw ready becomes available by serve's clock (minReadySeconds after
         it became ready; inf: none): a pass then moves the wave on, as the DaemonSet controller's resync

@@ -105,6 +105,7 @@ def _json(doc: object) -> Answer:
 
 
 NOT_FOUND = Answer(404, b"not found\n")
+REPORT_TAKEN = Answer(204, headers={fleet.JUDGES_AVAILABILITY: "1"})
 
 
 class FleetAPI:
@@ -252,7 +253,7 @@ class FleetAPI:
             app.replication.reported(name, body.decode("utf-8", "replace"), report.received_at, digest.hex())
         if changed:  # a wave is handed out as soon as the last one is available (within SYNC_GAP)
             app.request_sync()
-        return Answer(204)
+        return REPORT_TAKEN
 
     def _delete(self, req: Request) -> Answer:
         """`DELETE /nodes/<name>`: forget a node (`nodeagent node delete`)."""

@@ -153,6 +153,7 @@ class Server:
         self._ticker_stop = threading.Event()
         self._wake = threading.Event()
         self._synced_etag = ""
+        self._min_ready_of: object = None  # the bundle objects fleet.min_ready was taken from
         self._ctl_reports: dict[str, fleet.NodeReport] = {}  # _controller_reports: what the controller saw
         self._ctl_seen: dict[str, fleet.NodeReport] = {}  # the newest report of each node at that pass
         # what the last pass saw, for the ticker's idle check (_pass_due): the fleet's change count, and
@@ -225,6 +226,11 @@ class Server:
             reports = self._controller_reports(latest)
             self.controller.sync(b.raw_objects, reports, lambda r: self.fleet.ready(latest[r.name], now))
             metrics.ROLLOUT_PASS_CPU_SECONDS.observe(time.thread_time() - cpu)
+            if b.raw_objects is not self._min_ready_of:  # a new bundle: its DaemonSets' minReadySeconds
+                min_ready = self.controller.min_ready_seconds()
+                with self.fleet_lock:
+                    self.fleet.min_ready = min_ready
+                self._min_ready_of = b.raw_objects
             flips = [t for r in latest.values() if (t := r.received_at + self.fleet.grace) >= now]
             self._ctl_changes, self._quiet_until = changes, min(flips, default=math.inf)
         if b.etag != self._synced_etag:  # a new bundle: every node's bundle may differ (watches wake)

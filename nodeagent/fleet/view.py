@@ -33,12 +33,16 @@ MODE_SYNC = "sync"  # one `nodeagent sync` pass
 MODES = (MODE_AGENT, MODE_SYNC)
 
 _READY_ONLY = ("numberReady", "numberAvailable")
+_DESIRED, _AVAILABLE = COUNTERS.index("desiredNumberScheduled"), COUNTERS.index("numberAvailable")
 MAX_REPORT_EVENTS = 200  # kept per node; a node sends its newest (report.REPORT_EVENTS)
 
 
 MAX_ERRORS = 100  # a report's `errors` beyond this are dropped (with a note), each clipped to
 MAX_ERROR_CHARS = 2000
 MAX_STRING = 253  # names, namespaces, taint keys and values, versions
+# on a report's answer: this serve judges availability from readySince itself (controller._pod_state),
+# so a node need not post a report whose only news is that a pod became available (report.worth_posting)
+JUDGES_AVAILABILITY = "X-Nodeagent-Judges-Availability"
 MAX_TIME = 1e11  # seconds since the epoch: a node's time past year 5000 is no time
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: never kept in a reported string
@@ -413,6 +417,10 @@ class Fleet:
     # moved by every change the rollout controller reads (a node new, back from NotReady, gone, or with
     # other labels, taints or DaemonSet reports), not by a heartbeat: serve plans again only then
     changes: int = 0
+    # (namespace, name) -> minReadySeconds of the DaemonSets serve publishes: their numberAvailable
+    # counts a pod ready that long by serve's clock, as the rollout controller does (a node tells a
+    # serve that judges availability so only with its next heartbeat: report.worth_posting)
+    min_ready: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
     def report(self, r: NodeReport, digest: bytes = b"") -> bool:
         """Record a report; False (nothing recorded) when it is a new node and the fleet is full.
@@ -486,7 +494,7 @@ class Fleet:
             ready = self.ready(r, now)
             for d in r.daemonsets:
                 total = sums.setdefault((d.namespace, d.name), dict.fromkeys(COUNTERS, 0))
-                for c, n in zip(COUNTERS, d.counters, strict=True):
+                for c, n in zip(COUNTERS, self.counters(d, now), strict=True):
                     if ready or c not in _READY_ONLY:
                         total[c] += n
         out = []
@@ -494,6 +502,17 @@ class Fleet:
             unavailable = max(0, total["desiredNumberScheduled"] - total["numberAvailable"])
             out.append({"namespace": namespace, "name": name, **total, "numberUnavailable": unavailable})
         return out
+
+    def counters(self, d: DaemonSetReport, now: float) -> tuple[int, ...]:
+        """The node's counters for `d`, numberAvailable 1 as soon as a pod of it has been ready for
+        minReadySeconds by serve's clock (PodReport.ready_at), whether or not the node said so yet."""
+        min_ready = self.min_ready.get((d.namespace, d.name))
+        if min_ready is None or d.counters[_DESIRED] == 0 or d.counters[_AVAILABLE] > 0:
+            return d.counters
+        for p in d.pods:
+            if p.ready and not p.terminating and p.ready_at is not None and now - p.ready_at >= min_ready:
+                return (*d.counters[:_AVAILABLE], 1, *d.counters[_AVAILABLE + 1 :])
+        return d.counters
 
     def counts(self, now: float) -> tuple[int, int]:
         """(ready, not ready) nodes."""

@@ -367,7 +367,7 @@ def post_json(
     headers: Mapping[str, str] | None = None,
     context: ssl.SSLContext | None = None,
     connections: Connections | None = None,
-) -> None:
+) -> Response:
     """POST a JSON document; anything but 2xx is a FetchError."""
     body = json.dumps(doc, separators=(",", ":")).encode()
     hdrs = {"Content-Type": "application/json", **(headers or {})}
@@ -376,6 +376,7 @@ def post_json(
     )
     if not 200 <= resp.status < 300:
         raise HttpStatusError(f"{display_url(url)}: HTTP {resp.status} {short_body(resp.body)}", resp.status)
+    return resp
 
 
 def short_body(body: bytes) -> str:
