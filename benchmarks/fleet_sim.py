@@ -239,6 +239,7 @@ class Node:
         self.agent = agent.Agent(cfg, self.runtime, watch=True, on_change=lambda: wake(index))
         self.reporter = report.Reporter(urls, name, auth=report.credentials_for(cfg))
         self.received: dict[str, float] = {}  # owner -> when the bundle naming it reached this node
+        self.min_ready: dict[str, int] = {}  # owner -> its DaemonSet's minReadySeconds
         self.started: dict[str, float] = {}  # owner -> when its first container started here
         self.latest: Mapping[str, Any] | None = None
         self.sent: Mapping[str, Any] | None = None
@@ -257,6 +258,7 @@ class Node:
             if d.obj.kind == "DaemonSet":
                 owner = identity.owner_daemonset(d.obj.metadata.namespace, d.obj.metadata.name)
                 self.received.setdefault(owner, now)
+                self.min_ready[owner] = d.obj.spec.min_ready_seconds
                 if self.rollout_events:
                     image = d.obj.spec.template.spec.containers[0].image
                     rev = identity.spec_hash(d.obj.spec.template)  # revisions may share an image
@@ -298,13 +300,17 @@ class Node:
                 key = (owner, next(iter(running)), str(ds["pods"][0].get("revision", "")))
                 if key not in self.available:
                     self.available.add(key)
+                    # when it became available: minReadySeconds after it became ready (this pass may
+                    # come up to a repass later, and serve judges availability by that clock too)
+                    since = ds["pods"][0].get("readySince")
+                    became = since + self.min_ready.get(owner, 0) if since is not None else time.time()
                     event = {
                         "event": "available",
                         "node": self.index,
                         "owner": owner,
                         "image": key[1],
                         "revision": key[2],
-                        "t": time.time(),
+                        "t": became,
                     }
                     emit(event)
                     events.append({**event, "event": "reported"})
@@ -328,7 +334,9 @@ class Node:
                         lags.append(time.monotonic() - self.heartbeat_due)
                     self.heartbeat_due = None
                 doc, seq = self.latest, self.seq
-                if doc is None or (doc == self.sent and not heartbeat):
+                if doc is None or (
+                    not heartbeat and not report.worth_posting(doc, self.sent, self.reporter.serve_judges)
+                ):
                     return
             sending = time.time()
             ok = self.reporter.post(doc)
@@ -464,12 +472,16 @@ class Fleet:
 
     def _report_changed(self, node: Node) -> None:
         """A pass's report goes out as the Reporter sends it: at once, unless the last post was under
-        MIN_GAP ago; then when that gap ends (one queued post per node carries the newest report)."""
+        MIN_GAP ago (and no pod turned ready: report.urgent); then when that gap ends (one queued post
+        per node carries the newest report). A report whose only news is a pod's availability waits
+        for the heartbeat when serve judges availability itself (report.worth_posting)."""
         with node.report_lock:
-            if node.change_queued or node.latest == node.sent:
+            if node.change_queued or node.latest is None:
                 return
+            if not report.worth_posting(node.latest, node.sent, node.reporter.serve_judges):
+                return  # no news, or only a pod's availability, which serve judges itself
             when = node.last_post + report.MIN_GAP
-            node.change_queued = later = when > time.monotonic()
+            node.change_queued = later = when > time.monotonic() and not report.urgent(node.latest, node.sent)
         if later:
             self._schedule(when, node.index, False)
         else:

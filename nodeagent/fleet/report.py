@@ -4,7 +4,8 @@
 The reconcile loop hands every pass's report to `Reporter.update` (cheap: it only compares and wakes);
 a worker thread POSTs `<statusServer>/nodes/<node>/status` when the report changed (at most every
 `min_gap` seconds) and at least every `interval` seconds as a heartbeat, well inside the server's 40 s
-grace period. A change that only says a pod became available waits for the heartbeat when the server
+grace period. A pod that turned ready is posted without waiting out `min_gap` (`urgent`). A change
+that only says a pod became available waits for the heartbeat when the server
 judges availability itself from the pod's `readySince` (`worth_posting`). A status server that is down
 costs one log line (and one when it answers again); the agent's work never waits for it.
 
@@ -105,6 +106,23 @@ def worth_posting(latest: Mapping[str, Any], sent: Mapping[str, Any] | None, ser
     if sent is None or not serve_judges:
         return True
     return _without_availability(latest) != _without_availability(sent)
+
+
+def _ready_pods(report: Mapping[str, Any] | None) -> set[tuple[Any, Any, Any]]:
+    st = report.get("status") if report is not None else None
+    if not isinstance(st, Mapping):
+        return set()
+    pods = [p for d in st.get("daemonSets") or () for p in d.get("pods") or ()]
+    pods += list(st.get("staticPods") or ())
+    return {(p.get("namespace"), p.get("name"), p.get("revision")) for p in pods if p.get("ready")}
+
+
+def urgent(latest: Mapping[str, Any], sent: Mapping[str, Any] | None) -> bool:
+    """Whether `latest` says a pod became ready since `sent`: posted without waiting out MIN_GAP, as
+    the kubelet's status manager sends a pod's Ready condition when it changes. A rollout waits for that
+    news (its next node's turn, or serve's count of minReadySeconds); a pod turns ready a few times at
+    most per start, so this does not undo the coalescing of a burst of passes."""
+    return bool(_ready_pods(latest) - _ready_pods(sent))
 
 
 def status_url(base: str, node_name: str) -> str:
@@ -246,6 +264,9 @@ class Reporter:
         self.serve_judges = resp.headers.get(view.JUDGES_AVAILABILITY.lower()) == "1"
         return None
 
+    def _stopping_or_urgent(self) -> bool:
+        return self._stopping or (self._latest is not None and urgent(self._latest, self._sent))
+
     def _run(self) -> None:
         def due() -> bool:
             if self._stopping:
@@ -262,10 +283,13 @@ class Reporter:
                 continue
             ok = self.post(report)
             with self._cond:
+                # space posts out (a burst of passes costs one report), unless a pod turned ready (urgent);
+                # a failing server is retried slowly
                 if ok:
                     self._sent = report
-                # space posts out (a burst of passes costs one report); a failing server is retried slowly
-                self._cond.wait_for(lambda: self._stopping, timeout=self._min_gap if ok else self._interval)
+                    self._cond.wait_for(self._stopping_or_urgent, timeout=self._min_gap)
+                else:
+                    self._cond.wait_for(lambda: self._stopping, timeout=self._interval)
 
 
 def report_sync(cfg: settings.Settings, a: agent_mod.Agent, result: agent_mod.PassResult) -> bool:

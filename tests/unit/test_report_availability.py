@@ -122,3 +122,30 @@ def test_the_fleets_counters_count_a_pod_ready_for_min_ready_seconds_by_serves_c
     assert fl.daemonsets_json(T + 4)[0]["numberAvailable"] == 0
     got = fl.daemonsets_json(T + 5)[0]
     assert got["numberAvailable"] == 1 and got["numberUnavailable"] == 0
+
+
+def test_a_pod_turning_ready_is_urgent_and_nothing_else_is() -> None:
+    assert report.urgent(doc(), doc(ready=False))
+    assert report.urgent(doc(), None)
+    assert not report.urgent(doc(available=True), doc())
+    assert not report.urgent(doc(ready=False), doc())
+    relabelled = doc(ready=False)
+    relabelled["labels"] = {"zone": "b"}
+    assert not report.urgent(relabelled, doc(ready=False))
+
+
+def test_a_pod_turning_ready_does_not_wait_out_the_gap_between_posts(server: serve.Server) -> None:
+    r = report.Reporter(server.url, "n1", interval=60, min_gap=30)
+    r.start()
+    try:
+        r.update(doc(ready=False))
+        assert wait_for(lambda: r.sent == 1)
+        relabelled = doc(ready=False)
+        relabelled["labels"] = {"zone": "b"}
+        r.update(relabelled)
+        time.sleep(0.5)
+        assert r.sent == 1  # news, but it waits out the 30 s gap
+        r.update(doc())
+        assert wait_for(lambda: r.sent == 2, 5.0)  # a pod turned ready: at once
+    finally:
+        r.stop()

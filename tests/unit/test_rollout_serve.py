@@ -712,3 +712,61 @@ def test_the_ticker_plans_when_a_pod_becomes_available(f: Fleet, monkeypatch: py
     while not waits and time.monotonic() < deadline:
         time.sleep(0.01)
     assert waits and waits[-1] == 1.0  # nothing to become available: the once-a-second look
+
+
+def test_a_new_pod_that_crashes_at_once_never_frees_its_slot_by_serves_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's bad revision: the old pod (ready for long) terminates, the new one is created and
+    exits at once. However long serve then waits, no report showed the new pod ready: the next node
+    must not get its turn."""
+    monkeypatch.setattr(serve.Server, "_tick", lambda self: None)  # the test is the ticker
+    now = [1_800_000_000.0]
+    f = Fleet(tmp_path, clock=lambda: now[0], min_ready=3)
+
+    def post(node: str, pods: list[dict[str, Any]]) -> None:
+        doc = {
+            "name": node,
+            "labels": {},
+            "taints": [],
+            "status": {"node": node, "daemonSets": [{"namespace": "default", "name": "web", "pods": pods}]},
+        }
+        req = urllib.request.Request(
+            f"{f.server.url}/nodes/{node}/status", data=json.dumps(doc).encode(), method="POST"
+        )
+        urllib.request.urlopen(req, timeout=10).close()
+        f.server.sync_rollouts()
+
+    def pod(revision: str, ready: bool, state: str, reason: str = "", **extra: Any) -> dict[str, Any]:
+        c = {"name": "c", "restartCount": 0, "state": state, "reason": reason}
+        return {
+            "namespace": "default",
+            "name": "web",
+            "revision": revision,
+            "ready": ready,
+            "containers": [c],
+        } | extra
+
+    try:
+        settle(f, "web:1")
+        old = f.image_of("n1")[1]
+        f.write("web:2")
+        assert f.served() == {"n1": "web:2", "n2": "web:1", "n3": "web:1"}
+        new = f.image_of("n1")[1]
+        since = now[0] - 100
+        post(
+            "n1",
+            [
+                pod(old, True, "running", readySince=since, terminating=True),
+                pod(new, False, "waiting", "ContainerCreating"),
+            ],
+        )
+        now[0] += 2
+        post("n1", [pod(new, False, "terminated", "Error")])
+        for _ in range(10):
+            now[0] += 1
+            f.server.sync_rollouts()
+            assert f.served()["n2"] == "web:1", now[0]
+            assert not f.rollout()["nodes"][0]["available"]
+    finally:
+        f.stop()
