@@ -3,10 +3,14 @@ replicas sharing a throwaway PostgreSQL (tests/support/postgres.py).
 
 Measured: each replica's CPU and peak memory over a steady window, the p99 of the nodes' quick requests
 (polls and reports, in the clients), a rollout with `maxUnavailable: 10%`: how long each node waited for
-its turn after a slot freed, from the hollow nodes' own events (a pod becoming available, or the report
-saying so being sent, to the next node getting the revision), and serve's own pass (the leader's rollout
-document, polled every 0.1 s, so up to 0.1 s is the poll), and the leader SIGKILLed mid-rollout: the
-time until the other replica leads, and until the rollout moves again.
+its turn after a slot freed, from the hollow nodes' own events (a pod becoming available, at its
+readySince plus minReadySeconds, or the report saying so being sent, to the next node getting the
+revision), split by the leader's assignment times (read from PostgreSQL) into the leader deciding and
+the decision reaching the node; serve's part alone (from the report that freed a slot being sent to the
+next node's watch answer arriving at its socket, by the kernel's stamp: a starved hollow node's late
+reading left out, see fleet_sim.ArrivalSocket); serve's own pass (the leader's rollout document, polled
+every 0.1 s, so up to 0.1 s is the poll); and the leader SIGKILLed mid-rollout: the time until the other
+replica leads, and until the rollout moves again.
 """
 
 from __future__ import annotations
