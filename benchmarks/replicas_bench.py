@@ -290,34 +290,29 @@ def bench_replicas(
     kill_at = killed.get("wall")
     moved_at = kill_at + (moved - killed["at"]) if kill_at is not None and moved is not None else None
 
-    def waits_after(freed: list[float]) -> tuple[list[float], list[float]]:
-        """(waits of the rollout's pace, waits for a new leader) (split_failover)."""
-        return split_failover(fleet_sim.handout_pairs(handed, freed, budget), kill_at, moved_at)
+    def waits_after(freed: list[float], told: list[float] | None = None) -> tuple[list[float], list[float]]:
+        """(waits of the rollout's pace, waits for a new leader) (split_failover), from each slot freeing
+        to the next node being told (`told`, sorted; the nodes getting the revision by default)."""
+        pairs = fleet_sim.handout_pairs(handed if told is None else told, freed, budget)
+        return split_failover(pairs, kill_at, moved_at)
+
+    def clipped(waits: list[float]) -> list[float]:
+        """Sorted, a wait below 0 (a hand-on before its slot freed: over budget) counted as 0."""
+        return sorted(max(0.0, w) for w in waits)
 
     waits, across = waits_after(available)  # from the node's pod becoming available
     # the same pairs with the leader's decision in place of the node getting it, and the way between
-    decide = sorted(
-        max(0.0, w)
-        for w in split_failover(
-            fleet_sim.handout_pairs(sorted(decided.values()), available, budget), kill_at, moved_at
-        )[0]
-    )
+    decisions = sorted(decided.values())
+    decide = clipped(waits_after(available, decisions)[0])
     delivery = sorted(got_at[n] - t for n, t in decided.items() if n in got_at)
     # serve's part of the wait, without the hollow nodes' own delays (a starved process posting a report
     # late, or reading an answer late): from the report that freed a slot being sent, to the leader
     # deciding the next node's turn, and to the next node's watch answer reaching its socket (the
     # kernel's arrival stamp, fleet_sim.ArrivalSocket; a node told by a poll counts when it read it)
-    decide_sent = sorted(
-        max(0.0, w)
-        for w in split_failover(
-            fleet_sim.handout_pairs(sorted(decided.values()), reported, budget), kill_at, moved_at
-        )[0]
-    )
-    arrived = sorted(e.get("arrived") or e["t"] for e in got_events)
-    served, _ = split_failover(fleet_sim.handout_pairs(arrived, reported, budget), kill_at, moved_at)
-    served = sorted(max(0.0, w) for w in served)
-    late = sorted(max(0.0, w) for w in waits)
-    sent = sorted(max(0.0, w) for w in waits_after(reported)[0])  # from the report that says so
+    decide_sent = clipped(waits_after(reported, decisions)[0])
+    served = clipped(waits_after(reported, sorted(e.get("arrived") or e["t"] for e in got_events))[0])
+    late = clipped(waits)
+    sent = clipped(waits_after(reported)[0])  # from the report that says so
     return {
         "simulation": True,
         "nodes": nodes,
