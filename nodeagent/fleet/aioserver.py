@@ -148,6 +148,11 @@ class AioHTTPServer:
         with contextlib.suppress(RuntimeError):  # closed meanwhile
             loop.call_soon_threadsafe(self._wake, which)
 
+    def watched(self) -> list[str]:
+        """The nodes with a parked watch ("" for the shared bundle's); any thread (a copy of the keys,
+        taken under the interpreter lock)."""
+        return list(self._waiters)
+
     def open_connections(self) -> int:
         return len(self._conns)
 

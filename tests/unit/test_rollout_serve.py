@@ -573,6 +573,19 @@ def test_a_wave_wakes_only_its_own_nodes_watches(f: Fleet) -> None:
     assert now["n2"] != after_write["n2"] and now["n3"] == after_write["n3"]
 
 
+def test_a_woken_watch_finds_its_new_bundle_rendered(f: Fleet) -> None:
+    """The controller's wake renders the woken nodes' bundles before the watches look (Server._woken),
+    so serve's event loop answers each from the cache instead of handing a render to a worker thread
+    per watch (2900 hand-offs in a 1000-node rollout)."""
+    settle(f, "web:1")
+    f.write("web:2")
+    assert f.served()["n1"] == "web:2"
+    f.step("n1")  # n1 available on revision 2: n2's turn, and its watch is woken
+    got = f.server.cached_node_bundle("n2")
+    assert got, "n2's bundle must be at hand when its watch wakes"
+    assert got == f.server.node_bundle("n2") and b"web:2" in got[0]
+
+
 def test_heartbeats_reach_the_controller_as_the_report_it_already_read(f: Fleet) -> None:
     """A heartbeat (a report whose rollout view is unchanged) is a new object after parsing; the
     controller must be handed the report it already read, or every pass compares each node's DaemonSet
