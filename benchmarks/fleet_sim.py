@@ -250,6 +250,8 @@ class Node:
         self.post_lock = threading.Lock()  # one post at a time, as the reporter's one thread
         self.last_post = 0.0  # monotonic time the last post ended (the reporter's waits start there)
         self.change_queued = False  # a report on change waits out MIN_GAP after the last post
+        self.settling = False  # `latest` is a pass's that started work (Reporter.update)
+        self.settle_wait = False  # the queued post waits for the next pass's report (SETTLE_DELAY)
 
     def source_changed(self) -> None:
         now = time.time()
@@ -319,6 +321,7 @@ class Node:
             # releases its "reported" events (queued after it, a post in between took the report and
             # left them to the next post, up to a heartbeat later)
             self.latest = doc
+            self.settling = bool(result.plan.actions)  # this pass started work
             self.seq += 1
             self.awaiting.extend((self.seq, e) for e in events)
         return waiting
@@ -474,14 +477,23 @@ class Fleet:
         """A pass's report goes out as the Reporter sends it: at once, unless the last post was under
         MIN_GAP ago (and no pod turned ready: report.urgent); then when that gap ends (one queued post
         per node carries the newest report). A report whose only news is a pod's availability waits
-        for the heartbeat when serve judges availability itself (report.worth_posting)."""
+        for the heartbeat when serve judges availability itself (report.worth_posting), and one of a pass
+        that started work waits up to SETTLE_DELAY for the next pass's (Reporter.update's `settling`)."""
         with node.report_lock:
-            if node.change_queued or node.latest is None:
+            if node.latest is None:
                 return
             if not report.worth_posting(node.latest, node.sent, node.reporter.serve_judges):
                 return  # no news, or only a pod's availability, which serve judges itself
+            urgent = report.urgent(node.latest, node.sent)
+            settling = node.settling and not urgent
+            if node.change_queued and (settling or not node.settle_wait):
+                return  # the queued post carries it (a wait for the next pass's report ends with it)
+            now = time.monotonic()
             when = node.last_post + report.MIN_GAP
-            node.change_queued = later = when > time.monotonic() and not report.urgent(node.latest, node.sent)
+            if settling:  # the report of a pass that started work waits for the next pass's
+                when = max(when, now + report.SETTLE_DELAY)
+            later = when > now and (settling or not urgent)
+            node.change_queued, node.settle_wait = later, later and settling
         if later:
             self._schedule(when, node.index, False)
         else:
@@ -513,7 +525,7 @@ class Fleet:
         node = self.nodes[index]
         if not heartbeat:
             with node.report_lock:
-                node.change_queued = False
+                node.change_queued = node.settle_wait = False
             self._submit(node, False)
             return
         now = time.monotonic()

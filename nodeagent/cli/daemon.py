@@ -112,7 +112,7 @@ def cmd_run(cfg: settings.Settings, config_path: str) -> int:
         doc = report.node_report(a, result)
         _record_metrics(result, doc)
         if reporter is not None:
-            reporter.update(doc)
+            reporter.update(doc, settling=bool(result.plan.actions))  # this pass started work
         line = _status_line(result, doc)
         if not notifier.is_ready:
             notifier.ready(line)  # READY=1 after the first complete pass

@@ -5,9 +5,10 @@ The reconcile loop hands every pass's report to `Reporter.update` (cheap: it onl
 a worker thread POSTs `<statusServer>/nodes/<node>/status` when the report changed (at most every
 `min_gap` seconds) and at least every `interval` seconds as a heartbeat, well inside the server's 40 s
 grace period. A pod that turned ready is posted without waiting out `min_gap` (`urgent`). A change
-that only says a pod became available waits for the heartbeat when the server
-judges availability itself from the pod's `readySince` (`worth_posting`). A status server that is down
-costs one log line (and one when it answers again); the agent's work never waits for it.
+that only says a pod became available waits for the heartbeat when the server judges availability itself
+from the pod's `readySince` (`worth_posting`). The report of a pass that started work waits up to
+`SETTLE_DELAY` for the next pass's, which says what the work did. A status server that is down costs one
+log line (and one when it answers again); the agent's work never waits for it.
 
 `statusServer` may list replicas of one `serve` (sharing their state): the reporter posts to one and moves
 to the next on a connection error, at once, within the same report.
@@ -39,6 +40,10 @@ log = structlog.get_logger(__name__)
 DEFAULT_INTERVAL = 10.0  # the kubelet's nodeStatusUpdateFrequency
 MIN_GAP = 0.5  # seconds between two posts at least: a burst of passes costs one report
 REPORT_EVENTS = 20  # the newest events a node report carries to serve
+# how long the report of a pass that started work (`settling`) waits for the next pass's: the first shows
+# the state the pass found, which its work is changing, and the next one, when the work is quick, what it
+# did; one post then tells both (posted at once, a rolling update cost a node two reports)
+SETTLE_DELAY = 1.0
 SYNC_REPORT_TIMEOUT = 5.0  # a cron job or an Ansible run must not hang on a status server that never answers
 
 
@@ -167,6 +172,7 @@ class Reporter:
         self._auth = auth
         self._cond = threading.Condition()
         self._latest: Mapping[str, Any] | None = None
+        self._settling = False  # `_latest` is a pass's that started work (update)
         self._sent: Mapping[str, Any] | None = None
         self._stopping = False
         self._failing = False
@@ -182,10 +188,14 @@ class Reporter:
         """The status URL of the replica in use."""
         return self._urls[self._active]
 
-    def update(self, report: Mapping[str, Any]) -> None:
-        """The newest report; wakes the worker if it differs from what was sent."""
+    def update(self, report: Mapping[str, Any], settling: bool = False) -> None:
+        """The newest report; wakes the worker if it differs from what was sent. `settling`: the pass
+        that made it started work (stopping, creating, starting pods), so it describes a state that work
+        is changing, and unless a pod turned ready (`urgent`) it waits up to SETTLE_DELAY for the next
+        pass's report, which is posted instead."""
         with self._cond:
             self._latest = report
+            self._settling = settling
             if worth_posting(report, self._sent, self.serve_judges):
                 self._cond.notify_all()
 
@@ -273,9 +283,16 @@ class Reporter:
                 return True
             return self._latest is not None and worth_posting(self._latest, self._sent, self.serve_judges)
 
+        def settled() -> bool:
+            return self._stopping or not self._settling or self._stopping_or_urgent()
+
         while True:
             with self._cond:
                 self._cond.wait_for(due, timeout=self._interval)
+                if self._stopping:
+                    return
+                # a pass that started work: its successor's report, when it comes soon, tells what it did
+                self._cond.wait_for(settled, timeout=SETTLE_DELAY)
                 if self._stopping:
                     return
                 report = self._latest
