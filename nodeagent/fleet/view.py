@@ -164,6 +164,8 @@ class _Checker:
         return raw
 
     def str_(self, raw: object, path: str, *, required: bool = False, limit: int = MAX_STRING) -> str:
+        if type(raw) is str and raw.isprintable() and len(raw) <= limit and (raw or not required):
+            return raw  # the common case, in one C call: printable strings hold no control characters
         if raw is None and not required:
             return ""
         if not isinstance(raw, str) or (required and not raw):
@@ -317,9 +319,18 @@ def _kind(raw: object) -> str:
     return type(raw).__name__
 
 
-def _known(known: tuple[Mapping[str, Any], ...], raw: object) -> Mapping[str, Any] | None:
-    """The checked event equal to `raw`, if `known` holds one."""
-    for k in known:
+def _event_key(e: object) -> object:
+    """What tells events apart quickly (`_known`): their time, reason and message; None when `e` is no
+    event of plain strings (it is then checked in full)."""
+    if not isinstance(e, dict):
+        return None
+    key = (e.get("lastTimestamp"), e.get("reason"), e.get("message"))
+    return key if all(type(k) is str for k in key) else None
+
+
+def _known(known: Mapping[object, list[Mapping[str, Any]]], raw: object) -> Mapping[str, Any] | None:
+    """The checked event equal to `raw`, if `known` (the previous report's, by `_event_key`) holds one."""
+    for k in known.get(_event_key(raw), ()):
         if k == raw:
             return k
     return None
@@ -382,7 +393,9 @@ def parse_report(doc: object, name: str, now: float, previous: NodeReport | None
     if mode not in MODES:
         raise ReportError(f"mode: must be one of {', '.join(MODES)}")
     evs = c.lst(doc.get("events"), "events")
-    known = previous.events if previous is not None else ()
+    known: dict[object, list[Mapping[str, Any]]] = {}
+    for old in previous.events if previous is not None else ():
+        known.setdefault(_event_key(old), []).append(old)
     events = tuple(
         _known(known, e) or c.event(e, f"events[{i}]") for i, e in enumerate(evs[:MAX_REPORT_EVENTS])
     )

@@ -136,6 +136,33 @@ def test_events_a_report_repeats_are_taken_from_the_previous_report_and_new_ones
         fleet.parse_report({**report("a"), "events": [clean, {**clean, "type": "Bad"}]}, "a", 2.0, first)
 
 
+def test_repeated_events_are_found_by_time_reason_and_message_and_odd_ones_still_checked() -> None:
+    """The previous report's events are looked up by (lastTimestamp, reason, message), not compared with
+    each of the 20 in turn; an event whose fields are no strings (unhashable, say) is checked in full
+    and refused at its path."""
+
+    def event(i: int) -> dict[str, Any]:
+        return {
+            "type": "Normal",
+            "reason": "Pulled",
+            "message": f"pulled {i}",
+            "involvedObject": {"kind": "Pod", "namespace": "d", "name": "p"},
+            "count": 1,
+            "firstTimestamp": "2026-01-01T00:00:00Z",
+            "lastTimestamp": "2026-01-01T00:00:00Z",
+            "source": {"component": "nodeagent", "host": "a"},
+        }
+
+    first = fleet.parse_report({**report("a"), "events": [event(i) for i in range(20)]}, "a", 0.0)
+    again = fleet.parse_report({**report("a"), "events": [event(i) for i in range(5, 25)]}, "a", 1.0, first)
+    assert all(again.events[i] is first.events[i + 5] for i in range(15))  # not checked again
+    assert [e["message"] for e in again.events[15:]] == [f"pulled {i}" for i in range(20, 25)]
+    for field, bad in (("message", ["x"]), ("reason", {"a": 1}), ("lastTimestamp", 5)):
+        odd = {**event(3), field: bad}
+        with pytest.raises(fleet.ReportError, match=rf"events\[1\]\.{field}"):
+            fleet.parse_report({**report("a"), "events": [event(3), odd]}, "a", 2.0, first)
+
+
 def test_bundle_publishes_valid_documents_and_keeps_the_previous_version_of_a_broken_one() -> None:
     a, b = testdocs.daemonset("a"), testdocs.daemonset("b")
     first = publisher.publish_file(None, testdocs.to_yaml(a, b).encode(), "/d/x.yaml")
