@@ -257,7 +257,7 @@ class Controller:
         changed: set[str] = set()
         for key in set(before[1]) | set(after[1]):
             old, new = before[1].get(key, {}), after[1].get(key, {})
-            changed.update(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+            changed.update(n for n, _ in old.items() ^ new.items())  # set operations in C
         self.wake(changed)
 
     def _parse(self, objects: Sequence[object], now: float) -> dict[store.Key, _DaemonSet]:
@@ -480,13 +480,15 @@ class Controller:
         assigned = self._assign.get(key, {})
         spec = ds.obj.spec.template.spec
         min_ready = ds.obj.spec.min_ready_seconds
+        next_flip = self._next_flip  # kept in a local: the loop runs once per node and pass
         for name, rep in reports.items():
             e = cache.get(name)
             is_ready, number = ready(rep), assigned.get(name, 0)
             flipped = e is not None and now >= e.flips_at  # a pod became available by serve's clock
             if e is not None and e.report is rep:
                 if e.state.ready == is_ready and e.state.assigned == number and not flipped:
-                    self._next_flip = min(self._next_flip, e.flips_at)
+                    if e.flips_at < next_flip:
+                        next_flip = e.flips_at
                     continue
                 dsr, should_run, is_canary, pods = e.ds_report, e.should_run, e.canary, e.pods
                 flips = e.flips_at
@@ -517,8 +519,9 @@ class Controller:
             else:
                 dirty = True
             cache[name] = _Seen(rep, dsr, should_run, is_canary, pods, state, flips)
-            if flips < self._next_flip:
-                self._next_flip = flips
+            if flips < next_flip:
+                next_flip = flips
+        self._next_flip = next_flip
         return dirty
 
     def _fail(self, ds: _DaemonSet, r: store.Rollout, why: str, now: float) -> store.Rollout:

@@ -26,6 +26,7 @@ Beyond Kubernetes:
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -106,6 +107,9 @@ class Plan:
     canary_done: bool = True
 
 
+_name = operator.attrgetter("name")
+
+
 def _new_and_old(n: NodeState, update: int) -> tuple[PodState | None, PodState | None]:
     """The node's first live pod of `update` and its first live pod of another revision, in one look
     (a pass asks both of every node: at 1000 nodes the separate looks were a third of a pass)."""
@@ -125,7 +129,8 @@ def plan(nodes: Sequence[NodeState], update: int, strategy: Strategy, paused: bo
     """One pass of the controller over the fleet: which nodes receive `update` now."""
     desired_nodes = [n for n in nodes if n.should_run]
     max_unavailable, max_surge = budget(strategy.max_unavailable, strategy.max_surge, len(desired_nodes))
-    order = sorted(desired_nodes, key=lambda n: (not n.canary, n.name))
+    by_name = sorted(desired_nodes, key=_name)  # canaries first, each part by name (C-level key and sort)
+    order = [n for n in by_name if n.canary] + [n for n in by_name if not n.canary]
     assign: list[tuple[str, int]] = []
     wave: list[str] = []
     pending: list[str] = []
