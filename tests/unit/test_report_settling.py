@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from nodeagent.fleet import report
+from tests.support.waiting import wait_for
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -56,66 +57,56 @@ def doc(step: str, ready: bool = True) -> dict[str, Any]:
     }
 
 
-def wait_for(cond: Any, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return bool(cond())
+@pytest.fixture
+def started(
+    recorder: tuple[str, list[dict[str, Any]]],
+) -> Iterator[tuple[report.Reporter, list[dict[str, Any]]]]:
+    """A reporter to the recorder (heartbeats far off, a short gap between posts), started."""
+    url, posted = recorder
+    r = report.Reporter(url, "n1", interval=60, min_gap=0.05)
+    r.start()
+    try:
+        yield r, posted
+    finally:
+        r.stop()
 
 
 def test_the_next_pass_report_is_posted_instead_of_a_settling_one(
-    recorder: tuple[str, list[dict[str, Any]]],
+    started: tuple[report.Reporter, list[dict[str, Any]]],
 ) -> None:
-    url, posted = recorder
-    r = report.Reporter(url, "n1", interval=60, min_gap=0.05)
-    r.start()
-    try:
-        r.update(doc("a"))
-        assert wait_for(lambda: r.sent == 1)
-        r.update(doc("b", ready=False), settling=True)  # the pass that stops a and starts b
-        time.sleep(report.SETTLE_DELAY / 4)
-        assert r.sent == 1  # held for the next pass's report
-        r.update(doc("b", ready=False))  # the next pass: what the work did
-        assert wait_for(lambda: r.sent == 2)
-        time.sleep(report.SETTLE_DELAY + 0.3)
-        assert r.sent == 2  # the settling report was never posted on its own
-        assert posted[-1] == doc("b", ready=False)
-    finally:
-        r.stop()
+    r, posted = started
+    r.update(doc("a"))
+    assert wait_for(lambda: r.sent == 1)
+    r.update(doc("b", ready=False), settling=True)  # the pass that stops a and starts b
+    time.sleep(report.SETTLE_DELAY / 4)
+    assert r.sent == 1  # held for the next pass's report
+    r.update(doc("b", ready=False))  # the next pass: what the work did
+    assert wait_for(lambda: r.sent == 2)
+    time.sleep(report.SETTLE_DELAY + 0.3)
+    assert r.sent == 2  # the settling report was never posted on its own
+    assert posted[-1] == doc("b", ready=False)
 
 
 def test_a_settling_report_with_no_successor_is_posted_after_the_delay(
-    recorder: tuple[str, list[dict[str, Any]]],
+    started: tuple[report.Reporter, list[dict[str, Any]]],
 ) -> None:
-    url, posted = recorder
-    r = report.Reporter(url, "n1", interval=60, min_gap=0.05)
-    r.start()
-    try:
-        r.update(doc("a"))
-        assert wait_for(lambda: r.sent == 1)
-        t0 = time.monotonic()
-        r.update(doc("b", ready=False), settling=True)  # slow work (a long pull): no pass follows soon
-        assert wait_for(lambda: r.sent == 2, 5.0)
-        assert time.monotonic() - t0 >= report.SETTLE_DELAY * 0.9
-        assert posted[-1] == doc("b", ready=False)
-    finally:
-        r.stop()
+    r, posted = started
+    r.update(doc("a"))
+    assert wait_for(lambda: r.sent == 1)
+    t0 = time.monotonic()
+    r.update(doc("b", ready=False), settling=True)  # slow work (a long pull): no pass follows soon
+    assert wait_for(lambda: r.sent == 2, 5.0)
+    assert time.monotonic() - t0 >= report.SETTLE_DELAY * 0.9
+    assert posted[-1] == doc("b", ready=False)
 
 
 def test_a_pod_turning_ready_is_posted_at_once_even_from_a_settling_pass(
-    recorder: tuple[str, list[dict[str, Any]]],
+    started: tuple[report.Reporter, list[dict[str, Any]]],
 ) -> None:
-    url, _ = recorder
-    r = report.Reporter(url, "n1", interval=60, min_gap=0.05)
-    r.start()
-    try:
-        r.update(doc("a", ready=False))
-        assert wait_for(lambda: r.sent == 1)
-        t0 = time.monotonic()
-        r.update(doc("a"), settling=True)  # ready: a rollout waits for this news
-        assert wait_for(lambda: r.sent == 2, 5.0)
-        assert time.monotonic() - t0 < report.SETTLE_DELAY / 2
-    finally:
-        r.stop()
+    r, _ = started
+    r.update(doc("a", ready=False))
+    assert wait_for(lambda: r.sent == 1)
+    t0 = time.monotonic()
+    r.update(doc("a"), settling=True)  # ready: a rollout waits for this news
+    assert wait_for(lambda: r.sent == 2, 5.0)
+    assert time.monotonic() - t0 < report.SETTLE_DELAY / 2
