@@ -9,7 +9,6 @@ Prints the median, least and greatest thread CPU time of 30 passes (after 10 unm
 from __future__ import annotations
 
 import cProfile
-import json
 import pstats
 import sys
 import tempfile
@@ -17,28 +16,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+# run as `python benchmarks/pass_bench.py`: the repo root on sys.path, so the test helpers import as
+# they do under pytest (bench.py does the same)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from nodeagent.agent import identity
 from nodeagent.fleet import serve
 from nodeagent.fleet import view as fleet
-from nodeagent.k8s import manifests, model
+from nodeagent.k8s import manifests as k8s_manifests
+from nodeagent.k8s import model
+from tests.support import manifests
 
 
 def daemonset(image: str) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "DaemonSet",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "web"}},
-                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "c", "image": image}]},
-                },
-            },
-        }
-    )
+    ds = manifests.daemonset("web", image=image, pull_policy=None, command=None, grace=None)
+    return manifests.to_yaml(manifests.rolling(ds, "10%"))
 
 
 def report(node: str, revision: str, t: float) -> dict[str, Any]:
@@ -74,7 +66,7 @@ def main() -> int:
         """The node reports the revision serve hands it, as its agent would."""
         got = srv.node_bundle(node)
         assert got is not None
-        docs = manifests.load_text(got[0], "bundle").documents
+        docs = k8s_manifests.load_text(got[0], "bundle").documents
         ds = next(d.obj for d in docs if isinstance(d.obj, model.DaemonSet))
         now = time.time()
         doc = report(node, identity.spec_hash(ds.spec.template), now)

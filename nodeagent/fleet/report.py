@@ -284,13 +284,11 @@ class Reporter:
             return self._latest is not None and worth_posting(self._latest, self._sent, self.serve_judges)
 
         def settled() -> bool:
-            return self._stopping or not self._settling or self._stopping_or_urgent()
+            return not self._settling or self._stopping_or_urgent()
 
         while True:
             with self._cond:
                 self._cond.wait_for(due, timeout=self._interval)
-                if self._stopping:
-                    return
                 # a pass that started work: its successor's report, when it comes soon, tells what it did
                 self._cond.wait_for(settled, timeout=SETTLE_DELAY)
                 if self._stopping:

@@ -224,7 +224,7 @@ class Server:
                 changes = self.fleet.changes
             cpu = time.thread_time()
             reports = self._controller_reports(latest)
-            cutoff = now - self.fleet.grace  # Fleet.ready, without two calls per node and pass
+            cutoff = self.fleet.ready_after(now)  # Fleet.ready, without two calls per node and pass
             self.controller.sync(b.raw_objects, reports, lambda r: latest[r.name].received_at >= cutoff)
             metrics.ROLLOUT_PASS_CPU_SECONDS.observe(time.thread_time() - cpu)
             if b.raw_objects is not self._min_ready_of:  # a new bundle: its DaemonSets' minReadySeconds

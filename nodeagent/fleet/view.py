@@ -478,7 +478,12 @@ class Fleet:
         return gone
 
     def ready(self, r: NodeReport, now: float) -> bool:
-        return now - r.received_at <= self.grace
+        return r.received_at >= self.ready_after(now)
+
+    def ready_after(self, now: float) -> float:
+        """The oldest arrival of a report that still makes its node Ready at `now` (`ready`); a pass over
+        every node compares with it instead of calling `ready` for each."""
+        return now - self.grace
 
     def nodes_json(self, now: float) -> list[dict[str, Any]]:
         out = []
